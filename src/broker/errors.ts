@@ -1,0 +1,153 @@
+import { formatDuration } from "../config/duration.js";
+
+/**
+ * Domain errors with stable codes. Adapters map them to chat replies or SQLSTATEs; their messages
+ * are written to be shown to the person who caused them, and never contain a secret.
+ */
+export abstract class BrokerError extends Error {
+  abstract readonly code: `broker_${string}`;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class UnknownTarget extends BrokerError {
+  readonly code = "broker_unknown_target";
+  constructor(
+    readonly target: string,
+    readonly known: string[],
+  ) {
+    super(`unknown target "${target}"; targets: ${known.length > 0 ? known.join(", ") : "(none configured)"}`);
+  }
+}
+
+export class InvalidDuration extends BrokerError {
+  readonly code = "broker_invalid_duration";
+  constructor(readonly text: string) {
+    super(`"${text}" is not a duration like 30m, 2h, 1d`);
+  }
+}
+
+export class DurationTooLong extends BrokerError {
+  readonly code = "broker_duration_too_long";
+  constructor(
+    readonly target: string,
+    readonly requestedMs: number,
+    readonly maxMs: number,
+    what = "access",
+  ) {
+    super(`${formatDuration(requestedMs)} of ${what} to ${target} is over the maximum of ${formatDuration(maxMs)}`);
+  }
+}
+
+export class ReasonRequired extends BrokerError {
+  readonly code = "broker_reason_required";
+  constructor() {
+    super("a reason is required");
+  }
+}
+
+export class ReasonRejected extends BrokerError {
+  readonly code = "broker_reason_rejected";
+  constructor(
+    readonly target: string,
+    readonly pattern: string,
+  ) {
+    super(`the reason for ${target} must match ${pattern} (for example a ticket id)`);
+  }
+}
+
+export class RequestNotFound extends BrokerError {
+  readonly code = "broker_request_not_found";
+  constructor(readonly requestId: string) {
+    super(`no request ${requestId}`);
+  }
+}
+
+export class RequestNotPending extends BrokerError {
+  readonly code = "broker_request_not_pending";
+  constructor(
+    readonly requestId: string,
+    readonly state: string,
+    readonly decidedBy: string[],
+  ) {
+    super(`request ${requestId} is already ${state}${decidedBy.length > 0 ? ` by ${decidedBy.join(", ")}` : ""}`);
+  }
+}
+
+export class NotAnApprover extends BrokerError {
+  readonly code = "broker_not_an_approver";
+  constructor(readonly target: string) {
+    super(`you are not an approver of ${target}`);
+  }
+}
+
+export class SelfApproval extends BrokerError {
+  readonly code = "broker_self_approval";
+  constructor() {
+    super("you cannot approve your own request");
+  }
+}
+
+export class AlreadyDecided extends BrokerError {
+  readonly code = "broker_already_decided";
+  constructor(
+    readonly requestId: string,
+    readonly verdict: string,
+  ) {
+    super(`you have already ${verdict === "approve" ? "approved" : "denied"} request ${requestId}`);
+  }
+}
+
+export class GrantNotFound extends BrokerError {
+  readonly code = "broker_grant_not_found";
+  constructor(readonly grantId: string) {
+    super(`no grant ${grantId}`);
+  }
+}
+
+export class GrantNotActive extends BrokerError {
+  readonly code = "broker_grant_not_active";
+  constructor(
+    readonly grantId: string,
+    readonly state: string,
+  ) {
+    super(`grant ${grantId} is ${state}`);
+  }
+}
+
+export class GrantExpired extends BrokerError {
+  readonly code = "broker_grant_expired";
+  constructor(readonly grantId: string) {
+    super(`grant ${grantId} has expired`);
+  }
+}
+
+export class GrantAlreadyLive extends BrokerError {
+  readonly code = "broker_grant_already_live";
+  constructor(
+    readonly target: string,
+    readonly grantId: string,
+  ) {
+    super(`you already have live access to ${target} (grant ${grantId}); extend it instead`);
+  }
+}
+
+export class NotAllowed extends BrokerError {
+  readonly code = "broker_not_allowed";
+}
+
+export class InvalidCredential extends BrokerError {
+  readonly code = "broker_invalid_credential";
+  constructor() {
+    super("wrong or expired credential");
+  }
+}
+
+export class NoLiveGrant extends BrokerError {
+  readonly code = "broker_no_live_grant";
+  constructor(readonly target: string) {
+    super(`no live access grant for ${target}; request one with: /access request ${target} <duration> <reason>`);
+  }
+}

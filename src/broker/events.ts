@@ -1,0 +1,107 @@
+import { EventEmitter } from "node:events";
+
+/** Snapshots carried by events: plain JSON (times as ISO strings) so they cross Redis unchanged. */
+export interface RequestSnapshot {
+  id: string;
+  kind: "access" | "extension";
+  target: string;
+  requesterId: string;
+  requesterName: string;
+  durationMs: number;
+  reason: string;
+  state: string;
+  approvalsRequired: number;
+  grantId: string | null;
+  origin: string;
+  createdAt: string;
+  timeoutAt: string;
+}
+
+export interface GrantSnapshot {
+  id: string;
+  requestId: string;
+  personId: string;
+  target: string;
+  state: string;
+  startsAt: string;
+  expiresAt: string;
+  endedAt: string | null;
+}
+
+export interface DecisionSnapshot {
+  id: string;
+  approverId: string;
+  approverName: string;
+  verdict: "approve" | "deny";
+  reason: string | null;
+  at: string;
+}
+
+/**
+ * The broker's domain events. None carries a secret: the connection line goes back to the caller of
+ * `decide`, never onto a bus.
+ */
+export interface BrokerEvents {
+  "request.created": { request: RequestSnapshot };
+  "request.decided": { request: RequestSnapshot; decision: DecisionSnapshot; approvals: number; required: number };
+  "request.denied": { request: RequestSnapshot; decision: DecisionSnapshot };
+  "request.expired": { request: RequestSnapshot };
+  "grant.issued": { grant: GrantSnapshot; request: RequestSnapshot; approvers: string[] };
+  "grant.extended": { grant: GrantSnapshot; previousExpiresAt: string; byId: string; byName: string };
+  "grant.revoked": { grant: GrantSnapshot; byId: string; byName: string; reason: string | null };
+  "grant.expired": { grant: GrantSnapshot };
+}
+
+export type BrokerEventName = keyof BrokerEvents;
+export type BrokerEvent = { [K in BrokerEventName]: { name: K; payload: BrokerEvents[K] } }[BrokerEventName];
+export type Listener<K extends BrokerEventName> = (payload: BrokerEvents[K]) => void | Promise<void>;
+
+export const brokerEventNames: readonly BrokerEventName[] = [
+  "request.created",
+  "request.decided",
+  "request.denied",
+  "request.expired",
+  "grant.issued",
+  "grant.extended",
+  "grant.revoked",
+  "grant.expired",
+];
+
+/**
+ * A typed emitter. A listener that throws or rejects is reported through `onListenerError` and
+ * never breaks the broker operation that emitted the event (its change is already committed).
+ */
+export class TypedEvents {
+  readonly #emitter = new EventEmitter({ captureRejections: false });
+  readonly #any = new Set<(event: BrokerEvent) => void | Promise<void>>();
+
+  constructor(private readonly onListenerError: (error: unknown, event: BrokerEventName) => void = () => {}) {
+    this.#emitter.setMaxListeners(0);
+  }
+
+  on<K extends BrokerEventName>(name: K, listener: Listener<K>): () => void {
+    const wrapped = (payload: BrokerEvents[K]) => this.#call(name, () => listener(payload));
+    this.#emitter.on(name, wrapped);
+    return () => this.#emitter.off(name, wrapped);
+  }
+
+  onAny(listener: (event: BrokerEvent) => void | Promise<void>): () => void {
+    this.#any.add(listener);
+    return () => this.#any.delete(listener);
+  }
+
+  emit<K extends BrokerEventName>(name: K, payload: BrokerEvents[K]): void {
+    this.#emitter.emit(name, payload);
+    const event = { name, payload } as BrokerEvent;
+    for (const listener of this.#any) this.#call(name, () => listener(event));
+  }
+
+  #call(name: BrokerEventName, run: () => void | Promise<void>): void {
+    try {
+      const result = run();
+      if (result instanceof Promise) result.catch((error: unknown) => this.onListenerError(error, name));
+    } catch (error) {
+      this.onListenerError(error, name);
+    }
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * Where the broker asks for something to happen later. The broker does not know the implementation
+ * (BullMQ in `jobs/`); it calls these after its change has committed. A call that fails is repaired
+ * by the reconciler, and the proxies check `expiresAt` themselves, so a lost job never extends access.
+ */
+export interface Scheduler {
+  /** Creates or moves the grant's expiry job to fire at `at`. */
+  scheduleGrantExpiry(grantId: string, at: Date): Promise<void>;
+  cancelGrantExpiry(grantId: string): Promise<void>;
+  scheduleRequestTimeout(requestId: string, at: Date): Promise<void>;
+  cancelRequestTimeout(requestId: string): Promise<void>;
+}
+
+export const noScheduler: Scheduler = {
+  async scheduleGrantExpiry() {},
+  async cancelGrantExpiry() {},
+  async scheduleRequestTimeout() {},
+  async cancelRequestTimeout() {},
+};

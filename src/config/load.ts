@@ -1,0 +1,81 @@
+import { readFileSync } from "node:fs";
+import { parseDocument } from "yaml";
+import type { z } from "zod";
+import { configSchema, type Config } from "./schema.js";
+import { formatPath, substituteEnv } from "./env.js";
+
+export class ConfigError extends Error {
+  readonly code = "config_invalid";
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`${source}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+function describe(issue: z.core.$ZodIssue, unset: Map<string, string>): string[] {
+  const path = formatPath(issue.path);
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key (not part of the configuration)`);
+  }
+  if (issue.code === "invalid_type" && issue.input === undefined) {
+    const variable = unset.get(path);
+    return [`${path}: is required${variable ? ` (environment variable ${variable} is not set)` : ""}`];
+  }
+  if (issue.code === "invalid_union" && issue.errors.length > 0 && "discriminator" in issue === false) {
+    // A mask rule or similar union: name the shapes that would have been accepted.
+    return [`${path}: ${issue.message}`];
+  }
+  const received =
+    issue.input === undefined || typeof issue.input === "object" ? "" : ` (got ${JSON.stringify(issue.input)})`;
+  const message = issue.message.startsWith('"') ? issue.message : `${issue.message}${received}`;
+  return [`${path}: ${message}`];
+}
+
+/** Parses and validates configuration text; every mistake is reported at once. */
+export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const document = parseDocument(text, { prettyErrors: true });
+  if (document.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      document.errors.slice(0, 1).map((error) => `YAML: ${error.message.split("\n")[0]}`),
+    );
+  }
+  const raw = document.toJS() ?? {};
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(source, ["(root): expected a mapping of settings"]);
+  }
+  const substituted = substituteEnv(raw, env);
+  const result = configSchema.safeParse(substituted.value);
+  const problems = [...substituted.errors];
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(...describe(issue, substituted.unset));
+  }
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return result.data!;
+}
+
+export const DEFAULT_CONFIG_PATH = "./jitgate.yaml";
+
+/**
+ * Reads `JITGATE_CONFIG` (default ./jitgate.yaml). A missing default file means "embedded
+ * defaults"; a missing file that was named explicitly is an error.
+ */
+export function loadConfig(
+  path: string | undefined = process.env.JITGATE_CONFIG,
+  env: NodeJS.ProcessEnv = process.env,
+): { config: Config; source: string } {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" && path === undefined) {
+      return { config: parseConfig("{}", "embedded defaults", env), source: "embedded defaults" };
+    }
+    throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  return { config: parseConfig(text, file, env), source: file };
+}

@@ -1,0 +1,212 @@
+import { z } from "zod";
+import { CronExpressionParser } from "cron-parser";
+import { parseDuration } from "./duration.js";
+
+/** `30m`, `2h`, `1d` → milliseconds; the message names what was wrong. */
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is not a duration like 30m, 2h, 1d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, {
+  message: "expected host:port, like 0.0.0.0:3000",
+});
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, {
+  message: "expected host or host:port, like db-gw.example.com:15432",
+});
+
+const nonEmpty = z.string().min(1, { message: "must not be empty" });
+
+const regexText = z.string().refine(
+  (text) => {
+    try {
+      new RegExp(text);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "is not a valid regular expression" },
+);
+
+const timezone = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "is not an IANA time zone like UTC or Europe/Berlin" },
+);
+
+const cron = z.string().refine(
+  (expression) => {
+    try {
+      CronExpressionParser.parse(expression);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'is not a cron expression like "0 9 * * *"' },
+);
+
+const url = (protocols: string[], example: string) =>
+  z.string().refine(
+    (text) => {
+      try {
+        return protocols.includes(new URL(text).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `is not a URL like ${example}` },
+  );
+
+/** Chat user ids (U0LEAD42, 29:1…) or emails. */
+const approver = nonEmpty;
+
+const commandRules = z.strictObject({
+  block: z.array(nonEmpty).default([]),
+  review: z.array(nonEmpty).default([]),
+});
+
+const maskRule = z.union([
+  z.strictObject({ column: nonEmpty }),
+  z.strictObject({ detect: z.enum(["email", "credit-card", "iban", "phone"]) }),
+], { error: "expected { column: <name> } or { detect: email | credit-card | iban | phone }" });
+
+const targetName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, { message: "expected lower-case letters, digits, '.', '_' or '-' (at most 63)" });
+
+const targetCommon = {
+  name: targetName,
+  approvers: z.array(approver).min(1, { message: "needs at least one approver" }),
+  approvals: z.number().int().min(1).optional(),
+  maxDuration: duration.optional(),
+  reasonPattern: regexText.optional(),
+};
+
+const postgresTarget = z.strictObject({
+  ...targetCommon,
+  kind: z.literal("postgres"),
+  upstream: url(["postgres:", "postgresql:"], "postgres://user:password@host:5432/db"),
+  commands: commandRules.prefault({}),
+  mask: z.array(maskRule).default([]),
+});
+
+const sshTarget = z.strictObject({
+  ...targetCommon,
+  kind: z.literal("ssh"),
+  upstream: url(["ssh:"], "ssh://deploy@10.0.0.6:22"),
+  privateKeyFile: nonEmpty,
+  hostKey: z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+/, {
+    message: 'expected a pinned host key like "ssh-ed25519 AAAA…"',
+  }),
+  commands: commandRules.prefault({}),
+  allowPortForwarding: z.boolean().default(false),
+  allowAgentForwarding: z.boolean().default(false),
+});
+
+const target = z.discriminatedUnion("kind", [postgresTarget, sshTarget], {
+  error: 'kind must be "postgres" or "ssh"',
+});
+
+export const configSchema = z
+  .strictObject({
+    http: z.strictObject({ listen: listenAddress.default("0.0.0.0:3000") }).prefault({}),
+    dataDir: nonEmpty.default("./data"),
+    database: url(["postgres:", "postgresql:"], "postgres://user@host:5432/jitgate").optional(),
+    redis: url(["redis:", "rediss:", "unix:"], "redis://127.0.0.1:6379").optional(),
+    /** Prefix of every Redis key and channel, so several deployments (or test files) share a server. */
+    redisPrefix: nonEmpty.default("jitgate"),
+    log: z
+      .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .prefault({}),
+    slack: z
+      .strictObject({
+        botToken: nonEmpty,
+        /** Required in HTTP mode; Socket Mode (appToken set) does not sign requests. */
+        signingSecret: nonEmpty.optional(),
+        appToken: nonEmpty.optional(),
+        apiUrl: url(["http:", "https:"], "https://slack.com/api/").optional(),
+        command: z.string().regex(/^\/[a-z0-9_-]+$/, { message: "expected a slash command like /access" }).default("/access"),
+        approvalChannel: nonEmpty,
+        digestChannel: nonEmpty.optional(),
+      })
+      .optional(),
+    teams: z
+      .strictObject({
+        appId: nonEmpty.optional(),
+        appPassword: nonEmpty.optional(),
+        tenantId: nonEmpty.optional(),
+        serviceUrl: url(["http:", "https:"], "https://smba.trafficmanager.net/teams/").default(
+          "https://smba.trafficmanager.net/teams/",
+        ),
+        approvalConversation: nonEmpty,
+      })
+      .optional(),
+    proxy: z
+      .strictObject({
+        postgres: z
+          .strictObject({
+            listen: listenAddress.default("0.0.0.0:15432"),
+            publicAddress: hostPort.optional(),
+            tls: z.strictObject({ cert: nonEmpty, key: nonEmpty }).optional(),
+            maxMessageSize: z.number().int().min(1024).default(64 * 1024 * 1024),
+          })
+          .optional(),
+        ssh: z
+          .strictObject({
+            listen: listenAddress.default("0.0.0.0:2222"),
+            publicAddress: hostPort.optional(),
+            hostKeyFile: nonEmpty.default("./data/ssh_host_ed25519_key"),
+          })
+          .optional(),
+      })
+      .prefault({}),
+    defaults: z
+      .strictObject({
+        maxDuration: duration.prefault("8h"),
+        approvals: z.number().int().min(1).default(1),
+        requestTtl: duration.prefault("1h"),
+        reviewTimeout: duration.prefault("10m"),
+        reminderBefore: duration.prefault("10m"),
+      })
+      .prefault({}),
+    digest: z
+      .strictObject({ cron: cron.default("0 9 * * *"), timezone: timezone.default("UTC") })
+      .prefault({}),
+    targets: z.array(target).default([]),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>();
+    config.targets.forEach((t, index) => {
+      const first = seen.get(t.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["targets", index, "name"],
+          message: `"${t.name}" is already the name of targets[${first}]`,
+        });
+      } else seen.set(t.name, index);
+    });
+    if (config.slack && config.slack.appToken === undefined && config.slack.signingSecret === undefined) {
+      ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });
+    }
+  });
+
+/** The only configuration type in the code: what the schema yields. */
+export type Config = z.output<typeof configSchema>;
+export type TargetConfig = Config["targets"][number];
+export type PostgresTargetConfig = Extract<TargetConfig, { kind: "postgres" }>;
+export type SshTargetConfig = Extract<TargetConfig, { kind: "ssh" }>;
+export type PolicyDefaults = Config["defaults"];

@@ -1,0 +1,241 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const at = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+/** A person, known by email and by any number of chat identities. */
+export const people = pgTable("people", {
+  id: text("id").primaryKey(),
+  email: text("email").unique(),
+  displayName: text("display_name").notNull(),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+export const chatIdentities = pgTable(
+  "chat_identities",
+  {
+    platform: text("platform", { enum: ["slack", "teams", "console", "oidc"] }).notNull(),
+    externalId: text("external_id").notNull(),
+    personId: text("person_id")
+      .notNull()
+      .references(() => people.id),
+    email: text("email"),
+    displayName: text("display_name"),
+    updatedAt: at("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.platform, t.externalId] }), index("chat_identities_person_idx").on(t.personId)],
+);
+
+/** Targets as last synced from the configuration; history keeps referring to removed ones. */
+export const targets = pgTable("targets", {
+  name: text("name").primaryKey(),
+  kind: text("kind", { enum: ["postgres", "ssh"] }).notNull(),
+  approvers: jsonb("approvers").$type<string[]>().notNull(),
+  approvals: integer("approvals").notNull(),
+  maxDurationMs: bigint("max_duration_ms", { mode: "number" }).notNull(),
+  active: boolean("active").notNull().default(true),
+  syncedAt: at("synced_at").notNull().defaultNow(),
+});
+
+export const requestStates = ["pending", "approved", "denied", "expired", "cancelled"] as const;
+export type RequestState = (typeof requestStates)[number];
+
+export const accessRequests = pgTable(
+  "access_requests",
+  {
+    id: text("id").primaryKey(),
+    /** `access` asks for a new grant; `extension` asks for more time on `grantId`. */
+    kind: text("kind", { enum: ["access", "extension"] }).notNull().default("access"),
+    target: text("target")
+      .notNull()
+      .references(() => targets.name),
+    requesterId: text("requester_id")
+      .notNull()
+      .references(() => people.id),
+    durationMs: bigint("duration_ms", { mode: "number" }).notNull(),
+    reason: text("reason").notNull(),
+    state: text("state", { enum: requestStates }).notNull().default("pending"),
+    approvalsRequired: integer("approvals_required").notNull(),
+    grantId: text("grant_id"),
+    /** Where the request was made, so its events are rendered back there. */
+    origin: text("origin").notNull().default("api"),
+    createdAt: at("created_at").notNull(),
+    timeoutAt: at("timeout_at").notNull(),
+    decidedAt: at("decided_at"),
+  },
+  (t) => [
+    index("access_requests_state_idx").on(t.state, t.timeoutAt),
+    index("access_requests_requester_idx").on(t.requesterId, t.state),
+  ],
+);
+
+export const decisions = pgTable(
+  "decisions",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id")
+      .notNull()
+      .references(() => accessRequests.id),
+    approverId: text("approver_id")
+      .notNull()
+      .references(() => people.id),
+    verdict: text("verdict", { enum: ["approve", "deny"] }).notNull(),
+    reason: text("reason"),
+    createdAt: at("created_at").notNull(),
+  },
+  // One decision per person per request: a double click cannot count twice towards the quorum.
+  (t) => [uniqueIndex("decisions_one_per_person").on(t.requestId, t.approverId)],
+);
+
+export const grantStates = ["active", "expired", "revoked"] as const;
+export type GrantState = (typeof grantStates)[number];
+
+export const grants = pgTable(
+  "grants",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id")
+      .notNull()
+      .references(() => accessRequests.id),
+    personId: text("person_id")
+      .notNull()
+      .references(() => people.id),
+    target: text("target")
+      .notNull()
+      .references(() => targets.name),
+    state: text("state", { enum: grantStates }).notNull().default("active"),
+    startsAt: at("starts_at").notNull(),
+    expiresAt: at("expires_at").notNull(),
+    endedAt: at("ended_at"),
+    endedBy: text("ended_by"),
+  },
+  (t) => [
+    // At most one live grant per person and target: the proxy's login resolves to exactly one.
+    uniqueIndex("grants_one_live_per_person_target")
+      .on(t.personId, t.target)
+      .where(sql`state = 'active'`),
+    index("grants_state_expires_idx").on(t.state, t.expiresAt),
+  ],
+);
+
+/**
+ * The grant's secret, kept only as a SCRAM-SHA-256 verifier (RFC 5802 / RFC 7677): the proxy can run
+ * a SCRAM exchange and check a password without the secret ever being stored. Deleted when the
+ * grant ends.
+ */
+export const grantCredentials = pgTable(
+  "grant_credentials",
+  {
+    grantId: text("grant_id")
+      .primaryKey()
+      .references(() => grants.id),
+    login: text("login").notNull(),
+    target: text("target").notNull(),
+    salt: text("salt").notNull(),
+    iterations: integer("iterations").notNull(),
+    storedKey: text("stored_key").notNull(),
+    serverKey: text("server_key").notNull(),
+    createdAt: at("created_at").notNull(),
+  },
+  (t) => [index("grant_credentials_login_idx").on(t.login, t.target)],
+);
+
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: text("id").primaryKey(),
+    grantId: text("grant_id")
+      .notNull()
+      .references(() => grants.id),
+    target: text("target").notNull(),
+    personId: text("person_id")
+      .notNull()
+      .references(() => people.id),
+    protocol: text("protocol", { enum: ["postgres", "ssh"] }).notNull(),
+    clientAddress: text("client_address"),
+    startedAt: at("started_at").notNull(),
+    endedAt: at("ended_at"),
+    summary: jsonb("summary").$type<Record<string, unknown>>(),
+    recording: jsonb("recording").$type<unknown>(),
+  },
+  (t) => [index("sessions_grant_idx").on(t.grantId)],
+);
+
+export const heldStatements = pgTable(
+  "held_statements",
+  {
+    id: text("id").primaryKey(),
+    sessionId: text("session_id")
+      .notNull()
+      .references(() => sessions.id),
+    grantId: text("grant_id")
+      .notNull()
+      .references(() => grants.id),
+    text: text("text").notNull(),
+    rule: text("rule").notNull(),
+    state: text("state", { enum: ["held", "approved", "denied", "timed_out"] }).notNull().default("held"),
+    decidedBy: text("decided_by"),
+    createdAt: at("created_at").notNull(),
+    decidedAt: at("decided_at"),
+  },
+  (t) => [index("held_statements_session_idx").on(t.sessionId)],
+);
+
+/** Where a request's messages live in chat, so any replica can update or reply after a restart. */
+export const chatMessages = pgTable(
+  "chat_messages",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id")
+      .notNull()
+      .references(() => accessRequests.id),
+    platform: text("platform").notNull(),
+    channel: text("channel").notNull(),
+    messageId: text("message_id").notNull(),
+    threadId: text("thread_id"),
+    role: text("role", { enum: ["root", "reply", "dm", "card"] }).notNull(),
+    createdAt: at("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("chat_messages_platform_message").on(t.platform, t.channel, t.messageId),
+    index("chat_messages_request_idx").on(t.requestId, t.role),
+  ],
+);
+
+/**
+ * Append-only, hash-chained audit log: `hash = sha256(prevHash ‖ canonical(row))`. UPDATE, DELETE and
+ * TRUNCATE are refused by triggers (migrations/0001_audit_append_only.sql).
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey(),
+    at: at("at").notNull(),
+    kind: text("kind").notNull(),
+    actorId: text("actor_id"),
+    target: text("target"),
+    requestId: text("request_id"),
+    grantId: text("grant_id"),
+    sessionId: text("session_id"),
+    data: jsonb("data").$type<Record<string, unknown>>().notNull(),
+    prevHash: text("prev_hash").notNull(),
+    hash: text("hash").notNull(),
+  },
+  (t) => [
+    index("audit_events_at_idx").on(t.at),
+    index("audit_events_actor_idx").on(t.actorId, t.at),
+    index("audit_events_target_idx").on(t.target, t.at),
+    index("audit_events_request_idx").on(t.requestId),
+  ],
+);
