@@ -28,7 +28,7 @@ const ask = (target = "orders-db", duration = "1h", reason = "INC-1 stuck orders
   broker.request(who ?? dev, { target, duration, reason });
 
 describe("requests", () => {
-  it.each([
+  it.each<[string, { target?: string; duration?: string; reason?: string }, string, RegExp]>([
     ["unknown target", { target: "nope-db" }, "broker_unknown_target", /targets: orders-db, payments-db, web-1/],
     ["duration over the target maximum", { duration: "5h" }, "broker_duration_too_long", /maximum of 4h/],
     ["unparseable duration", { duration: "9x" }, "broker_invalid_duration", /not a duration/],

@@ -1,0 +1,97 @@
+import { Queue, type ConnectionOptions } from "bullmq";
+import type { Scheduler } from "../broker/scheduler.js";
+
+export const GRANT_EXPIRY = "grant-expiry";
+export const REQUEST_TIMEOUT = "request-timeout";
+
+export interface GrantExpiryData {
+  grantId: string;
+}
+export interface RequestTimeoutData {
+  requestId: string;
+}
+
+/** Jobs are retried a few times on infrastructure errors; a domain "nothing to do" never retries. */
+const RETRIES = { attempts: 8, backoff: { type: "exponential" as const, delay: 1_000 } };
+// Completed jobs leave: the job id (the domain id) is then free for a later reschedule.
+const CLEANUP = { removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } };
+
+/**
+ * The broker's `Scheduler` on BullMQ. The job id is the domain id (grant or request id), so
+ * scheduling the same thing twice makes one job, and moving it is moving that job.
+ */
+export class BullmqScheduler implements Scheduler {
+  readonly grantExpiry: Queue<GrantExpiryData>;
+  readonly requestTimeout: Queue<RequestTimeoutData>;
+  #closed = false;
+
+  constructor(
+    connection: ConnectionOptions,
+    prefix: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.grantExpiry = new Queue(GRANT_EXPIRY, { connection, prefix });
+    this.requestTimeout = new Queue(REQUEST_TIMEOUT, { connection, prefix });
+  }
+
+  scheduleGrantExpiry(grantId: string, at: Date): Promise<void> {
+    return this.#schedule(this.grantExpiry, grantId, { grantId }, at);
+  }
+
+  cancelGrantExpiry(grantId: string): Promise<void> {
+    return this.#cancel(this.grantExpiry, grantId);
+  }
+
+  scheduleRequestTimeout(requestId: string, at: Date): Promise<void> {
+    return this.#schedule(this.requestTimeout, requestId, { requestId }, at);
+  }
+
+  cancelRequestTimeout(requestId: string): Promise<void> {
+    return this.#cancel(this.requestTimeout, requestId);
+  }
+
+  /** Creates the job if it is missing; leaves an existing one alone (the reconciler's use). */
+  async ensure(kind: "grant" | "request", id: string, at: Date): Promise<boolean> {
+    const queue: Queue = kind === "grant" ? this.grantExpiry : this.requestTimeout;
+    if (await queue.getJob(id)) return false;
+    const data = kind === "grant" ? { grantId: id } : { requestId: id };
+    await queue.add(queue.name, data, { jobId: id, delay: this.#delay(at), ...RETRIES, ...CLEANUP });
+    return true;
+  }
+
+  async #schedule<T>(queue: Queue<T>, id: string, data: T, at: Date): Promise<void> {
+    const delay = this.#delay(at);
+    const existing = await queue.getJob(id);
+    if (existing) {
+      const state = await existing.getState();
+      if (state === "delayed") {
+        await existing.changeDelay(delay);
+        return;
+      }
+      // A job that is running or about to run re-reads the domain state and moves itself if not due.
+      if (state === "active" || state === "waiting" || state === "prioritized") return;
+      await existing.remove();
+    }
+    // BullMQ's Queue<T> generics resolve the job name type strictly; the name is the queue's own.
+    await (queue as Queue).add(queue.name, data, { jobId: id, delay, ...RETRIES, ...CLEANUP });
+  }
+
+  async #cancel(queue: Queue, id: string): Promise<void> {
+    const job = await queue.getJob(id);
+    if (!job) return;
+    const state = await job.getState();
+    if (state !== "active") await job.remove();
+  }
+
+  #delay(at: Date): number {
+    return Math.max(0, at.getTime() - this.now());
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const results = await Promise.allSettled([this.grantExpiry.close(), this.requestTimeout.close()]);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+}

@@ -1,0 +1,68 @@
+import type { Broker } from "../broker/index.js";
+import type { BullmqScheduler } from "./queues.js";
+
+export interface ReconcileReport {
+  grantsExpired: number;
+  expiryJobsRestored: number;
+  requestsExpired: number;
+  timeoutJobsRestored: number;
+}
+
+/**
+ * Makes Redis agree with the database, which is the truth: overdue grants and requests are ended
+ * now, and live ones whose job is missing (Redis restarted empty, a crash between commit and
+ * schedule) get it back. It runs at start-up and every minute on every replica; it is not itself a
+ * Redis job, because it has to work precisely when Redis has lost its jobs.
+ */
+export class Reconciler {
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<ReconcileReport> | undefined;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly scheduler: BullmqScheduler,
+    private readonly onError: (error: unknown) => void = () => {},
+  ) {}
+
+  async reconcile(): Promise<ReconcileReport> {
+    // One pass at a time in this process; concurrent passes on other replicas are harmless.
+    this.#running ??= this.#pass().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #pass(): Promise<ReconcileReport> {
+    const report: ReconcileReport = { grantsExpired: 0, expiryJobsRestored: 0, requestsExpired: 0, timeoutJobsRestored: 0 };
+    const now = this.broker.clock.now().getTime();
+    for (const grant of await this.broker.activeGrants()) {
+      if (grant.expiresAt.getTime() <= now) {
+        if ((await this.broker.expire(grant.id)).kind === "expired") report.grantsExpired += 1;
+      } else if (await this.scheduler.ensure("grant", grant.id, grant.expiresAt)) {
+        report.expiryJobsRestored += 1;
+      }
+    }
+    for (const request of await this.broker.pendingRequests()) {
+      if (request.timeoutAt.getTime() <= now) {
+        if (await this.broker.expireRequest(request.id)) report.requestsExpired += 1;
+      } else if (await this.scheduler.ensure("request", request.id, request.timeoutAt)) {
+        report.timeoutJobsRestored += 1;
+      }
+    }
+    return report;
+  }
+
+  start(intervalMs = 60_000): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      this.reconcile().catch(this.onError);
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running?.catch(() => {});
+  }
+}

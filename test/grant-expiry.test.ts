@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { GrantSnapshot, Person } from "../src/broker/index.js";
+import type { Storage } from "../src/db/client.js";
+import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { testPostgresStorage, testPrefix } from "./support/databases.js";
+import { brokerConfig } from "./support/fixtures.js";
+import { nextEvent, startReplica, type Replica } from "./support/jobs.js";
+
+// Its own Redis database: this file runs FLUSHDB, which must not touch other files' keys.
+const REDIS_URL = `${process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/7`;
+const config = brokerConfig();
+config.defaults.requestTtl = 2_000;
+
+let storage: Storage;
+let replica: Replica;
+let dev: Person, lead: Person, other: Person;
+const prefix = testPrefix("expiry");
+
+beforeAll(async () => {
+  storage = await testPostgresStorage("expiry");
+  replica = await startReplica({ storage, config, redisUrl: REDIS_URL, prefix });
+  const { broker } = replica;
+  dev = await broker.identify({ platform: "slack", externalId: "U1", email: "dev@example.com", displayName: "Dev" });
+  lead = await broker.identify({ platform: "slack", externalId: "U2", email: "lead@example.com", displayName: "Lead" });
+  other = await broker.identify({ platform: "slack", externalId: "U3", email: "other@example.com", displayName: "Other" });
+});
+
+afterAll(async () => {
+  await replica?.close();
+  const redis = connectRedis(REDIS_URL);
+  await redis.flushdb();
+  await closeRedis(redis);
+  await storage?.close();
+});
+
+async function grantFor(person: Person, target: string, duration: string) {
+  const request = await replica.broker.request(person, { target, duration, reason: "INC-1 test" });
+  const { grant } = await replica.broker.decide(lead, { requestId: request.id, verdict: "approve" });
+  return grant!;
+}
+
+const expiredEvent = (grantId: string, timeoutMs = 10_000) =>
+  nextEvent<{ grant: GrantSnapshot }>((l) => replica.cluster.events.on("grant.expired", l), (p) => p.grant.id === grantId, timeoutMs);
+
+describe("grant expiry", () => {
+  it("a 2-second grant is expired by its job within 1 s of expiresAt, and every replica hears it", async () => {
+    const grant = await grantFor(dev, "orders-db", "2s");
+    const { payload, at } = await expiredEvent(grant.id);
+    const lateness = at - grant.expiresAt.getTime();
+    expect(lateness).toBeGreaterThanOrEqual(0);
+    expect(lateness).toBeLessThan(1_000);
+    expect(payload.grant.state).toBe("expired");
+    expect((await replica.broker.getGrant(grant.id)).state).toBe("expired");
+  });
+
+  it("extend moves the job; revoke removes it", async () => {
+    const grant = await grantFor(dev, "web-1", "2s");
+    const extended = await replica.broker.extend(lead, { grantId: grant.id, duration: "2s" });
+    expect(extended.kind).toBe("extended");
+    const { at } = await expiredEvent(grant.id);
+    expect(at - grant.expiresAt.getTime()).toBeGreaterThanOrEqual(2_000);
+    expect(at - (grant.expiresAt.getTime() + 2_000)).toBeLessThan(1_000);
+
+    const revoked = await grantFor(other, "web-1", "1h");
+    expect(await replica.scheduler.grantExpiry.getJob(revoked.id)).toBeDefined();
+    await replica.broker.revoke(other, { grantId: revoked.id });
+    expect(await replica.scheduler.grantExpiry.getJob(revoked.id)).toBeUndefined();
+  });
+
+  it("a pending request times out after requestTtl", async () => {
+    const request = await replica.broker.request(other, { target: "orders-db", duration: "1h", reason: "INC-2 no answer" });
+    const { payload } = await nextEvent<{ request: { id: string; state: string } }>(
+      (l) => replica.cluster.events.on("request.expired", l),
+      (p) => p.request.id === request.id,
+    );
+    expect(payload.request.state).toBe("expired");
+  });
+
+  it("after FLUSHDB the reconciliation restores expiry, and expires what is overdue", async () => {
+    const live = await grantFor(other, "orders-db", "3s");
+    const overdue = await grantFor(dev, "web-1", "1s");
+    // Redis loses everything: the jobs of both grants are gone.
+    await replica.workers.close();
+    const redis = connectRedis(REDIS_URL);
+    await redis.flushdb();
+    await closeRedis(redis);
+    expect(await replica.scheduler.grantExpiry.getJob(live.id)).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+
+    const restarted = await startReplica({ storage, config, redisUrl: REDIS_URL, prefix });
+    try {
+      const liveExpired = nextEvent<{ grant: GrantSnapshot }>(
+        (l) => restarted.cluster.events.on("grant.expired", l),
+        (p) => p.grant.id === live.id,
+      );
+      const report = await restarted.reconciler.reconcile();
+      expect(report.grantsExpired).toBe(1);
+      expect(report.expiryJobsRestored).toBe(1);
+      expect((await restarted.broker.getGrant(overdue.id)).state).toBe("expired");
+      expect(await restarted.scheduler.grantExpiry.getJob(live.id)).toBeDefined();
+      const { at } = await liveExpired;
+      expect(at - live.expiresAt.getTime()).toBeLessThan(1_000);
+      // A second pass finds nothing to do.
+      expect(await restarted.reconciler.reconcile()).toEqual({
+        grantsExpired: 0,
+        expiryJobsRestored: 0,
+        requestsExpired: 0,
+        timeoutJobsRestored: 0,
+      });
+    } finally {
+      await restarted.close();
+    }
+  });
+});
