@@ -1,0 +1,135 @@
+import type { Queue } from "bullmq";
+import { and, eq, gt, isNull, sql } from "drizzle-orm";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { Database } from "../db/client.js";
+import { accessRequests, grants, sessions } from "../db/schema.js";
+import { sendJson, type HttpServer } from "./server.js";
+
+export interface Check {
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface OperationsOptions {
+  db: Database;
+  /** What must answer for the gateway to be ready: database and Redis. */
+  checks: Check[];
+  queues: Queue[];
+  now?: () => Date;
+  checkTimeoutMs?: number;
+}
+
+async function withTimeout(run: () => Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      run(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The Prometheus registry; gauges are read from the database and the queues at scrape time. */
+export function createMetrics(options: OperationsOptions): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "jitgate_process_" });
+  const now = options.now ?? (() => new Date());
+  new Gauge({
+    name: "jitgate_requests",
+    help: "Access requests by state",
+    labelNames: ["state"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await options.db
+        .select({ state: accessRequests.state, count: sql<number>`count(*)::int` })
+        .from(accessRequests)
+        .groupBy(accessRequests.state);
+      for (const row of rows) this.set({ state: row.state }, row.count);
+    },
+  });
+  new Gauge({
+    name: "jitgate_live_grants",
+    help: "Grants that are active and not past their expiry",
+    registers: [registry],
+    async collect() {
+      const [row] = await options.db
+        .select({ count: sql<number>`count(*)::int` })
+        .from(grants)
+        .where(and(eq(grants.state, "active"), gt(grants.expiresAt, now())));
+      this.set(row?.count ?? 0);
+    },
+  });
+  new Gauge({
+    name: "jitgate_live_sessions",
+    help: "Proxy sessions open now",
+    registers: [registry],
+    async collect() {
+      const [row] = await options.db.select({ count: sql<number>`count(*)::int` }).from(sessions).where(isNull(sessions.endedAt));
+      this.set(row?.count ?? 0);
+    },
+  });
+  new Gauge({
+    name: "jitgate_queue_lag_seconds",
+    help: "How long the oldest job that is due has been waiting for a worker",
+    labelNames: ["queue"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const queue of options.queues) {
+        const [oldest] = await queue.getJobs(["waiting"], 0, 0, true);
+        const due = oldest ? oldest.timestamp + (oldest.delay ?? 0) : undefined;
+        this.set({ queue: queue.name }, due === undefined ? 0 : Math.max(0, (Date.now() - due) / 1000));
+      }
+    },
+  });
+  new Gauge({
+    name: "jitgate_queue_jobs",
+    help: "Jobs by queue and state",
+    labelNames: ["queue", "state"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const queue of options.queues) {
+        const counts = await queue.getJobCounts("waiting", "active", "delayed", "failed");
+        for (const [state, count] of Object.entries(counts)) this.set({ queue: queue.name, state }, count);
+      }
+    },
+  });
+  return registry;
+}
+
+/** `/healthz` (the process answers), `/readyz` (database and Redis answer), `/metrics`. */
+export function mountOperations(server: HttpServer, options: OperationsOptions): Registry {
+  const registry = createMetrics(options);
+  const timeout = options.checkTimeoutMs ?? 2_000;
+  server.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
+  server.route("GET", "/readyz", async (_req, res) => {
+    const results = await Promise.all(
+      options.checks.map(async ({ name, check }) => {
+        try {
+          await withTimeout(check, timeout);
+          return [name, "ok"] as const;
+        } catch (error) {
+          return [name, `unreachable: ${(error as Error).message}`] as const;
+        }
+      }),
+    );
+    const ready = results.every(([, status]) => status === "ok");
+    sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks: Object.fromEntries(results) });
+  });
+  server.route("GET", "/metrics", async (_req, res) => {
+    try {
+      const body = await registry.metrics();
+      res.writeHead(200, { "content-type": registry.contentType });
+      res.end(body);
+    } catch (error) {
+      sendJson(res, 503, { error: `metrics unavailable: ${(error as Error).message}` });
+    }
+  });
+  return registry;
+}

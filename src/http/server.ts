@@ -1,0 +1,70 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+/**
+ * The gateway's one HTTP listener: health, readiness and metrics here; chat adapters mount their
+ * receivers (`/slack/events`, `/api/messages`) on it with `route`.
+ */
+export class HttpServer {
+  readonly #routes = new Map<string, Handler>();
+  readonly #server: Server;
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly onError: (error: unknown, path: string) => void = () => {}) {
+    this.#server = createServer((req, res) => this.#dispatch(req, res));
+    this.#server.keepAliveTimeout = 5_000;
+  }
+
+  route(method: string, path: string, handler: Handler): void {
+    this.#routes.set(`${method.toUpperCase()} ${path}`, handler);
+  }
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? "/", "http://gateway").pathname;
+    const handler = this.#routes.get(`${req.method} ${path}`);
+    if (!handler) {
+      const allowed = [...this.#routes.keys()].filter((key) => key.endsWith(` ${path}`));
+      sendJson(res, allowed.length > 0 ? 405 : 404, { error: allowed.length > 0 ? "method not allowed" : "not found" });
+      return;
+    }
+    try {
+      await handler(req, res);
+    } catch (error) {
+      this.onError(error, path);
+      if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+      else res.end();
+    }
+  }
+
+  async listen(address: string): Promise<AddressInfo> {
+    const separator = address.lastIndexOf(":");
+    const host = address.slice(0, separator).replace(/^\[|\]$/g, "");
+    const port = Number(address.slice(separator + 1));
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    return this.#server.address() as AddressInfo;
+  }
+
+  /** Stops accepting, lets requests in flight finish, then resolves. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      if (!this.#server.listening) return resolve();
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+    });
+    return this.#closing;
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,159 @@
+import type { AddressInfo } from "node:net";
+import { Broker, systemClock, type Clock } from "./broker/index.js";
+import { ClusterEvents } from "./bus/cluster-events.js";
+import type { Config } from "./config/schema.js";
+import { openStorage, type Storage } from "./db/client.js";
+import { mountOperations } from "./http/operations.js";
+import { HttpServer } from "./http/server.js";
+import { ExpiryWorkers } from "./jobs/expiry.workers.js";
+import { BullmqScheduler } from "./jobs/queues.js";
+import { Reconciler } from "./jobs/reconciler.js";
+import { closeRedis, connectRedis, pingRedis } from "./jobs/redis.js";
+import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
+import type { Logger } from "./logger.js";
+
+export interface GatewayOptions {
+  config: Config;
+  logger: Logger;
+  clock?: Clock;
+  /** Overrides `config.http.listen` (tests use 127.0.0.1:0). */
+  httpListen?: string;
+  reconcileIntervalMs?: number;
+}
+
+export interface Gateway {
+  readonly config: Config;
+  readonly storage: Storage;
+  readonly broker: Broker;
+  /** Domain events from every replica; what chat adapters and proxies listen to. */
+  readonly cluster: ClusterEvents;
+  readonly scheduler: BullmqScheduler;
+  readonly reconciler: Reconciler;
+  readonly http: HttpServer;
+  readonly httpAddress: AddressInfo;
+  readonly redis: ResolvedRedis;
+  close(): Promise<void>;
+}
+
+/** Runs `step`, logging a failure instead of stopping, so one stuck part never keeps the others open. */
+async function step(logger: Logger, name: string, run: () => Promise<void> | void, failures: unknown[]): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    failures.push(error);
+    logger.error({ err: error, step: name }, "shutdown step failed");
+  }
+}
+
+/**
+ * The composition root: config → storage → Redis → broker → jobs → HTTP. Each later part (chat
+ * adapters, proxies) is started here too, and stopped in the reverse order by `close()`.
+ */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const cleanups: { name: string; run: () => Promise<void> | void }[] = [];
+  const failStart = async (error: unknown) => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup.run).catch(() => {});
+    throw error;
+  };
+
+  try {
+    const storage = await openStorage({ url: config.database, dataDir: config.dataDir });
+    cleanups.push({ name: "database", run: () => storage.close() });
+    await storage.migrate();
+
+    const redis = await resolveRedis(config.redis ?? process.env.REDIS_URL, config.dataDir);
+    cleanups.push({ name: "private redis-server", run: () => redis.stop() });
+    const connection = connectRedis(redis.url);
+    const publisher = connectRedis(redis.url);
+    const subscriber = connectRedis(redis.url);
+    for (const client of [connection, publisher, subscriber]) {
+      client.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
+    }
+    cleanups.push({
+      name: "redis connections",
+      run: async () => {
+        await Promise.all([closeRedis(connection), closeRedis(publisher), closeRedis(subscriber)]);
+      },
+    });
+
+    const onBackgroundError = (error: unknown, what: string) => logger.error({ err: error, what }, "background task failed");
+    const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime());
+    cleanups.push({ name: "queues", run: () => scheduler.close() });
+    const broker = new Broker({ db: storage.db, config, clock, scheduler, onBackgroundError });
+    await broker.syncTargets();
+
+    const cluster = new ClusterEvents(publisher, subscriber, config.redisPrefix, onBackgroundError);
+    await cluster.start(broker.events);
+    cleanups.push({ name: "cluster events", run: () => cluster.stop() });
+
+    const workers = new ExpiryWorkers({ broker, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    cleanups.push({ name: "workers", run: () => workers.close() });
+    const reconciler = new Reconciler(broker, scheduler, (error) => onBackgroundError(error, "reconcile"));
+    cleanups.push({ name: "reconciler", run: () => reconciler.stop() });
+    const report = await reconciler.reconcile();
+    if (report.grantsExpired + report.expiryJobsRestored + report.requestsExpired + report.timeoutJobsRestored > 0) {
+      logger.info({ report }, "reconciled grants and requests with the database");
+    }
+    reconciler.start(options.reconcileIntervalMs);
+
+    const http = new HttpServer((error, path) => logger.error({ err: error, path }, "HTTP handler failed"));
+    mountOperations(http, {
+      db: storage.db,
+      checks: [
+        { name: "database", check: () => storage.ping() },
+        { name: "redis", check: () => pingRedis(connection) },
+      ],
+      queues: [scheduler.grantExpiry, scheduler.requestTimeout],
+      now: () => clock.now(),
+    });
+    const httpAddress = await http.listen(options.httpListen ?? config.http.listen);
+    // Chat receivers live on the HTTP listener: it stops first.
+    cleanups.push({ name: "http", run: () => http.close() });
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      storage,
+      broker,
+      cluster,
+      scheduler,
+      reconciler,
+      http,
+      httpAddress,
+      redis,
+      close() {
+        // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
+        closing ??= (async () => {
+          const failures: unknown[] = [];
+          for (const cleanup of [...cleanups].reverse()) await step(logger, cleanup.name, cleanup.run, failures);
+          if (failures.length > 0) throw new AggregateError(failures, `${failures.length} shutdown step(s) failed`);
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    return failStart(error);
+  }
+}
+
+/** What the operator sees at start-up: what listens where, and what is not configured yet. */
+export function startupBanner(gateway: Gateway, source: string): string {
+  const { config } = gateway;
+  const http = gateway.httpAddress;
+  const host = http.family === "IPv6" ? `[${http.address}]` : http.address;
+  const lines = [
+    `jitgate is running (configuration: ${source})`,
+    `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics)`,
+    `  storage     ${gateway.storage.kind === "pglite" ? `embedded PGlite in ${gateway.storage.location}` : `PostgreSQL ${gateway.storage.location}`}`,
+    `  redis       ${gateway.redis.source === "embedded" ? `private redis-server at ${gateway.redis.url}` : gateway.redis.url.replace(/\/\/[^@]*@/, "//***@")}`,
+    `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
+  ];
+  const missing: string[] = [];
+  if (!config.slack && !config.teams) missing.push("no chat platform (slack: or teams:) is configured");
+  if (!config.database) missing.push("database: not set, using embedded PGlite (set DATABASE_URL for several replicas)");
+  if (!config.proxy.postgres && !config.proxy.ssh) missing.push("no proxy (proxy.postgres / proxy.ssh) is configured");
+  if (missing.length > 0) lines.push("  not configured:", ...missing.map((m) => `    - ${m}`));
+  return lines.join("\n");
+}
