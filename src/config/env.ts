@@ -11,6 +11,8 @@ export interface SubstitutionResult {
   value: unknown;
   /** path (as printed in errors) → the variable that was unset there */
   unset: Map<string, string>;
+  /** paths (as printed in errors) whose value came from the environment: never echoed in errors */
+  fromEnv: Set<string>;
   errors: string[];
 }
 
@@ -25,6 +27,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 
 export function substituteEnv(tree: unknown, env: NodeJS.ProcessEnv): SubstitutionResult {
   const unset = new Map<string, string>();
+  const fromEnv = new Set<string>();
   const errors: string[] = [];
 
   const walk = (node: unknown, path: (string | number)[]): unknown => {
@@ -37,9 +40,11 @@ export function substituteEnv(tree: unknown, env: NodeJS.ProcessEnv): Substituti
           unset.set(formatPath(path), name);
           return undefined;
         }
+        fromEnv.add(formatPath(path));
         return value;
       }
       return node.replace(REFERENCE, (_match, name: string) => {
+        fromEnv.add(formatPath(path));
         const value = env[name];
         if (value === undefined) {
           errors.push(`${formatPath(path)}: environment variable ${name} is not set`);
@@ -60,5 +65,5 @@ export function substituteEnv(tree: unknown, env: NodeJS.ProcessEnv): Substituti
     return node;
   };
 
-  return { value: walk(tree, []), unset, errors };
+  return { value: walk(tree, []), unset, fromEnv, errors };
 }

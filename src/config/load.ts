@@ -15,7 +15,7 @@ export class ConfigError extends Error {
   }
 }
 
-function describe(issue: z.core.$ZodIssue, unset: Map<string, string>): string[] {
+function describe(issue: z.core.$ZodIssue, unset: Map<string, string>, fromEnv: Set<string>): string[] {
   const path = formatPath(issue.path);
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key (not part of the configuration)`);
@@ -28,8 +28,11 @@ function describe(issue: z.core.$ZodIssue, unset: Map<string, string>): string[]
     // A mask rule or similar union: name the shapes that would have been accepted.
     return [`${path}: ${issue.message}`];
   }
+  // Values that came from the environment are usually secrets: never echo them.
   const received =
-    issue.input === undefined || typeof issue.input === "object" ? "" : ` (got ${JSON.stringify(issue.input)})`;
+    issue.input === undefined || typeof issue.input === "object" || fromEnv.has(path)
+      ? ""
+      : ` (got ${JSON.stringify(issue.input)})`;
   const message = issue.message.startsWith('"') ? issue.message : `${issue.message}${received}`;
   return [`${path}: ${message}`];
 }
@@ -40,7 +43,8 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   if (document.errors.length > 0) {
     throw new ConfigError(
       source,
-      document.errors.slice(0, 1).map((error) => `YAML: ${error.message.split("\n")[0]}`),
+      // prettyErrors puts a code excerpt after "at line L, column C:"; keep the one line.
+      document.errors.slice(0, 1).map((error) => `YAML: ${error.message.split("\n")[0]!.replace(/:\s*$/, "")}`),
     );
   }
   const raw = document.toJS() ?? {};
@@ -48,10 +52,11 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
     throw new ConfigError(source, ["(root): expected a mapping of settings"]);
   }
   const substituted = substituteEnv(raw, env);
-  const result = configSchema.safeParse(substituted.value);
+  // reportInput: an issue carries the offending value, which tells "missing" from "wrong type".
+  const result = configSchema.safeParse(substituted.value, { reportInput: true });
   const problems = [...substituted.errors];
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(...describe(issue, substituted.unset));
+    for (const issue of result.error.issues) problems.push(...describe(issue, substituted.unset, substituted.fromEnv));
   }
   if (problems.length > 0) throw new ConfigError(source, problems);
   return result.data!;

@@ -12,13 +12,23 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 
-const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, {
-  message: "expected host:port, like 0.0.0.0:3000",
-});
+/** A `:port` suffix, if any, must be a TCP port (the regexes only check for 1–5 digits). */
+const portInRange = (text: string) => {
+  const port = /:(\d{1,5})$/.exec(text);
+  return port === null || Number(port[1]) <= 65535;
+};
 
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, {
-  message: "expected host or host:port, like db-gw.example.com:15432",
-});
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, { message: "expected host:port, like 0.0.0.0:3000" })
+  .refine(portInRange, { message: "port must be at most 65535" });
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s/]+)(:\d{1,5})?$/, {
+    message: "expected host or host:port, like db-gw.example.com:15432",
+  })
+  .refine(portInRange, { message: "port must be at most 65535" });
 
 const nonEmpty = z.string().min(1, { message: "must not be empty" });
 
@@ -48,6 +58,11 @@ const timezone = z.string().refine(
 
 const cron = z.string().refine(
   (expression) => {
+    // cron-parser accepts "" (every minute) and fills missing leading fields ("0 9 * *" runs every
+    // minute of the 9th): demand the 5 fields (6 with seconds) or an @-macro such as @daily.
+    const text = expression.trim();
+    const fields = text.split(/\s+/).length;
+    if (!text.startsWith("@") && (fields < 5 || fields > 6)) return false;
     try {
       CronExpressionParser.parse(expression);
       return true;
@@ -187,22 +202,31 @@ export const configSchema = z
       .prefault({}),
     targets: z.array(target).default([]),
   })
-  .superRefine((config, ctx) => {
-    const seen = new Map<string, number>();
-    config.targets.forEach((t, index) => {
-      const first = seen.get(t.name);
-      if (first !== undefined) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["targets", index, "name"],
-          message: `"${t.name}" is already the name of targets[${first}]`,
-        });
-      } else seen.set(t.name, index);
-    });
-    if (config.slack && config.slack.appToken === undefined && config.slack.signingSecret === undefined) {
-      ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });
-    }
-  });
+  .superRefine(
+    (config, ctx) => {
+      // Runs even when other settings are wrong (see `when`), so `config` may be partly invalid.
+      const targets: unknown[] = Array.isArray(config.targets) ? config.targets : [];
+      const seen = new Map<string, number>();
+      targets.forEach((t, index) => {
+        const name = (t as { name?: unknown } | null)?.name;
+        if (typeof name !== "string") return;
+        const first = seen.get(name);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["targets", index, "name"],
+            message: `"${name}" is already the name of targets[${first}]`,
+          });
+        } else seen.set(name, index);
+      });
+      const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
+      if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
+        ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });
+      }
+    },
+    // Report these together with every other mistake, not only once the rest is valid.
+    { when: (payload) => typeof payload.value === "object" && payload.value !== null },
+  );
 
 /** The only configuration type in the code: what the schema yields. */
 export type Config = z.output<typeof configSchema>;
