@@ -19,6 +19,8 @@ export interface GatewayOptions {
   /** Overrides `config.http.listen` (tests use 127.0.0.1:0). */
   httpListen?: string;
   reconcileIntervalMs?: number;
+  /** Where to look for a local Redis when none is configured (tests point it at a closed port). */
+  localRedisUrl?: string;
 }
 
 export interface Gateway {
@@ -35,13 +37,31 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Runs `step`, logging a failure instead of stopping, so one stuck part never keeps the others open. */
-async function step(logger: Logger, name: string, run: () => Promise<void> | void, failures: unknown[]): Promise<void> {
+/**
+ * Runs one shutdown step with a deadline, logging a failure instead of stopping, so one stuck part
+ * never keeps the others open.
+ */
+async function step(
+  logger: Logger,
+  name: string,
+  run: () => Promise<void> | void,
+  failures: unknown[],
+  deadlineMs = 15_000,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await run();
+    await Promise.race([
+      Promise.resolve().then(run),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${name} did not close within ${deadlineMs} ms`)), deadlineMs);
+        timer.unref();
+      }),
+    ]);
   } catch (error) {
     failures.push(error);
     logger.error({ err: error, step: name }, "shutdown step failed");
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -63,13 +83,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     cleanups.push({ name: "database", run: () => storage.close() });
     await storage.migrate();
 
-    const redis = await resolveRedis(config.redis ?? process.env.REDIS_URL, config.dataDir);
+    const redis = await resolveRedis(
+      config.redis ?? process.env.REDIS_URL,
+      config.dataDir,
+      options.localRedisUrl ? { localUrl: options.localRedisUrl } : {},
+    );
     cleanups.push({ name: "private redis-server", run: () => redis.stop() });
     const connection = connectRedis(redis.url);
     const publisher = connectRedis(redis.url);
     const subscriber = connectRedis(redis.url);
+    // ioredis retries forever and reports every attempt; one line per outage is what an operator wants.
+    let lastRedisWarning = 0;
     for (const client of [connection, publisher, subscriber]) {
-      client.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
+      client.on("error", (error) => {
+        if (Date.now() - lastRedisWarning < 30_000) return;
+        lastRedisWarning = Date.now();
+        logger.warn({ err: error }, "Redis is unreachable; retrying (jobs and cluster events wait)");
+      });
     }
     cleanups.push({
       name: "redis connections",
@@ -78,7 +108,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
     });
 
-    const onBackgroundError = (error: unknown, what: string) => logger.error({ err: error, what }, "background task failed");
+    const onBackgroundError = (error: unknown, what: string) => {
+      if (connection.status !== "ready" && lastRedisWarning > 0) return; // already reported as an outage
+      logger.error({ err: error, what }, "background task failed");
+    };
     const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime());
     cleanups.push({ name: "queues", run: () => scheduler.close() });
     const broker = new Broker({ db: storage.db, config, clock, scheduler, onBackgroundError });

@@ -16,9 +16,12 @@ export interface ExpiryWorkersOptions {
  */
 export class ExpiryWorkers {
   readonly #workers: Worker[];
+  readonly #connectionDown: () => boolean;
   #closed = false;
 
   constructor(options: ExpiryWorkersOptions) {
+    const client = options.connection as { status?: unknown };
+    this.#connectionDown = () => typeof client.status === "string" && client.status !== "ready";
     const { broker, connection, prefix } = options;
     const expiry = new Worker<GrantExpiryData>(
       GRANT_EXPIRY,
@@ -68,11 +71,17 @@ export class ExpiryWorkers {
     await Promise.all(this.#workers.map((w) => w.waitUntilReady()));
   }
 
-  /** Lets running jobs finish. Safe to call twice; goes on when one worker fails to close. */
+  /**
+   * Lets running jobs finish, or closes by force when Redis is unreachable (a polite close would wait
+   * for it forever; a job cut short is retried elsewhere). Safe to call twice; goes on when one
+   * worker fails to close.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const results = await Promise.allSettled(this.#workers.map((w) => w.close()));
+    // BullMQ's close() is decided once: with Redis gone, only a forced close can finish.
+    const force = this.#connectionDown();
+    const results = await Promise.allSettled(this.#workers.map((worker) => worker.close(force)));
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
   }

@@ -48,7 +48,12 @@ export class RedisUnavailable extends Error {
  * private `redis-server` child on a unix socket under the data directory, with its data kept there;
  * else a one-line error naming what to install.
  */
-export async function resolveRedis(configured: string | undefined, dataDir: string): Promise<ResolvedRedis> {
+export async function resolveRedis(
+  configured: string | undefined,
+  dataDir: string,
+  options: { localUrl?: string } = {},
+): Promise<ResolvedRedis> {
+  const localUrl = options.localUrl ?? LOCAL_REDIS;
   const none = async () => {};
   if (configured) {
     if (!(await answers(configured, 3_000))) {
@@ -56,7 +61,7 @@ export async function resolveRedis(configured: string | undefined, dataDir: stri
     }
     return { url: configured, source: "configured", stop: none };
   }
-  if (await answers(LOCAL_REDIS, 500)) return { url: LOCAL_REDIS, source: "local", stop: none };
+  if (await answers(localUrl, 500)) return { url: localUrl, source: "local", stop: none };
 
   const binary = onPath("redis-server");
   if (!binary) {

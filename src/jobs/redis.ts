@@ -32,6 +32,11 @@ export async function pingRedis(redis: Redis, timeoutMs = 2_000): Promise<void> 
 /** Closes a connection, politely if it can and at once if it cannot. Safe to call twice. */
 export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === "end") return;
+  // QUIT would wait in the offline queue for a server that is not there.
+  if (redis.status !== "ready") {
+    redis.disconnect();
+    return;
+  }
   try {
     await redis.quit();
   } catch {
