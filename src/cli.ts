@@ -58,30 +58,34 @@ export function buildCli(): Command {
     .action(async () => {
       const { config, source } = configOrExit(program.opts().config);
       const logger = createLogger(config.log.level);
-      let gateway;
-      try {
-        gateway = await startGateway({ config, logger });
-      } catch (error) {
-        process.stderr.write(`jitgate could not start: ${(error as Error).message}\n`);
-        logger.debug({ err: error }, "start-up failed");
-        process.exit(1);
-      }
-      process.stdout.write(`${startupBanner(gateway, source)}\n`);
+      // Signals are handled from the first moment: a SIGTERM during start-up also shuts down cleanly.
+      let starting: ReturnType<typeof startGateway> | undefined;
       let signals = 0;
       const shutdown = (signal: string) => {
         signals += 1;
         if (signals > 1) process.exit(1);
         logger.info({ signal }, "shutting down");
-        gateway.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ err: error }, "shutdown incomplete");
-            process.exit(1);
-          },
-        );
+        (starting ?? Promise.reject(new Error("not started")))
+          .then((gateway) => gateway.close())
+          .then(
+            () => process.exit(0),
+            (error: unknown) => {
+              logger.error({ err: error }, "shutdown incomplete");
+              process.exit(1);
+            },
+          );
       };
       process.on("SIGTERM", () => shutdown("SIGTERM"));
       process.on("SIGINT", () => shutdown("SIGINT"));
+      starting = startGateway({ config, logger });
+      try {
+        const gateway = await starting;
+        process.stdout.write(`${startupBanner(gateway, source)}\n`);
+      } catch (error) {
+        process.stderr.write(`jitgate could not start: ${(error as Error).message}\n`);
+        logger.debug({ err: error }, "start-up failed");
+        process.exit(1);
+      }
     });
 
   program
