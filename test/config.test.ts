@@ -316,6 +316,18 @@ targets:
       {},
       ["targets[0].mask[0]: expected { column: <name> } or { detect: email | credit-card | iban | phone }"],
     ],
+    [
+      "quorum larger than the approver list",
+      `targets:\n${valid.pg}    approvals: 2\n`,
+      {},
+      ["targets[0].approvals: a quorum of 2 can never be met by 1 approver"],
+    ],
+    [
+      "default quorum larger than a target's approver list",
+      `defaults: { approvals: 3 }\ntargets:\n${valid.ssh}`,
+      {},
+      ["targets[0].approvers: a quorum of 3 can never be met by 1 approver"],
+    ],
     ["bad duration", "defaults: { requestTtl: 1w }\n", {}, ['defaults.requestTtl: "1w" is not a duration like 30m, 2h, 1d']],
     ["zero duration", "defaults: { reviewTimeout: 0m }\n", {}, ['defaults.reviewTimeout: "0m" is not a duration like 30m, 2h, 1d']],
     ["duration as a number", "defaults: { maxDuration: 5 }\n", {}, ["defaults.maxDuration: Invalid input: expected string, received number (got 5)"]],

@@ -218,6 +218,17 @@ export const configSchema = z
             message: `"${name}" is already the name of targets[${first}]`,
           });
         } else seen.set(name, index);
+        // A quorum larger than the approver list can never be met: every request would time out.
+        const target = t as { approvals?: unknown; approvers?: unknown };
+        const defaults = config.defaults as { approvals?: unknown } | undefined;
+        const quorum = typeof target.approvals === "number" ? target.approvals : defaults?.approvals;
+        if (Array.isArray(target.approvers) && target.approvers.length > 0 && typeof quorum === "number" && quorum > target.approvers.length) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["targets", index, typeof target.approvals === "number" ? "approvals" : "approvers"],
+            message: `a quorum of ${quorum} can never be met by ${target.approvers.length} approver${target.approvers.length === 1 ? "" : "s"}`,
+          });
+        }
       });
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
       if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
