@@ -172,6 +172,35 @@ export const sessions = pgTable(
   (t) => [index("sessions_grant_idx").on(t.grantId)],
 );
 
+/**
+ * A PostgreSQL session's statement timeline. The row is written before the statement reaches the
+ * target (the proxy refuses a statement it cannot record); the outcome columns are filled in after.
+ */
+export const sessionStatements = pgTable(
+  "session_statements",
+  {
+    sessionId: text("session_id")
+      .notNull()
+      .references(() => sessions.id),
+    seq: integer("seq").notNull(),
+    /** `simple` (Query), `extended` (Parse/Bind/Execute), `copy` */
+    protocol: text("protocol").notNull(),
+    kind: text("kind").notNull(),
+    text: text("text").notNull(),
+    /** Bind parameters, with values redacted where masking rules would hide them. */
+    parameters: jsonb("parameters").$type<(string | null)[]>(),
+    verdict: text("verdict", { enum: ["allow", "review", "block"] }).notNull(),
+    rule: text("rule"),
+    heldId: text("held_id"),
+    startedAt: at("started_at").notNull(),
+    durationMs: integer("duration_ms"),
+    rows: integer("rows"),
+    commandTag: text("command_tag"),
+    error: text("error"),
+  },
+  (t) => [primaryKey({ columns: [t.sessionId, t.seq] })],
+);
+
 export const heldStatements = pgTable(
   "held_statements",
   {
