@@ -51,6 +51,7 @@ export type Person = typeof people.$inferSelect;
 export type AccessRequest = typeof accessRequests.$inferSelect;
 export type Grant = typeof grants.$inferSelect;
 export type Decision = typeof decisions.$inferSelect;
+export type ScramVerifierRow = typeof grantCredentials.$inferSelect;
 
 /** How a chat platform (or the CLI, or OIDC) names a person. */
 export interface IdentityRef {
@@ -118,6 +119,34 @@ export class Broker {
 
   get db(): Database {
     return this.#db;
+  }
+
+  /** How long a held statement waits for a decision. */
+  get reviewTimeoutMs(): number {
+    return this.#config.defaults.reviewTimeout;
+  }
+
+  /** The target's configuration as written (proxies need upstream, rules, masking). */
+  targetConfig(name: string): Config["targets"][number] {
+    const target = this.#config.targets.find((t) => t.name === name);
+    if (!target) throw new UnknownTarget(name, [...this.#policies.keys()]);
+    return target;
+  }
+
+  /**
+   * The live grant and credential verifier behind a proxy login, for a SCRAM exchange. Throws
+   * NoLiveGrant when there is none.
+   */
+  async liveCredential(login: string, target: string): Promise<{ grant: Grant; verifier: ScramVerifierRow }> {
+    const now = this.clock.now();
+    const rows = await this.#db
+      .select({ grant: grants, credential: grantCredentials })
+      .from(grantCredentials)
+      .innerJoin(grants, eq(grants.id, grantCredentials.grantId))
+      .where(and(eq(grantCredentials.login, login), eq(grantCredentials.target, target), eq(grants.state, "active"), gt(grants.expiresAt, now)));
+    const [row] = rows;
+    if (!row) throw new NoLiveGrant(target);
+    return { grant: row.grant, verifier: row.credential };
   }
 
   /** Mirrors the configured targets into the database (history keeps referring to removed ones). */

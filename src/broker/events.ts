@@ -37,6 +37,52 @@ export interface DecisionSnapshot {
   at: string;
 }
 
+export interface SessionSnapshot {
+  id: string;
+  grantId: string;
+  requestId: string;
+  target: string;
+  personId: string;
+  personName: string;
+  protocol: "postgres" | "ssh";
+  clientAddress: string | null;
+  startedAt: string;
+  endedAt: string | null;
+}
+
+/** What a session did, as DESIGN.md path 5 lists it. */
+export interface SessionSummary {
+  durationMs: number;
+  /** statements (PostgreSQL) or commands (SSH) by kind: select, insert, ddl, … */
+  statementsByKind: Record<string, number>;
+  rowsReturned: number;
+  rowsAffected: number;
+  valuesMasked: number;
+  blocked: number;
+  held: number;
+  approved: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Why the session ended: client, expired, revoked, error, shutdown */
+  endReason: string;
+  recordingId: string;
+}
+
+export interface HeldSnapshot {
+  id: string;
+  sessionId: string;
+  grantId: string;
+  requestId: string;
+  target: string;
+  personId: string;
+  personName: string;
+  text: string;
+  rule: string;
+  state: string;
+  createdAt: string;
+  timeoutAt: string;
+}
+
 /**
  * The broker's domain events. None carries a secret: the connection line goes back to the caller of
  * `decide`, never onto a bus.
@@ -50,6 +96,11 @@ export interface BrokerEvents {
   "grant.extended": { grant: GrantSnapshot; previousExpiresAt: string; byId: string; byName: string };
   "grant.revoked": { grant: GrantSnapshot; byId: string; byName: string; reason: string | null };
   "grant.expired": { grant: GrantSnapshot };
+  "session.opened": { session: SessionSnapshot };
+  "session.closed": { session: SessionSnapshot; summary: SessionSummary };
+  "statement.blocked": { session: SessionSnapshot; text: string; rule: string };
+  "statement.held": { held: HeldSnapshot };
+  "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
 }
 
 export type BrokerEventName = keyof BrokerEvents;
@@ -65,6 +116,11 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "grant.extended",
   "grant.revoked",
   "grant.expired",
+  "session.opened",
+  "session.closed",
+  "statement.blocked",
+  "statement.held",
+  "statement.decided",
 ];
 
 /**

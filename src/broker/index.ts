@@ -6,3 +6,5 @@ export * from "./scheduler.js";
 export * from "./policy.js";
 export * from "./audit.js";
 export * from "./credentials.js";
+export * from "./sessions.js";
+export * from "./statement-log.js";

@@ -1,0 +1,231 @@
+import { and, eq, isNull } from "drizzle-orm";
+import type { Database } from "../db/client.js";
+import { grants, heldStatements, people, sessions } from "../db/schema.js";
+import { appendAudit } from "./audit.js";
+import type { Broker, Person } from "./broker.js";
+import { GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval } from "./errors.js";
+import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js";
+import { newId } from "./ids.js";
+
+export type SessionRow = typeof sessions.$inferSelect;
+export type HeldRow = typeof heldStatements.$inferSelect;
+
+const iso = (date: Date) => date.toISOString();
+
+/**
+ * Proxy sessions and the statements they hold for approval: opened and closed with audit events,
+ * held statements decided once (by an approver of the target who is not the session's owner) from
+ * any replica. The proxies call this; it knows no sockets.
+ */
+export class SessionBroker {
+  readonly #names = new Map<string, string>();
+
+  constructor(private readonly broker: Broker) {}
+
+  get #db(): Database {
+    return this.broker.db;
+  }
+
+  async #personName(personId: string): Promise<string> {
+    let name = this.#names.get(personId);
+    if (!name) {
+      name = (await this.broker.person(personId))?.displayName ?? personId;
+      this.#names.set(personId, name);
+    }
+    return name;
+  }
+
+  async snapshot(session: SessionRow): Promise<SessionSnapshot> {
+    const [grant] = await this.#db.select({ requestId: grants.requestId }).from(grants).where(eq(grants.id, session.grantId));
+    return {
+      id: session.id,
+      grantId: session.grantId,
+      requestId: grant?.requestId ?? "",
+      target: session.target,
+      personId: session.personId,
+      personName: await this.#personName(session.personId),
+      protocol: session.protocol,
+      clientAddress: session.clientAddress,
+      startedAt: iso(session.startedAt),
+      endedAt: session.endedAt ? iso(session.endedAt) : null,
+    };
+  }
+
+  /** Opens a session under a grant that must still be live; its audit event commits with it. */
+  async open(input: { grantId: string; protocol: "postgres" | "ssh"; clientAddress: string | null }): Promise<{ session: SessionRow; snapshot: SessionSnapshot }> {
+    const now = this.broker.clock.now();
+    const session = await this.#db.transaction(async (tx) => {
+      const [grant] = await tx.select().from(grants).where(eq(grants.id, input.grantId));
+      if (!grant) throw new GrantNotFound(input.grantId);
+      if (grant.state !== "active" || grant.expiresAt.getTime() <= now.getTime()) throw new NoLiveGrant(grant.target);
+      const [row] = await tx
+        .insert(sessions)
+        .values({
+          id: newId("ses"),
+          grantId: grant.id,
+          target: grant.target,
+          personId: grant.personId,
+          protocol: input.protocol,
+          clientAddress: input.clientAddress,
+          startedAt: now,
+        })
+        .returning();
+      await appendAudit(tx, now, {
+        kind: "session.opened",
+        actorId: grant.personId,
+        target: grant.target,
+        requestId: grant.requestId,
+        grantId: grant.id,
+        sessionId: row!.id,
+        data: { protocol: input.protocol, clientAddress: input.clientAddress },
+      });
+      return row!;
+    });
+    const snapshot = await this.snapshot(session);
+    this.broker.events.emit("session.opened", { session: snapshot });
+    return { session, snapshot };
+  }
+
+  /** Closes a session once; held statements still waiting end as timed out. */
+  async close(sessionId: string, summary: SessionSummary, recording?: unknown): Promise<SessionRow | undefined> {
+    const now = this.broker.clock.now();
+    const session = await this.#db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(sessions)
+        .set({ endedAt: now, summary: summary as unknown as Record<string, unknown>, ...(recording === undefined ? {} : { recording }) })
+        .where(and(eq(sessions.id, sessionId), isNull(sessions.endedAt)))
+        .returning();
+      if (!row) return undefined;
+      await tx
+        .update(heldStatements)
+        .set({ state: "timed_out", decidedAt: now })
+        .where(and(eq(heldStatements.sessionId, sessionId), eq(heldStatements.state, "held")));
+      const [grant] = await tx.select({ requestId: grants.requestId }).from(grants).where(eq(grants.id, row.grantId));
+      await appendAudit(tx, now, {
+        kind: "session.closed",
+        actorId: row.personId,
+        target: row.target,
+        requestId: grant?.requestId ?? null,
+        grantId: row.grantId,
+        sessionId: row.id,
+        data: { ...summary },
+      });
+      return row;
+    });
+    if (session) this.broker.events.emit("session.closed", { session: await this.snapshot(session), summary });
+    return session;
+  }
+
+  /** Records a blocked statement in the audit chain and tells the thread. */
+  async blocked(session: SessionSnapshot, text: string, rule: string): Promise<void> {
+    const now = this.broker.clock.now();
+    await this.#db.transaction((tx) =>
+      appendAudit(tx, now, {
+        kind: "statement.blocked",
+        actorId: session.personId,
+        target: session.target,
+        requestId: session.requestId,
+        grantId: session.grantId,
+        sessionId: session.id,
+        data: { text, rule },
+      }),
+    );
+    this.broker.events.emit("statement.blocked", { session, text, rule });
+  }
+
+  async #heldSnapshot(row: HeldRow, session: SessionSnapshot | undefined, timeoutMs: number): Promise<HeldSnapshot> {
+    const owner = session ?? (await this.snapshot((await this.#db.select().from(sessions).where(eq(sessions.id, row.sessionId)))[0]!));
+    return {
+      id: row.id,
+      sessionId: row.sessionId,
+      grantId: row.grantId,
+      requestId: owner.requestId,
+      target: owner.target,
+      personId: owner.personId,
+      personName: owner.personName,
+      text: row.text,
+      rule: row.rule,
+      state: row.state,
+      createdAt: iso(row.createdAt),
+      timeoutAt: iso(new Date(row.createdAt.getTime() + timeoutMs)),
+    };
+  }
+
+  get reviewTimeoutMs(): number {
+    return this.broker.reviewTimeoutMs;
+  }
+
+  /** Holds a statement for approval in the request's thread. */
+  async hold(session: SessionSnapshot, text: string, rule: string): Promise<HeldSnapshot> {
+    const now = this.broker.clock.now();
+    const row = await this.#db.transaction(async (tx) => {
+      const [held] = await tx
+        .insert(heldStatements)
+        .values({ id: newId("hld"), sessionId: session.id, grantId: session.grantId, text, rule, createdAt: now })
+        .returning();
+      await appendAudit(tx, now, {
+        kind: "statement.held",
+        actorId: session.personId,
+        target: session.target,
+        requestId: session.requestId,
+        grantId: session.grantId,
+        sessionId: session.id,
+        data: { heldId: held!.id, text, rule },
+      });
+      return held!;
+    });
+    const snapshot = await this.#heldSnapshot(row, session, this.reviewTimeoutMs);
+    this.broker.events.emit("statement.held", { held: snapshot });
+    return snapshot;
+  }
+
+  async getHeld(heldId: string): Promise<HeldRow | undefined> {
+    const [row] = await this.#db.select().from(heldStatements).where(eq(heldStatements.id, heldId));
+    return row;
+  }
+
+  /**
+   * Approves or denies a held statement: an approver of the target, not the session's owner, once.
+   * One conditional update, so the first decision from any replica wins.
+   */
+  async decide(actor: Person | null, input: { heldId: string; verdict: "approved" | "denied" | "timed_out" }): Promise<HeldSnapshot> {
+    const now = this.broker.clock.now();
+    const held = await this.getHeld(input.heldId);
+    if (!held) throw new RequestNotPending(input.heldId, "unknown", []);
+    const [session] = await this.#db.select().from(sessions).where(eq(sessions.id, held.sessionId));
+    if (actor) {
+      if (actor.id === session!.personId) throw new SelfApproval();
+      if (!(await this.broker.isApprover(session!.target, actor))) throw new NotAnApprover(session!.target);
+    }
+    const decided = await this.#db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(heldStatements)
+        .set({ state: input.verdict, decidedBy: actor?.id ?? null, decidedAt: now })
+        .where(and(eq(heldStatements.id, held.id), eq(heldStatements.state, "held")))
+        .returning();
+      if (!row) return undefined;
+      await appendAudit(tx, now, {
+        kind: `statement.${input.verdict}`,
+        actorId: actor?.id ?? null,
+        target: session!.target,
+        grantId: held.grantId,
+        sessionId: held.sessionId,
+        data: { heldId: held.id },
+      });
+      return row;
+    });
+    if (!decided) {
+      const current = (await this.getHeld(held.id))!;
+      const [decider] = current.decidedBy ? await this.#db.select().from(people).where(eq(people.id, current.decidedBy)) : [];
+      throw new RequestNotPending(held.id, current.state.replace("_", " "), decider ? [decider.displayName] : []);
+    }
+    const snapshot = await this.#heldSnapshot(decided, undefined, this.reviewTimeoutMs);
+    this.broker.events.emit("statement.decided", {
+      held: snapshot,
+      verdict: input.verdict,
+      byId: actor?.id ?? null,
+      byName: actor?.displayName ?? null,
+    });
+    return snapshot;
+  }
+}

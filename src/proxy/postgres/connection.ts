@@ -1,0 +1,689 @@
+import type { Socket } from "node:net";
+import { TLSSocket, type SecureContext } from "node:tls";
+import { serialize } from "pg-protocol";
+import {
+  backend,
+  BackendReader,
+  BackendType,
+  decodeCommandTag,
+  decodeDataRow,
+  decodeErrorFields,
+  decodeRowDescription,
+  encodeDataRow,
+  rowsOfCommandTag,
+  type ErrorFields,
+} from "./backend-codec.js";
+import { decodeFrontend, decodeStartup, FrontendReader, PROTOCOL_3_0, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
+import { ScramError, ScramServer, type Verifier } from "./scram.js";
+import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
+
+/** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
+export class ProxyRefusal extends Error {
+  constructor(
+    readonly sqlState: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClassifiedStatement {
+  text: string;
+  kind: string;
+  verdict: "allow" | "review" | "block";
+  rule?: string | undefined;
+}
+
+export interface StatementStart {
+  seq: number;
+  protocol: "simple" | "extended";
+  statement: ClassifiedStatement;
+  parameters: (string | null)[] | null;
+  startedAt: Date;
+}
+
+export interface StatementEnd {
+  seq: number;
+  durationMs: number;
+  rows: number | null;
+  commandTag: string | null;
+  error: string | null;
+}
+
+export interface RowMasker {
+  mask(values: readonly (Buffer | null)[]): { values: readonly (Buffer | null)[]; masked: number };
+}
+
+/** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
+export interface SessionHooks {
+  upstream: UpstreamTarget;
+  expiresAt: Date;
+  classify(sql: string): ClassifiedStatement[];
+  /** Records statements before they are forwarded; a rejection refuses them (fail closed). */
+  onStatements(statements: StatementStart[]): Promise<void>;
+  onStatementEnd(end: StatementEnd): void;
+  onBlocked(statement: ClassifiedStatement): Promise<void>;
+  /** Holds a statement for approval and resolves with the decision. */
+  onHold(statement: ClassifiedStatement): Promise<"approved" | "denied" | "timed_out">;
+  /** The masker for a result, or undefined when nothing in it can need masking. */
+  onRowDescription(fields: { name: string; dataTypeID: number; format: 0 | 1 }[]): RowMasker | undefined;
+  /** Redacts bind parameters for the record. */
+  redactParameters(values: (Buffer | null)[], formats: number[]): (string | null)[];
+  onClose(summary: ConnectionSummary): Promise<void>;
+  /** Cancel-key registration so a CancelRequest on any replica reaches this upstream backend. */
+  registerCancelKey(key: { processId: number; secretKey: number }, upstream: { host: string; port: number; processId: number; secretKey: number }): Promise<void>;
+}
+
+export interface ConnectionHooks {
+  /** Checks the login against a live grant; returns its SCRAM verifier and the way to admit it. */
+  onStartup(startup: { user: string; database: string; params: Record<string, string>; clientAddress: string | null; tls: boolean }): Promise<{
+    verifier: Verifier;
+    admit(): Promise<SessionHooks>;
+  }>;
+  onCancel(processId: number, secretKey: number): Promise<void>;
+  newCancelKey(): { processId: number; secretKey: number };
+}
+
+export interface ConnectionSummary {
+  startedAt: Date;
+  endedAt: Date;
+  statementsByKind: Record<string, number>;
+  rowsReturned: number;
+  rowsAffected: number;
+  valuesMasked: number;
+  blocked: number;
+  held: number;
+  approved: number;
+  bytesIn: number;
+  bytesOut: number;
+  endReason: string;
+}
+
+/** A Query (done at its ReadyForQuery) or an Execute (done at its completion) awaiting its results. */
+interface Inflight {
+  kind: "query" | "execute";
+  seqs: number[];
+  next: number;
+  startedAt: number;
+  /** The number of the Sync (or Query) whose ReadyForQuery ends it at the latest. */
+  sync: number;
+  rows: number;
+}
+
+const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
+
+/**
+ * Builds a statement that makes the upstream server itself raise our error, so the client and
+ * the server agree on the protocol and transaction state (a failed statement inside a
+ * transaction block aborts it, exactly as if the server had refused it).
+ */
+export function refusalSql(sqlState: string, message: string): string {
+  const literal = message.replace(/'/g, "''").replace(/\$jitgate\$/g, "");
+  return `DO $jitgate$BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlState}', MESSAGE = '${literal}'; END$jitgate$`;
+}
+
+/**
+ * One client connection through the PostgreSQL proxy: start-up and SCRAM towards the client, the
+ * upstream session, and the relay with its hooks. Client messages are handled strictly in order:
+ * while one is held for approval, the ones after it wait behind it.
+ */
+export class PgProxyConnection {
+  #client: Socket | TLSSocket;
+  readonly #reader: FrontendReader;
+  readonly #upstreamReader = new BackendReader();
+  #state: "startup" | "auth" | "connecting" | "ready" | "closed" = "startup";
+  #work: Promise<void> = Promise.resolve();
+  #tls = false;
+  #scram: ScramServer | undefined;
+  #plan: Awaited<ReturnType<ConnectionHooks["onStartup"]>> | undefined;
+  #user = "";
+  #session: SessionHooks | undefined;
+  #upstream: UpstreamSession | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
+  readonly #statements = new Map<string, ClassifiedStatement>();
+  readonly #portals = new Map<string, { statement: string; params: (string | null)[] | null }>();
+  /** Discard client messages until Sync (after a refused Parse), as the server does after an error. */
+  #skipUntilSync = false;
+  #refusalAtSync: string | undefined;
+  /** Upstream responses to our own substitutions that the client must not see. */
+  readonly #swallow: number[] = [];
+  readonly #inflight: Inflight[] = [];
+  #syncCount = 0;
+  #syncsAnswered = 0;
+  #seq = 0;
+  #masker: RowMasker | undefined;
+  readonly #summary: ConnectionSummary;
+
+  constructor(
+    socket: Socket,
+    private readonly hooks: ConnectionHooks,
+    private readonly options: { maxMessageLength: number; secureContext?: SecureContext | undefined; onError?: (error: unknown) => void },
+  ) {
+    this.#client = socket;
+    this.#reader = new FrontendReader(options.maxMessageLength);
+    const now = new Date();
+    this.#summary = {
+      startedAt: now,
+      endedAt: now,
+      statementsByKind: {},
+      rowsReturned: 0,
+      rowsAffected: 0,
+      valuesMasked: 0,
+      blocked: 0,
+      held: 0,
+      approved: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      endReason: "client",
+    };
+    socket.setNoDelay(true);
+    this.#attachClient(socket);
+  }
+
+  /** Resolves when both sides are closed and the session is summarized. */
+  get closed(): Promise<void> {
+    return (this.#closed ??= new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+      if (this.#state === "closed" && !this.#session) resolve();
+    }));
+  }
+
+  get grantExpiresAt(): Date | undefined {
+    return this.#session?.expiresAt;
+  }
+
+  #attachClient(socket: Socket | TLSSocket): void {
+    socket.on("data", (chunk: Buffer) => this.#onClientData(chunk));
+    socket.on("error", () => this.#end("client"));
+    socket.on("close", () => this.#end("client"));
+  }
+
+  #onClientData(chunk: Buffer): void {
+    this.#summary.bytesIn += chunk.length;
+    let frames: Buffer[];
+    try {
+      frames = this.#reader.push(chunk);
+    } catch (error) {
+      this.#fatal({ severity: "FATAL", code: "08P01", message: (error as Error).message });
+      return;
+    }
+    if (frames.length === 0) return;
+    // Back-pressure: while earlier messages wait (a held statement), stop reading more.
+    this.#client.pause();
+    this.#work = this.#work
+      .then(() => this.#handleFrames(frames))
+      .catch((error: unknown) => {
+        if (error instanceof ProtocolViolation) this.#fatal({ severity: "FATAL", code: "08P01", message: error.message });
+        else if (error instanceof ProxyRefusal) this.#fatal({ severity: "FATAL", code: error.sqlState, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+        else {
+          this.options.onError?.(error);
+          this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not handle this message; the session is closed" });
+        }
+      })
+      .finally(() => {
+        if (this.#state !== "closed") this.#client.resume();
+      });
+  }
+
+  async #handleFrames(frames: Buffer[]): Promise<void> {
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#state === "closed") return;
+      const frame = frames[i]!;
+      if (this.#state === "startup") {
+        await this.#handleStartup(frame);
+        // Bytes that followed the startup packet belong to the next phase.
+        const more = this.#reader.drain();
+        if (more.length > 0) await this.#handleFrames(more);
+      } else if (this.#state === "auth") {
+        await this.#handleAuth(decodeFrontend(frame[0]!, frame));
+      } else if (this.#state === "ready") {
+        await this.#handleMessage(decodeFrontend(frame[0]!, frame));
+      } else {
+        throw new ProtocolViolation("message before the session was ready");
+      }
+    }
+    this.#flushUpstream();
+  }
+
+  // ------------------------------------------------------------------ start-up and authentication
+
+  async #handleStartup(frame: Buffer): Promise<void> {
+    const message = decodeStartup(frame.subarray(4));
+    if (message.type === "ssl-request") {
+      if (!this.options.secureContext || this.#tls) {
+        this.#client.write("N");
+        return;
+      }
+      this.#client.write("S");
+      await this.#upgradeTls();
+      return;
+    }
+    if (message.type === "gssenc-request") {
+      this.#client.write("N");
+      return;
+    }
+    if (message.type === "cancel") {
+      // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS:
+      // the server answers nothing and closes.
+      await this.hooks.onCancel(message.processId, message.secretKey).catch(() => {});
+      this.#end("cancel-request");
+      return;
+    }
+    if (message.protocol !== PROTOCOL_3_0 && message.protocol >> 16 === 3 && (message.protocol & 0xffff) !== 0) {
+      // Minor versions above 3.0: we speak 3.0 (NegotiateProtocolVersion would be the polite answer).
+    }
+    const user = message.params.user ?? "";
+    const database = message.params.database ?? user;
+    if (message.params.replication && message.params.replication !== "false") {
+      throw new ProxyRefusal("28000", "replication connections are not allowed through jitgate");
+    }
+    this.#reader.startupPhase = false;
+    this.#user = user;
+    this.#startupParams = message.params;
+    this.#state = "auth";
+    this.#plan = await this.hooks.onStartup({
+      user,
+      database,
+      params: message.params,
+      clientAddress: this.#client.remoteAddress ?? null,
+      tls: this.#tls,
+    });
+    this.#client.write(backend.authenticationSasl(["SCRAM-SHA-256"]));
+  }
+
+  async #upgradeTls(): Promise<void> {
+    const raw = this.#client as Socket;
+    raw.removeAllListeners("data");
+    raw.removeAllListeners("close");
+    raw.removeAllListeners("error");
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.options.secureContext! });
+    this.#client = secure;
+    this.#tls = true;
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secure", resolve);
+      secure.once("error", reject);
+    });
+    this.#attachClient(secure);
+  }
+
+  async #handleAuth(message: FrontendMessage): Promise<void> {
+    if (message.type !== "auth") throw new ProtocolViolation(`expected an authentication message, got ${message.type}`);
+    try {
+      if (!this.#scram) {
+        // SASLInitialResponse: mechanism, int32 length, client-first-message.
+        const end = message.body.indexOf(0);
+        const mechanism = message.body.toString("utf8", 0, end);
+        if (mechanism !== "SCRAM-SHA-256") throw new ScramError(`unsupported SASL mechanism ${mechanism}`);
+        const length = message.body.readInt32BE(end + 1);
+        const clientFirst = message.body.toString("utf8", end + 5, end + 5 + Math.max(0, length));
+        this.#scram = new ScramServer(this.#plan!.verifier);
+        this.#client.write(backend.saslContinue(this.#scram.start(clientFirst)));
+        return;
+      }
+      const serverFinal = this.#scram.finish(message.body.toString("utf8"));
+      this.#client.write(backend.saslFinal(serverFinal));
+    } catch (error) {
+      if (!(error instanceof ScramError)) throw error;
+      throw new ProxyRefusal("28P01", `password authentication failed for user "${this.#user}"`);
+    }
+    this.#client.write(backend.authenticationOk());
+    this.#state = "connecting";
+    await this.#admit();
+  }
+
+  async #admit(): Promise<void> {
+    const session = await this.#plan!.admit();
+    this.#session = session;
+    const passThrough: Record<string, string> = {};
+    for (const key of ["application_name", "client_encoding", "DateStyle", "TimeZone", "options", "search_path"]) {
+      const value = this.#startupParams[key];
+      if (value !== undefined) passThrough[key] = value;
+    }
+    let upstream: UpstreamSession;
+    try {
+      upstream = await openUpstream(session.upstream, passThrough);
+    } catch (error) {
+      await this.#finishSession("error");
+      throw new ProxyRefusal("08006", `jitgate could not reach the target: ${(error as Error).message}`);
+    }
+    this.#upstream = upstream;
+    const key = this.hooks.newCancelKey();
+    await session.registerCancelKey(key, {
+      host: session.upstream.host,
+      port: session.upstream.port,
+      processId: upstream.processId,
+      secretKey: upstream.secretKey,
+    });
+    upstream.socket.on("data", (chunk: Buffer) => this.#onUpstreamData(chunk));
+    upstream.socket.on("error", () => this.#end("upstream"));
+    upstream.socket.on("close", () => this.#end("upstream"));
+    for (const frame of upstream.parameterFrames) this.#client.write(frame);
+    this.#client.write(backend.backendKeyData(key.processId, key.secretKey));
+    this.#client.write(backend.readyForQuery("I"));
+    this.#state = "ready";
+    this.#armExpiry(session.expiresAt);
+  }
+
+  #startupParams: Record<string, string> = {};
+
+  // ------------------------------------------------------------------ relay: client → upstream
+
+  #outgoing: Buffer[] = [];
+  #refusedSeq: number | undefined;
+
+  #send(buffer: Buffer): void {
+    this.#outgoing.push(buffer);
+  }
+
+  #flushUpstream(): void {
+    if (this.#outgoing.length === 0 || !this.#upstream) return;
+    const out = this.#outgoing.length === 1 ? this.#outgoing[0]! : Buffer.concat(this.#outgoing);
+    this.#outgoing = [];
+    this.#upstream.socket.write(out);
+  }
+
+  #count(kind: string): void {
+    this.#summary.statementsByKind[kind] = (this.#summary.statementsByKind[kind] ?? 0) + 1;
+  }
+
+  #track(kind: Inflight["kind"], seqs: number[], sync: number): void {
+    this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0 });
+  }
+
+  async #handleMessage(message: FrontendMessage): Promise<void> {
+    const session = this.#session!;
+    if (this.#skipUntilSync) {
+      if (message.type !== "sync") return;
+      this.#skipUntilSync = false;
+      const refusal = this.#refusalAtSync!;
+      this.#refusalAtSync = undefined;
+      // The server raises the error for the refused Parse; the ParseComplete and BindComplete of
+      // our substitute are not the client's to see.
+      this.#swallow.push(BackendType.ParseComplete, BackendType.BindComplete);
+      this.#send(serialize.parse({ text: refusal }));
+      this.#send(serialize.bind({}));
+      this.#send(serialize.execute({}));
+      this.#track("execute", this.#refusedSeq === undefined ? [] : [this.#refusedSeq], this.#syncCount + 1);
+      this.#refusedSeq = undefined;
+      this.#send(message.raw);
+      this.#syncCount += 1;
+      return;
+    }
+    switch (message.type) {
+      case "query": {
+        const statements = session.classify(message.sql);
+        const refusal = await this.#decide(statements);
+        if (this.#state === "closed") return;
+        const starts = statements.map((statement) => this.#start("simple", statement, null));
+        await this.#record(starts);
+        this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
+        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount);
+        return;
+      }
+      case "parse": {
+        const statements = session.classify(message.sql);
+        const refusal = await this.#decide(statements);
+        if (this.#state === "closed") return;
+        if (refusal !== undefined) {
+          const start = this.#start("extended", statements.find((s) => s.verdict !== "allow") ?? statements[0]!, null);
+          await this.#record([start]);
+          this.#refusedSeq = start.seq;
+          this.#skipUntilSync = true;
+          this.#refusalAtSync = refusal;
+          return;
+        }
+        const [first] = statements;
+        this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
+        this.#send(message.raw);
+        return;
+      }
+      case "bind": {
+        this.#portals.set(message.portal, {
+          statement: message.statement,
+          params: message.params.length > 0 ? session.redactParameters(message.params, message.paramFormats) : null,
+        });
+        this.#send(message.raw);
+        return;
+      }
+      case "execute": {
+        const portal = this.#portals.get(message.portal);
+        const statement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
+        const start = this.#start("extended", statement, portal?.params ?? null);
+        await this.#record([start]);
+        this.#send(message.raw);
+        this.#track("execute", [start.seq], this.#syncCount + 1);
+        return;
+      }
+      case "sync":
+        this.#syncCount += 1;
+        this.#send(message.raw);
+        return;
+      case "close":
+        if (message.target === "S") this.#statements.delete(message.name);
+        else this.#portals.delete(message.name);
+        this.#send(message.raw);
+        return;
+      case "terminate":
+        this.#send(message.raw);
+        this.#flushUpstream();
+        this.#end("client");
+        return;
+      case "function-call":
+        // The fast-path function call protocol runs functions by OID, past any statement rule.
+        this.#send(serialize.query(refusalSql("42501", "jitgate: the function call protocol is not allowed")));
+        this.#track("query", [], ++this.#syncCount);
+        return;
+      case "auth":
+        throw new ProtocolViolation("unexpected authentication message");
+      default:
+        this.#send(message.raw);
+    }
+  }
+
+  /** Applies block and review to a message's statements; returns the refusal to run instead, if any. */
+  async #decide(statements: ClassifiedStatement[]): Promise<string | undefined> {
+    const session = this.#session!;
+    const blocked = statements.find((s) => s.verdict === "block");
+    if (blocked) {
+      this.#summary.blocked += 1;
+      await session.onBlocked(blocked);
+      return refusalSql("42501", `jitgate: statement blocked by rule "${blocked.rule ?? "block"}"`);
+    }
+    for (const statement of statements.filter((s) => s.verdict === "review")) {
+      // What is already queued goes out first: the server must not wait behind the held statement.
+      this.#flushUpstream();
+      this.#summary.held += 1;
+      const verdict = await session.onHold(statement);
+      if (this.#state === "closed") return undefined;
+      if (verdict === "approved") {
+        this.#summary.approved += 1;
+        continue;
+      }
+      const why = verdict === "denied" ? "was denied in the request thread" : "got no decision in time";
+      return refusalSql("42501", `jitgate: the held statement ${why} (rule "${statement.rule ?? "review"}")`);
+    }
+    return undefined;
+  }
+
+  #start(protocol: "simple" | "extended", statement: ClassifiedStatement, parameters: (string | null)[] | null): StatementStart {
+    this.#count(statement.kind);
+    return { seq: ++this.#seq, protocol, statement, parameters, startedAt: new Date() };
+  }
+
+  async #record(starts: StatementStart[]): Promise<void> {
+    try {
+      await this.#session!.onStatements(starts);
+    } catch (error) {
+      this.options.onError?.(error);
+      // Fail closed: a statement that cannot be recorded does not reach the target.
+      throw new ProxyRefusal("58000", "jitgate could not record the statement, so it was not run; the session is closed");
+    }
+  }
+
+  // ------------------------------------------------------------------ relay: upstream → client
+
+  #onUpstreamData(chunk: Buffer): void {
+    const out: Buffer[] = [];
+    let modified = this.#upstreamReader.pendingLength > 0;
+    try {
+      this.#upstreamReader.push(chunk, (type, frame) => {
+        if (this.#swallow.length > 0 && this.#swallow[0] === type) {
+          this.#swallow.shift();
+          modified = true;
+          return;
+        }
+        const replaced = this.#inspect(type, frame);
+        if (replaced !== frame) modified = true;
+        out.push(replaced);
+      });
+    } catch (error) {
+      this.options.onError?.(error);
+      this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
+      return;
+    }
+    if (this.#upstreamReader.pendingLength > 0) modified = true;
+    // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
+    const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
+    if (written.length === 0) return;
+    this.#summary.bytesOut += written.length;
+    if (this.#client.write(written) === false) {
+      this.#upstream?.socket.pause();
+      this.#client.once("drain", () => this.#upstream?.socket.resume());
+    }
+  }
+
+  #inspect(type: number, frame: Buffer): Buffer {
+    switch (type) {
+      case BackendType.DataRow: {
+        const current = this.#inflight[0];
+        if (current) current.rows += 1;
+        this.#summary.rowsReturned += 1;
+        if (!this.#masker) return frame;
+        const { values, masked } = this.#masker.mask(decodeDataRow(frame));
+        if (masked === 0) return frame;
+        this.#summary.valuesMasked += masked;
+        return encodeDataRow(values as (Buffer | null)[]);
+      }
+      case BackendType.RowDescription:
+        this.#masker = this.#session!.onRowDescription(decodeRowDescription(frame));
+        return frame;
+      case BackendType.CommandComplete: {
+        const tag = decodeCommandTag(frame);
+        const rows = rowsOfCommandTag(tag);
+        if (rows !== undefined && !ROW_COUNT_TAGS.test(tag)) this.#summary.rowsAffected += rows;
+        this.#completeOne(tag, null, rows ?? null);
+        this.#masker = undefined;
+        return frame;
+      }
+      case BackendType.EmptyQueryResponse:
+      case BackendType.PortalSuspended:
+        this.#completeOne(null, null, null);
+        return frame;
+      case BackendType.ErrorResponse: {
+        const fields = decodeErrorFields(frame);
+        this.#completeOne(null, `${fields.C ?? ""} ${fields.M ?? ""}`.trim(), null);
+        this.#masker = undefined;
+        return frame;
+      }
+      case BackendType.ReadyForQuery:
+        this.#syncsAnswered += 1;
+        while (this.#inflight.length > 0 && this.#inflight[0]!.sync <= this.#syncsAnswered) this.#finishInflight(this.#inflight.shift()!);
+        this.#masker = undefined;
+        return frame;
+      default:
+        return frame;
+    }
+  }
+
+  #completeOne(tag: string | null, error: string | null, rows: number | null): void {
+    const current = this.#inflight[0];
+    if (!current) return;
+    const seq = current.seqs[current.next];
+    if (seq !== undefined) {
+      this.#session!.onStatementEnd({
+        seq,
+        durationMs: performance.now() - current.startedAt,
+        rows: rows ?? current.rows,
+        commandTag: tag,
+        error,
+      });
+      current.next += 1;
+      current.rows = 0;
+    }
+    // An Execute is done with its completion; a Query waits for its ReadyForQuery.
+    if (current.kind === "execute") this.#inflight.shift();
+  }
+
+  /** Statements after a failed one (in a Query, or in a pipeline before Sync) never ran. */
+  #finishInflight(entry: Inflight, why = "not run: an earlier statement failed"): void {
+    for (let i = entry.next; i < entry.seqs.length; i++) {
+      this.#session?.onStatementEnd({ seq: entry.seqs[i]!, durationMs: performance.now() - entry.startedAt, rows: null, commandTag: null, error: why });
+    }
+  }
+
+  // ------------------------------------------------------------------ ending
+
+  #armExpiry(at: Date): void {
+    clearTimeout(this.#expiryTimer);
+    const delay = Math.min(Math.max(0, at.getTime() - Date.now()), 2 ** 31 - 1);
+    this.#expiryTimer = setTimeout(() => {
+      if (this.#session && this.#session.expiresAt.getTime() > Date.now() + 5) this.#armExpiry(this.#session.expiresAt);
+      else this.terminate("expired");
+    }, delay);
+  }
+
+  /** The grant's end moved (extend): re-arm the session's own timer. */
+  extendTo(at: Date): void {
+    if (!this.#session) return;
+    this.#session.expiresAt = at;
+    this.#armExpiry(at);
+  }
+
+  /** Ends the session because its grant ended: FATAL 57P01 to the client, both sockets closed. */
+  terminate(reason: "expired" | "revoked" | "shutdown"): void {
+    if (this.#state === "closed") return;
+    const message =
+      reason === "expired" ? "access grant expired" : reason === "revoked" ? "access grant revoked" : "jitgate is shutting down";
+    this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+  }
+
+  #fatal(fields: ErrorFields, reason = "error"): void {
+    if (this.#state === "closed") return;
+    if (!this.#client.destroyed) this.#client.end(backend.error(fields));
+    this.#end(reason);
+  }
+
+  #end(reason: string): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#summary.endReason = reason;
+    clearTimeout(this.#expiryTimer);
+    this.#upstream?.socket.destroy();
+    if (!this.#client.destroyed) {
+      this.#client.end();
+      setTimeout(() => this.#client.destroy(), 1_000).unref();
+    }
+    void this.#finishSession(reason);
+  }
+
+  async #finishSession(reason: string): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) {
+      for (const entry of this.#inflight.splice(0)) {
+        for (let i = entry.next; i < entry.seqs.length; i++) {
+          session.onStatementEnd({ seq: entry.seqs[i]!, durationMs: performance.now() - entry.startedAt, rows: null, commandTag: null, error: `session ended (${reason})` });
+        }
+      }
+      this.#summary.endedAt = new Date();
+      this.#summary.endReason = reason;
+      await session.onClose(this.#summary).catch((error: unknown) => this.options.onError?.(error));
+    }
+    this.#resolveClosed?.();
+  }
+
+
+}

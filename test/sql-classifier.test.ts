@@ -1,0 +1,504 @@
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  BUILTIN_SQL_RULES,
+  InvalidCommandRule,
+  classifySql,
+  compileRules,
+  loadSqlParser,
+  normalizeSql,
+  sqlRuleProblem,
+  type BuiltinSqlRule,
+  type ClassifiedStatement,
+  type RuleSet,
+  type StatementKind,
+} from "../src/proxy/rules/sql-classifier.js";
+
+beforeAll(async () => {
+  await loadSqlParser();
+});
+
+const EVERY_BUILTIN: RuleSet = { block: [], review: [...BUILTIN_SQL_RULES] };
+
+// The postgres target of DESIGN.md's configuration example.
+const DESIGN_EXAMPLE: RuleSet = {
+  block: ["drop-database", "^ALTER SYSTEM"],
+  review: ["ddl", "truncate", "delete-without-where", "update-without-where"],
+};
+
+function classify(sql: string, rules: RuleSet): ClassifiedStatement[] {
+  return classifySql(sql, compileRules(rules));
+}
+
+/** The one statement `sql` holds. */
+function classifyOne(sql: string, rules: RuleSet): ClassifiedStatement {
+  const statements = classify(sql, rules);
+  expect(statements).toHaveLength(1);
+  return statements[0]!;
+}
+
+describe("built-in rules, each configured alone", () => {
+  const cases: { rule: BuiltinSqlRule; sql: string; fires: boolean }[] = [
+    // ddl
+    { rule: "ddl", sql: "CREATE TABLE t (a int)", fires: true },
+    { rule: "ddl", sql: "CREATE TEMP TABLE t (a int)", fires: true },
+    { rule: "ddl", sql: "CREATE INDEX ON t (a)", fires: true },
+    { rule: "ddl", sql: "CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)", fires: true },
+    { rule: "ddl", sql: "ALTER TABLE t ADD COLUMN b int", fires: true },
+    { rule: "ddl", sql: "ALTER TABLE t RENAME TO u", fires: true },
+    { rule: "ddl", sql: "ALTER TABLE t RENAME COLUMN a TO b", fires: true },
+    { rule: "ddl", sql: "ALTER TABLE t OWNER TO someone", fires: true },
+    { rule: "ddl", sql: "ALTER TABLE t SET SCHEMA archive", fires: true },
+    { rule: "ddl", sql: "DROP TABLE t", fires: true },
+    { rule: "ddl", sql: "DROP INDEX IF EXISTS i", fires: true },
+    { rule: "ddl", sql: "DROP VIEW v CASCADE", fires: true },
+    { rule: "ddl", sql: "COMMENT ON TABLE t IS 'orders'", fires: true },
+    { rule: "ddl", sql: "SECURITY LABEL ON TABLE t IS 'secret'", fires: true },
+    { rule: "ddl", sql: "CREATE VIEW v AS SELECT 1", fires: true },
+    { rule: "ddl", sql: "CREATE MATERIALIZED VIEW mv AS SELECT 1", fires: true },
+    { rule: "ddl", sql: "CREATE TABLE t2 AS SELECT * FROM t", fires: true },
+    { rule: "ddl", sql: "SELECT * INTO t2 FROM t", fires: true },
+    { rule: "ddl", sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", fires: true },
+    { rule: "ddl", sql: "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", fires: true },
+    { rule: "ddl", sql: "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING", fires: true },
+    { rule: "ddl", sql: "CREATE TYPE mood AS ENUM ('sad', 'ok')", fires: true },
+    { rule: "ddl", sql: "CREATE TYPE pair AS (a int, b int)", fires: true },
+    { rule: "ddl", sql: "CREATE AGGREGATE agg (int) (sfunc = int4pl, stype = int)", fires: true },
+    { rule: "ddl", sql: "CREATE SCHEMA s", fires: true },
+    { rule: "ddl", sql: "CREATE EXTENSION pgcrypto", fires: true },
+    { rule: "ddl", sql: "CREATE SEQUENCE s", fires: true },
+    { rule: "ddl", sql: "ALTER SEQUENCE s RESTART", fires: true },
+    { rule: "ddl", sql: "CREATE ROLE intruder SUPERUSER", fires: true },
+    { rule: "ddl", sql: "ALTER ROLE someone SUPERUSER", fires: true },
+    { rule: "ddl", sql: "DROP ROLE someone", fires: true },
+    { rule: "ddl", sql: "CREATE DATABASE d", fires: true },
+    { rule: "ddl", sql: "DROP DATABASE d", fires: true },
+    { rule: "ddl", sql: "DROP OWNED BY someone", fires: true },
+    { rule: "ddl", sql: "REASSIGN OWNED BY a TO b", fires: true },
+    { rule: "ddl", sql: "IMPORT FOREIGN SCHEMA s FROM SERVER srv INTO public", fires: true },
+    { rule: "ddl", sql: "ALTER SYSTEM SET work_mem = '1GB'", fires: true },
+    { rule: "ddl", sql: "SELECT 1", fires: false },
+    { rule: "ddl", sql: "INSERT INTO t VALUES (1)", fires: false },
+    { rule: "ddl", sql: "UPDATE t SET a = 1 WHERE id = 1", fires: false },
+    { rule: "ddl", sql: "TRUNCATE t", fires: false },
+    { rule: "ddl", sql: "VACUUM ANALYZE t", fires: false },
+    { rule: "ddl", sql: "REFRESH MATERIALIZED VIEW mv", fires: false },
+    { rule: "ddl", sql: "GRANT SELECT ON t TO someone", fires: false },
+    { rule: "ddl", sql: "SELECT 'CREATE TABLE x (a int)'", fires: false },
+    { rule: "ddl", sql: 'SELECT * FROM "create"', fires: false },
+    { rule: "ddl", sql: "EXPLAIN CREATE TABLE t2 AS SELECT 1", fires: false },
+    // drop-database
+    { rule: "drop-database", sql: "DROP DATABASE d", fires: true },
+    { rule: "drop-database", sql: 'drop database if exists "Prod" with (force)', fires: true },
+    { rule: "drop-database", sql: "DROP TABLE database", fires: false },
+    { rule: "drop-database", sql: "DROP SCHEMA d CASCADE", fires: false },
+    { rule: "drop-database", sql: "ALTER DATABASE d RENAME TO e", fires: false },
+    { rule: "drop-database", sql: "SELECT 'DROP DATABASE d'", fires: false },
+    // truncate
+    { rule: "truncate", sql: "TRUNCATE t", fires: true },
+    { rule: "truncate", sql: "TRUNCATE TABLE a, b RESTART IDENTITY CASCADE", fires: true },
+    { rule: "truncate", sql: "truncate only t", fires: true },
+    { rule: "truncate", sql: "DELETE FROM t WHERE id = 1", fires: false },
+    { rule: "truncate", sql: "SELECT trunc(1.5)", fires: false },
+    { rule: "truncate", sql: "CREATE TABLE truncate_log (a int)", fires: false },
+    // delete-without-where
+    { rule: "delete-without-where", sql: "DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "DELETE FROM ONLY t", fires: true },
+    { rule: "delete-without-where", sql: "DELETE FROM t USING u", fires: true },
+    { rule: "delete-without-where", sql: "DELETE FROM t RETURNING *", fires: true },
+    { rule: "delete-without-where", sql: "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", fires: true },
+    { rule: "delete-without-where", sql: "WITH x AS (SELECT 1) DELETE FROM t", fires: true },
+    {
+      rule: "delete-without-where",
+      sql: "WITH d AS (DELETE FROM t RETURNING *) INSERT INTO archive SELECT * FROM d",
+      fires: true,
+    },
+    {
+      rule: "delete-without-where",
+      sql: "WITH a AS (WITH b AS (DELETE FROM t RETURNING 1) SELECT * FROM b) SELECT * FROM a",
+      fires: true,
+    },
+    { rule: "delete-without-where", sql: "COPY (DELETE FROM t RETURNING *) TO STDOUT", fires: true },
+    { rule: "delete-without-where", sql: "EXPLAIN ANALYZE DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE, FORMAT JSON) DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE true) DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE 1) DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE, ANALYZE off) DELETE FROM t", fires: true },
+    { rule: "delete-without-where", sql: "PREPARE p AS DELETE FROM t", fires: true },
+    // A rule action runs later, on every INSERT: classified as if it ran now.
+    { rule: "delete-without-where", sql: "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u", fires: true },
+    { rule: "delete-without-where", sql: "DELETE FROM t WHERE id = 1", fires: false },
+    { rule: "delete-without-where", sql: "DELETE FROM t WHERE CURRENT OF c", fires: false },
+    // Documented limitation: any WHERE counts, even one that is always true.
+    { rule: "delete-without-where", sql: "DELETE FROM t WHERE true", fires: false },
+    { rule: "delete-without-where", sql: "WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *) SELECT * FROM x", fires: false },
+    { rule: "delete-without-where", sql: "EXPLAIN DELETE FROM t", fires: false },
+    { rule: "delete-without-where", sql: "EXPLAIN (FORMAT JSON) DELETE FROM t", fires: false },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE false) DELETE FROM t", fires: false },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE off) DELETE FROM t", fires: false },
+    { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE 0) DELETE FROM t", fires: false },
+    { rule: "delete-without-where", sql: "EXECUTE p", fires: false },
+    { rule: "delete-without-where", sql: "SELECT 'DELETE FROM t'", fires: false },
+    { rule: "delete-without-where", sql: "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", fires: false },
+    // update-without-where
+    { rule: "update-without-where", sql: "UPDATE t SET a = 1", fires: true },
+    { rule: "update-without-where", sql: "UPDATE t SET a = u.a FROM u", fires: true },
+    { rule: "update-without-where", sql: 'update "T" set a = 1 returning *', fires: true },
+    { rule: "update-without-where", sql: "WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u", fires: true },
+    { rule: "update-without-where", sql: "EXPLAIN ANALYZE UPDATE t SET a = 1", fires: true },
+    { rule: "update-without-where", sql: "PREPARE p (int) AS UPDATE t SET a = $1", fires: true },
+    { rule: "update-without-where", sql: "UPDATE t SET a = 1 WHERE id = 1", fires: false },
+    { rule: "update-without-where", sql: "UPDATE t SET a = u.a FROM u WHERE t.id = u.id", fires: false },
+    { rule: "update-without-where", sql: "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1", fires: false },
+    { rule: "update-without-where", sql: "SELECT * FROM t FOR UPDATE", fires: false },
+    { rule: "update-without-where", sql: "EXPLAIN UPDATE t SET a = 1", fires: false },
+    // grant-revoke
+    { rule: "grant-revoke", sql: "GRANT SELECT ON t TO someone", fires: true },
+    { rule: "grant-revoke", sql: "REVOKE ALL ON t FROM someone", fires: true },
+    { rule: "grant-revoke", sql: "GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA public TO PUBLIC", fires: true },
+    { rule: "grant-revoke", sql: "GRANT pg_read_server_files TO someone", fires: true },
+    { rule: "grant-revoke", sql: "REVOKE admins FROM someone", fires: true },
+    { rule: "grant-revoke", sql: "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO someone", fires: true },
+    { rule: "grant-revoke", sql: "CREATE ROLE someone", fires: false },
+    { rule: "grant-revoke", sql: "SELECT * FROM grants", fires: false },
+    { rule: "grant-revoke", sql: "SELECT 'GRANT ALL ON t TO x'", fires: false },
+    // alter-system
+    { rule: "alter-system", sql: "ALTER SYSTEM SET work_mem = '1GB'", fires: true },
+    { rule: "alter-system", sql: "alter system reset all", fires: true },
+    { rule: "alter-system", sql: "ALTER DATABASE d SET work_mem = '1MB'", fires: false },
+    { rule: "alter-system", sql: "ALTER ROLE someone SET work_mem = '1MB'", fires: false },
+    { rule: "alter-system", sql: "SET work_mem = '1MB'", fires: false },
+    // copy-program
+    { rule: "copy-program", sql: "COPY t TO PROGRAM 'gzip > /tmp/t.gz'", fires: true },
+    { rule: "copy-program", sql: "COPY t FROM PROGRAM 'curl https://example.com/t.csv'", fires: true },
+    { rule: "copy-program", sql: "COPY (SELECT 1) TO PROGRAM 'sh'", fires: true },
+    { rule: "copy-program", sql: "COPY t TO STDOUT", fires: false },
+    { rule: "copy-program", sql: "COPY t FROM STDIN WITH (FORMAT csv)", fires: false },
+    { rule: "copy-program", sql: "COPY t TO '/tmp/t.csv'", fires: false },
+    // do
+    { rule: "do", sql: "DO $$ BEGIN PERFORM 1; END $$", fires: true },
+    { rule: "do", sql: "DO LANGUAGE plpgsql 'BEGIN NULL; END'", fires: true },
+    { rule: "do", sql: "SELECT 'DO $$ BEGIN END $$'", fires: false },
+    { rule: "do", sql: "CALL p()", fires: false },
+  ];
+
+  it.each(cases)("$rule on `$sql` fires: $fires", ({ rule, sql, fires }) => {
+    const statement = classifyOne(sql, { block: [], review: [rule] });
+    if (fires) {
+      expect(statement).toMatchObject({ verdict: "review", rule });
+    } else {
+      expect(statement.verdict).toBe("allow");
+      expect(statement.rule).toBeUndefined();
+    }
+  });
+
+  it("covers every built-in rule with a positive and a negative case", () => {
+    for (const rule of BUILTIN_SQL_RULES) {
+      expect(cases.some((c) => c.rule === rule && c.fires), rule).toBe(true);
+      expect(cases.some((c) => c.rule === rule && !c.fires), rule).toBe(true);
+    }
+  });
+});
+
+describe("evasion attempts", () => {
+  const cases: { name: string; sql: string; rule?: BuiltinSqlRule }[] = [
+    { name: "comment between keywords", sql: "DELETE/**/FROM t", rule: "delete-without-where" },
+    { name: "line comment before", sql: "-- harmless\nDROP TABLE x", rule: "ddl" },
+    { name: "nested block comment before", sql: "/* a /* nested */ comment */ DROP TABLE x", rule: "ddl" },
+    { name: "comment glued to the table name", sql: "TRUNCATE/*x*/t", rule: "truncate" },
+    { name: "mixed case", sql: "dElEtE fRoM T", rule: "delete-without-where" },
+    { name: "quoted table", sql: 'DELETE FROM "orders"', rule: "delete-without-where" },
+    { name: "quoted mixed-case table and alias", sql: 'DELETE FROM "Orders" AS "o"', rule: "delete-without-where" },
+    { name: "unicode-escaped table", sql: 'DELETE FROM U&"\\006frders"', rule: "delete-without-where" },
+    { name: "newlines and tabs", sql: "DELETE\n\n\tFROM\r\n   t\n", rule: "delete-without-where" },
+    { name: "extra whitespace", sql: "  \n  drop   database   x  ", rule: "drop-database" },
+    { name: "comment inside the SET list", sql: "UPDATE t SET a = 1 /* WHERE id = 1 */", rule: "update-without-where" },
+    { name: "WHERE only in a trailing line comment", sql: "UPDATE t SET a = 1 -- WHERE id = 1", rule: "update-without-where" },
+    { name: "hidden after a harmless statement", sql: "SELECT 1;DROP TABLE x", rule: "ddl" },
+    { name: "semicolon in a string literal", sql: "SELECT ';DROP TABLE x'" },
+    { name: "semicolon in a dollar-quoted string", sql: "SELECT $$;DROP TABLE x$$" },
+    { name: "semicolon in a tagged dollar-quoted string", sql: "SELECT $q$';DROP TABLE x;'$q$" },
+    { name: "semicolon in an escape string", sql: "SELECT E'\\';DROP TABLE x'" },
+    { name: "semicolon in a quoted identifier", sql: 'SELECT 1 AS "a;DROP TABLE x"' },
+    { name: "statement inside a line comment", sql: "SELECT 1 -- ; DROP TABLE x" },
+    { name: "statement inside a block comment", sql: "SELECT 1 /* ; DROP TABLE x */" },
+  ];
+
+  it.each(cases)("$name: `$sql`", ({ sql, rule }) => {
+    if (rule === undefined) {
+      const statements = classify(sql, { block: [...BUILTIN_SQL_RULES], review: [] });
+      expect(statements).toHaveLength(1);
+      expect(statements[0]!.verdict).toBe("allow");
+    } else {
+      const flagged = classify(sql, { block: [rule], review: [] }).filter((s) => s.verdict !== "allow");
+      expect(flagged).toHaveLength(1);
+      expect(flagged[0]).toMatchObject({ verdict: "block", rule });
+    }
+  });
+});
+
+describe("kinds", () => {
+  const cases: { sql: string; kind: StatementKind }[] = [
+    { sql: "SELECT 1", kind: "select" },
+    { sql: "VALUES (1), (2)", kind: "select" },
+    { sql: "SELECT 1 UNION SELECT 2", kind: "select" },
+    { sql: "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", kind: "select" },
+    { sql: "TABLE t", kind: "select" },
+    { sql: "INSERT INTO t VALUES (1)", kind: "insert" },
+    { sql: "UPDATE t SET a = 1 WHERE id = 1", kind: "update" },
+    { sql: "DELETE FROM t WHERE id = 1", kind: "delete" },
+    { sql: "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", kind: "merge" },
+    { sql: "TRUNCATE t", kind: "truncate" },
+    { sql: "COPY t TO STDOUT", kind: "copy" },
+    { sql: "CREATE TABLE t (a int)", kind: "ddl" },
+    { sql: "SELECT * INTO t2 FROM t", kind: "ddl" },
+    { sql: "ALTER SYSTEM SET work_mem = '1GB'", kind: "ddl" },
+    { sql: "GRANT SELECT ON t TO someone", kind: "grant" },
+    { sql: "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO someone", kind: "grant" },
+    { sql: "SET search_path = public", kind: "set" },
+    { sql: "RESET ALL", kind: "set" },
+    { sql: "SET ROLE someone", kind: "set" },
+    { sql: "SHOW work_mem", kind: "show" },
+    { sql: "BEGIN", kind: "transaction" },
+    { sql: "COMMIT", kind: "transaction" },
+    { sql: "SAVEPOINT s", kind: "transaction" },
+    { sql: "DO $$ BEGIN END $$", kind: "do" },
+    { sql: "CALL p()", kind: "call" },
+    { sql: "EXPLAIN SELECT 1", kind: "explain" },
+    { sql: "EXPLAIN DELETE FROM t", kind: "explain" },
+    { sql: "EXPLAIN ANALYZE DELETE FROM t", kind: "delete" },
+    { sql: "PREPARE p AS UPDATE t SET a = 1 WHERE id = $1", kind: "update" },
+    { sql: "EXECUTE p (1)", kind: "execute" },
+    { sql: "DECLARE c CURSOR FOR SELECT * FROM t", kind: "select" },
+    { sql: "VACUUM t", kind: "other" },
+    { sql: "LISTEN channel", kind: "other" },
+  ];
+
+  it.each(cases)("`$sql` is $kind", ({ sql, kind }) => {
+    expect(classifyOne(sql, EVERY_BUILTIN).kind).toBe(kind);
+  });
+});
+
+describe("multi-statement strings", () => {
+  it("classifies each statement and keeps its exact text", () => {
+    const sql = "SELECT 1; DELETE FROM t;\nDROP DATABASE d ; UPDATE t SET a = 1 WHERE id = 2";
+    expect(classify(sql, DESIGN_EXAMPLE)).toEqual([
+      { text: "SELECT 1", kind: "select", verdict: "allow" },
+      { text: "DELETE FROM t", kind: "delete", verdict: "review", rule: "delete-without-where" },
+      { text: "DROP DATABASE d", kind: "ddl", verdict: "block", rule: "drop-database" },
+      { text: "UPDATE t SET a = 1 WHERE id = 2", kind: "update", verdict: "allow" },
+    ]);
+  });
+
+  it("cuts statements at byte offsets without breaking multi-byte characters", () => {
+    const statements = classify("SELECT 'héllo 😀 ünïcode'; DELETE FROM \"tëst\"; SELECT '日本'", DESIGN_EXAMPLE);
+    expect(statements.map((statement) => statement.text)).toEqual([
+      "SELECT 'héllo 😀 ünïcode'",
+      'DELETE FROM "tëst"',
+      "SELECT '日本'",
+    ]);
+    expect(statements.map((statement) => statement.verdict)).toEqual(["allow", "review", "allow"]);
+  });
+
+  it("starts a statement's text at its first token, keeps what trails it, and skips empty statements", () => {
+    const statements = classify("-- lead\nSELECT 1 /* one */;;  /* note */ SELECT 2 -- bye", EVERY_BUILTIN);
+    expect(statements.map((statement) => statement.text)).toEqual(["SELECT 1 /* one */", "SELECT 2 -- bye"]);
+  });
+
+  it("finds a dangerous statement after a string holding a semicolon", () => {
+    const statements = classify("SELECT ';'; TRUNCATE t", DESIGN_EXAMPLE);
+    expect(statements.map((statement) => [statement.text, statement.verdict])).toEqual([
+      ["SELECT ';'", "allow"],
+      ["TRUNCATE t", "review"],
+    ]);
+  });
+});
+
+describe("verdicts", () => {
+  it("block beats review", () => {
+    expect(classifyOne("DROP DATABASE d", { block: ["drop-database"], review: ["ddl"] })).toMatchObject({
+      verdict: "block",
+      rule: "drop-database",
+    });
+    expect(classifyOne("DROP TABLE t", { block: ["^drop table"], review: ["ddl"] })).toMatchObject({
+      verdict: "block",
+      rule: "^drop table",
+    });
+  });
+
+  it("names the first matching entry of the list that decides", () => {
+    expect(classifyOne("DROP DATABASE d", { block: [], review: ["ddl", "drop-database"] }).rule).toBe("ddl");
+    expect(classifyOne("DROP DATABASE d", { block: [], review: ["drop-database", "ddl"] }).rule).toBe("drop-database");
+  });
+
+  it("allows everything under an empty rule set except what does not parse", () => {
+    expect(classify("DROP DATABASE d; DELETE FROM t", { block: [], review: [] }).map((s) => s.verdict)).toEqual([
+      "allow",
+      "allow",
+    ]);
+    expect(classifyOne("DROP DATABSE d", { block: [], review: [] }).verdict).toBe("block");
+  });
+
+  it("applies the configuration example of DESIGN.md", () => {
+    const verdicts = [
+      ["ALTER SYSTEM SET fsync = off", "block", "^ALTER SYSTEM"],
+      ["CREATE INDEX ON orders (created_at)", "review", "ddl"],
+      ["TRUNCATE orders", "review", "truncate"],
+      ["SELECT * FROM orders WHERE id = 1", "allow", undefined],
+    ] as const;
+    for (const [sql, verdict, rule] of verdicts) {
+      const statement = classifyOne(sql, DESIGN_EXAMPLE);
+      expect([statement.verdict, statement.rule], sql).toEqual([verdict, rule]);
+    }
+  });
+});
+
+describe("regex rules", () => {
+  const cases: { pattern: string; sql: string; matches: boolean }[] = [
+    { pattern: "^ALTER SYSTEM", sql: "/* hi */ alter   system set work_mem = '1MB'", matches: true },
+    { pattern: "^ALTER SYSTEM", sql: "ALTER/**/SYSTEM\nSET work_mem = '1MB'", matches: true },
+    { pattern: "^ALTER SYSTEM", sql: "ALTER DATABASE d SET work_mem = '1MB'", matches: false },
+    { pattern: "^DELETE FROM orders\\b", sql: 'DELETE FROM "orders" WHERE id = 1', matches: true },
+    { pattern: "^DELETE FROM orders\\b", sql: "delete\n from /* x */ ORDERS where id = 1", matches: true },
+    { pattern: "^DELETE FROM orders\\b", sql: 'DELETE FROM U&"\\006frders" WHERE id = 1', matches: true },
+    { pattern: "^DELETE FROM orders\\b", sql: "DELETE FROM U&\"!006frders\" UESCAPE '!' WHERE id = 1", matches: true },
+    { pattern: "^DELETE FROM orders\\b", sql: "DELETE FROM orders_archive WHERE id = 1", matches: false },
+    { pattern: "\\bpg_terminate_backend\\b", sql: "SELECT pg_terminate_backend(123)", matches: true },
+    { pattern: "\\bpg_terminate_backend\\b", sql: 'SELECT "pg_terminate_backend"(123)', matches: true },
+    { pattern: "\\bpg_terminate_backend\\b", sql: "SELECT pg_cancel_backend(123)", matches: false },
+    { pattern: "^SET ROLE\\b", sql: "-- become someone else\nset   role postgres", matches: true },
+    { pattern: "\\bsecret\\b", sql: "SELECT 1 /* secret */", matches: false },
+    { pattern: "\\bsecret\\b", sql: "SELECT 1 -- secret", matches: false },
+    { pattern: "'--x'", sql: "SELECT '--x'", matches: true },
+    { pattern: "--\\s*x", sql: "SELECT 1 --x", matches: false },
+    { pattern: "^select \\* from t$", sql: "SELECT\n\t*\n  FROM   t", matches: true },
+  ];
+
+  it.each(cases)("$pattern on `$sql` matches: $matches", ({ pattern, sql, matches }) => {
+    const statement = classifyOne(sql, { block: [pattern], review: [] });
+    expect(statement.verdict).toBe(matches ? "block" : "allow");
+    if (matches) expect(statement.rule).toBe(pattern);
+  });
+
+  it("matches each statement of a multi-statement string on its own", () => {
+    const statements = classify("SELECT 1; /* x */ SET ROLE postgres", { block: ["^set role\\b"], review: [] });
+    expect(statements.map((statement) => statement.verdict)).toEqual(["allow", "block"]);
+  });
+});
+
+describe("normalizeSql", () => {
+  const cases: { sql: string; normalized: string }[] = [
+    { sql: "/* hi */ alter   system set x = 1", normalized: "alter system set x = 1" },
+    { sql: "DELETE/**/FROM t", normalized: "DELETE FROM t" },
+    { sql: "-- lead\nSELECT\n\t1 -- trail", normalized: "SELECT 1" },
+    { sql: 'DELETE FROM "Orders" WHERE "a""b" = 1', normalized: 'DELETE FROM Orders WHERE a"b = 1' },
+    { sql: 'SELECT * FROM U&"d\\0061t\\+000061"', normalized: "SELECT * FROM data" },
+    { sql: "SELECT * FROM U&\"d!0061ta\" UESCAPE '!' WHERE x", normalized: "SELECT * FROM data WHERE x" },
+    { sql: "SELECT '  two  spaces -- kept ', $$ /* kept */ $$", normalized: "SELECT '  two  spaces -- kept ', $$ /* kept */ $$" },
+    { sql: "SELECT a.b::int FROM s.t", normalized: "SELECT a.b::int FROM s.t" },
+    { sql: "   ", normalized: "" },
+  ];
+
+  it.each(cases)("`$sql` → `$normalized`", ({ sql, normalized }) => {
+    expect(normalizeSql(sql)).toBe(normalized);
+  });
+});
+
+describe("input that does not parse", () => {
+  const cases: { name: string; sql: string; detail: RegExp }[] = [
+    { name: "a typo", sql: "selec 1", detail: /syntax error at or near "selec"/ },
+    { name: "a truncated statement", sql: "SELECT * FROM t WHERE", detail: /syntax error at end of input/ },
+    { name: "an unterminated string", sql: "SELECT 'abc", detail: /unterminated quoted string/ },
+    { name: "an unterminated comment", sql: "SELECT 1 /* abc", detail: /unterminated \/\* comment/ },
+    { name: "a psql meta-command", sql: "\\d orders", detail: /syntax error/ },
+    { name: "a NUL byte hiding a second statement", sql: "SELECT 1\0; DROP TABLE x", detail: /NUL byte/ },
+  ];
+
+  it.each(cases)("blocks $name", ({ sql, detail }) => {
+    const statement = classifyOne(sql, { block: [], review: [] });
+    expect(statement).toMatchObject({ text: sql.trim(), kind: "error", verdict: "block", rule: "unparseable" });
+    expect(statement.detail).toMatch(detail);
+  });
+
+  it("blocks the whole string when any statement in it does not parse", () => {
+    expect(classify("SELECT 1; selec 2; SELECT 3", EVERY_BUILTIN)).toEqual([
+      {
+        text: "SELECT 1; selec 2; SELECT 3",
+        kind: "error",
+        verdict: "block",
+        rule: "unparseable",
+        detail: 'syntax error at or near "selec"',
+      },
+    ]);
+  });
+});
+
+describe("input without statements", () => {
+  it.each(["", "   ", "\n\t", "-- only a comment", "/* only a comment */", ";", " ; ; "])("`%s` yields none", (sql) => {
+    expect(classify(sql, EVERY_BUILTIN)).toEqual([]);
+  });
+});
+
+describe("compileRules", () => {
+  it("accepts every built-in name and any regex that is not a bare lower-case word", () => {
+    const compiled = compileRules({
+      block: [...BUILTIN_SQL_RULES, "^ALTER SYSTEM", "VACUUM", "drop table", "\\bpg_read_file\\b"],
+      review: ["^delete-me"],
+    });
+    expect(compiled.block.filter((rule) => rule.type === "builtin")).toHaveLength(BUILTIN_SQL_RULES.length);
+    expect(compiled.block.filter((rule) => rule.type === "pattern").map((rule) => rule.type === "pattern" && rule.source))
+      .toEqual(["^ALTER SYSTEM", "VACUUM", "drop table", "\\bpg_read_file\\b"]);
+  });
+
+  const errors: { name: string; rules: RuleSet; message: RegExp }[] = [
+    {
+      name: "a misspelt built-in name",
+      rules: { block: [], review: ["ddl", "delete-wihtout-where"] },
+      message: /^commands\.review\[1\]: "delete-wihtout-where" is not a built-in rule \(did you mean "delete-without-where"\?\)/,
+    },
+    {
+      name: "a bare word far from every built-in name",
+      rules: { block: [], review: ["--x"] },
+      message: /^commands\.review\[0\]: "--x" is not a built-in rule; /,
+    },
+    {
+      name: "a bare word that is no built-in name",
+      rules: { block: ["vacuum"], review: [] },
+      message: /^commands\.block\[0\]: "vacuum" is not a built-in rule; built-in rules are ddl, drop-database/,
+    },
+    {
+      name: "an invalid regex",
+      rules: { block: ["drop-database", "(unclosed"], review: [] },
+      message: /^commands\.block\[1\]: "\(unclosed" is not a valid regex/,
+    },
+  ];
+
+  it.each(errors)("rejects $name", ({ rules, message }) => {
+    let thrown: unknown;
+    try {
+      compileRules(rules);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(InvalidCommandRule);
+    expect(thrown).toMatchObject({ code: "proxy_invalid_command_rule" });
+    expect((thrown as Error).message).toMatch(message);
+  });
+
+  it("explains a rule's problem for the config schema without throwing", () => {
+    expect(sqlRuleProblem("ddl")).toBeUndefined();
+    expect(sqlRuleProblem("^ALTER SYSTEM")).toBeUndefined();
+    expect(sqlRuleProblem("trunacte")).toMatch(/did you mean "truncate"/);
+    expect(sqlRuleProblem("[")).toMatch(/not a valid regex/);
+  });
+});
+
+describe("parser loading", () => {
+  it("refuses to classify before the parser is loaded, instead of blocking everything", async () => {
+    vi.resetModules();
+    const fresh = await import("../src/proxy/rules/sql-classifier.js");
+    const rules = fresh.compileRules(EVERY_BUILTIN);
+    expect(() => fresh.classifySql("SELECT 1", rules)).toThrow(/loadSqlParser/);
+    await Promise.all([fresh.loadSqlParser(), fresh.loadSqlParser()]);
+    expect(fresh.classifySql("SELECT 1", rules)).toMatchObject([{ verdict: "allow" }]);
+  });
+});
