@@ -11,6 +11,11 @@ import { Reconciler } from "./jobs/reconciler.js";
 import { closeRedis, connectRedis, pingRedis } from "./jobs/redis.js";
 import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
 import type { Logger } from "./logger.js";
+import type { Redis } from "ioredis";
+import { SessionBroker } from "./broker/sessions.js";
+import { StatementLog } from "./broker/statement-log.js";
+import { PgProxyServer } from "./proxy/postgres/server.js";
+import { loadSqlParser } from "./proxy/rules/sql-classifier.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -21,6 +26,51 @@ export interface GatewayOptions {
   reconcileIntervalMs?: number;
   /** Where to look for a local Redis when none is configured (tests point it at a closed port). */
   localRedisUrl?: string;
+  /** Overrides `proxy.postgres.listen` (tests use 127.0.0.1:0). */
+  postgresListen?: string;
+}
+
+/** Starts the proxies that are configured; their cleanups drain them before the workers stop. */
+async function startProxies(deps: {
+  config: Config;
+  broker: Broker;
+  cluster: ClusterEvents;
+  redis: Redis;
+  logger: Logger;
+  onBackgroundError: (error: unknown, what: string) => void;
+  options: GatewayOptions;
+}) {
+  const { config, broker, cluster, redis, logger, onBackgroundError } = deps;
+  const sessions = new SessionBroker(broker);
+  const cleanups: { name: string; run: () => Promise<void> | void }[] = [];
+  let postgres: Gateway["postgresProxy"];
+  if (config.proxy.postgres) {
+    await loadSqlParser();
+    const statements = new StatementLog(broker.db, (error) => onBackgroundError(error, "statement outcomes"));
+    const server = new PgProxyServer({
+      broker,
+      sessions,
+      statements,
+      events: cluster.events,
+      redis,
+      redisPrefix: config.redisPrefix,
+      config: config.proxy.postgres,
+      targets: config.targets,
+      requestCommand: config.slack?.command ?? "/access",
+      onError: onBackgroundError,
+    });
+    const address = await server.listen(deps.options.postgresListen ?? config.proxy.postgres.listen);
+    cleanups.push({
+      name: "postgres proxy",
+      run: async () => {
+        await server.close();
+        await statements.flushOutcomes();
+      },
+    });
+    postgres = { server, address };
+    logger.debug({ address }, "postgres proxy listening");
+  }
+  return { sessions, postgres, cleanups };
 }
 
 export interface Gateway {
@@ -34,6 +84,9 @@ export interface Gateway {
   readonly http: HttpServer;
   readonly httpAddress: AddressInfo;
   readonly redis: ResolvedRedis;
+  readonly sessions: SessionBroker;
+  /** Where the PostgreSQL proxy listens, when configured. */
+  readonly postgresProxy: { server: PgProxyServer; address: AddressInfo } | undefined;
   close(): Promise<void>;
 }
 
@@ -141,6 +194,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       queues: [scheduler.grantExpiry, scheduler.requestTimeout],
       now: () => clock.now(),
     });
+    const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options });
+    cleanups.push(...proxies.cleanups);
+
     const httpAddress = await http.listen(options.httpListen ?? config.http.listen);
     // Chat receivers live on the HTTP listener: it stops first.
     cleanups.push({ name: "http", run: () => http.close() });
@@ -156,6 +212,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       http,
       httpAddress,
       redis,
+      sessions: proxies.sessions,
+      postgresProxy: proxies.postgres,
       close() {
         // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
         closing ??= (async () => {
@@ -181,6 +239,9 @@ export function startupBanner(gateway: Gateway, source: string): string {
     `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics)`,
     `  storage     ${gateway.storage.kind === "pglite" ? `embedded PGlite in ${gateway.storage.location}` : `PostgreSQL ${gateway.storage.location}`}`,
     `  redis       ${gateway.redis.source === "embedded" ? `private redis-server at ${gateway.redis.url}` : gateway.redis.url.replace(/\/\/[^@]*@/, "//***@")}`,
+    ...(gateway.postgresProxy
+      ? [`  postgres    ${gateway.postgresProxy.address.address}:${gateway.postgresProxy.address.port}  (psql "postgres://<you>:<credential>@<host>:${gateway.postgresProxy.address.port}/<target>")`]
+      : []),
     `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
   ];
   const missing: string[] = [];

@@ -1,0 +1,305 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { createSecureContext, type SecureContext } from "node:tls";
+import type { Redis } from "ioredis";
+import type { Broker } from "../../broker/broker.js";
+import { BrokerError, NoLiveGrant } from "../../broker/errors.js";
+import type { TypedEvents } from "../../broker/events.js";
+import type { SessionBroker } from "../../broker/sessions.js";
+import type { StatementLog } from "../../broker/statement-log.js";
+import type { Config, PostgresTargetConfig } from "../../config/schema.js";
+import { compileMasking, type Masking } from "../masking/masker.js";
+import { classifySql, compileRules, type CompiledRules } from "../rules/sql-classifier.js";
+import {
+  PgProxyConnection,
+  ProxyRefusal,
+  type ClassifiedStatement,
+  type ConnectionHooks,
+  type ConnectionSummary,
+  type SessionHooks,
+} from "./connection.js";
+import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+
+export interface PgProxyOptions {
+  broker: Broker;
+  sessions: SessionBroker;
+  statements: StatementLog;
+  /** Domain events from every replica. */
+  events: TypedEvents;
+  redis: Redis;
+  redisPrefix: string;
+  config: NonNullable<Config["proxy"]["postgres"]>;
+  targets: Config["targets"];
+  /** The command users type to ask for access, for the refusal's hint. */
+  requestCommand?: string;
+  onError?: (error: unknown, where: string) => void;
+}
+
+interface TargetRuntime {
+  config: PostgresTargetConfig;
+  rules: CompiledRules;
+  masking: Masking;
+  /** Classification by statement text: clients repeat the same statements all the time. */
+  cache: Map<string, ClassifiedStatement[]>;
+}
+
+const CACHE_LIMIT = 2_000;
+
+/**
+ * The PostgreSQL proxy listener: admits connections under live grants, wires each connection's
+ * hooks to the broker (sessions, statement log, held statements), and ends sessions when their
+ * grant ends on any replica.
+ */
+export class PgProxyServer {
+  readonly #server: Server;
+  readonly #targets = new Map<string, TargetRuntime>();
+  readonly #byGrant = new Map<string, Set<PgProxyConnection>>();
+  readonly #all = new Set<PgProxyConnection>();
+  readonly #secureContext: SecureContext | undefined;
+  readonly #detach: (() => void)[] = [];
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly options: PgProxyOptions) {
+    for (const target of options.targets) {
+      if (target.kind !== "postgres") continue;
+      this.#targets.set(target.name, {
+        config: target,
+        rules: compileRules(target.commands),
+        masking: compileMasking(target.mask),
+        cache: new Map(),
+      });
+    }
+    if (options.config.tls) {
+      this.#secureContext = createSecureContext({
+        cert: readFileSync(options.config.tls.cert),
+        key: readFileSync(options.config.tls.key),
+      });
+    }
+    this.#server = createServer((socket) => this.#accept(socket));
+    const { events } = options;
+    this.#detach.push(
+      events.on("grant.expired", ({ grant }) => this.#endGrant(grant.id, "expired")),
+      events.on("grant.revoked", ({ grant }) => this.#endGrant(grant.id, "revoked")),
+      events.on("grant.extended", ({ grant }) => {
+        for (const connection of this.#byGrant.get(grant.id) ?? []) connection.extendTo(new Date(grant.expiresAt));
+      }),
+    );
+  }
+
+  get connections(): number {
+    return this.#all.size;
+  }
+
+  async listen(address: string): Promise<AddressInfo> {
+    const separator = address.lastIndexOf(":");
+    const host = address.slice(0, separator).replace(/^\[|\]$/g, "");
+    const port = Number(address.slice(separator + 1));
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    return this.#server.address() as AddressInfo;
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    socket.on("error", () => {});
+    // The hooks need the connection (to end it with its grant); it exists before any hook runs.
+    let connection: PgProxyConnection | undefined;
+    connection = new PgProxyConnection(socket, this.#hooks(() => connection!), {
+      maxMessageLength: this.options.config.maxMessageSize,
+      secureContext: this.#secureContext,
+      onError: (error) => this.options.onError?.(error, "postgres proxy connection"),
+    });
+    this.#all.add(connection);
+    void connection.closed.then(() => this.#all.delete(connection));
+  }
+
+  #endGrant(grantId: string, reason: "expired" | "revoked"): void {
+    for (const connection of this.#byGrant.get(grantId) ?? []) connection.terminate(reason);
+  }
+
+  #cancelKey(processId: number, secretKey: number): string {
+    return `${this.options.redisPrefix}:pg-cancel:${processId}:${secretKey}`;
+  }
+
+  #hooks(connection: () => PgProxyConnection): ConnectionHooks {
+    const { broker, redis } = this.options;
+    return {
+      newCancelKey: () => ({ processId: randomBytes(4).readInt32BE(0) & 0x7fffffff, secretKey: randomBytes(4).readInt32BE(0) }),
+      onCancel: async (processId, secretKey) => {
+        const stored = await redis.get(this.#cancelKey(processId, secretKey));
+        if (!stored) return;
+        const target = JSON.parse(stored) as { host: string; port: number; processId: number; secretKey: number };
+        await cancelUpstream(target, target.processId, target.secretKey);
+      },
+      onStartup: async ({ user, database, clientAddress }) => {
+        const runtime = this.#targets.get(database);
+        if (!runtime) {
+          throw new ProxyRefusal("3D000", `target "${database}" does not exist`, `list the targets with: ${this.#command} targets`);
+        }
+        // Fail closed: without Redis, expiry and revocation could not reach this session.
+        if (redis.status !== "ready") throw new ProxyRefusal("57P03", "jitgate cannot check grants right now; try again shortly");
+        let credential;
+        try {
+          credential = await broker.liveCredential(user, database);
+        } catch (error) {
+          if (error instanceof NoLiveGrant) {
+            throw new ProxyRefusal(
+              "28000",
+              `no live access grant for "${user}" on ${database}`,
+              `request one with: ${this.#command} request ${database} <duration> <reason>`,
+            );
+          }
+          throw new ProxyRefusal("57P03", "jitgate cannot check grants right now; try again shortly");
+        }
+        return {
+          verifier: credential.verifier,
+          admit: () => this.#admit(runtime, credential.grant.id, clientAddress, connection()),
+        };
+      },
+    };
+  }
+
+  get #command(): string {
+    return this.options.requestCommand ?? "/access";
+  }
+
+  async #admit(runtime: TargetRuntime, grantId: string, clientAddress: string | null, connection: PgProxyConnection): Promise<SessionHooks> {
+    const { sessions, statements, redis } = this.options;
+    let opened;
+    try {
+      opened = await sessions.open({ grantId, protocol: "postgres", clientAddress });
+    } catch (error) {
+      if (error instanceof BrokerError) throw new ProxyRefusal("28000", error.message);
+      this.options.onError?.(error, "open session");
+      throw new ProxyRefusal("57P03", "jitgate cannot record this session right now, so it is refused");
+    }
+    const { session, snapshot } = opened;
+    const grant = await this.options.broker.getGrant(grantId);
+    const connections = this.#byGrant.get(grantId) ?? new Set();
+    this.#byGrant.set(grantId, connections);
+    connections.add(connection);
+    let cancelKey: string | undefined;
+    const self = this;
+    const masking = runtime.masking;
+    const paramMasker = masking.forResult([{ name: "$", dataTypeID: 25, format: 0 }]);
+
+    const hooks: SessionHooks = {
+      upstream: parseUpstreamUrl(runtime.config.upstream),
+      expiresAt: grant.expiresAt,
+      classify(sql) {
+        let result = runtime.cache.get(sql);
+        if (!result) {
+          result = classifySql(sql, runtime.rules);
+          if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
+          runtime.cache.set(sql, result);
+        }
+        return result;
+      },
+      onStatements: (starts) =>
+        statements.record(
+          starts.map((s) => ({
+            sessionId: session.id,
+            seq: s.seq,
+            protocol: s.protocol,
+            kind: s.statement.kind,
+            text: s.statement.text,
+            parameters: s.parameters,
+            verdict: s.statement.verdict,
+            rule: s.statement.rule ?? null,
+            startedAt: s.startedAt,
+          })),
+        ),
+      onStatementEnd: (end) => statements.complete({ sessionId: session.id, ...end }),
+      onBlocked: (statement) => sessions.blocked(snapshot, statement.text, statement.rule ?? "block"),
+      onHold: (statement) => self.#hold(snapshot, statement),
+      onRowDescription: (fields) => masking.forResult(fields),
+      redactParameters(values, formats) {
+        return values.map((value, index) => {
+          if (value === null) return null;
+          const format = formats.length === 1 ? formats[0] : formats[index];
+          if (format === 1) return `(binary, ${value.length} bytes)`;
+          if (!paramMasker) return value.toString("utf8");
+          return paramMasker.mask([value]).values[0]!.toString("utf8");
+        });
+      },
+      registerCancelKey: async (key, upstream) => {
+        cancelKey = self.#cancelKey(key.processId, key.secretKey);
+        await redis.set(cancelKey, JSON.stringify(upstream), "EX", 7 * 24 * 3600);
+      },
+      onClose: async (summary: ConnectionSummary) => {
+        connections.delete(connection);
+        if (connections.size === 0) self.#byGrant.delete(grantId);
+        if (cancelKey) await redis.del(cancelKey).catch(() => {});
+        await statements.flushOutcomes();
+        await sessions.close(session.id, {
+          durationMs: summary.endedAt.getTime() - summary.startedAt.getTime(),
+          statementsByKind: summary.statementsByKind,
+          rowsReturned: summary.rowsReturned,
+          rowsAffected: summary.rowsAffected,
+          valuesMasked: summary.valuesMasked,
+          blocked: summary.blocked,
+          held: summary.held,
+          approved: summary.approved,
+          bytesIn: summary.bytesIn,
+          bytesOut: summary.bytesOut,
+          endReason: summary.endReason,
+          recordingId: session.id,
+        });
+      },
+    };
+    return hooks;
+  }
+
+  /** Holds a statement and waits for its decision from any replica, or its timeout. */
+  async #hold(session: Parameters<SessionBroker["hold"]>[0], statement: ClassifiedStatement): Promise<"approved" | "denied" | "timed_out"> {
+    const { sessions, events } = this.options;
+    const held = await sessions.hold(session, statement.text, statement.rule ?? "review");
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (verdict: "approved" | "denied" | "timed_out") => {
+        if (settled) return;
+        settled = true;
+        off();
+        clearTimeout(timer);
+        resolve(verdict);
+      };
+      const off = events.on("statement.decided", (decided) => {
+        if (decided.held.id === held.id) finish(decided.verdict);
+      });
+      const timer = setTimeout(async () => {
+        try {
+          finish((await sessions.decide(null, { heldId: held.id, verdict: "timed_out" })).state as "timed_out");
+        } catch {
+          // A decision won the race (or the database is gone): go by what is recorded, else deny.
+          const current = await sessions.getHeld(held.id).catch(() => undefined);
+          finish(current?.state === "approved" ? "approved" : current?.state === "denied" ? "denied" : "timed_out");
+        }
+      }, Math.max(0, new Date(held.timeoutAt).getTime() - Date.now()));
+    });
+  }
+
+  /**
+   * Stops accepting, lets sessions finish for `graceMs`, then ends the rest with 57P01. Safe to
+   * call twice.
+   */
+  close(graceMs = 5_000): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const detach of this.#detach) detach();
+      await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      const deadline = Date.now() + graceMs;
+      while (this.#all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const connection of this.#all) connection.terminate("shutdown");
+      await Promise.all([...this.#all].map((c) => c.closed));
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,59 @@
+import { Writable } from "node:stream";
+import { parseConfig } from "../../src/config/load.js";
+import { createLogger } from "../../src/logger.js";
+import { startGateway, type Gateway } from "../../src/main.js";
+import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
+import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
+
+export interface TestGateway {
+  gateway: Gateway;
+  logs: string[];
+  prefix: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A whole gateway on a database and Redis prefix of its own, listening on ephemeral ports.
+ * `yaml` is the configuration minus `database`, `redis` and `redisPrefix`.
+ */
+export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
+  const database = await createTestDatabase(label);
+  const prefix = testPrefix(label);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const config = parseConfig(`database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${prefix}\n${yaml}`, `${label} test`, {
+    DATABASE_URL: database.url,
+    REDIS_URL,
+    ...env,
+  });
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway({
+      config,
+      logger: createLogger("warn", sink),
+      httpListen: "127.0.0.1:0",
+      postgresListen: "127.0.0.1:0",
+    });
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
+  return {
+    gateway,
+    logs,
+    prefix,
+    async close() {
+      await gateway.close();
+      const redis = connectRedis(REDIS_URL);
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await closeRedis(redis);
+      await database.drop();
+    },
+  };
+}
