@@ -294,11 +294,13 @@ export class PgProxyServer {
   close(graceMs = 5_000): Promise<void> {
     this.#closing ??= (async () => {
       for (const detach of this.#detach) detach();
-      await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      // net.Server#close stops accepting at once, but calls back only when every connection is gone.
+      const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       const deadline = Date.now() + graceMs;
       while (this.#all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const connection of this.#all) connection.terminate("shutdown");
       await Promise.all([...this.#all].map((c) => c.closed));
+      await stopped;
     })();
     return this.#closing;
   }
