@@ -75,6 +75,10 @@ targets:
       block: [ddl, drop-database, "^ALTER SYSTEM"]
       review: [delete-without-where, update-without-where, truncate]
     mask: [{ column: email }, { detect: credit-card }, { detect: phone }]
+  - name: plain-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
 `,
     { UPSTREAM_URL: upstream.url },
   );
@@ -224,6 +228,87 @@ describe("the statement timeline", () => {
     ]);
     // Parameters are recorded with sensitive values redacted.
     expect(rows[1]!.parameters).toEqual(["****-****-****-1111"]);
+  });
+});
+
+describe("COPY, replicas and failures", () => {
+  it("COPY in and out pass through and are recorded", async () => {
+    const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U20", email: "copy@example.com" });
+    const { uri, grantId } = await grantUri(person);
+    const csv = join(dir, "in.csv");
+    writeFileSync(csv, "101,copied one\n102,copied two\n");
+    const copyIn = await psql(uri, `\\copy scratch FROM '${csv}' WITH (FORMAT csv)`);
+    expect(copyIn.stderr).toBe("");
+    expect(copyIn.stdout).toContain("COPY 2");
+    // COPY … TO would send rows past masking (CopyData has no column names): refused on a masked target.
+    const copyOut = await psql(uri, "copy (SELECT id, email FROM orders ORDER BY id) TO STDOUT WITH (FORMAT csv)");
+    expect(copyOut.stderr).toContain('jitgate: statement blocked by rule "copy-out-on-masked-target"');
+    const copyScratch = await psql(uri, "COPY (SELECT id FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT");
+    expect(copyScratch.stderr).toContain("copy-out-on-masked-target");
+    // Where nothing is masked, COPY out passes through.
+    const plain = await grantUri(person, "1h", "plain-db");
+    const out = await psql(plain.uri, "COPY (SELECT id, v FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT WITH (FORMAT csv)");
+    expect(out.stdout).toBe("101,copied one\n102,copied two\n");
+    const db = test.gateway.storage.db;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const rows = await db
+      .select({ text: sessionStatements.text, kind: sessionStatements.kind, tag: sessionStatements.commandTag })
+      .from(sessionStatements)
+      .innerJoin(sessions, eq(sessions.id, sessionStatements.sessionId))
+      .where(eq(sessions.grantId, grantId))
+      .orderBy(sessions.startedAt);
+    expect(rows).toEqual([
+      { text: "COPY  scratch FROM STDIN WITH (FORMAT csv)", kind: "copy", tag: "COPY 2" },
+      { text: "copy (SELECT id, email FROM orders ORDER BY id) TO STDOUT WITH (FORMAT csv)", kind: "copy", tag: null },
+      { text: "COPY (SELECT id FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT", kind: "copy", tag: null },
+    ]);
+  });
+
+  it("an approval taken on another replica resumes the held statement", async () => {
+    {
+      // A second replica on the same database and Redis prefix, without a proxy of its own.
+      const { startGateway } = await import("../src/main.js");
+      const { createLogger } = await import("../src/logger.js");
+      const replica = await startGateway({
+        config: { ...test.gateway.config, proxy: {} },
+        logger: createLogger("silent"),
+        httpListen: "127.0.0.1:0",
+      });
+      try {
+        const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U21", email: "replica@example.com" });
+        const { uri } = await grantUri(person);
+        const held = heldEvent((h) => h.personId === person.id);
+        const pending = psql(uri, "UPDATE scratch SET v = 'from replica two'");
+        const { payload } = await held;
+        const approver = await replica.broker.identify({ platform: "slack", externalId: "U2", email: "lead@example.com" });
+        await replica.sessions.decide(approver, { heldId: payload.held.id, verdict: "approved" });
+        const result = await pending;
+        expect(result.stderr).toBe("");
+        expect(result.stdout).toMatch(/UPDATE \d+/);
+      } finally {
+        await replica.close();
+      }
+    }
+  });
+
+  it("a statement that cannot be recorded is refused, and the session is closed", async () => {
+    const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U22", email: "fail@example.com" });
+    const { uri } = await grantUri(person);
+    const client = new pg.Client({ connectionString: uri });
+    client.on("error", () => {});
+    await client.connect();
+    const admin = new pg.Client({ connectionString: new URL(test.gateway.config.database!).toString() });
+    await admin.connect();
+    await admin.query("ALTER TABLE session_statements RENAME TO session_statements_away");
+    try {
+      await expect(client.query("SELECT id FROM orders")).rejects.toMatchObject({
+        code: "58000",
+        message: "jitgate could not record the statement, so it was not run; the session is closed",
+      });
+    } finally {
+      await admin.query("ALTER TABLE session_statements_away RENAME TO session_statements");
+      await admin.end();
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, type CompiledRules } from "../rules/sql-classifier.js";
+import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -45,6 +45,16 @@ interface TargetRuntime {
 }
 
 const CACHE_LIMIT = 2_000;
+
+/**
+ * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
+ * with masking rules it would be a way around them. It is refused there; COPY … FROM STDIN is not.
+ */
+function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): ClassifiedStatement {
+  if (statement.kind !== "copy" || runtime.config.mask.length === 0 || statement.verdict === "block") return statement;
+  if (/\bFROM\s+STDIN\b/i.test(normalizeSql(statement.text))) return statement;
+  return { ...statement, verdict: "block", rule: "copy-out-on-masked-target" };
+}
 
 /**
  * The PostgreSQL proxy listener: admits connections under live grants, wires each connection's
@@ -198,7 +208,7 @@ export class PgProxyServer {
       classify(sql) {
         let result = runtime.cache.get(sql);
         if (!result) {
-          result = classifySql(sql, runtime.rules);
+          result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
           if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
           runtime.cache.set(sql, result);
         }
