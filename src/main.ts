@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { startSlack } from "./bot/slack/slack-app.js";
 import { Broker, systemClock, type Clock } from "./broker/index.js";
 import { ClusterEvents } from "./bus/cluster-events.js";
 import type { Config } from "./config/schema.js";
@@ -46,7 +47,13 @@ async function startProxies(deps: {
   let postgres: Gateway["postgresProxy"];
   if (config.proxy.postgres) {
     await loadSqlParser();
-    const statements = new StatementLog(broker.db, (error) => onBackgroundError(error, "statement outcomes"));
+    // The statement timeline is written on every statement's path: its own pool commits without
+    // waiting for the WAL flush (see StatementLog), the rest of the data keeps full durability.
+    const timeline = config.database
+      ? await openStorage({ url: config.database, dataDir: config.dataDir, poolSize: 4, asynchronousCommit: true })
+      : undefined;
+    if (timeline) cleanups.push({ name: "statement timeline pool", run: () => timeline.close() });
+    const statements = new StatementLog(timeline?.db ?? broker.db, (error) => onBackgroundError(error, "statement outcomes"));
     const server = new PgProxyServer({
       broker,
       sessions,
@@ -194,12 +201,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       queues: [scheduler.grantExpiry, scheduler.requestTimeout],
       now: () => clock.now(),
     });
+    // Slack's outbox closes after the HTTP listener (clicks in flight still enqueue) and before Redis;
+    // its receiver is registered after "http" below, so it stops first.
+    const slack = config.slack
+      ? await startSlack({ config: config.slack, broker, events: cluster.events, db: storage.db, http, connection, prefix: config.redisPrefix, logger })
+      : undefined;
+    if (slack) cleanups.push({ name: "slack outbox", run: () => slack.closeOutbox() });
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options });
     cleanups.push(...proxies.cleanups);
 
     const httpAddress = await http.listen(options.httpListen ?? config.http.listen);
     // Chat receivers live on the HTTP listener: it stops first.
     cleanups.push({ name: "http", run: () => http.close() });
+    if (slack) cleanups.push({ name: "slack receiver", run: () => slack.closeReceiver() });
 
     let closing: Promise<void> | undefined;
     return {
@@ -236,7 +250,10 @@ export function startupBanner(gateway: Gateway, source: string): string {
   const host = http.family === "IPv6" ? `[${http.address}]` : http.address;
   const lines = [
     `jitgate is running (configuration: ${source})`,
-    `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics)`,
+    `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics${config.slack && !config.slack.appToken ? ", /slack/events" : ""})`,
+    ...(config.slack
+      ? [`  slack       ${config.slack.appToken ? "Socket Mode" : "HTTP mode (POST /slack/events)"}, command ${config.slack.command}, approvals in ${config.slack.approvalChannel}`]
+      : []),
     `  storage     ${gateway.storage.kind === "pglite" ? `embedded PGlite in ${gateway.storage.location}` : `PostgreSQL ${gateway.storage.location}`}`,
     `  redis       ${gateway.redis.source === "embedded" ? `private redis-server at ${gateway.redis.url}` : gateway.redis.url.replace(/\/\/[^@]*@/, "//***@")}`,
     ...(gateway.postgresProxy

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { HeldSnapshot, Person } from "../src/broker/index.js";
+import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../src/broker/index.js";
 import { sessionStatements, sessions } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
@@ -200,7 +200,7 @@ describe("the statement timeline", () => {
   it("records each statement before it runs, with outcome, and the session summary at close", async () => {
     const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U8", email: "f@example.com" });
     const { uri, grantId } = await grantUri(person);
-    const closed = nextEvent<{ session: { grantId: string }; summary: Record<string, unknown> }>(
+    const closed = nextEvent<{ session: SessionSnapshot; summary: SessionSummary }>(
       (l) => test.gateway.cluster.events.on("session.closed", l),
       (p) => p.session.grantId === grantId,
     );

@@ -46,17 +46,28 @@ export interface StorageOptions {
   /** PGlite only: keep everything in memory (tests). */
   inMemory?: boolean;
   poolSize?: number;
+  /**
+   * PostgreSQL only: commit without waiting for the WAL flush (`synchronous_commit = off`). A
+   * committed row is visible and ordered at once; only a crash of the database server itself can
+   * lose the last moments of such commits.
+   */
+  asynchronousCommit?: boolean;
 }
 
 export async function openStorage(options: StorageOptions): Promise<Storage> {
-  return options.url ? openPostgres(options.url, options.poolSize ?? 10) : openPglite(options);
+  return options.url ? openPostgres(options.url, options.poolSize ?? 10, options.asynchronousCommit ?? false) : openPglite(options);
 }
 
-async function openPostgres(url: string, poolSize: number): Promise<Storage> {
+async function openPostgres(url: string, poolSize: number, asynchronousCommit: boolean): Promise<Storage> {
   const { default: pg } = await import("pg");
   const { drizzle } = await import("drizzle-orm/node-postgres");
   const { migrate } = await import("drizzle-orm/node-postgres/migrator");
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5_000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: 5_000,
+    ...(asynchronousCommit ? { options: "-c synchronous_commit=off" } : {}),
+  });
   // An idle client that loses its server must not crash the process; the next query reports it.
   pool.on("error", () => {});
   const db = drizzle(pool, { schema }) as unknown as Database;

@@ -134,6 +134,7 @@ export class PgProxyConnection {
   readonly #upstreamReader = new BackendReader();
   #state: "startup" | "auth" | "connecting" | "ready" | "closed" = "startup";
   #work: Promise<void> = Promise.resolve();
+  #queued = 0;
   #tls = false;
   #scram: ScramServer | undefined;
   #plan: Awaited<ReturnType<ConnectionHooks["onStartup"]>> | undefined;
@@ -211,8 +212,10 @@ export class PgProxyConnection {
       return;
     }
     if (frames.length === 0) return;
-    // Back-pressure: while earlier messages wait (a held statement), stop reading more.
-    this.#client.pause();
+    // Back-pressure: while earlier messages wait (a held statement), stop reading more. Pausing
+    // costs system calls, so it is only done once a few batches are queued.
+    this.#queued += 1;
+    if (this.#queued > 4) this.#client.pause();
     this.#work = this.#work
       .then(() => this.#handleFrames(frames))
       .catch((error: unknown) => {
@@ -224,7 +227,8 @@ export class PgProxyConnection {
         }
       })
       .finally(() => {
-        if (this.#state !== "closed") this.#client.resume();
+        this.#queued -= 1;
+        if (this.#queued <= 4 && this.#state !== "closed" && this.#client.isPaused()) this.#client.resume();
       });
   }
 

@@ -42,7 +42,13 @@ interface TargetRuntime {
   masking: Masking;
   /** Classification by statement text: clients repeat the same statements all the time. */
   cache: Map<string, ClassifiedStatement[]>;
+  /** Whether number literals can be folded in the cache key (no regex rules; see `classify`). */
+  foldNumbers: boolean;
 }
+
+// A whole number token: the same statement with another constant gets the same built-in verdict.
+const NUMBER_TOKEN = /\b\d+\b/g;
+const ONE_STATEMENT = /^[^;]*;?\s*$/;
 
 const CACHE_LIMIT = 2_000;
 
@@ -78,6 +84,7 @@ export class PgProxyServer {
         rules: compileRules(target.commands),
         masking: compileMasking(target.mask),
         cache: new Map(),
+        foldNumbers: [...compileRules(target.commands).block, ...compileRules(target.commands).review].every((r) => r.type === "builtin"),
       });
     }
     if (options.config.tls) {
@@ -206,11 +213,21 @@ export class PgProxyServer {
       upstream: parseUpstreamUrl(runtime.config.upstream),
       expiresAt: grant.expiresAt,
       classify(sql) {
-        let result = runtime.cache.get(sql);
+        // Built-in rules look at the statement's structure, never at a number's value, so
+        // `… WHERE aid = 17` and `… WHERE aid = 42` share a cache entry. That is only done for
+        // one-statement texts (whose recorded text is then the text itself) and targets without
+        // regex rules (a regex may well look at numbers).
+        const folded = runtime.foldNumbers && ONE_STATEMENT.test(sql);
+        const key = folded ? sql.replace(NUMBER_TOKEN, "0") : sql;
+        let result = runtime.cache.get(key);
         if (!result) {
           result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
           if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
-          runtime.cache.set(sql, result);
+          runtime.cache.set(key, result);
+          return result;
+        }
+        if (folded && result.length === 1 && result[0]!.text !== sql.trim()) {
+          return [{ ...result[0]!, text: sql.trim().replace(/;\s*$/, "") }];
         }
         return result;
       },
