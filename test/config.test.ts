@@ -317,6 +317,14 @@ targets:
       ["targets[0].mask[0]: expected { column: <name> } or { detect: email | credit-card | iban | phone }"],
     ],
     [
+      "a misspelt built-in SQL rule",
+      `targets:\n${valid.pg}    commands: { review: [delete-wihtout-where] }\n`,
+      {},
+      [
+        'targets[0].commands.review[0]: "delete-wihtout-where" is not a built-in rule (did you mean "delete-without-where"?); built-in rules are ddl, drop-database, truncate, delete-without-where, update-without-where, grant-revoke, alter-system, copy-program, do. To match text, write a regex that is not a bare lower-case word, e.g. "\\bdelete-wihtout-where\\b"',
+      ],
+    ],
+    [
       "quorum larger than the approver list",
       `targets:\n${valid.pg}    approvals: 2\n`,
       {},

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./duration.js";
+// Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
+import { sqlRuleProblem } from "../proxy/rules/sql-classifier.js";
 
 /** `30m`, `2h`, `1d` → milliseconds; the message names what was wrong. */
 const duration = z.string().transform((text, ctx) => {
@@ -93,6 +95,16 @@ const commandRules = z.strictObject({
   review: z.array(nonEmpty).default([]),
 });
 
+/** SQL rules: built-in names (checked for typos) or regexes. */
+const sqlRule = nonEmpty.superRefine((entry, ctx) => {
+  const problem = sqlRuleProblem(entry);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
+const sqlCommandRules = z.strictObject({
+  block: z.array(sqlRule).default([]),
+  review: z.array(sqlRule).default([]),
+});
+
 const maskRule = z.union([
   z.strictObject({ column: nonEmpty }),
   z.strictObject({ detect: z.enum(["email", "credit-card", "iban", "phone"]) }),
@@ -114,7 +126,7 @@ const postgresTarget = z.strictObject({
   ...targetCommon,
   kind: z.literal("postgres"),
   upstream: url(["postgres:", "postgresql:"], "postgres://user:password@host:5432/db"),
-  commands: commandRules.prefault({}),
+  commands: sqlCommandRules.prefault({}),
   mask: z.array(maskRule).default([]),
 });
 
