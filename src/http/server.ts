@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { listenOn } from "../listen.js";
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -38,18 +39,8 @@ export class HttpServer {
     }
   }
 
-  async listen(address: string): Promise<AddressInfo> {
-    const separator = address.lastIndexOf(":");
-    const host = address.slice(0, separator).replace(/^\[|\]$/g, "");
-    const port = Number(address.slice(separator + 1));
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
-    return this.#server.address() as AddressInfo;
+  listen(address: string): Promise<AddressInfo> {
+    return listenOn(this.#server, address);
   }
 
   /** Stops accepting, lets requests in flight finish, then resolves. Safe to call twice. */

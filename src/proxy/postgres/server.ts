@@ -20,6 +20,7 @@ import {
   type SessionHooks,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+import { listenOn } from "../../listen.js";
 
 export interface PgProxyOptions {
   broker: Broker;
@@ -108,18 +109,8 @@ export class PgProxyServer {
     return this.#all.size;
   }
 
-  async listen(address: string): Promise<AddressInfo> {
-    const separator = address.lastIndexOf(":");
-    const host = address.slice(0, separator).replace(/^\[|\]$/g, "");
-    const port = Number(address.slice(separator + 1));
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
-    return this.#server.address() as AddressInfo;
+  listen(address: string): Promise<AddressInfo> {
+    return listenOn(this.#server, address);
   }
 
   #accept(socket: Socket): void {
