@@ -1,0 +1,135 @@
+import { UnrecoverableError } from "bullmq";
+import type { Broker } from "../broker/index.js";
+import type { Database } from "../db/client.js";
+import { ChatRejected, type ChatPlatform, type ChatPort, type EphemeralTarget, type MessageRef } from "./chat-port.js";
+import { loadGrantState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
+import { grantCardView, requestView, type MessageView } from "./view-model.js";
+
+/**
+ * One message to deliver through the chat outbox. Root messages and cards are rendered when the job
+ * runs, from the database: jobs may run late or out of order (a 429, a retry, another replica) and
+ * still show the latest state.
+ */
+export type ChatDelivery =
+  | { kind: "root"; platform: ChatPlatform; requestId: string }
+  | { kind: "refresh"; platform: ChatPlatform; requestId: string }
+  | { kind: "reply"; platform: ChatPlatform; threadRequestId: string; view: MessageView; role: "reply" }
+  | { kind: "card"; platform: ChatPlatform; threadRequestId: string; grantId: string }
+  | { kind: "dm"; platform: ChatPlatform; requestId: string; user: string; view: MessageView }
+  | { kind: "ephemeral"; platform: ChatPlatform; to: EphemeralTarget; view: MessageView };
+
+/** The thread root is not posted yet (its own job is queued or retrying): retry later. */
+export class RootNotPosted extends Error {
+  constructor(readonly requestId: string) {
+    super(`the root message of ${requestId} is not posted yet`);
+    this.name = "RootNotPosted";
+  }
+}
+
+const sameView = (a: MessageView, b: MessageView) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Runs outbox jobs against one platform's ChatPort. */
+export class ChatDeliverer {
+  readonly #refs: MessageRefs;
+
+  constructor(
+    private readonly port: ChatPort,
+    private readonly broker: Broker,
+    private readonly db: Database,
+  ) {
+    this.#refs = new MessageRefs(db, port.platform);
+  }
+
+  async deliver(job: ChatDelivery): Promise<void> {
+    if (job.platform !== this.port.platform) throw new UnrecoverableError(`no ${job.platform} port on this outbox`);
+    try {
+      await this.#deliver(job);
+    } catch (error) {
+      if (error instanceof ChatRejected) throw new UnrecoverableError(error.message);
+      throw error;
+    }
+  }
+
+  async #deliver(job: ChatDelivery): Promise<void> {
+    switch (job.kind) {
+      case "root":
+        return this.#postRoot(job.requestId);
+      case "refresh": {
+        const root = await this.#root(job.requestId);
+        await this.#settle(root, null, () => this.#requestView(job.requestId));
+        const card = await this.#refs.find(job.requestId, "card");
+        const request = await this.broker.getRequest(job.requestId);
+        if (card && request.grantId) await this.#settle(card, null, () => this.#cardView(request.grantId!));
+        return;
+      }
+      case "reply":
+        await this.#reply(job.threadRequestId, job.view, job.role);
+        return;
+      case "card": {
+        const existing = await this.#refs.find(job.threadRequestId, "card");
+        if (existing) return this.#settle(existing, null, () => this.#cardView(job.grantId));
+        const view = await this.#cardView(job.grantId);
+        const ref = await this.#reply(job.threadRequestId, view, "card");
+        // The grant may have ended while the card was on its way.
+        return this.#settle(ref, view, () => this.#cardView(job.grantId));
+      }
+      case "dm": {
+        const ref = await this.port.dm(job.user, job.view);
+        await this.#refs.record(job.requestId, "dm", ref);
+        return;
+      }
+      case "ephemeral":
+        return this.port.ephemeral(job.to, job.view);
+    }
+  }
+
+  async #postRoot(requestId: string): Promise<void> {
+    if (await this.#refs.find(requestId, "root")) return this.#deliver({ kind: "refresh", platform: this.port.platform, requestId });
+    const request = await this.broker.getRequest(requestId);
+    const view = await this.#requestView(requestId);
+    let ref: MessageRef;
+    if (request.kind === "extension" && request.grantId) {
+      // An extension is asked for in the thread of the grant's own request, with its own buttons.
+      const grant = await this.broker.getGrant(request.grantId);
+      ref = await this.port.reply(await this.#root(grant.requestId), view);
+    } else {
+      ref = await this.port.post(this.port.approvalChannel, view);
+    }
+    await this.#refs.record(requestId, "root", ref);
+    // Decisions may have come in while the message was on its way (a 429, an outage).
+    await this.#settle(ref, view, () => this.#requestView(requestId));
+  }
+
+  async #reply(threadRequestId: string, view: MessageView, role: MessageRole): Promise<MessageRef> {
+    const ref = await this.port.reply(await this.#root(threadRequestId), view);
+    await this.#refs.record(threadRequestId, role, ref);
+    return ref;
+  }
+
+  async #root(requestId: string): Promise<MessageRef> {
+    const root = await this.#refs.find(requestId, "root");
+    if (!root) throw new RootNotPosted(requestId);
+    return root;
+  }
+
+  /**
+   * Shows the current view on `ref`, and checks again after writing: two replicas refreshing the
+   * same message concurrently can write in the wrong order, and the later check repairs that.
+   */
+  async #settle(ref: MessageRef, shown: MessageView | null, render: () => Promise<MessageView>): Promise<void> {
+    for (let round = 0; round < 3; round += 1) {
+      const next = await render();
+      if (shown && sameView(next, shown)) return;
+      await this.port.update(ref, next);
+      shown = next;
+    }
+  }
+
+  async #requestView(requestId: string): Promise<MessageView> {
+    return requestView(await loadRequestState(this.broker, this.db, requestId), this.broker.clock.now());
+  }
+
+  async #cardView(grantId: string): Promise<MessageView> {
+    return grantCardView(await loadGrantState(this.broker, this.db, grantId), this.broker.clock.now());
+  }
+}

@@ -1,0 +1,167 @@
+import { formatDuration } from "../config/duration.js";
+import { BrokerError, RequestNotPending, type Broker, type Person } from "../broker/index.js";
+import type { ChatPlatform } from "./chat-port.js";
+import { formatTime, noticeView, type MessageView } from "./view-model.js";
+
+/**
+ * The command words of DESIGN.md's table, platform-neutral: Slack's `/access …` and the words sent
+ * to the Teams bot are parsed and run here, and answered with a view.
+ */
+export type ParsedCommand =
+  | { word: "request"; target?: string | undefined; duration?: string | undefined; reason: string }
+  | { word: "list" }
+  | { word: "extend"; grantId?: string | undefined; duration?: string | undefined; reason: string }
+  | { word: "revoke"; grantId?: string | undefined; reason: string }
+  | { word: "targets" }
+  | { word: "whocan"; target?: string | undefined }
+  | { word: "help" }
+  | { word: "unknown"; text: string };
+
+export function parseCommand(text: string): ParsedCommand {
+  const words = text.trim().split(/\s+/).filter((w) => w !== "");
+  const [first, a, b, ...rest] = words;
+  switch (first?.toLowerCase()) {
+    case undefined:
+    case "help":
+      return { word: "help" };
+    case "request":
+      return { word: "request", target: a, duration: b, reason: rest.join(" ") };
+    case "list":
+      return { word: "list" };
+    case "extend":
+      return { word: "extend", grantId: a, duration: b, reason: rest.join(" ") };
+    case "revoke":
+      return { word: "revoke", grantId: a, reason: [b, ...rest].filter((w) => w !== undefined).join(" ") };
+    case "targets":
+      return { word: "targets" };
+    case "whocan":
+      return { word: "whocan", target: a };
+    default:
+      return { word: "unknown", text: first ?? "" };
+  }
+}
+
+export function helpView(command: string): MessageView {
+  return noticeView(`Usage of ${command}:`, [
+    `${command} request <target> <duration> <reason…>   ask for access (30m, 2h, 1d; up to the target's maximum)`,
+    `${command} list   my pending requests and live grants`,
+    `${command} extend <grant-id> <duration>   ask for more time`,
+    `${command} revoke <grant-id>   end a grant now`,
+    `${command} targets   what I may request`,
+    `${command} whocan <target>   who would approve, and with what quorum`,
+    `${command} help   this text`,
+  ]);
+}
+
+/**
+ * A short answer for an error, for the person who caused it: a broker error's own message (written
+ * to be shown), never a stack trace. `unexpected` says the adapter should log it.
+ */
+export function errorView(error: unknown): { view: MessageView; unexpected: boolean } {
+  if (error instanceof RequestNotPending) {
+    const by = error.decidedBy.length > 0 ? ` by ${error.decidedBy.join(", ")}` : "";
+    return { view: noticeView(`This request is already ${error.state}${by}.`), unexpected: false };
+  }
+  if (error instanceof BrokerError) return { view: noticeView(capitalize(error.message)), unexpected: false };
+  return { view: noticeView("Something went wrong on our side; it has been logged. Please try again."), unexpected: true };
+}
+
+const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
+export interface CommandContext {
+  broker: Broker;
+  person: Person;
+  /** How the command is spelled on this platform (`/access`), for usage lines. */
+  command: string;
+  origin: ChatPlatform;
+}
+
+export interface CommandOutcome {
+  view: MessageView;
+  /** Set when the command failed in a way nobody expected (to be logged; the view says so). */
+  failure?: unknown;
+}
+
+/** Parses and runs one command; always answers (errors become short replies). */
+export async function runCommand(context: CommandContext, text: string): Promise<CommandOutcome> {
+  try {
+    return { view: await execute(context, parseCommand(text)) };
+  } catch (error) {
+    const { view, unexpected } = errorView(error);
+    return unexpected ? { view, failure: error } : { view };
+  }
+}
+
+async function execute(context: CommandContext, parsed: ParsedCommand): Promise<MessageView> {
+  const { broker, person, command } = context;
+  const now = broker.clock.now();
+  switch (parsed.word) {
+    case "help":
+      return helpView(command);
+    case "unknown":
+      return { ...helpView(command), text: `Unknown command "${parsed.text}". Usage of ${command}:` };
+    case "request": {
+      if (!parsed.target) return usage(command, "request <target> <duration> <reason…>");
+      broker.policy(parsed.target); // an unknown target is answered with the list of targets
+      if (!parsed.duration) return usage(command, "request <target> <duration> <reason…>");
+      const request = await broker.request(person, {
+        target: parsed.target,
+        duration: parsed.duration,
+        reason: parsed.reason,
+        origin: context.origin,
+      });
+      const needs = request.approvalsRequired === 1 ? "1 approval" : `${request.approvalsRequired} approvals`;
+      return noticeView(
+        `Request ${request.id} sent: ${request.target} for ${formatDuration(request.durationMs)} (needs ${needs}). You will get a direct message when it is approved.`,
+      );
+    }
+    case "list": {
+      const { requests, grants } = await broker.list(person);
+      if (requests.length === 0 && grants.length === 0) return noticeView("You have no pending requests and no live grants.");
+      return noticeView("Your pending requests and live grants:", [
+        ...grants.map((g) => `live: ${g.target}, grant ${g.id}, expires ${formatTime(g.expiresAt, now)}`),
+        ...requests.map(
+          (r) => `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}, request ${r.id}`,
+        ),
+      ]);
+    }
+    case "extend": {
+      if (!parsed.grantId || !parsed.duration) return usage(command, "extend <grant-id> <duration>");
+      const result = await broker.extend(person, {
+        grantId: parsed.grantId,
+        duration: parsed.duration,
+        ...(parsed.reason ? { reason: parsed.reason } : {}),
+      });
+      if (result.kind === "extended") {
+        return noticeView(`Grant ${result.grant.id} extended: access to ${result.grant.target} now expires ${formatTime(result.grant.expiresAt, now)}.`);
+      }
+      return noticeView(`Extension request ${result.request.id} sent for approval (${formatDuration(result.request.durationMs)} more).`);
+    }
+    case "revoke": {
+      if (!parsed.grantId) return usage(command, "revoke <grant-id>");
+      const grant = await broker.revoke(person, { grantId: parsed.grantId, reason: parsed.reason || undefined });
+      return noticeView(`Grant ${grant.id} (${grant.target}) revoked.`);
+    }
+    case "targets": {
+      const targets = broker.targets();
+      if (targets.length === 0) return noticeView("No targets are configured.");
+      return noticeView("Targets you may request:", targets.map((t) => {
+        const rules = [`${t.kind}`, `up to ${formatDuration(t.maxDurationMs)}`, `${t.approvals === 1 ? "1 approval" : `${t.approvals} approvals`}`];
+        if (t.reasonPattern) rules.push(`reason must match ${t.reasonPattern.source}`);
+        return `${t.name}: ${rules.join(", ")}`;
+      }));
+    }
+    case "whocan": {
+      if (!parsed.target) return usage(command, "whocan <target>");
+      const { policy, approvers } = await broker.whocan(parsed.target);
+      return noticeView(
+        `${policy.name} needs ${policy.approvals === 1 ? "1 approval" : `${policy.approvals} distinct approvals`} from:`,
+        approvers.map((a) => (a.name && a.name !== a.entry ? `${a.name} (${a.entry})` : a.entry)),
+      );
+    }
+  }
+}
+
+function usage(command: string, shape: string): MessageView {
+  return noticeView(`Usage: ${command} ${shape}`);
+}

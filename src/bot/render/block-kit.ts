@@ -1,0 +1,64 @@
+import type { ActionKind, MessageView } from "../view-model.js";
+
+/** Block Kit action ids of the view model's buttons (https://docs.slack.dev/reference/block-kit/block-elements/button-element). */
+export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
+  approve: "jitgate_approve",
+  deny: "jitgate_deny",
+  extend: "jitgate_extend",
+  revoke: "jitgate_revoke",
+};
+
+// Block Kit's own limits: section text 3000 characters, field 2000, button value 2000, 10 fields.
+const SECTION_MAX = 3000;
+const FIELD_MAX = 2000;
+
+/**
+ * Slack's three control characters in mrkdwn (https://docs.slack.dev/messaging/formatting-message-text#escaping).
+ * Escaping them is what keeps user text (a reason) from becoming a mention or a link.
+ */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+const cut = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+export interface SlackMessage {
+  text: string;
+  blocks: Record<string, unknown>[];
+}
+
+/** Renders a view as a Slack message: `text` for notifications, `blocks` for the message itself. */
+export function toBlockKit(view: MessageView): SlackMessage {
+  const blocks: Record<string, unknown>[] = [];
+  const mrkdwn = (text: string) => ({ type: "mrkdwn", text });
+  const headline = view.title ? `*${escapeMrkdwn(view.title)}*` : escapeMrkdwn(view.text);
+  blocks.push({ type: "section", text: mrkdwn(cut(headline, SECTION_MAX)) });
+  if (view.fields && view.fields.length > 0) {
+    blocks.push({
+      type: "section",
+      fields: view.fields
+        .slice(0, 10)
+        .map((f) => mrkdwn(cut(`*${escapeMrkdwn(f.label)}*\n${escapeMrkdwn(f.value)}`, FIELD_MAX))),
+    });
+  }
+  for (const line of view.lines ?? []) blocks.push({ type: "section", text: mrkdwn(cut(escapeMrkdwn(line), SECTION_MAX)) });
+  if (view.code !== undefined) {
+    blocks.push({ type: "section", text: mrkdwn(cut("```" + escapeMrkdwn(view.code) + "```", SECTION_MAX)) });
+  }
+  if (view.status) blocks.push({ type: "context", elements: [mrkdwn(cut(escapeMrkdwn(view.status.text), SECTION_MAX))] });
+  if (view.buttons && view.buttons.length > 0) {
+    blocks.push({
+      type: "actions",
+      block_id: "jitgate_actions",
+      elements: view.buttons.map((b) => ({
+        type: "button",
+        action_id: SLACK_ACTION_IDS[b.action],
+        text: { type: "plain_text", text: b.label, emoji: true },
+        value: b.value,
+        ...(b.style ? { style: b.style } : {}),
+      })),
+    });
+  }
+  // `text` is shown in notifications and where blocks cannot be; it is not mrkdwn-parsed by us.
+  return { text: cut(escapeMrkdwn(view.text), 4000), blocks };
+}

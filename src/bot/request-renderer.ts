@@ -1,0 +1,116 @@
+import type { Broker, BrokerEventName, BrokerEvents, RequestSnapshot, TypedEvents } from "../broker/index.js";
+import { outboxJobId, type EnqueueOptions } from "../jobs/chat-outbox.js";
+import type { ChatDelivery } from "./chat-delivery.js";
+import type { ChatPlatform } from "./chat-port.js";
+import { threadRequestOf } from "./request-state.js";
+import {
+  decisionReply,
+  grantExpiredReply,
+  grantExtendedReply,
+  grantRevokedReply,
+  requestExpiredReply,
+  type MessageView,
+} from "./view-model.js";
+
+export interface RequestRendererOptions {
+  broker: Broker;
+  /** The cluster's events (`gateway.cluster.events`): every replica's, received by every replica. */
+  events: TypedEvents;
+  platform: ChatPlatform;
+  enqueue: (delivery: ChatDelivery, options: EnqueueOptions) => Promise<void>;
+}
+
+/**
+ * Renders domain events into the chat the request came from: the root message is refreshed and the
+ * event is a reply in its thread. Every replica hears every cluster event and enqueues the same
+ * jobs; the job ids come from the event (`decided|req_…|dec_…`), so BullMQ keeps one and the
+ * message is posted once cluster-wide.
+ */
+export class RequestRenderer {
+  readonly #detach: (() => void)[] = [];
+
+  constructor(private readonly options: RequestRendererOptions) {}
+
+  start(): void {
+    if (this.#detach.length > 0) return;
+    const { events } = this.options;
+    const on = <K extends BrokerEventName>(name: K, handle: (payload: BrokerEvents[K]) => Promise<void>) =>
+      this.#detach.push(events.on(name, handle));
+
+    on("request.created", async ({ request }) => {
+      if (!(await this.#ours(request))) return;
+      await this.#enqueue({ kind: "root", platform: this.options.platform, requestId: request.id }, "root", request.id);
+    });
+    on("request.decided", async ({ request, decision, approvals, required }) => {
+      const thread = await this.#ours(request);
+      if (!thread) return;
+      const view = decisionReply({ approverName: decision.approverName, verdict: decision.verdict, reason: decision.reason, approvals, required });
+      await this.#reply(thread, view, "decided", request.id, decision.id);
+      await this.#refresh(request.id, "decided", decision.id);
+    });
+    on("request.expired", async ({ request }) => {
+      const thread = await this.#ours(request);
+      if (!thread) return;
+      await this.#reply(thread, requestExpiredReply(), "expired", request.id);
+      await this.#refresh(request.id, "expired");
+    });
+    on("grant.issued", async ({ grant, request }) => {
+      if (!(await this.#ours(request))) return;
+      await this.#enqueue(
+        { kind: "card", platform: this.options.platform, threadRequestId: request.id, grantId: grant.id },
+        "card",
+        grant.id,
+      );
+      await this.#refresh(request.id, "issued", grant.id);
+    });
+    on("grant.extended", async ({ grant, byName }) => {
+      const thread = await this.#grantThread(grant.requestId);
+      if (!thread) return;
+      const expiresAt = new Date(grant.expiresAt);
+      const view = grantExtendedReply({ byName, expiresAt }, this.options.broker.clock.now());
+      await this.#reply(thread, view, "extended", grant.id, expiresAt.getTime());
+      await this.#refresh(thread, "extended", grant.id, expiresAt.getTime());
+    });
+    on("grant.revoked", async ({ grant, byName, reason }) => {
+      const thread = await this.#grantThread(grant.requestId);
+      if (!thread) return;
+      await this.#reply(thread, grantRevokedReply({ byName, reason }), "revoked", grant.id);
+      await this.#refresh(thread, "revoked", grant.id);
+    });
+    on("grant.expired", async ({ grant }) => {
+      const thread = await this.#grantThread(grant.requestId);
+      if (!thread) return;
+      const view = grantExpiredReply({ expiresAt: new Date(grant.expiresAt) }, this.options.broker.clock.now());
+      await this.#reply(thread, view, "grant-expired", grant.id);
+      await this.#refresh(thread, "grant-expired", grant.id);
+    });
+  }
+
+  stop(): void {
+    for (const detach of this.#detach.splice(0)) detach();
+  }
+
+  /** The id of the request whose thread this event belongs in, if that request came from our platform. */
+  async #ours(request: RequestSnapshot): Promise<string | undefined> {
+    if (request.kind === "access") return request.origin === this.options.platform ? request.id : undefined;
+    const thread = await threadRequestOf(this.options.broker, request);
+    return thread.origin === this.options.platform ? thread.id : undefined;
+  }
+
+  async #grantThread(requestId: string): Promise<string | undefined> {
+    const request = await this.options.broker.getRequest(requestId);
+    return request.origin === this.options.platform ? request.id : undefined;
+  }
+
+  #reply(threadRequestId: string, view: MessageView, ...key: (string | number)[]): Promise<void> {
+    return this.#enqueue({ kind: "reply", platform: this.options.platform, threadRequestId, view, role: "reply" }, "reply", ...key);
+  }
+
+  #refresh(requestId: string, ...key: (string | number)[]): Promise<void> {
+    return this.#enqueue({ kind: "refresh", platform: this.options.platform, requestId }, "refresh", requestId, ...key);
+  }
+
+  #enqueue(delivery: ChatDelivery, ...key: (string | number)[]): Promise<void> {
+    return this.options.enqueue(delivery, { jobId: outboxJobId(this.options.platform, ...key) });
+  }
+}

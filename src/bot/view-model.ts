@@ -1,0 +1,223 @@
+import { formatDuration } from "../config/duration.js";
+
+/**
+ * Platform-neutral views of what the gateway shows in chat. Every string is plain text: renderers
+ * (Block Kit, Adaptive Cards) escape it, so a reason like `<!channel>` stays text.
+ */
+
+export type Tone = "pending" | "good" | "bad" | "neutral";
+
+/** What a button does; renderers turn it into the platform's action id. */
+export type ActionKind = "approve" | "deny" | "extend" | "revoke";
+
+export interface ButtonView {
+  action: ActionKind;
+  label: string;
+  /** The request or grant id the action is about. */
+  value: string;
+  style?: "primary" | "danger";
+}
+
+export interface MessageView {
+  /** A one-line summary: the notification text, and the whole message where rich text is not shown. */
+  text: string;
+  title?: string;
+  status?: { text: string; tone: Tone };
+  fields?: { label: string; value: string }[];
+  lines?: string[];
+  /** Preformatted text, ready to copy (the connection line). */
+  code?: string;
+  buttons?: ButtonView[];
+}
+
+/** A request as the approval message shows it, read from the database at render time. */
+export interface RequestState {
+  id: string;
+  kind: "access" | "extension";
+  target: string;
+  requesterName: string;
+  durationMs: number;
+  reason: string;
+  state: string;
+  approvalsRequired: number;
+  approvedBy: string[];
+  deniedBy: { name: string; reason: string | null } | null;
+  /** The issued grant (access requests) or the grant to extend (extension requests). */
+  grant: GrantState | null;
+}
+
+export interface GrantState {
+  id: string;
+  target: string;
+  holderName: string;
+  state: string;
+  expiresAt: Date;
+  endedAt: Date | null;
+  endedByName: string | null;
+  reason: string | null;
+}
+
+const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
+
+/** `14:32 UTC`, with the date in front when it is not today (UTC). */
+export function formatTime(at: Date, now: Date = new Date()): string {
+  const iso = at.toISOString();
+  const time = `${iso.slice(11, 16)} UTC`;
+  return iso.slice(0, 10) === now.toISOString().slice(0, 10) ? time : `${iso.slice(0, 10)} ${time}`;
+}
+
+/** The status line of a request's root message: the one place that says where it stands. */
+export function requestStatus(request: RequestState, now: Date = new Date()): { text: string; tone: Tone } {
+  const grant = request.grant;
+  switch (request.state) {
+    case "pending":
+      if (request.approvedBy.length === 0) {
+        return { text: `⏳ Pending: needs ${plural(request.approvalsRequired, "approval")}`, tone: "pending" };
+      }
+      return {
+        text: `⏳ Approved by ${request.approvedBy.join(", ")} (${request.approvedBy.length} of ${request.approvalsRequired})`,
+        tone: "pending",
+      };
+    case "denied": {
+      const by = request.deniedBy;
+      return { text: `❌ Denied${by ? ` by ${by.name}` : ""}${by?.reason ? `: ${by.reason}` : ""}`, tone: "bad" };
+    }
+    case "expired":
+      return { text: "⌛ Expired: no decision in time", tone: "neutral" };
+    case "cancelled":
+      return { text: "Cancelled", tone: "neutral" };
+    case "approved": {
+      const by = request.approvedBy.length > 0 ? ` by ${request.approvedBy.join(", ")}` : "";
+      if (request.kind === "extension") {
+        const until = grant && grant.state === "active" ? `; access now expires ${formatTime(grant.expiresAt, now)}` : "";
+        return { text: `✅ Extension approved${by}${until}`, tone: "good" };
+      }
+      if (!grant) return { text: `✅ Approved${by}`, tone: "good" };
+      return grantStatus(grant, now, `✅ Approved${by}, `);
+    }
+    default:
+      return { text: request.state, tone: "neutral" };
+  }
+}
+
+function grantStatus(grant: GrantState, now: Date, activePrefix: string): { text: string; tone: Tone } {
+  if (grant.state === "revoked") {
+    return {
+      text: `⛔ Revoked${grant.endedByName ? ` by ${grant.endedByName}` : ""}${grant.reason ? `: ${grant.reason}` : ""}`,
+      tone: "bad",
+    };
+  }
+  if (grant.state === "expired" || grant.expiresAt.getTime() <= now.getTime()) {
+    return { text: `⌛ Expired at ${formatTime(grant.expiresAt, now)}`, tone: "neutral" };
+  }
+  return { text: `${activePrefix}expires ${formatTime(grant.expiresAt, now)}`, tone: "good" };
+}
+
+/** The approval message: what is asked, by whom, where it stands, and the buttons while it is open. */
+export function requestView(request: RequestState, now: Date = new Date()): MessageView {
+  const status = requestStatus(request, now);
+  const extension = request.kind === "extension";
+  const what = extension ? `${formatDuration(request.durationMs)} more` : formatDuration(request.durationMs);
+  const view: MessageView = {
+    text: `${extension ? "Extension" : "Access"} request from ${request.requesterName}: ${request.target} for ${what} — ${status.text}`,
+    title: `${extension ? "Extension request" : "Access request"}: ${request.target}`,
+    status,
+    fields: [
+      { label: "Target", value: request.target },
+      { label: "Requester", value: request.requesterName },
+      { label: extension ? "More time" : "Duration", value: formatDuration(request.durationMs) },
+      { label: "Reason", value: request.reason },
+      { label: "Request", value: request.id },
+      ...(extension && request.grant ? [{ label: "Grant", value: request.grant.id }] : []),
+    ],
+  };
+  if (request.state === "pending") {
+    view.buttons = [
+      { action: "approve", label: "Approve", value: request.id, style: "primary" },
+      { action: "deny", label: "Deny", value: request.id, style: "danger" },
+    ];
+  }
+  return view;
+}
+
+/** The thread's card for a live grant: until when, and Extend / Revoke while it lasts. */
+export function grantCardView(grant: GrantState, now: Date = new Date()): MessageView {
+  const status = grantStatus(grant, now, "🔓 Live, ");
+  const live = grant.state === "active" && grant.expiresAt.getTime() > now.getTime();
+  const view: MessageView = {
+    text: live
+      ? `🔓 Access to ${grant.target} granted to ${grant.holderName} until ${formatTime(grant.expiresAt, now)} (grant ${grant.id})`
+      : `${status.text} (grant ${grant.id})`,
+    status,
+    fields: [
+      { label: "Holder", value: grant.holderName },
+      { label: "Grant", value: grant.id },
+    ],
+  };
+  if (live) {
+    view.buttons = [
+      { action: "extend", label: "Extend", value: grant.id },
+      { action: "revoke", label: "Revoke", value: grant.id, style: "danger" },
+    ];
+  }
+  return view;
+}
+
+// ------------------------------------------------------------------ thread replies (one per event)
+
+export function decisionReply(input: {
+  approverName: string;
+  verdict: "approve" | "deny";
+  reason: string | null;
+  approvals: number;
+  required: number;
+}): MessageView {
+  if (input.verdict === "deny") {
+    return { text: `❌ Denied by ${input.approverName}${input.reason ? `: ${input.reason}` : ""}` };
+  }
+  return { text: `✅ Approved by ${input.approverName} (${input.approvals} of ${input.required})` };
+}
+
+export function extensionRequestedReply(input: { requesterName: string; durationMs: number; requestId: string }): MessageView {
+  return {
+    text: `⏩ ${input.requesterName} asks for ${formatDuration(input.durationMs)} more (request ${input.requestId})`,
+  };
+}
+
+export function requestExpiredReply(): MessageView {
+  return { text: "⌛ The request expired without a decision" };
+}
+
+export function grantExtendedReply(input: { byName: string; expiresAt: Date }, now: Date = new Date()): MessageView {
+  return { text: `⏩ Extended by ${input.byName}: access now expires ${formatTime(input.expiresAt, now)}` };
+}
+
+export function grantRevokedReply(input: { byName: string; reason: string | null }): MessageView {
+  return { text: `⛔ Revoked by ${input.byName}${input.reason ? `: ${input.reason}` : ""}` };
+}
+
+export function grantExpiredReply(input: { expiresAt: Date }, now: Date = new Date()): MessageView {
+  return { text: `⌛ Access expired at ${formatTime(input.expiresAt, now)}` };
+}
+
+/**
+ * The requester's DM on approval. It holds the grant's secret: it is built in the replica that
+ * handled the approval, sealed in the outbox, and never logged.
+ */
+export function connectionView(input: { target: string; grantId: string; line: string; expiresAt: Date }, now: Date = new Date()): MessageView {
+  return {
+    text: `Your access to ${input.target} is approved until ${formatTime(input.expiresAt, now)}`,
+    title: `Access to ${input.target} approved`,
+    lines: [`Connect with the line below. It works only for this grant and stops working at ${formatTime(input.expiresAt, now)}.`],
+    code: input.line,
+    fields: [
+      { label: "Expires", value: formatTime(input.expiresAt, now) },
+      { label: "Grant", value: input.grantId },
+    ],
+  };
+}
+
+/** A short reply to the person who acted (an ephemeral message). */
+export function noticeView(text: string, lines: string[] = []): MessageView {
+  return lines.length > 0 ? { text, lines } : { text };
+}
