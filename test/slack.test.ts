@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
+import pg from "pg";
 import { Writable } from "node:stream";
 import { HTTPReceiver, SocketModeReceiver } from "@slack/bolt";
 import { count, eq } from "drizzle-orm";
@@ -41,6 +43,7 @@ const logger = createLogger(
 let fake: FakeSlack;
 let gateway: Gateway;
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let upstream: Awaited<ReturnType<typeof createTestDatabase>>;
 const prefix = testPrefix("slack");
 const base = () => `http://127.0.0.1:${gateway.httpAddress.port}/slack/events`;
 
@@ -48,6 +51,11 @@ beforeAll(async () => {
   fake = new FakeSlack(users, BOT_TOKEN);
   await fake.start();
   database = await createTestDatabase("slack");
+  upstream = await createTestDatabase("slack_upstream");
+  const seed = new pg.Client({ connectionString: upstream.url });
+  await seed.connect();
+  await seed.query("CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, 'one'), (2, 'two')");
+  await seed.end();
   const config = parseConfig(
     `
 database: \${DATABASE_URL}
@@ -71,11 +79,18 @@ targets:
     upstream: postgres://gw@127.0.0.1:5432/payments
     approvers: [lead@example.com, second@example.com]
     approvals: 2
+  - name: held-db
+    kind: postgres
+    upstream: \${HELD_UPSTREAM}
+    approvers: [lead@example.com]
+    commands: { block: [ddl], review: [delete-without-where] }
+proxy:
+  postgres: { listen: 127.0.0.1:0, publicAddress: "localhost:15432" }
 `,
     "slack test",
-    { DATABASE_URL: database.url, REDIS_URL, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL: fake.apiUrl },
+    { DATABASE_URL: database.url, REDIS_URL, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL: fake.apiUrl, HELD_UPSTREAM: upstream.url },
   );
-  gateway = await startGateway({ config, logger, httpListen: "127.0.0.1:0" });
+  gateway = await startGateway({ config, logger, httpListen: "127.0.0.1:0", postgresListen: "127.0.0.1:0" });
 });
 
 afterAll(async () => {
@@ -86,6 +101,7 @@ afterAll(async () => {
   if (keys.length > 0) await redis.del(...keys);
   await closeRedis(redis);
   await database?.drop();
+  await upstream?.drop();
 });
 
 // ------------------------------------------------------------------ requests as Slack sends them
@@ -349,6 +365,50 @@ describe("Slack: request, approve, connect, expire", () => {
     // A click on a decided request changes nothing and says so.
     await click("U0SECOND", "jitgate_approve", requestId, root);
     await ephemeralMatching("U0SECOND", /already denied by Lead/);
+  });
+});
+
+describe("Slack: statements held and blocked by the PostgreSQL proxy", () => {
+  it("puts a held DELETE in the request's thread with Approve / Deny; the click resumes psql; a block is noted", async () => {
+    await slash("U0SECOND", "request held-db 1h clean up notes");
+    const requestId = await requestIdFromAnswer("U0SECOND", "held-db");
+    const root = await approvalRootFor(requestId);
+    await click("U0LEAD", "jitgate_approve", requestId, root);
+    const dm = await eventually(() => fake.rootsIn("DU0SECOND").find((m) => messageText(m).includes("held-db")), 10_000, "the DM");
+    const line = /postgres:\/\/\S+/.exec(messageText(dm))![0].replace(/```$/, "");
+    const uri = line.replace(/@[^/]+\//, `@127.0.0.1:${gateway.postgresProxy!.address.port}/`);
+
+    const psql = new Promise<{ stdout: string; stderr: string }>((resolve) =>
+      execFile("psql", [uri, "-X", "-c", "DELETE FROM notes"], { timeout: 30_000 }, (_error, stdout, stderr) => resolve({ stdout, stderr })),
+    );
+    const held = await eventually(
+      () => fake.thread(CHANNEL, root.ts).find((m) => Object.keys(buttonsOf(m)).includes("jitgate_approve_statement")),
+      15_000,
+      "the held statement in the thread",
+    );
+    expect(messageText(held)).toContain("DELETE FROM notes");
+    expect(messageText(held)).toContain("delete-without-where");
+    const heldId = buttonsOf(held).jitgate_approve_statement!;
+    expect(buttonsOf(held)).toEqual({ jitgate_approve_statement: heldId, jitgate_deny_statement: heldId });
+
+    // Neither the session's owner nor a non-approver can let it through.
+    await click("U0SECOND", "jitgate_approve_statement", heldId, held);
+    await ephemeralMatching("U0SECOND", /cannot approve your own/i);
+    await click("U0OTHER", "jitgate_approve_statement", heldId, held);
+    await ephemeralMatching("U0OTHER", /not an approver of held-db/);
+
+    await click("U0LEAD", "jitgate_approve_statement", heldId, held);
+    const result = await psql;
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toContain("DELETE 2");
+    await eventually(() => statusOf(fake.messages.get(`${CHANNEL}/${held.ts}`)!).match(/Approved by Lead: it ran/), 10_000, "the held message updated");
+    expect(buttonsOf(fake.messages.get(`${CHANNEL}/${held.ts}`)!)).toEqual({});
+
+    const blocked = await new Promise<string>((resolve) =>
+      execFile("psql", [uri, "-X", "-c", "DROP TABLE notes"], { timeout: 30_000 }, (_error, _stdout, stderr) => resolve(stderr)),
+    );
+    expect(blocked).toContain('statement blocked by rule "ddl"');
+    await eventually(() => threadTexts(root).find((t) => t.includes("Blocked on held-db") && t.includes("DROP TABLE notes")), 10_000, "the blocked note");
   });
 });
 

@@ -2,8 +2,8 @@ import { UnrecoverableError } from "bullmq";
 import type { Broker } from "../broker/index.js";
 import type { Database } from "../db/client.js";
 import { ChatRejected, type ChatPlatform, type ChatPort, type EphemeralTarget, type MessageRef } from "./chat-port.js";
-import { loadGrantState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
-import { grantCardView, requestView, type MessageView } from "./view-model.js";
+import { loadGrantState, loadHeldState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
+import { grantCardView, heldView, requestView, type MessageView } from "./view-model.js";
 
 /**
  * One message to deliver through the chat outbox. Root messages and cards are rendered when the job
@@ -15,6 +15,8 @@ export type ChatDelivery =
   | { kind: "refresh"; platform: ChatPlatform; requestId: string }
   | { kind: "reply"; platform: ChatPlatform; threadRequestId: string; view: MessageView; role: "reply" }
   | { kind: "card"; platform: ChatPlatform; threadRequestId: string; grantId: string }
+  /** A held statement's message in its request's thread: posted, then redrawn when decided. */
+  | { kind: "held"; platform: ChatPlatform; heldId: string }
   | { kind: "dm"; platform: ChatPlatform; requestId: string; user: string; view: MessageView }
   | { kind: "ephemeral"; platform: ChatPlatform; to: EphemeralTarget; view: MessageView };
 
@@ -72,6 +74,17 @@ export class ChatDeliverer {
         const ref = await this.#reply(job.threadRequestId, view, "card");
         // The grant may have ended while the card was on its way.
         return this.#settle(ref, view, () => this.#cardView(job.grantId));
+      }
+      case "held": {
+        const { requestId } = await loadHeldState(this.broker, this.db, job.heldId);
+        const role: MessageRole = `held:${job.heldId}`;
+        const render = async () => heldView((await loadHeldState(this.broker, this.db, job.heldId)).held, this.broker.clock.now());
+        const existing = await this.#refs.find(requestId, role);
+        if (existing) return this.#settle(existing, null, render);
+        const view = await render();
+        const ref = await this.#reply(requestId, view, role);
+        // A decision may have come while the message was on its way.
+        return this.#settle(ref, view, render);
       }
       case "dm": {
         const ref = await this.port.dm(job.user, job.view);

@@ -1,9 +1,11 @@
 import type { Broker, BrokerEventName, BrokerEvents, RequestSnapshot, TypedEvents } from "../broker/index.js";
 import { outboxJobId, type EnqueueOptions } from "../jobs/chat-outbox.js";
 import type { ChatDelivery } from "./chat-delivery.js";
+import { createHash } from "node:crypto";
 import type { ChatPlatform } from "./chat-port.js";
 import { threadRequestOf } from "./request-state.js";
 import {
+  blockedReply,
   decisionReply,
   grantExpiredReply,
   grantExtendedReply,
@@ -84,6 +86,26 @@ export class RequestRenderer {
       await this.#reply(thread, view, "grant-expired", grant.id);
       await this.#refresh(thread, "grant-expired", grant.id);
     });
+    this.#proxyEvents(on);
+  }
+
+  /** Statements and commands the proxies hold or block go to the request's thread too. */
+  #proxyEvents(on: <K extends BrokerEventName>(name: K, handle: (payload: BrokerEvents[K]) => Promise<void>) => void): void {
+    on("statement.held", async ({ held }) => {
+      if (!(await this.#grantThread(held.requestId))) return;
+      await this.#enqueue({ kind: "held", platform: this.options.platform, heldId: held.id }, "held", held.id);
+    });
+    on("statement.decided", async ({ held, verdict }) => {
+      if (!(await this.#grantThread(held.requestId))) return;
+      await this.#enqueue({ kind: "held", platform: this.options.platform, heldId: held.id }, "held", held.id, verdict);
+    });
+    on("statement.blocked", async ({ session, text, rule, at }) => {
+      const thread = await this.#grantThread(session.requestId);
+      if (!thread) return;
+      const view = blockedReply({ personName: session.personName, target: session.target, text, rule });
+      // One note per blocked statement, whichever replicas hear the event: the key is the event's own.
+      await this.#reply(thread, view, "blocked", session.id, hashKey(`${at}\n${rule}\n${text}`));
+    });
   }
 
   stop(): void {
@@ -114,3 +136,5 @@ export class RequestRenderer {
     return this.options.enqueue(delivery, { jobId: outboxJobId(this.options.platform, ...key) });
   }
 }
+
+const hashKey = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16);

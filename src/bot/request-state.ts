@@ -2,9 +2,35 @@ import { and, desc, eq } from "drizzle-orm";
 import type { AccessRequest, Broker } from "../broker/index.js";
 import { newId } from "../broker/ids.js";
 import type { Database } from "../db/client.js";
-import { auditEvents, chatIdentities, chatMessages } from "../db/schema.js";
+import { auditEvents, chatIdentities, chatMessages, grants, heldStatements, people, sessions } from "../db/schema.js";
 import type { ChatPlatform, MessageRef } from "./chat-port.js";
-import type { GrantState, RequestState } from "./view-model.js";
+import type { GrantState, HeldState, RequestState } from "./view-model.js";
+
+/** A held statement as its thread message shows it, read when the message is (re)drawn. */
+export async function loadHeldState(broker: Broker, db: Database, heldId: string): Promise<{ held: HeldState; requestId: string }> {
+  const [row] = await db
+    .select({ held: heldStatements, target: sessions.target, personId: sessions.personId, requestId: grants.requestId })
+    .from(heldStatements)
+    .innerJoin(sessions, eq(sessions.id, heldStatements.sessionId))
+    .innerJoin(grants, eq(grants.id, heldStatements.grantId))
+    .where(eq(heldStatements.id, heldId));
+  if (!row) throw new Error(`no held statement ${heldId}`);
+  const names = async (id: string | null) =>
+    id ? ((await db.select({ name: people.displayName }).from(people).where(eq(people.id, id)))[0]?.name ?? id) : null;
+  return {
+    requestId: row.requestId,
+    held: {
+      id: row.held.id,
+      target: row.target,
+      personName: (await names(row.personId)) ?? row.personId,
+      text: row.held.text,
+      rule: row.held.rule,
+      state: row.held.state,
+      decidedByName: await names(row.held.decidedBy),
+      timeoutAt: new Date(row.held.createdAt.getTime() + broker.reviewTimeoutMs),
+    },
+  };
+}
 
 /** Reads what a request's messages show from the database, so any replica renders the same thing. */
 export async function loadGrantState(broker: Broker, db: Database, grantId: string): Promise<GrantState> {
@@ -78,7 +104,8 @@ export async function chatUserIdOf(db: Database, personId: string, platform: Cha
   return row?.externalId;
 }
 
-export type MessageRole = "root" | "reply" | "dm" | "card";
+/** `held:<id>` is the message of one held statement, updated when it is decided. */
+export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}`;
 
 /**
  * Where a request's messages are (table `chat_messages`): the root that is kept up to date, the

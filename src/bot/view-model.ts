@@ -8,7 +8,7 @@ import { formatDuration } from "../config/duration.js";
 export type Tone = "pending" | "good" | "bad" | "neutral";
 
 /** What a button does; renderers turn it into the platform's action id. */
-export type ActionKind = "approve" | "deny" | "extend" | "revoke";
+export type ActionKind = "approve" | "deny" | "extend" | "revoke" | "approve-statement" | "deny-statement";
 
 export interface ButtonView {
   action: ActionKind;
@@ -214,6 +214,54 @@ export function connectionView(input: { target: string; grantId: string; line: s
       { label: "Expires", value: formatTime(input.expiresAt, now) },
       { label: "Grant", value: input.grantId },
     ],
+  };
+}
+
+/** A statement or command held by a proxy, as its thread message shows it. */
+export interface HeldState {
+  id: string;
+  target: string;
+  personName: string;
+  text: string;
+  rule: string;
+  state: string;
+  decidedByName: string | null;
+  timeoutAt: Date;
+}
+
+/** The held statement in the request's thread: what it is, and Approve / Deny while it waits. */
+export function heldView(held: HeldState, now: Date = new Date()): MessageView {
+  const status: { text: string; tone: Tone } =
+    held.state === "held"
+      ? { text: `⏸ Waiting for approval until ${formatTime(held.timeoutAt, now)}`, tone: "pending" }
+      : held.state === "approved"
+        ? { text: `✅ Approved${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it ran`, tone: "good" }
+        : held.state === "denied"
+          ? { text: `❌ Denied${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it did not run`, tone: "bad" }
+          : { text: "⌛ No decision in time: it did not run", tone: "neutral" };
+  const view: MessageView = {
+    text: `⏸ ${held.personName} wants to run on ${held.target} (rule ${held.rule}) — ${status.text}`,
+    title: `Held on ${held.target}: ${held.personName} wants to run`,
+    code: held.text,
+    fields: [
+      { label: "Rule", value: held.rule },
+      { label: "Held", value: held.id },
+    ],
+    status,
+  };
+  if (held.state === "held") {
+    view.buttons = [
+      { action: "approve-statement", label: "Approve", value: held.id, style: "primary" },
+      { action: "deny-statement", label: "Deny", value: held.id, style: "danger" },
+    ];
+  }
+  return view;
+}
+
+export function blockedReply(input: { personName: string; target: string; text: string; rule: string }): MessageView {
+  return {
+    text: `⛔ Blocked on ${input.target}: ${input.personName} tried a statement that rule ${input.rule} forbids`,
+    code: input.text,
   };
 }
 

@@ -98,7 +98,7 @@ export interface BrokerEvents {
   "grant.expired": { grant: GrantSnapshot };
   "session.opened": { session: SessionSnapshot };
   "session.closed": { session: SessionSnapshot; summary: SessionSummary };
-  "statement.blocked": { session: SessionSnapshot; text: string; rule: string };
+  "statement.blocked": { session: SessionSnapshot; text: string; rule: string; at: string };
   "statement.held": { held: HeldSnapshot };
   "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
 }

@@ -130,7 +130,7 @@ export class SessionBroker {
         data: { text, rule },
       }),
     );
-    this.broker.events.emit("statement.blocked", { session, text, rule });
+    this.broker.events.emit("statement.blocked", { session, text, rule, at: now.toISOString() });
   }
 
   async #heldSnapshot(row: HeldRow, session: SessionSnapshot | undefined, timeoutMs: number): Promise<HeldSnapshot> {

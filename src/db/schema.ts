@@ -233,7 +233,8 @@ export const chatMessages = pgTable(
     channel: text("channel").notNull(),
     messageId: text("message_id").notNull(),
     threadId: text("thread_id"),
-    role: text("role", { enum: ["root", "reply", "dm", "card"] }).notNull(),
+    /** root, reply, dm, card, or `held:<held statement id>` */
+    role: text("role").notNull(),
     createdAt: at("created_at").notNull().defaultNow(),
   },
   (t) => [

@@ -6,6 +6,8 @@ export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
   deny: "jitgate_deny",
   extend: "jitgate_extend",
   revoke: "jitgate_revoke",
+  "approve-statement": "jitgate_approve_statement",
+  "deny-statement": "jitgate_deny_statement",
 };
 
 // Block Kit's own limits: section text 3000 characters, field 2000, button value 2000, 10 fields.

@@ -18,6 +18,7 @@ import {
   NotAnApprover,
   RequestNotPending,
   SelfApproval,
+  SessionBroker,
   type Broker,
   type DecideResult,
   type Person,
@@ -268,6 +269,26 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
       }
     });
   });
+
+  // Held statements and commands (from the proxies): decided by an approver of the target, once.
+  const sessions = new SessionBroker(broker);
+  for (const [actionId, verdict] of [
+    [SLACK_ACTION_IDS["approve-statement"], "approved"],
+    [SLACK_ACTION_IDS["deny-statement"], "denied"],
+  ] as const) {
+    app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action }) => {
+      await ack();
+      await track(async () => {
+        const to = clicker(body);
+        try {
+          const approver = await identify(body.user.id);
+          await sessions.decide(approver, { heldId: action.value ?? "", verdict });
+        } catch (error) {
+          await fail(to, error);
+        }
+      });
+    });
+  }
 
   app.action<BlockAction<ButtonAction>>(SLACK_ACTION_IDS.revoke, async ({ ack, body, action }) => {
     await ack();
