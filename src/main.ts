@@ -13,6 +13,7 @@ import { closeRedis, connectRedis, pingRedis } from "./jobs/redis.js";
 import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
 import type { Logger } from "./logger.js";
 import type { Redis } from "ioredis";
+import type { Queue } from "bullmq";
 import { SessionBroker } from "./broker/sessions.js";
 import { StatementLog } from "./broker/statement-log.js";
 import { PgProxyServer } from "./proxy/postgres/server.js";
@@ -192,13 +193,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     reconciler.start(options.reconcileIntervalMs);
 
     const http = new HttpServer((error, path) => logger.error({ err: error, path }, "HTTP handler failed"));
+    // Read at scrape time: queues started below (chat outboxes) are added to it.
+    const queues: Queue[] = [scheduler.grantExpiry, scheduler.requestTimeout];
     mountOperations(http, {
       db: storage.db,
       checks: [
         { name: "database", check: () => storage.ping() },
         { name: "redis", check: () => pingRedis(connection) },
       ],
-      queues: [scheduler.grantExpiry, scheduler.requestTimeout],
+      queues,
       now: () => clock.now(),
     });
     // Slack's outbox closes after the HTTP listener (clicks in flight still enqueue) and before Redis;
@@ -206,7 +209,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const slack = config.slack
       ? await startSlack({ config: config.slack, broker, events: cluster.events, db: storage.db, http, connection, prefix: config.redisPrefix, logger })
       : undefined;
-    if (slack) cleanups.push({ name: "slack outbox", run: () => slack.closeOutbox() });
+    if (slack) {
+      queues.push(slack.outbox.queue as unknown as Queue);
+      cleanups.push({ name: "slack outbox", run: () => slack.closeOutbox() });
+    }
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options });
     cleanups.push(...proxies.cleanups);
 

@@ -466,6 +466,12 @@ describe("Slack: the command words", () => {
 });
 
 describe("Slack: receivers and rendering", () => {
+  it("shows the Slack outbox on /metrics", async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${gateway.httpAddress.port}/metrics`)).text();
+    expect(metrics).toMatch(/^jitgate_queue_jobs\{queue="chat-outbox-slack",state="failed"\} 0$/m);
+    expect(metrics).toMatch(/^jitgate_queue_lag_seconds\{queue="chat-outbox-slack"\} \d/m);
+  });
+
   it("uses Socket Mode when an app token is set, HTTP otherwise", () => {
     const log = boltLogger(logger);
     const socket = createSlackReceiver({ botToken: BOT_TOKEN, appToken: "xapp-1-test", command: "/access", approvalChannel: CHANNEL, apiUrl: fake.apiUrl }, log);
