@@ -27,6 +27,20 @@ afterAll(async () => {
 const ask = (target = "orders-db", duration = "1h", reason = "INC-1 stuck orders", who?: Person) =>
   broker.request(who ?? dev, { target, duration, reason });
 
+describe("identities", () => {
+  it("one person across platforms by email; an identity learns its email unless someone else has it", async () => {
+    const teamsLead = await broker.identify({ platform: "teams", externalId: "29:lead", email: "LEAD@example.com", displayName: "Lead in Teams" });
+    expect(teamsLead.id).toBe(lead.id);
+    const anonymous = await broker.identify({ platform: "console", externalId: "anon-1", displayName: "Anon" });
+    expect(anonymous.email).toBeNull();
+    const learned = await broker.identify({ platform: "console", externalId: "anon-1", email: "anon@example.com" });
+    expect(learned).toMatchObject({ id: anonymous.id, email: "anon@example.com" });
+    const other = await broker.identify({ platform: "console", externalId: "anon-2" });
+    const clash = await broker.identify({ platform: "console", externalId: "anon-2", email: "dev@example.com" });
+    expect(clash).toMatchObject({ id: other.id, email: null });
+  });
+});
+
 describe("requests", () => {
   it.each<[string, { target?: string; duration?: string; reason?: string }, string, RegExp]>([
     ["unknown target", { target: "nope-db" }, "broker_unknown_target", /targets: orders-db, payments-db, web-1/],

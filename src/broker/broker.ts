@@ -206,12 +206,11 @@ export class Broker {
           .set({ email, displayName, updatedAt: now })
           .where(and(eq(chatIdentities.platform, ref.platform), eq(chatIdentities.externalId, ref.externalId)));
         if (email && !known.person.email) {
-          const [updated] = await tx
-            .update(people)
-            .set({ email })
-            .where(eq(people.id, known.person.id))
-            .returning()
-            .catch(() => [known.person]);
+          // Learn the email, unless it already belongs to someone else: identities are never
+          // merged implicitly (a failed UPDATE would also abort the transaction).
+          const [owner] = await tx.select({ id: people.id }).from(people).where(eq(people.email, email));
+          if (owner) return known.person;
+          const [updated] = await tx.update(people).set({ email }).where(eq(people.id, known.person.id)).returning();
           return updated ?? known.person;
         }
         return known.person;
@@ -782,13 +781,21 @@ export class Broker {
    * secret matching its verifier. Any failure is one of two errors, so the answer reveals no more
    * than "no grant" or "wrong credential".
    */
-  async checkCredential(input: { login: string; target: string; secret: string }): Promise<Grant> {
+  async checkCredential(input: { login?: string | undefined; target: string; secret: string }): Promise<Grant> {
     const now = this.clock.now();
+    // Without a login (the SSH proxy, where the user name is the target), every live credential on
+    // the target is tried: there is at most one live grant per person and target.
     const rows = await this.#db
       .select({ grant: grants, credential: grantCredentials })
       .from(grantCredentials)
       .innerJoin(grants, eq(grants.id, grantCredentials.grantId))
-      .where(and(eq(grantCredentials.login, input.login), eq(grantCredentials.target, input.target), eq(grants.state, "active")));
+      .where(
+        and(
+          input.login === undefined ? undefined : eq(grantCredentials.login, input.login),
+          eq(grantCredentials.target, input.target),
+          eq(grants.state, "active"),
+        ),
+      );
     const live = rows.filter((r) => r.grant.expiresAt.getTime() > now.getTime());
     if (live.length === 0) throw new NoLiveGrant(input.target);
     for (const { grant, credential } of live) {

@@ -13,7 +13,7 @@ import {
   rowsOfCommandTag,
   type ErrorFields,
 } from "./backend-codec.js";
-import { decodeFrontend, decodeStartup, FrontendReader, PROTOCOL_3_0, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
+import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 
@@ -275,9 +275,6 @@ export class PgProxyConnection {
       await this.hooks.onCancel(message.processId, message.secretKey).catch(() => {});
       this.#end("cancel-request");
       return;
-    }
-    if (message.protocol !== PROTOCOL_3_0 && message.protocol >> 16 === 3 && (message.protocol & 0xffff) !== 0) {
-      // Minor versions above 3.0: we speak 3.0 (NegotiateProtocolVersion would be the polite answer).
     }
     const user = message.params.user ?? "";
     const database = message.params.database ?? user;

@@ -21,6 +21,7 @@ import {
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { listenOn } from "../../listen.js";
+import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 
 export interface PgProxyOptions {
   broker: Broker;
@@ -80,12 +81,13 @@ export class PgProxyServer {
   constructor(private readonly options: PgProxyOptions) {
     for (const target of options.targets) {
       if (target.kind !== "postgres") continue;
+      const rules = compileRules(target.commands);
       this.#targets.set(target.name, {
         config: target,
-        rules: compileRules(target.commands),
+        rules,
         masking: compileMasking(target.mask),
         cache: new Map(),
-        foldNumbers: [...compileRules(target.commands).block, ...compileRules(target.commands).review].every((r) => r.type === "builtin"),
+        foldNumbers: [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
       });
     }
     if (options.config.tls) {
@@ -278,31 +280,8 @@ export class PgProxyServer {
   }
 
   /** Holds a statement and waits for its decision from any replica, or its timeout. */
-  async #hold(session: Parameters<SessionBroker["hold"]>[0], statement: ClassifiedStatement): Promise<"approved" | "denied" | "timed_out"> {
-    const { sessions, events } = this.options;
-    const held = await sessions.hold(session, statement.text, statement.rule ?? "review");
-    return new Promise((resolve) => {
-      let settled = false;
-      const finish = (verdict: "approved" | "denied" | "timed_out") => {
-        if (settled) return;
-        settled = true;
-        off();
-        clearTimeout(timer);
-        resolve(verdict);
-      };
-      const off = events.on("statement.decided", (decided) => {
-        if (decided.held.id === held.id) finish(decided.verdict);
-      });
-      const timer = setTimeout(async () => {
-        try {
-          finish((await sessions.decide(null, { heldId: held.id, verdict: "timed_out" })).state as "timed_out");
-        } catch {
-          // A decision won the race (or the database is gone): go by what is recorded, else deny.
-          const current = await sessions.getHeld(held.id).catch(() => undefined);
-          finish(current?.state === "approved" ? "approved" : current?.state === "denied" ? "denied" : "timed_out");
-        }
-      }, Math.max(0, new Date(held.timeoutAt).getTime() - Date.now()));
-    });
+  #hold(session: Parameters<SessionBroker["hold"]>[0], statement: ClassifiedStatement): Promise<HeldVerdict> {
+    return holdForDecision(this.options, session, statement.text, statement.rule ?? "review");
   }
 
   /**
