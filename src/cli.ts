@@ -1,11 +1,21 @@
 #!/usr/bin/env node
+import { writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
+import { CronExpressionParser } from "cron-parser";
+import { asc, eq } from "drizzle-orm";
 import { parseDuration } from "./config/duration.js";
 import { ConfigError, loadConfig } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
+import { computeDigest } from "./broker/digest.js";
+import { digestView, viewToPlainText } from "./bot/view-model.js";
+import { ChatJobTargets } from "./jobs/chat-targets.js";
+import { DigestJobs } from "./jobs/digest.js";
+import { closeRedis, connectRedis } from "./jobs/redis.js";
 import { createLogger } from "./logger.js";
+import { sessionRecordings } from "./db/schema.js";
+import { playCast } from "./proxy/recording/asciicast.js";
 import { startGateway, startupBanner } from "./main.js";
 
 /** An absolute time (`2026-11-22`, `2026-11-22T09:00Z`) or one ago from now (`24h`, `7d`). */
@@ -153,6 +163,87 @@ export function buildCli(): Command {
         process.stdout.write(`${options.json ? JSON.stringify({ ...row, at: row.at.toISOString() }) : formatRow(row)}\n`);
       }
       if (!options.json) process.stderr.write(`${rows.length} event${rows.length === 1 ? "" : "s"}\n`);
+    });
+
+  program
+    .command("replay <session-id>")
+    .description("write an SSH session's recording as an asciicast v2 file, or play it in this terminal")
+    .option("--out <file>", "write the .cast file instead of playing it (asciinema play reads it)")
+    .option("--speed <n>", "playback speed (2 = twice as fast)", (v) => {
+      const n = Number(v);
+      if (!(n > 0)) throw new InvalidArgumentError("expected a positive number");
+      return n;
+    }, 1)
+    .option("--channel <n>", "which recorded channel of the session (default: the first)", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive whole number");
+      return n;
+    })
+    .action(async (sessionId: string, options: { out?: string; speed: number; channel?: number }) => {
+      const { config } = configOrExit(program.opts().config);
+      const recordings = await withStorage(config, (storage) =>
+        storage.db.select().from(sessionRecordings).where(eq(sessionRecordings.sessionId, sessionId)).orderBy(asc(sessionRecordings.channel)),
+      );
+      const recording = options.channel === undefined ? recordings[0] : recordings.find((r) => r.channel === options.channel);
+      if (!recording) {
+        process.stderr.write(
+          recordings.length === 0
+            ? `no recording for session ${sessionId}\n`
+            : `session ${sessionId} has no channel ${options.channel}; recorded: ${recordings.map((r) => `${r.channel} (${r.kind}${r.title ? ` ${r.title}` : ""})`).join(", ")}\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      if (recordings.length > 1 && options.channel === undefined) {
+        process.stderr.write(`session ${sessionId} has ${recordings.length} recorded channels; this is channel ${recording.channel} (choose with --channel)\n`);
+      }
+      if (options.out) {
+        writeFileSync(options.out, recording.cast);
+        process.stderr.write(`wrote ${options.out} (${recording.kind}${recording.title ? ` ${recording.title}` : ""}${recording.truncated ? ", truncated at the size limit" : ""})\n`);
+        return;
+      }
+      await playCast(recording.cast, (data) => process.stdout.write(data), { speed: options.speed });
+    });
+
+  program
+    .command("digest")
+    .description("the daily digest: --now posts it at once through a running gateway (--dry-run prints it instead)")
+    .option("--now", "make the digest now instead of showing the schedule")
+    .option("--since <when>", "start of the window: a time or a duration ago", (v) => parseWhen(v))
+    .option("--until <when>", "end of the window (default: now)", (v) => parseWhen(v))
+    .option("--dry-run", "print the digest here; post nothing")
+    .option("--wait <seconds>", "how long to wait for a gateway to post it", (v) => Number(v), 30)
+    .action(async (options: { now?: boolean; since?: Date; until?: Date; dryRun?: boolean; wait: number }) => {
+      const { config } = configOrExit(program.opts().config);
+      if (!options.now) {
+        const next = CronExpressionParser.parse(config.digest.cron, { tz: config.digest.timezone }).next().toDate();
+        process.stdout.write(`daily digest: "${config.digest.cron}" (${config.digest.timezone}), next at ${next.toISOString()}; run with --now to make one now\n`);
+        return;
+      }
+      const until = options.until ?? new Date();
+      const since = options.since ?? new Date(until.getTime() - 24 * 3600_000);
+      if (options.dryRun) {
+        const digest = await withStorage(config, (storage) => computeDigest(storage.db, { since, until }));
+        process.stdout.write(`${viewToPlainText(digestView(digest))}\n`);
+        return;
+      }
+      // The digest is posted by a gateway's worker, through the same job and chat outboxes as the daily one.
+      const connection = connectRedis(config.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+      const jobs = await withStorage(config, async (storage) => {
+        const queue = new DigestJobs({ db: storage.db, clock: { now: () => new Date() }, targets: new ChatJobTargets(), connection, prefix: config.redisPrefix, worker: false });
+        try {
+          const job = await queue.runNow({ since, until });
+          const done = await queue.waitFor(job, connection, config.redisPrefix, options.wait * 1000);
+          process.stdout.write(
+            done
+              ? `digest of ${since.toISOString()} – ${until.toISOString()} posted (job ${job.id})\n`
+              : `digest queued as job ${job.id}; no gateway posted it within ${options.wait} s (a running jitgate serve will)\n`,
+          );
+        } finally {
+          await queue.close();
+        }
+      }).finally(() => closeRedis(connection));
+      return jobs;
     });
 
   return program;

@@ -1,5 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { startSlack } from "./bot/slack/slack-app.js";
+import { chatJobTarget } from "./bot/scheduled-messages.js";
+import { startTeams, type TeamsCloudOptions } from "./bot/teams/teams-app.js";
 import { Broker, systemClock, type Clock } from "./broker/index.js";
 import { ClusterEvents } from "./bus/cluster-events.js";
 import type { Config } from "./config/schema.js";
@@ -9,6 +11,10 @@ import { HttpServer } from "./http/server.js";
 import { ExpiryWorkers } from "./jobs/expiry.workers.js";
 import { BullmqScheduler } from "./jobs/queues.js";
 import { Reconciler } from "./jobs/reconciler.js";
+import { ChatJobTargets } from "./jobs/chat-targets.js";
+import { DigestJobs } from "./jobs/digest.js";
+import { ExpiryReminders, reminderWorker, withReminders } from "./jobs/reminders.js";
+import { ReviewTimeouts } from "./jobs/review-timeout.js";
 import { closeRedis, connectRedis, pingRedis } from "./jobs/redis.js";
 import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
 import type { Logger } from "./logger.js";
@@ -18,6 +24,8 @@ import { SessionBroker } from "./broker/sessions.js";
 import { StatementLog } from "./broker/statement-log.js";
 import { PgProxyServer } from "./proxy/postgres/server.js";
 import { loadSqlParser } from "./proxy/rules/sql-classifier.js";
+import { SshKeys } from "./broker/ssh-keys.js";
+import { SshProxyServer } from "./proxy/ssh/server.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -30,6 +38,10 @@ export interface GatewayOptions {
   localRedisUrl?: string;
   /** Overrides `proxy.postgres.listen` (tests use 127.0.0.1:0). */
   postgresListen?: string;
+  /** Overrides `proxy.ssh.listen` (tests use 127.0.0.1:0). */
+  sshListen?: string;
+  /** Where the Bot Framework is (tests point it at a local OpenID metadata server and token endpoint). */
+  teamsCloud?: TeamsCloudOptions;
 }
 
 /** Starts the proxies that are configured; their cleanups drain them before the workers stop. */
@@ -78,7 +90,25 @@ async function startProxies(deps: {
     postgres = { server, address };
     logger.debug({ address }, "postgres proxy listening");
   }
-  return { sessions, postgres, cleanups };
+  let ssh: Gateway["sshProxy"];
+  if (config.proxy.ssh) {
+    const server = new SshProxyServer({
+      broker,
+      sessions,
+      keys: new SshKeys(broker),
+      events: cluster.events,
+      redis,
+      config: config.proxy.ssh,
+      targets: config.targets,
+      requestCommand: config.slack?.command ?? "/access",
+      onError: onBackgroundError,
+    });
+    const address = await server.listen(deps.options.sshListen ?? config.proxy.ssh.listen);
+    cleanups.push({ name: "ssh proxy", run: () => server.close() });
+    ssh = { server, address };
+    logger.debug({ address }, "ssh proxy listening");
+  }
+  return { sessions, postgres, ssh, cleanups };
 }
 
 export interface Gateway {
@@ -89,12 +119,17 @@ export interface Gateway {
   readonly cluster: ClusterEvents;
   readonly scheduler: BullmqScheduler;
   readonly reconciler: Reconciler;
+  /** Where reminders and the digest go: each chat platform registers itself (see jobs/chat-targets.ts). */
+  readonly chatTargets: ChatJobTargets;
+  readonly jobs: { reminders: ExpiryReminders; reviews: ReviewTimeouts; digest: DigestJobs };
   readonly http: HttpServer;
   readonly httpAddress: AddressInfo;
   readonly redis: ResolvedRedis;
   readonly sessions: SessionBroker;
   /** Where the PostgreSQL proxy listens, when configured. */
   readonly postgresProxy: { server: PgProxyServer; address: AddressInfo } | undefined;
+  /** Where the SSH proxy listens, when configured. */
+  readonly sshProxy: { server: SshProxyServer; address: AddressInfo } | undefined;
   close(): Promise<void>;
 }
 
@@ -175,7 +210,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     };
     const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime());
     cleanups.push({ name: "queues", run: () => scheduler.close() });
-    const broker = new Broker({ db: storage.db, config, clock, scheduler, onBackgroundError });
+    // Expiry reminders ride on the grant-expiry scheduling: extend moves them, revoke drops them.
+    const reminders = new ExpiryReminders(connection, config.redisPrefix, config.defaults.reminderBefore, () => clock.now().getTime());
+    cleanups.push({ name: "reminder queue", run: () => reminders.close() });
+    const broker = new Broker({ db: storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError });
     await broker.syncTargets();
 
     const cluster = new ClusterEvents(publisher, subscriber, config.redisPrefix, onBackgroundError);
@@ -184,17 +222,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
     const workers = new ExpiryWorkers({ broker, connection, prefix: config.redisPrefix, onError: onBackgroundError });
     cleanups.push({ name: "workers", run: () => workers.close() });
-    const reconciler = new Reconciler(broker, scheduler, (error) => onBackgroundError(error, "reconcile"));
+    const reviews = new ReviewTimeouts({ sessions: new SessionBroker(broker), clock, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    reviews.listen(cluster.events, onBackgroundError);
+    cleanups.push({ name: "review timeouts", run: () => reviews.close() });
+    const reconciler = new Reconciler(broker, scheduler, (error) => onBackgroundError(error, "reconcile"), { reminders, reviews });
     cleanups.push({ name: "reconciler", run: () => reconciler.stop() });
     const report = await reconciler.reconcile();
-    if (report.grantsExpired + report.expiryJobsRestored + report.requestsExpired + report.timeoutJobsRestored > 0) {
+    const restored = (report.reminderJobsRestored ?? 0) + (report.reviewJobsRestored ?? 0);
+    if (report.grantsExpired + report.expiryJobsRestored + report.requestsExpired + report.timeoutJobsRestored + restored > 0) {
       logger.info({ report }, "reconciled grants and requests with the database");
     }
     reconciler.start(options.reconcileIntervalMs);
 
     const http = new HttpServer((error, path) => logger.error({ err: error, path }, "HTTP handler failed"));
     // Read at scrape time: queues started below (chat outboxes) are added to it.
-    const queues: Queue[] = [scheduler.grantExpiry, scheduler.requestTimeout];
+    const queues: Queue[] = [scheduler.grantExpiry, scheduler.requestTimeout, reminders.queue as Queue, reviews.queue as Queue];
     mountOperations(http, {
       db: storage.db,
       checks: [
@@ -213,6 +255,34 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       queues.push(slack.outbox.queue as unknown as Queue);
       cleanups.push({ name: "slack outbox", run: () => slack.closeOutbox() });
     }
+    const teams = config.teams
+      ? await startTeams({
+          config: config.teams,
+          broker,
+          events: cluster.events,
+          db: storage.db,
+          http,
+          connection,
+          prefix: config.redisPrefix,
+          logger,
+          ...(options.teamsCloud ? { cloud: options.teamsCloud } : {}),
+        })
+      : undefined;
+    if (teams) {
+      queues.push(teams.outbox.queue as unknown as Queue);
+      cleanups.push({ name: "teams outbox", run: () => teams.closeOutbox() });
+    }
+    // Jobs that post on their own start once the chat platforms are registered, and stop before their outboxes.
+    const chatTargets = new ChatJobTargets();
+    if (slack) chatTargets.register(slack.jobTarget);
+    // Teams: reminders into its threads; its digest needs a conversation to go to (none configurable yet).
+    if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: undefined }));
+    const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    cleanups.push({ name: "reminder worker", run: () => reminding.close(connection.status !== "ready") });
+    const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    cleanups.push({ name: "digest jobs", run: () => digest.close() });
+    await digest.schedule(config.digest.cron, config.digest.timezone);
+    queues.push(digest.queue as Queue);
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options });
     cleanups.push(...proxies.cleanups);
 
@@ -220,6 +290,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Chat receivers live on the HTTP listener: it stops first.
     cleanups.push({ name: "http", run: () => http.close() });
     if (slack) cleanups.push({ name: "slack receiver", run: () => slack.closeReceiver() });
+    if (teams) cleanups.push({ name: "teams receiver", run: () => teams.closeReceiver() });
 
     let closing: Promise<void> | undefined;
     return {
@@ -229,11 +300,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       cluster,
       scheduler,
       reconciler,
+      chatTargets,
+      jobs: { reminders, reviews, digest },
       http,
       httpAddress,
       redis,
       sessions: proxies.sessions,
       postgresProxy: proxies.postgres,
+      sshProxy: proxies.ssh,
       close() {
         // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
         closing ??= (async () => {
@@ -256,14 +330,22 @@ export function startupBanner(gateway: Gateway, source: string): string {
   const host = http.family === "IPv6" ? `[${http.address}]` : http.address;
   const lines = [
     `jitgate is running (configuration: ${source})`,
-    `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics${config.slack && !config.slack.appToken ? ", /slack/events" : ""})`,
+    `  HTTP        http://${host}:${http.port}  (/healthz, /readyz, /metrics${config.slack && !config.slack.appToken ? ", /slack/events" : ""}${config.teams ? ", /api/messages" : ""})`,
     ...(config.slack
       ? [`  slack       ${config.slack.appToken ? "Socket Mode" : "HTTP mode (POST /slack/events)"}, command ${config.slack.command}, approvals in ${config.slack.approvalChannel}`]
+      : []),
+    ...(config.teams
+      ? [
+          `  teams       POST /api/messages, ${config.teams.appId ? "Bot Framework authentication on" : "UNAUTHENTICATED (no teams.appId: local/Emulator mode only)"}, approvals in ${config.teams.approvalConversation}`,
+        ]
       : []),
     `  storage     ${gateway.storage.kind === "pglite" ? `embedded PGlite in ${gateway.storage.location}` : `PostgreSQL ${gateway.storage.location}`}`,
     `  redis       ${gateway.redis.source === "embedded" ? `private redis-server at ${gateway.redis.url}` : gateway.redis.url.replace(/\/\/[^@]*@/, "//***@")}`,
     ...(gateway.postgresProxy
       ? [`  postgres    ${gateway.postgresProxy.address.address}:${gateway.postgresProxy.address.port}  (psql "postgres://<you>:<credential>@<host>:${gateway.postgresProxy.address.port}/<target>")`]
+      : []),
+    ...(gateway.sshProxy
+      ? [`  ssh         ${gateway.sshProxy.address.address}:${gateway.sshProxy.address.port}  (ssh -p ${gateway.sshProxy.address.port} <target>@<host>; host key ${gateway.sshProxy.server.hostKeyFingerprint})`]
       : []),
     `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
   ];

@@ -404,6 +404,17 @@ describe("Slack: statements held and blocked by the PostgreSQL proxy", () => {
     await eventually(() => statusOf(fake.messages.get(`${CHANNEL}/${held.ts}`)!).match(/Approved by Lead: it ran/), 10_000, "the held message updated");
     expect(buttonsOf(fake.messages.get(`${CHANNEL}/${held.ts}`)!)).toEqual({});
 
+    // psql has exited: the session's summary is a reply in the same thread.
+    const summary = await eventually(
+      () => threadTexts(root).find((t) => t.includes("Session summary: Second on held-db")),
+      10_000,
+      "the session summary in the thread",
+    );
+    expect(summary).toContain("*Statements*\n1 (delete 1)");
+    expect(summary).toContain("*Rows*\n0 returned, 2 affected");
+    expect(summary).toContain("*Blocked / held / approved*\n0 / 1 / 1");
+    expect(summary).toMatch(/\*Recording\*\nses_\w+/);
+
     const blocked = await new Promise<string>((resolve) =>
       execFile("psql", [uri, "-X", "-c", "DROP TABLE notes"], { timeout: 30_000 }, (_error, _stdout, stderr) => resolve(stderr)),
     );

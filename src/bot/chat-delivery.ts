@@ -2,8 +2,8 @@ import { UnrecoverableError } from "bullmq";
 import type { Broker } from "../broker/index.js";
 import type { Database } from "../db/client.js";
 import { ChatRejected, type ChatPlatform, type ChatPort, type EphemeralTarget, type MessageRef } from "./chat-port.js";
-import { loadGrantState, loadHeldState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
-import { grantCardView, heldView, requestView, type MessageView } from "./view-model.js";
+import { chatUserIdOf, loadGrantState, loadHeldState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
+import { grantCardView, heldView, reminderView, requestView, type MessageView } from "./view-model.js";
 
 /**
  * One message to deliver through the chat outbox. Root messages and cards are rendered when the job
@@ -18,6 +18,10 @@ export type ChatDelivery =
   /** A held statement's message in its request's thread: posted, then redrawn when decided. */
   | { kind: "held"; platform: ChatPlatform; heldId: string }
   | { kind: "dm"; platform: ChatPlatform; requestId: string; user: string; view: MessageView }
+  /** The reminder before a grant's expiry, in its thread; rendered when due, skipped if the grant ended. */
+  | { kind: "reminder"; platform: ChatPlatform; grantId: string }
+  /** A message to a channel, tied to no request (the daily digest). */
+  | { kind: "post"; platform: ChatPlatform; channel: string; view: MessageView }
   | { kind: "ephemeral"; platform: ChatPlatform; to: EphemeralTarget; view: MessageView };
 
 /** The thread root is not posted yet (its own job is queued or retrying): retry later. */
@@ -93,6 +97,18 @@ export class ChatDeliverer {
       }
       case "ephemeral":
         return this.port.ephemeral(job.to, job.view);
+      case "reminder": {
+        const grant = await loadGrantState(this.broker, this.db, job.grantId);
+        const now = this.broker.clock.now();
+        if (grant.state !== "active" || grant.expiresAt.getTime() <= now.getTime()) return; // revoked or expired meanwhile
+        const { requestId, personId } = await this.broker.getGrant(job.grantId);
+        const user = await chatUserIdOf(this.db, personId, this.port.platform);
+        await this.#reply(requestId, reminderView(grant, user ? { user, name: grant.holderName } : undefined, now), "reply");
+        return;
+      }
+      case "post":
+        await this.port.post(job.channel, job.view);
+        return;
     }
   }
 

@@ -1,5 +1,5 @@
 import { formatDuration } from "../config/duration.js";
-import { BrokerError, RequestNotPending, type Broker, type Person } from "../broker/index.js";
+import { BrokerError, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
 import type { ChatPlatform } from "./chat-port.js";
 import { formatTime, noticeView, type MessageView } from "./view-model.js";
 
@@ -14,6 +14,7 @@ export type ParsedCommand =
   | { word: "revoke"; grantId?: string | undefined; reason: string }
   | { word: "targets" }
   | { word: "whocan"; target?: string | undefined }
+  | { word: "key"; action?: string | undefined; argument: string }
   | { word: "help" }
   | { word: "unknown"; text: string };
 
@@ -36,6 +37,8 @@ export function parseCommand(text: string): ParsedCommand {
       return { word: "targets" };
     case "whocan":
       return { word: "whocan", target: a };
+    case "key":
+      return { word: "key", action: a?.toLowerCase(), argument: [b, ...rest].filter((w) => w !== undefined).join(" ") };
     default:
       return { word: "unknown", text: first ?? "" };
   }
@@ -49,6 +52,9 @@ export function helpView(command: string): MessageView {
     `${command} revoke <grant-id>   end a grant now`,
     `${command} targets   what I may request`,
     `${command} whocan <target>   who would approve, and with what quorum`,
+    `${command} key add <public key>   register an SSH public key to log in to SSH targets with (instead of the password)`,
+    `${command} key list   my registered SSH keys`,
+    `${command} key remove <key-id or fingerprint>   unregister an SSH key`,
     `${command} help   this text`,
   ]);
 }
@@ -158,6 +164,31 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
         `${policy.name} needs ${policy.approvals === 1 ? "1 approval" : `${policy.approvals} distinct approvals`} from:`,
         approvers.map((a) => (a.name && a.name !== a.entry ? `${a.name} (${a.entry})` : a.entry)),
       );
+    }
+    case "key": {
+      const keys = new SshKeys(broker);
+      const shape = "key add <public key> | key list | key remove <key-id or fingerprint>";
+      if (parsed.action === "add") {
+        if (!parsed.argument) return usage(command, "key add <public key>   (the line of your ~/.ssh/id_ed25519.pub)");
+        const key = await keys.add(person, parsed.argument);
+        return noticeView(
+          `SSH key ${key.fingerprint} registered (${key.id}). While you hold a grant on an SSH target, \`ssh -p <port> <target>@<gateway>\` logs in with it.`,
+        );
+      }
+      if (parsed.action === "list") {
+        const list = await keys.list(person);
+        if (list.length === 0) return noticeView(`You have no registered SSH keys. Add one with: ${command} key add <public key>`);
+        return noticeView(
+          "Your SSH keys:",
+          list.map((k) => `${k.id}: ${k.fingerprint} ${k.publicKey.split(" ")[0]}${k.comment ? ` ${k.comment}` : ""}, added ${formatTime(k.createdAt, now)}`),
+        );
+      }
+      if (parsed.action === "remove") {
+        if (!parsed.argument) return usage(command, "key remove <key-id or fingerprint>");
+        const key = await keys.remove(person, parsed.argument);
+        return noticeView(`SSH key ${key.fingerprint} (${key.id}) removed.`);
+      }
+      return usage(command, shape);
     }
   }
 }

@@ -11,6 +11,7 @@ import {
   grantExtendedReply,
   grantRevokedReply,
   requestExpiredReply,
+  sessionSummaryView,
   type MessageView,
 } from "./view-model.js";
 
@@ -98,6 +99,13 @@ export class RequestRenderer {
     on("statement.decided", async ({ held, verdict }) => {
       if (!(await this.#grantThread(held.requestId))) return;
       await this.#enqueue({ kind: "held", platform: this.options.platform, heldId: held.id }, "held", held.id, verdict);
+    });
+    on("session.closed", async ({ session, summary }) => {
+      const thread = await this.#grantThread(session.requestId);
+      if (!thread) return;
+      const view = sessionSummaryView({ ...summary, sessionId: session.id, personName: session.personName, target: session.target, protocol: session.protocol });
+      // The session-summary job: one per session cluster-wide, its id from the session id.
+      await this.#reply(thread, view, "summary", session.id);
     });
     on("statement.blocked", async ({ session, text, rule, at }) => {
       const thread = await this.#grantThread(session.requestId);

@@ -28,6 +28,11 @@ export interface MessageView {
   /** Preformatted text, ready to copy (the connection line). */
   code?: string;
   buttons?: ButtonView[];
+  /**
+   * The person this message addresses, by their id on the platform it goes to: renderers put the
+   * platform's mention (Slack `<@U…>`, Teams `<at>name</at>` with its mention entity) before the text.
+   */
+  mention?: { user: string; name: string };
 }
 
 /** A request as the approval message shows it, read from the database at render time. */
@@ -238,7 +243,7 @@ export function heldView(held: HeldState, now: Date = new Date()): MessageView {
         ? { text: `✅ Approved${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it ran`, tone: "good" }
         : held.state === "denied"
           ? { text: `❌ Denied${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it did not run`, tone: "bad" }
-          : { text: "⌛ No decision in time: it did not run", tone: "neutral" };
+          : { text: "⌛ Expired without a decision: it did not run", tone: "neutral" };
   const view: MessageView = {
     text: `⏸ ${held.personName} wants to run on ${held.target} (rule ${held.rule}) — ${status.text}`,
     title: `Held on ${held.target}: ${held.personName} wants to run`,
@@ -268,4 +273,119 @@ export function blockedReply(input: { personName: string; target: string; text: 
 /** A short reply to the person who acted (an ephemeral message). */
 export function noticeView(text: string, lines: string[] = []): MessageView {
   return lines.length > 0 ? { text, lines } : { text };
+}
+
+// ------------------------------------------------------------------ reminders, summaries, digest
+
+/** `reminderBefore` ahead of expiry: a thread reply to the holder, with the grant card's Extend button. */
+export function reminderView(grant: GrantState, mention: { user: string; name: string } | undefined, now: Date = new Date()): MessageView {
+  const left = formatDuration(Math.max(0, grant.expiresAt.getTime() - now.getTime()));
+  return {
+    text: `⏰ ${grant.holderName}, your access to ${grant.target} ends at ${formatTime(grant.expiresAt, now)} (in ${left})`,
+    fields: [{ label: "Grant", value: grant.id }],
+    buttons: [{ action: "extend", label: "Extend", value: grant.id }],
+    ...(mention ? { mention } : {}),
+  };
+}
+
+/** What a closed session's summary shows (DESIGN.md path 5). */
+export interface SessionSummaryState {
+  sessionId: string;
+  personName: string;
+  target: string;
+  protocol: "postgres" | "ssh";
+  durationMs: number;
+  statementsByKind: Record<string, number>;
+  rowsReturned: number;
+  rowsAffected: number;
+  valuesMasked: number;
+  blocked: number;
+  held: number;
+  approved: number;
+  endReason: string;
+  recordingId: string;
+}
+
+export function sessionSummaryView(summary: SessionSummaryState): MessageView {
+  const unit = summary.protocol === "ssh" ? "command" : "statement";
+  const kinds = Object.entries(summary.statementsByKind).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+  const statements = kinds.reduce((sum, [, n]) => sum + n, 0);
+  const byKind = kinds.length > 0 ? ` (${kinds.map(([kind, n]) => `${kind} ${n}`).join(", ")})` : "";
+  return {
+    text: `📋 Session of ${summary.personName} on ${summary.target} closed after ${formatDuration(summary.durationMs)}: ${plural(statements, unit)}, ${summary.blocked} blocked, ${summary.held} held`,
+    title: `Session summary: ${summary.personName} on ${summary.target}`,
+    fields: [
+      { label: "Who", value: summary.personName },
+      { label: "Target", value: summary.target },
+      { label: "Duration", value: formatDuration(summary.durationMs) },
+      { label: `${unit[0]!.toUpperCase()}${unit.slice(1)}s`, value: `${statements}${byKind}` },
+      ...(summary.protocol === "postgres"
+        ? [
+            { label: "Rows", value: `${summary.rowsReturned} returned, ${summary.rowsAffected} affected` },
+            { label: "Values masked", value: String(summary.valuesMasked) },
+          ]
+        : []),
+      { label: "Blocked / held / approved", value: `${summary.blocked} / ${summary.held} / ${summary.approved}` },
+      { label: "Ended", value: summary.endReason },
+      { label: "Recording", value: summary.recordingId },
+    ],
+  };
+}
+
+/** The daily digest as a chat message: figures in fields, rankings and the longest grant in lines. */
+export interface DigestState {
+  since: Date;
+  until: Date;
+  requests: { total: number; extensions: number; byOutcome: Record<"approved" | "denied" | "expired" | "cancelled" | "pending", number> };
+  grants: { issued: number; grantedMs: number; revoked: number };
+  sessions: { total: number; postgres: number; ssh: number };
+  topTargets: { name: string; count: number }[];
+  topRequesters: { name: string; count: number }[];
+  statements: { blocked: number; held: number; approved: number; denied: number; timedOut: number };
+  pending: { count: number; oldest: { id: string; target: string; requesterName: string; createdAt: Date }[] };
+  longestGrant: { id: string; target: string; holderName: string; grantedMs: number } | null;
+}
+
+const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
+
+export function digestView(digest: DigestState): MessageView {
+  const { requests, grants, sessions, statements, pending } = digest;
+  const o = requests.byOutcome;
+  const ranking = (list: { name: string; count: number }[]) =>
+    list.length > 0 ? list.map((r) => `${r.name} (${r.count})`).join(", ") : "none";
+  const window = `${formatTime(digest.since, digest.since)} – ${formatTime(digest.until, digest.since)}`;
+  return {
+    text: `📊 jitgate digest ${window}: ${plural(requests.total, "request")}, ${plural(grants.issued, "grant")} (${hours(grants.grantedMs)}), ${plural(sessions.total, "session")}, ${pending.count} pending`,
+    title: `jitgate digest: ${window}`,
+    fields: [
+      {
+        label: "Requests",
+        value: `${requests.total}: ${o.approved} approved, ${o.denied} denied, ${o.expired} expired, ${o.pending} pending${o.cancelled > 0 ? `, ${o.cancelled} cancelled` : ""}${requests.extensions > 0 ? ` (${plural(requests.extensions, "extension")})` : ""}`,
+      },
+      { label: "Grants", value: `${grants.issued}, ${hours(grants.grantedMs)} in total${grants.revoked > 0 ? `, ${grants.revoked} revoked` : ""}` },
+      { label: "Sessions", value: `${sessions.total} (${sessions.postgres} postgres, ${sessions.ssh} ssh)` },
+      { label: "Blocked", value: String(statements.blocked) },
+      {
+        label: "Held",
+        value: `${statements.held}: ${statements.approved} approved, ${statements.denied} denied, ${statements.timedOut} expired`,
+      },
+      { label: "Still pending", value: String(pending.count) },
+    ],
+    lines: [
+      `Top targets: ${ranking(digest.topTargets)}`,
+      `Top requesters: ${ranking(digest.topRequesters)}`,
+      `Longest grant: ${digest.longestGrant ? `${digest.longestGrant.holderName} on ${digest.longestGrant.target}, ${hours(digest.longestGrant.grantedMs)} (${digest.longestGrant.id})` : "none"}`,
+      ...pending.oldest.map((r) => `Pending since ${formatTime(r.createdAt, digest.until)}: ${r.requesterName} → ${r.target} (${r.id})`),
+    ],
+  };
+}
+
+/** A view as plain text, for a terminal (`jitgate digest --dry-run`). */
+export function viewToPlainText(view: MessageView): string {
+  const out = [view.title ?? view.text];
+  for (const field of view.fields ?? []) out.push(`  ${field.label}: ${field.value}`);
+  for (const line of view.lines ?? []) out.push(`  ${line}`);
+  if (view.code !== undefined) out.push(view.code);
+  if (view.status) out.push(view.status.text);
+  return out.join("\n");
 }

@@ -151,3 +151,21 @@ export class NoLiveGrant extends BrokerError {
     super(`no live access grant for ${target}; request one with: /access request ${target} <duration> <reason>`);
   }
 }
+
+export class InvalidSshKey extends BrokerError {
+  readonly code = "broker_invalid_ssh_key";
+}
+
+export class SshKeyRegistered extends BrokerError {
+  readonly code = "broker_ssh_key_registered";
+  constructor(readonly fingerprint: string) {
+    super(`the key ${fingerprint} is already registered`);
+  }
+}
+
+export class SshKeyNotFound extends BrokerError {
+  readonly code = "broker_ssh_key_not_found";
+  constructor(readonly key: string) {
+    super(`you have no registered key ${key}; see them with: key list`);
+  }
+}

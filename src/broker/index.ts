@@ -8,3 +8,4 @@ export * from "./audit.js";
 export * from "./credentials.js";
 export * from "./sessions.js";
 export * from "./statement-log.js";
+export * from "./ssh-keys.js";

@@ -1,7 +1,7 @@
 import { and, eq, isNull } from "drizzle-orm";
 import type { Database } from "../db/client.js";
 import { grants, heldStatements, people, sessions } from "../db/schema.js";
-import { appendAudit } from "./audit.js";
+import { appendAudit, type AuditInput } from "./audit.js";
 import type { Broker, Person } from "./broker.js";
 import { GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval } from "./errors.js";
 import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js";
@@ -116,6 +116,15 @@ export class SessionBroker {
     return session;
   }
 
+  /**
+   * Appends a proxy's own event to the audit chain: what a session did that is not a statement
+   * (an SFTP file operation), or why one was refused (a target's host key did not match the pin).
+   */
+  async audit(event: AuditInput): Promise<void> {
+    const now = this.broker.clock.now();
+    await this.#db.transaction((tx) => appendAudit(tx, now, event));
+  }
+
   /** Records a blocked statement in the audit chain and tells the thread. */
   async blocked(session: SessionSnapshot, text: string, rule: string): Promise<void> {
     const now = this.broker.clock.now();
@@ -182,6 +191,11 @@ export class SessionBroker {
   async getHeld(heldId: string): Promise<HeldRow | undefined> {
     const [row] = await this.#db.select().from(heldStatements).where(eq(heldStatements.id, heldId));
     return row;
+  }
+
+  /** Held statements still waiting for a decision, for the reconciler of review timeouts. */
+  async awaitingDecision(): Promise<HeldRow[]> {
+    return this.#db.select().from(heldStatements).where(eq(heldStatements.state, "held"));
   }
 
   /**

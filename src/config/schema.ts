@@ -3,6 +3,7 @@ import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./duration.js";
 // Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
 import { sqlRuleProblem } from "../proxy/rules/sql-classifier.js";
+import { shellRuleProblem } from "../proxy/rules/shell-classifier.js";
 
 /** `30m`, `2h`, `1d` → milliseconds; the message names what was wrong. */
 const duration = z.string().transform((text, ctx) => {
@@ -90,9 +91,14 @@ const url = (protocols: string[], example: string) =>
 /** Chat user ids (U0LEAD42, 29:1…) or emails. */
 const approver = nonEmpty;
 
+/** Shell rules (SSH targets): regexes over the command line, checked here so a typo fails at start. */
+const shellRule = nonEmpty.superRefine((entry, ctx) => {
+  const problem = shellRuleProblem(entry);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
 const commandRules = z.strictObject({
-  block: z.array(nonEmpty).default([]),
-  review: z.array(nonEmpty).default([]),
+  block: z.array(shellRule).default([]),
+  review: z.array(shellRule).default([]),
 });
 
 /** SQL rules: built-in names (checked for typos) or regexes. */

@@ -221,6 +221,48 @@ export const heldStatements = pgTable(
   (t) => [index("held_statements_session_idx").on(t.sessionId)],
 );
 
+/**
+ * A session's terminal recordings (asciicast v2), one per SSH channel that had a shell or a command.
+ * Kept out of `sessions` so listing sessions never reads them.
+ */
+export const sessionRecordings = pgTable(
+  "session_recordings",
+  {
+    sessionId: text("session_id")
+      .notNull()
+      .references(() => sessions.id),
+    /** The channel's number within the session, from 1. */
+    channel: integer("channel").notNull(),
+    /** `shell`, `exec` */
+    kind: text("kind").notNull(),
+    /** The exec command, or the shell's terminal type. */
+    title: text("title"),
+    format: text("format").notNull().default("asciicast-v2"),
+    cast: text("cast").notNull(),
+    truncated: boolean("truncated").notNull().default(false),
+    createdAt: at("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.sessionId, t.channel] })],
+);
+
+/** Public keys people registered (`key add`) to log in to the SSH proxy without the password. */
+export const sshKeys = pgTable(
+  "ssh_keys",
+  {
+    id: text("id").primaryKey(),
+    personId: text("person_id")
+      .notNull()
+      .references(() => people.id),
+    /** `SHA256:…` as OpenSSH prints it; one key belongs to one person. */
+    fingerprint: text("fingerprint").notNull().unique(),
+    /** `ssh-ed25519 AAAA…` (type and base64), without the comment. */
+    publicKey: text("public_key").notNull(),
+    comment: text("comment"),
+    createdAt: at("created_at").notNull(),
+  },
+  (t) => [index("ssh_keys_person_idx").on(t.personId)],
+);
+
 /** Where a request's messages live in chat, so any replica can update or reply after a restart. */
 export const chatMessages = pgTable(
   "chat_messages",
@@ -268,4 +310,24 @@ export const auditEvents = pgTable(
     index("audit_events_target_idx").on(t.target, t.at),
     index("audit_events_request_idx").on(t.requestId),
   ],
+);
+
+/**
+ * Where the bot can reach a chat user proactively (a Teams 1:1 conversation): the conversation
+ * reference the platform gave us, in the database so any replica can send the connection line.
+ */
+export const chatConversations = pgTable(
+  "chat_conversations",
+  {
+    platform: text("platform").notNull(),
+    /** The user's platform id (Teams `29:…`). */
+    externalId: text("external_id").notNull(),
+    conversationId: text("conversation_id").notNull(),
+    serviceUrl: text("service_url").notNull(),
+    tenantId: text("tenant_id"),
+    /** The whole conversation reference as the platform's SDK builds it. */
+    reference: jsonb("reference").$type<Record<string, unknown>>().notNull(),
+    updatedAt: at("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.platform, t.externalId] })],
 );

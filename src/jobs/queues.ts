@@ -59,28 +59,12 @@ export class BullmqScheduler implements Scheduler {
     return true;
   }
 
-  async #schedule<T>(queue: Queue<T>, id: string, data: T, at: Date): Promise<void> {
-    const delay = this.#delay(at);
-    const existing = await queue.getJob(id);
-    if (existing) {
-      const state = await existing.getState();
-      if (state === "delayed") {
-        await existing.changeDelay(delay);
-        return;
-      }
-      // A job that is running or about to run re-reads the domain state and moves itself if not due.
-      if (state === "active" || state === "waiting" || state === "prioritized") return;
-      await existing.remove();
-    }
-    // BullMQ's Queue<T> generics resolve the job name type strictly; the name is the queue's own.
-    await (queue as Queue).add(queue.name, data, { jobId: id, delay, ...RETRIES, ...CLEANUP });
+  #schedule<T>(queue: Queue<T>, id: string, data: T, at: Date): Promise<void> {
+    return placeJob(queue, id, data, this.#delay(at));
   }
 
-  async #cancel(queue: Queue, id: string): Promise<void> {
-    const job = await queue.getJob(id);
-    if (!job) return;
-    const state = await job.getState();
-    if (state !== "active") await job.remove();
+  #cancel(queue: Queue, id: string): Promise<void> {
+    return removeJob(queue, id);
   }
 
   #delay(at: Date): number {
@@ -94,4 +78,39 @@ export class BullmqScheduler implements Scheduler {
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
   }
+}
+
+/**
+ * Creates the job `id` to run after `delay` ms, or moves the one already there: the job id is the
+ * domain id, so scheduling twice makes one job.
+ */
+export async function placeJob<T>(queue: Queue<T>, id: string, data: T, delay: number): Promise<void> {
+  const existing = await queue.getJob(id);
+  if (existing) {
+    const state = await existing.getState();
+    if (state === "delayed") {
+      await existing.changeDelay(delay);
+      return;
+    }
+    // A job that is running or about to run re-reads the domain state and moves itself if not due.
+    if (state === "active" || state === "waiting" || state === "prioritized") return;
+    await existing.remove();
+  }
+  // BullMQ's Queue<T> generics resolve the job name type strictly; the name is the queue's own.
+  await (queue as Queue).add(queue.name, data, { jobId: id, delay, ...RETRIES, ...CLEANUP });
+}
+
+/** Removes the job `id` unless it is running (a running job re-reads the domain state). */
+export async function removeJob(queue: Queue, id: string): Promise<void> {
+  const job = await queue.getJob(id);
+  if (!job) return;
+  const state = await job.getState();
+  if (state !== "active") await job.remove();
+}
+
+/** Creates the job `id` if it is missing and leaves an existing one alone (the reconciler's use). */
+export async function ensureJob<T>(queue: Queue<T>, id: string, data: T, delay: number): Promise<boolean> {
+  if (await queue.getJob(id)) return false;
+  await (queue as Queue).add(queue.name, data, { jobId: id, delay, ...RETRIES, ...CLEANUP });
+  return true;
 }

@@ -1,11 +1,22 @@
 import type { Broker } from "../broker/index.js";
 import type { BullmqScheduler } from "./queues.js";
+import type { ExpiryReminders } from "./reminders.js";
+import type { ReviewTimeouts } from "./review-timeout.js";
 
 export interface ReconcileReport {
   grantsExpired: number;
   expiryJobsRestored: number;
   requestsExpired: number;
   timeoutJobsRestored: number;
+  /** Present when the reconciler looks after reminders / review timeouts too. */
+  reminderJobsRestored?: number;
+  reviewJobsRestored?: number;
+}
+
+/** The other delayed jobs the reconciler restores when they are missing. */
+export interface ReconciledJobs {
+  reminders?: ExpiryReminders;
+  reviews?: ReviewTimeouts;
 }
 
 /**
@@ -22,6 +33,7 @@ export class Reconciler {
     private readonly broker: Broker,
     private readonly scheduler: BullmqScheduler,
     private readonly onError: (error: unknown) => void = () => {},
+    private readonly jobs: ReconciledJobs = {},
   ) {}
 
   async reconcile(): Promise<ReconcileReport> {
@@ -38,10 +50,15 @@ export class Reconciler {
     for (const grant of await this.broker.activeGrants()) {
       if (grant.expiresAt.getTime() <= now) {
         if ((await this.broker.expire(grant.id)).kind === "expired") report.grantsExpired += 1;
-      } else if (await this.scheduler.ensure("grant", grant.id, grant.expiresAt)) {
-        report.expiryJobsRestored += 1;
+      } else {
+        if (await this.scheduler.ensure("grant", grant.id, grant.expiresAt)) report.expiryJobsRestored += 1;
+        if (this.jobs.reminders && (await this.jobs.reminders.ensure(grant.id, grant.expiresAt))) {
+          report.reminderJobsRestored = (report.reminderJobsRestored ?? 0) + 1;
+        }
       }
     }
+    if (this.jobs.reminders) report.reminderJobsRestored ??= 0;
+    if (this.jobs.reviews) report.reviewJobsRestored = await this.jobs.reviews.reconcile();
     for (const request of await this.broker.pendingRequests()) {
       if (request.timeoutAt.getTime() <= now) {
         if (await this.broker.expireRequest(request.id)) report.requestsExpired += 1;

@@ -38,6 +38,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
       logger: createLogger("warn", sink),
       httpListen: "127.0.0.1:0",
       postgresListen: "127.0.0.1:0",
+      sshListen: "127.0.0.1:0",
     });
   } catch (error) {
     await database.drop();

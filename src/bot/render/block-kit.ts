@@ -33,7 +33,9 @@ export interface SlackMessage {
 export function toBlockKit(view: MessageView): SlackMessage {
   const blocks: Record<string, unknown>[] = [];
   const mrkdwn = (text: string) => ({ type: "mrkdwn", text });
-  const headline = view.title ? `*${escapeMrkdwn(view.title)}*` : escapeMrkdwn(view.text);
+  // https://docs.slack.dev/messaging/formatting-message-text#mentioning-users: the one unescaped `<…>`.
+  const mention = view.mention && /^[A-Z0-9]+$/i.test(view.mention.user) ? `<@${view.mention.user}> ` : "";
+  const headline = mention + (view.title ? `*${escapeMrkdwn(view.title)}*` : escapeMrkdwn(view.text));
   blocks.push({ type: "section", text: mrkdwn(cut(headline, SECTION_MAX)) });
   if (view.fields && view.fields.length > 0) {
     blocks.push({
@@ -62,5 +64,5 @@ export function toBlockKit(view: MessageView): SlackMessage {
     });
   }
   // `text` is shown in notifications and where blocks cannot be; it is not mrkdwn-parsed by us.
-  return { text: cut(escapeMrkdwn(view.text), 4000), blocks };
+  return { text: cut(mention + escapeMrkdwn(view.text), 4000), blocks };
 }

@@ -32,6 +32,8 @@ import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import { SLACK_ACTION_IDS } from "../render/block-kit.js";
 import { RequestRenderer } from "../request-renderer.js";
+import { chatJobTarget } from "../scheduled-messages.js";
+import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { chatUserIdOf } from "../request-state.js";
 import { connectionView, noticeView, type MessageView } from "../view-model.js";
 import { DENY_MODAL, EXTEND_MODAL, denyModal, extendModal, parseModalContext } from "./modals.js";
@@ -97,6 +99,8 @@ export interface SlackAdapter {
   readonly mode: "http" | "socket";
   readonly port: SlackChatPort;
   readonly outbox: ChatOutbox<ChatDelivery>;
+  /** Reminders and the digest (to `slack.digestChannel`); registered with the gateway's ChatJobTargets. */
+  readonly jobTarget: ChatJobTarget;
   /** Stops taking commands and clicks and waits for those in progress (first in shutdown). */
   closeReceiver(): Promise<void>;
   /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
@@ -406,6 +410,12 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     mode,
     port,
     outbox,
+    jobTarget: chatJobTarget({
+      platform: "slack",
+      broker,
+      enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
+      digestChannel: config.digestChannel,
+    }),
     closeReceiver,
     closeOutbox,
     async close() {

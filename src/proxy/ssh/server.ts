@@ -1,0 +1,350 @@
+import type { AddressInfo, Server } from "node:net";
+import type { Redis } from "ioredis";
+import ssh2, { type AuthContext, type Client, type Connection } from "ssh2";
+import type { Broker, Grant } from "../../broker/broker.js";
+import { BrokerError, InvalidCredential, NoLiveGrant } from "../../broker/errors.js";
+import type { TypedEvents } from "../../broker/events.js";
+import type { SessionBroker } from "../../broker/sessions.js";
+import type { SshKeys } from "../../broker/ssh-keys.js";
+import type { Config, SshTargetConfig } from "../../config/schema.js";
+import { sessionRecordings } from "../../db/schema.js";
+import { listenOn } from "../../listen.js";
+import { holdForDecision } from "../held-decision.js";
+import { classifyCommand, compileShellRules, hasShellRules, type CompiledShellRules } from "../rules/shell-classifier.js";
+import { loadOrCreateHostKey } from "./host-key.js";
+import { SshProxySession, type SshSessionHooks } from "./session.js";
+import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
+import { sendUserauthBanner } from "./userauth-banner.js";
+
+export interface SshProxyOptions {
+  broker: Broker;
+  sessions: SessionBroker;
+  keys: SshKeys;
+  /** Domain events from every replica. */
+  events: TypedEvents;
+  redis: Redis;
+  config: NonNullable<Config["proxy"]["ssh"]>;
+  targets: Config["targets"];
+  /** The command users type to ask for access, for refusals' hints. */
+  requestCommand?: string;
+  /** How long a connection may take to authenticate. */
+  loginGraceMs?: number;
+  onError?: (error: unknown, where: string) => void;
+}
+
+interface TargetRuntime {
+  config: SshTargetConfig;
+  rules: CompiledShellRules;
+  upstream: UpstreamTarget;
+}
+
+/** A refusal at login: the user sees `message` (a userauth banner), then "Permission denied". */
+class LoginRefusal extends Error {}
+
+const MAX_PASSWORD_ATTEMPTS = 3;
+
+/**
+ * AES-GCM only (RFC 5647, OpenSSH's aes*-gcm@openssh.com): Node's OpenSSL runs it with AES-NI, and
+ * the proxy decrypts and re-encrypts every byte on one thread. OpenSSH clients prefer
+ * chacha20-poly1305, which costs this process about twice as much per byte (see bench/ssh-proxy.ts).
+ */
+export const PROXY_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"];
+
+/**
+ * The SSH proxy listener (DESIGN.md path 3 for `kind: ssh` targets): `ssh -p 2222 web-1@gateway`.
+ * The SSH user name is the target; the user authenticates with the grant's credential (password or
+ * keyboard-interactive) or a public key they registered with `key add`. Only under a live grant,
+ * and only once the gateway's own connection to the target is up with the pinned host key, is the
+ * login accepted; each session then ends with its grant on any replica.
+ */
+export class SshProxyServer {
+  readonly #server: ssh2.Server;
+  readonly #targets = new Map<string, TargetRuntime>();
+  readonly #byGrant = new Map<string, Set<SshProxySession>>();
+  readonly #all = new Set<SshProxySession>();
+  readonly #connections = new Set<Connection>();
+  readonly #detach: (() => void)[] = [];
+  readonly hostKeyFingerprint: string;
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly options: SshProxyOptions) {
+    for (const target of options.targets) {
+      if (target.kind !== "ssh") continue;
+      this.#targets.set(target.name, { config: target, rules: compileShellRules(target.commands), upstream: resolveUpstream(target) });
+    }
+    const hostKey = loadOrCreateHostKey(options.config.hostKeyFile);
+    this.hostKeyFingerprint = hostKey.fingerprint;
+    this.#server = new ssh2.Server(
+      { hostKeys: [hostKey.privateKey], ident: "jitgate", algorithms: { cipher: PROXY_CIPHERS as never } },
+      (client, info) => this.#accept(client, info.ip),
+    );
+    const { events } = options;
+    this.#detach.push(
+      events.on("grant.expired", ({ grant }) => this.#endGrant(grant.id, "expired")),
+      events.on("grant.revoked", ({ grant }) => this.#endGrant(grant.id, "revoked")),
+      events.on("grant.extended", ({ grant }) => {
+        for (const session of this.#byGrant.get(grant.id) ?? []) session.extendTo(new Date(grant.expiresAt));
+      }),
+    );
+  }
+
+  get sessions(): number {
+    return this.#all.size;
+  }
+
+  listen(address: string): Promise<AddressInfo> {
+    // ssh2's Server wraps a net.Server and forwards listen/address/close/"error" to it.
+    return listenOn(this.#server as unknown as Server, address);
+  }
+
+  get #command(): string {
+    return this.options.requestCommand ?? "/access";
+  }
+
+  #endGrant(grantId: string, reason: "expired" | "revoked"): void {
+    for (const session of this.#byGrant.get(grantId) ?? []) session.terminate(reason);
+  }
+
+  #accept(client: Connection, ip: string): void {
+    if (this.#closing) {
+      client.end();
+      return;
+    }
+    this.#connections.add(client);
+    client.on("close", () => this.#connections.delete(client));
+    client.on("error", () => {});
+    let admitted = false;
+    let passwordFailures = 0;
+    const grace = setTimeout(() => {
+      if (!admitted) client.end();
+    }, this.options.loginGraceMs ?? 60_000);
+    grace.unref();
+    // Authentication requests are answered one at a time, in order (RFC 4252 §5).
+    let queue = Promise.resolve();
+    client.on("authentication", (ctx) => {
+      queue = queue.then(async () => {
+        if (admitted) return ctx.reject();
+        try {
+          const outcome = await this.#authenticate(client, ctx, ip);
+          if (outcome === "rejected") {
+            if (ctx.method === "password" || ctx.method === "keyboard-interactive") passwordFailures += 1;
+            if (passwordFailures >= MAX_PASSWORD_ATTEMPTS) {
+              ctx.reject([]);
+              client.end();
+            }
+            return;
+          }
+          admitted = true;
+          clearTimeout(grace);
+        } catch (error) {
+          if (!(error instanceof LoginRefusal)) this.options.onError?.(error, "ssh login");
+          sendUserauthBanner(client, `jitgate: ${error instanceof LoginRefusal ? error.message : "the login could not be checked; try again shortly"}`);
+          ctx.reject([]);
+          // No method is left: say goodbye after the failure reaches the client.
+          setTimeout(() => client.end(), 100).unref();
+        }
+      });
+    });
+  }
+
+  /**
+   * Answers one authentication request: "rejected" (the client may try another method or key),
+   * "admitted" (accepted, session running), or throws a LoginRefusal that ends the login.
+   */
+  async #authenticate(client: Connection, ctx: AuthContext, ip: string): Promise<"rejected" | "admitted"> {
+    const name = ctx.username;
+    const runtime = this.#targets.get(name);
+    if (!runtime) throw new LoginRefusal(`there is no SSH target "${name}" (the SSH user name is the target); list them with: ${this.#command} targets`);
+    // Fail closed: without Redis, expiry and revocation could not reach this session.
+    if (this.options.redis.status !== "ready") throw new LoginRefusal("jitgate cannot check grants right now; try again shortly");
+    const noGrant = (who?: string) =>
+      new LoginRefusal(
+        `no live access grant${who ? ` for ${who}` : ""} on ${name}; request one with: ${this.#command} request ${name} <duration> <reason>`,
+      );
+    switch (ctx.method) {
+      case "publickey": {
+        const owner = await this.options.keys.owner(ctx.key.data);
+        if (!owner) {
+          ctx.reject();
+          return "rejected";
+        }
+        const grant = await this.options.keys.liveGrant(owner.person.id, name);
+        if (!grant) throw noGrant(owner.person.email ?? owner.person.displayName);
+        if (!ctx.signature) {
+          // The client asks whether this key would do (RFC 4252 §7): yes; it signs next.
+          ctx.accept();
+          return "rejected";
+        }
+        const key = ssh2.utils.parseKey(ctx.key.data);
+        const parsed = Array.isArray(key) ? key[0] : key;
+        if (!parsed || parsed instanceof Error || !ctx.blob || !parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) {
+          ctx.reject();
+          return "rejected";
+        }
+        await this.#admit(client, ctx, runtime, grant, ip);
+        return "admitted";
+      }
+      case "password":
+        return this.#withSecret(client, ctx, runtime, ctx.password, ip);
+      case "keyboard-interactive": {
+        const answers = await new Promise<string[] | undefined>((resolve) =>
+          ctx.prompt([{ prompt: `Password (jitgate grant credential for ${name}): `, echo: false }], (responses) =>
+            resolve(Array.isArray(responses) ? responses : undefined),
+          ),
+        );
+        if (!answers?.[0]) {
+          ctx.reject();
+          return "rejected";
+        }
+        return this.#withSecret(client, ctx, runtime, answers[0], ip);
+      }
+      default:
+        ctx.reject(["publickey", "keyboard-interactive", "password"]);
+        return "rejected";
+    }
+  }
+
+  async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
+    let grant: Grant;
+    try {
+      grant = await this.options.broker.checkCredential({ target: runtime.config.name, secret });
+    } catch (error) {
+      if (!(error instanceof NoLiveGrant || error instanceof InvalidCredential)) throw error;
+      // One answer for both: a wrong secret must not tell whether someone holds a grant.
+      sendUserauthBanner(
+        client,
+        `jitgate: that is not the credential of a live access grant on ${runtime.config.name} (wrong, expired or revoked); request access with: ${this.#command} request ${runtime.config.name} <duration> <reason>`,
+      );
+      ctx.reject(["publickey", "keyboard-interactive", "password"]);
+      return "rejected";
+    }
+    await this.#admit(client, ctx, runtime, grant, ip);
+    return "admitted";
+  }
+
+  /**
+   * Connects to the target (pinned host key), opens the session record, then accepts the login.
+   * Any failure is a refusal the user can read.
+   */
+  async #admit(client: Connection, ctx: AuthContext, runtime: TargetRuntime, grant: Grant, ip: string): Promise<void> {
+    const { sessions, broker } = this.options;
+    const target = runtime.config;
+    let upstream: Client;
+    try {
+      upstream = await connectUpstream(runtime.upstream, { forwardAgentOf: target.allowAgentForwarding ? client : undefined });
+    } catch (error) {
+      if (error instanceof HostKeyMismatch) {
+        await sessions
+          .audit({
+            kind: "ssh.host_key_mismatch",
+            actorId: grant.personId,
+            target: target.name,
+            requestId: grant.requestId,
+            grantId: grant.id,
+            data: { expected: error.expected, presented: error.presented, upstream: `${runtime.upstream.host}:${runtime.upstream.port}` },
+          })
+          .catch((auditError: unknown) => this.options.onError?.(auditError, "audit host key mismatch"));
+        throw new LoginRefusal(
+          `the host key of ${target.name} does not match the key pinned in jitgate's configuration (presented ${error.presented}); the session is refused and the mismatch is recorded`,
+        );
+      }
+      throw new LoginRefusal(`jitgate could not reach ${target.name}: ${(error as Error).message}`);
+    }
+    let opened;
+    try {
+      opened = await sessions.open({ grantId: grant.id, protocol: "ssh", clientAddress: ip });
+    } catch (error) {
+      upstream.end();
+      if (error instanceof BrokerError) throw new LoginRefusal(error.message);
+      this.options.onError?.(error, "open session");
+      throw new LoginRefusal("jitgate cannot record this session right now, so it is refused");
+    }
+    const { session: row, snapshot } = opened;
+    const live = await broker.getGrant(grant.id).catch(() => grant);
+    const self = this;
+    const hooks: SshSessionHooks = {
+      expiresAt: live.expiresAt,
+      allowPortForwarding: target.allowPortForwarding,
+      allowAgentForwarding: target.allowAgentForwarding,
+      hasRules: hasShellRules(runtime.rules),
+      classify: (command) => classifyCommand(command, runtime.rules),
+      onBlocked: (command) => sessions.blocked(snapshot, command.text, command.rule ?? "block"),
+      onHold: (command, onHeld) => holdForDecision(self.options, snapshot, command.text, command.rule ?? "review", onHeld),
+      onFileOperation: (operation) => {
+        sessions
+          .audit({
+            kind: "ssh.file",
+            actorId: snapshot.personId,
+            target: snapshot.target,
+            requestId: snapshot.requestId,
+            grantId: snapshot.grantId,
+            sessionId: snapshot.id,
+            data: { ...operation },
+          })
+          .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
+      },
+      onClose: async (summary, recordings) => {
+        const set = self.#byGrant.get(grant.id);
+        set?.delete(session);
+        if (set && set.size === 0) self.#byGrant.delete(grant.id);
+        const now = broker.clock.now();
+        if (recordings.length > 0) {
+          await broker.db
+            .insert(sessionRecordings)
+            .values(recordings.map((r) => ({ sessionId: row.id, channel: r.channel, kind: r.kind, title: r.title, cast: r.cast, truncated: r.truncated, createdAt: now })))
+            .onConflictDoNothing()
+            .catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));
+        }
+        await sessions.close(
+          row.id,
+          {
+            durationMs: summary.endedAt.getTime() - summary.startedAt.getTime(),
+            statementsByKind: summary.commandsByKind,
+            rowsReturned: 0,
+            rowsAffected: 0,
+            valuesMasked: 0,
+            blocked: summary.blocked,
+            held: summary.held,
+            approved: summary.approved,
+            bytesIn: summary.bytesIn,
+            bytesOut: summary.bytesOut,
+            endReason: summary.endReason,
+            recordingId: row.id,
+          },
+          { format: "asciicast-v2", channels: recordings.map((r) => ({ channel: r.channel, kind: r.kind, title: r.title, truncated: r.truncated })) },
+        );
+      },
+    };
+    ctx.accept();
+    const session = new SshProxySession(client, upstream, hooks, { onError: (error) => this.options.onError?.(error, "ssh proxy session") });
+    this.#all.add(session);
+    void session.closed.then(() => this.#all.delete(session));
+    const set = this.#byGrant.get(grant.id) ?? new Set();
+    set.add(session);
+    this.#byGrant.set(grant.id, set);
+    // The grant may have ended between the check and now; the event would have found no session.
+    const current = await broker.getGrant(grant.id).catch(() => undefined);
+    if (current && current.state !== "active") session.terminate(current.state === "revoked" ? "revoked" : "expired");
+  }
+
+  /**
+   * Stops accepting, lets sessions finish for `graceMs`, then ends the rest with a notice. Safe to
+   * call twice.
+   */
+  close(graceMs = 5_000): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const detach of this.#detach) detach();
+      const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      for (const client of this.#connections) {
+        // Connections still logging in have no session to drain.
+        if (![...this.#all].some((s) => s.owns(client))) client.end();
+      }
+      const deadline = Date.now() + graceMs;
+      while (this.#all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const session of this.#all) session.terminate("shutdown");
+      await Promise.all([...this.#all].map((s) => s.closed));
+      await stopped;
+    })();
+    return this.#closing;
+  }
+}

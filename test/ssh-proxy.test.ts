@@ -1,0 +1,395 @@
+import { execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCommand } from "../src/bot/commands.js";
+import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../src/broker/index.js";
+import { auditEvents, sessionRecordings, sessions } from "../src/db/schema.js";
+import { parseCast } from "../src/proxy/recording/asciicast.js";
+import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { nextEvent } from "./support/jobs.js";
+import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
+
+const execFileAsync = promisify(execFile);
+const CLI = join(import.meta.dirname, "..", "src", "cli.ts");
+
+let sshd: PrivateSshd;
+let test: TestGateway;
+let lead: Person;
+let port: number;
+let dir: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command and collects its output, whatever its exit code. */
+function runProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<Run & { endedAt: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 25_000);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, endedAt: Date.now() });
+    });
+    if (options.input !== undefined) child.stdin.end(options.input);
+    else child.stdin.end();
+  });
+}
+
+/** An ssh client we type into: `waitFor` output, then `type` the next keys. */
+function interactiveSsh(secret: string, target: string, args: string[]) {
+  const child = spawn(
+    "sshpass",
+    ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), `${target}@127.0.0.1`, ...args],
+    { env: { ...process.env, SSHPASS: secret }, stdio: ["pipe", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  let seen = 0;
+  const listeners = new Set<() => void>();
+  child.stdout.on("data", (chunk) => {
+    stdout += chunk;
+    for (const listener of listeners) listener();
+  });
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<Run>((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
+  const killer = setTimeout(() => child.kill("SIGKILL"), 25_000);
+  void exited.then(() => clearTimeout(killer));
+  return {
+    exited,
+    /** Resolves when output after the last match matches `pattern`. */
+    waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = pattern.exec(stdout.slice(seen));
+          if (!match) return false;
+          seen += match.index + match[0].length;
+          listeners.delete(listener);
+          clearTimeout(timer);
+          resolve();
+          return true;
+        };
+        const listener = () => void check();
+        const timer = setTimeout(() => {
+          listeners.delete(listener);
+          reject(new Error(`no ${pattern} in output: ${JSON.stringify(stdout.slice(seen))} (stderr ${JSON.stringify(stderr)})`));
+        }, timeoutMs);
+        if (!check()) listeners.add(listener);
+      });
+    },
+    type(keys: string): void {
+      child.stdin.write(keys);
+    },
+  };
+}
+
+/** `ssh` through the proxy with a password (the grant's credential), via sshpass. */
+function sshWithSecret(secret: string, target: string, args: string[], options: { input?: string; timeoutMs?: number } = {}) {
+  return runProcess(
+    "sshpass",
+    ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), `${target}@127.0.0.1`, ...args],
+    { env: { SSHPASS: secret }, ...options },
+  );
+}
+
+let people = 0;
+async function person(): Promise<Person> {
+  people += 1;
+  return test.gateway.broker.identify({ platform: "slack", externalId: `U${people}`, email: `dev${people}@example.com`, displayName: `Dev ${people}` });
+}
+
+/** A grant for `who` on `target`; returns the secret from the connection line. */
+async function grant(who: Person, duration = "1h", target = "web-1") {
+  const { broker } = test.gateway;
+  const request = await broker.request(who, { target, duration, reason: "INC-1 check web" });
+  const result = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
+  const secret = /\(password: ([^)]+)\)/.exec(result.connection!.line)![1]!;
+  return { secret, grant: result.grant!, line: result.connection!.line };
+}
+
+const heldEvent = (predicate: (held: HeldSnapshot) => boolean = () => true) =>
+  nextEvent<{ held: HeldSnapshot }>((l) => test.gateway.cluster.events.on("statement.held", l), (p) => predicate(p.held), 20_000);
+const closedEvent = (grantId: string) =>
+  nextEvent<{ session: SessionSnapshot; summary: SessionSummary }>(
+    (l) => test.gateway.cluster.events.on("session.closed", l),
+    (p) => p.session.grantId === grantId,
+    20_000,
+  );
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "jitgate-sshproxy-"));
+  chmodSync(dir, 0o755);
+  sshd = await startPrivateSshd("proxy");
+  // A `sudo` for the target's sessions (the test machine has none): it says that it ran.
+  writeFileSync(join(sshd.binDir, "sudo"), '#!/bin/sh\necho "sudo ran: $*"\nexec "$@"\n', { mode: 0o755 });
+  await execFileAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "other_host_key")]);
+  const otherHostKey = readFileSync(join(dir, "other_host_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
+  test = await startTestGateway(
+    "sshproxy",
+    `
+defaults: { reviewTimeout: 4s }
+proxy:
+  ssh: { listen: 127.0.0.1:0, publicAddress: ssh-gw.example.com:2222, hostKeyFile: ${join(dir, "gateway", "ssh_host_ed25519_key")} }
+targets:
+  - name: web-1
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${sshd.hostKey}"
+    approvers: [lead@example.com]
+    commands: { block: ["rm -rf /"], review: ["^sudo "] }
+  - name: web-repinned
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${otherHostKey}"
+    approvers: [lead@example.com]
+`,
+  );
+  port = test.gateway.sshProxy!.address.port;
+  lead = await test.gateway.broker.identify({ platform: "slack", externalId: "ULEAD", email: "lead@example.com", displayName: "Lead" });
+});
+
+afterAll(async () => {
+  await test?.close();
+  await sshd?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("admission", () => {
+  it("ssh … echo hi with the grant's credential; the host key persists with mode 0600", async () => {
+    const dev = await person();
+    const { secret, line } = await grant(dev);
+    expect(line).toMatch(/^ssh -p 2222 web-1@ssh-gw\.example\.com/);
+    const result = await sshWithSecret(secret, "web-1", ["echo", "hi"]);
+    expect(result.stdout).toBe("hi\n");
+    expect(result.code).toBe(0);
+    const keyFile = join(dir, "gateway", "ssh_host_ed25519_key");
+    expect(readFileSync(keyFile, "utf8")).toContain("OPENSSH PRIVATE KEY");
+    expect((await import("node:fs")).statSync(keyFile).mode & 0o777).toBe(0o600);
+  });
+
+  it("refuses without a live grant, naming the target and how to request access; a wrong credential too", async () => {
+    const result = await sshWithSecret("no-such-credential", "web-1", ["echo", "hi"]);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain("not the credential of a live access grant on web-1");
+    expect(result.stderr).toContain("request access with: /access request web-1 <duration> <reason>");
+
+    const dev = await person();
+    const { secret } = await grant(dev, "30m");
+    const wrong = await sshWithSecret(`${secret}x`, "web-1", ["echo", "hi"]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stdout).toBe("");
+    expect(wrong.stderr).toContain("not the credential of a live access grant on web-1");
+
+    const unknown = await sshWithSecret(secret, "nope-1", ["echo", "hi"]);
+    expect(unknown.stderr).toContain('there is no SSH target "nope-1"');
+  });
+
+  it("a registered public key logs in under a live grant, and only then", async () => {
+    const dev = await person();
+    const keyFile = join(dir, "dev_key");
+    await execFileAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "dev@laptop", "-f", keyFile]);
+    const context = { broker: test.gateway.broker, person: dev, command: "/access", origin: "slack" as const };
+    const added = await runCommand(context, `key add ${readFileSync(`${keyFile}.pub`, "utf8")}`);
+    expect(added.view.text).toMatch(/SSH key SHA256:\S+ registered \(key_/);
+    expect((await runCommand(context, "key add nonsense")).view.text).toMatch(/not an SSH public key/i);
+    expect((await runCommand(context, "key list")).view.lines?.join("\n") ?? "").toContain("dev@laptop");
+    const withKey = (target = "web-1") =>
+      runProcess("ssh", [...SSH_CLIENT_OPTIONS, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", keyFile, "-p", String(port), `${target}@127.0.0.1`, "echo", "by-key"]);
+    const refused = await withKey();
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`no live access grant for ${dev.email} on web-1; request one with: /access request web-1 <duration> <reason>`);
+    await grant(dev);
+    expect((await withKey()).stdout).toBe("by-key\n");
+    const fingerprint = /SHA256:\S+/.exec(added.view.text)![0];
+    expect((await runCommand(context, `key remove ${fingerprint}`)).view.text).toContain("removed");
+    expect((await withKey()).code).not.toBe(0);
+  });
+
+  it("a target presenting another host key than the pinned one is refused and audited", async () => {
+    const dev = await person();
+    const { secret, grant: g } = await grant(dev, "1h", "web-repinned");
+    const result = await sshWithSecret(secret, "web-repinned", ["echo", "hi"]);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain("does not match the key pinned in jitgate's configuration");
+    const [event] = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "ssh.host_key_mismatch"), eq(auditEvents.grantId, g.id)));
+    expect(event?.data).toMatchObject({ presented: expect.stringMatching(/^SHA256:/), expected: expect.stringMatching(/^SHA256:/) });
+    expect(event!.data.presented).not.toBe(event!.data.expected);
+  });
+});
+
+describe("command rules", () => {
+  it("rm -rf / is blocked: not run, the user sees why, the thread gets a note", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const blocked = nextEvent<{ rule: string; text: string }>((l) => test.gateway.cluster.events.on("statement.blocked", l), () => true);
+    const result = await sshWithSecret(secret, "web-1", ["rm -rf / --no-preserve-root"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[jitgate] command blocked by rule "rm -rf /"');
+    expect((await blocked).payload).toMatchObject({ rule: "rm -rf /", text: "rm -rf / --no-preserve-root" });
+  });
+
+  it("sudo ls is held, approved in the thread, then runs", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const held = heldEvent((h) => h.personId === dev.id);
+    const pending = sshWithSecret(secret, "web-1", [`sudo ls ${sshd.dir}`]);
+    const { payload } = await held;
+    expect(payload.held).toMatchObject({ target: "web-1", rule: "^sudo ", text: `sudo ls ${sshd.dir}` });
+    await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "approved" });
+    const result = await pending;
+    expect(result.stderr).toContain("[jitgate] waiting for approval in the request thread");
+    expect(result.stdout).toContain(`sudo ran: ls ${sshd.dir}`);
+    expect(result.stdout).toContain("sshd_config");
+    expect(result.code).toBe(0);
+  });
+
+  it("a denied command does not run", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const marker = join(dir, "denied-marker");
+    const held = heldEvent((h) => h.personId === dev.id);
+    const pending = sshWithSecret(secret, "web-1", [`sudo touch ${marker}`]);
+    const { payload } = await held;
+    await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "denied" });
+    const result = await pending;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("was denied in the request thread");
+    expect(result.stdout).toBe("");
+    expect(() => readFileSync(marker)).toThrow();
+  });
+});
+
+describe("interactive shells and recording", () => {
+  it("records a shell with a pty as asciicast; typed lines are classified at Enter; the cast replays the output", async () => {
+    const dev = await person();
+    const { secret, grant: g } = await grant(dev);
+    const closed = closedEvent(g.id);
+    // -tt: a pty on the target even though our stdin is a pipe. Keys as a terminal sends them,
+    // each line typed once the prompt is there.
+    const shell = interactiveSsh(secret, "web-1", ["-tt"]);
+    const prompt = /[#$] $/;
+    let typed = "";
+    const type = (keys: string) => {
+      typed += keys;
+      shell.type(keys);
+    };
+    await shell.waitFor(prompt);
+    // A login shell resets PATH (/etc/profile): put the fake sudo back in front.
+    type(`export PATH=${sshd.binDir}:$PATH\r`);
+    await shell.waitFor(prompt);
+    type("echo rec$((40+2))\r");
+    await shell.waitFor(/rec42[\s\S]*[#$] $/);
+    // Edited before Enter: what runs is what the shadow line says.
+    type("rm -rf /tmp/nothing-here-x\x7f\r");
+    await shell.waitFor(/line not run: blocked by rule "rm -rf \/"[\s\S]*[#$] $/);
+    const held = heldEvent((h) => h.personId === dev.id);
+    type("sudo echo from-the-shell\r");
+    await shell.waitFor(/waiting for approval in the request thread/);
+    const { payload: heldPayload } = await held;
+    expect(heldPayload.held.text).toBe("sudo echo from-the-shell");
+    await test.gateway.sessions.decide(lead, { heldId: heldPayload.held.id, verdict: "approved" });
+    await shell.waitFor(/sudo ran: echo from-the-shell[\s\S]*[#$] $/);
+    type("exit\r");
+    const result = await shell.exited;
+    expect(result.code).toBe(0);
+    const { payload } = await closed;
+    expect(payload.summary).toMatchObject({ blocked: 1, held: 1, approved: 1, statementsByKind: { shell: 4 } });
+    expect(payload.summary.bytesIn).toBe(typed.length);
+    expect(payload.summary.bytesOut).toBeGreaterThan(0);
+    const [row] = await test.gateway.storage.db.select().from(sessions).where(eq(sessions.id, payload.session.id));
+    expect(row!.summary).toMatchObject({ recordingId: row!.id });
+    const [recording] = await test.gateway.storage.db.select().from(sessionRecordings).where(eq(sessionRecordings.sessionId, row!.id));
+    const cast = parseCast(recording!.cast);
+    expect(cast.header).toMatchObject({ version: 2, width: 80, height: 24 });
+    expect(cast.events.some(([, code, data]) => code === "i" && data.includes("echo rec$((40+2))"))).toBe(true);
+    expect(cast.events.filter(([, code]) => code === "o").map(([, , data]) => data).join("")).toContain("rec42");
+
+    const out = join(dir, "session.cast");
+    const configFile = join(dir, "jitgate.yaml");
+    writeFileSync(configFile, "database: ${DATABASE_URL}\n");
+    const env = { JITGATE_CONFIG: configFile, DATABASE_URL: test.gateway.config.database! };
+    const written = await runProcess(process.execPath, ["--import", "tsx", CLI, "replay", row!.id, "--out", out], {
+      env,
+      timeoutMs: 20_000,
+    });
+    expect(written.stderr).toContain(`wrote ${out}`);
+    expect(readFileSync(out, "utf8")).toBe(recording!.cast);
+    const played = await runProcess(process.execPath, ["--import", "tsx", CLI, "replay", row!.id, "--speed", "50"], {
+      env,
+      timeoutMs: 20_000,
+    });
+    expect(played.stdout).toContain("rec42");
+  });
+});
+
+describe("expiry", () => {
+  it("a 2-second grant's live session ends within 1 s of expiry, with a visible line", async () => {
+    const dev = await person();
+    const { secret, grant: g } = await grant(dev, "2s");
+    const closed = closedEvent(g.id);
+    const result = await sshWithSecret(secret, "web-1", ["-tt", "sleep 20"], { timeoutMs: 15_000 });
+    expect(result.stdout + result.stderr).toContain("[jitgate] access grant expired");
+    expect(result.endedAt - g.expiresAt.getTime()).toBeGreaterThanOrEqual(0);
+    expect(result.endedAt - g.expiresAt.getTime()).toBeLessThan(1_000);
+    expect((await closed).payload.summary).toMatchObject({ endReason: "expired" });
+  });
+
+  it("revoke ends the live session at once", async () => {
+    const dev = await person();
+    const { secret, grant: g } = await grant(dev);
+    const client = interactiveSsh(secret, "web-1", ["echo started; sleep 20"]);
+    await client.waitFor(/started/);
+    const revokedAt = Date.now();
+    await test.gateway.broker.revoke(lead, { grantId: g.id, reason: "done" });
+    const result = await client.exited;
+    expect(result.stderr).toContain("[jitgate] access grant revoked");
+    expect(Date.now() - revokedAt).toBeLessThan(2_000);
+  });
+});
+
+describe("file transfer", () => {
+  it("scp of a 10 MB file arrives intact and the write is audited with path and size", async () => {
+    const dev = await person();
+    const { secret, grant: g } = await grant(dev);
+    const source = join(dir, "ten-mb.bin");
+    const content = randomBytes(10 * 1024 * 1024);
+    writeFileSync(source, content);
+    const destination = join(dir, "ten-mb.copy");
+    const closed = closedEvent(g.id);
+    const result = await runProcess(
+      "sshpass",
+      ["-e", "scp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), source, `web-1@127.0.0.1:${destination}`],
+      { env: { SSHPASS: secret } },
+    );
+    expect(result.code).toBe(0);
+    const sha = (buffer: Buffer) => createHash("sha256").update(buffer).digest("hex");
+    expect(sha(readFileSync(destination))).toBe(sha(content));
+    const { payload } = await closed;
+    expect(payload.summary.bytesIn).toBeGreaterThan(10 * 1024 * 1024);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const files = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "ssh.file"), eq(auditEvents.sessionId, payload.session.id)));
+    expect(files.map((f) => f.data)).toContainEqual({ op: "write", path: destination, bytes: 10 * 1024 * 1024, ok: true });
+  });
+});
