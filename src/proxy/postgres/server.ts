@@ -21,6 +21,7 @@ import {
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { listenOn } from "../../listen.js";
+import { LiveSessions } from "../live-sessions.js";
 import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 
 export interface PgProxyOptions {
@@ -72,10 +73,8 @@ function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): C
 export class PgProxyServer {
   readonly #server: Server;
   readonly #targets = new Map<string, TargetRuntime>();
-  readonly #byGrant = new Map<string, Set<PgProxyConnection>>();
-  readonly #all = new Set<PgProxyConnection>();
+  readonly #live: LiveSessions<PgProxyConnection>;
   readonly #secureContext: SecureContext | undefined;
-  readonly #detach: (() => void)[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(private readonly options: PgProxyOptions) {
@@ -97,18 +96,11 @@ export class PgProxyServer {
       });
     }
     this.#server = createServer((socket) => this.#accept(socket));
-    const { events } = options;
-    this.#detach.push(
-      events.on("grant.expired", ({ grant }) => this.#endGrant(grant.id, "expired")),
-      events.on("grant.revoked", ({ grant }) => this.#endGrant(grant.id, "revoked")),
-      events.on("grant.extended", ({ grant }) => {
-        for (const connection of this.#byGrant.get(grant.id) ?? []) connection.extendTo(new Date(grant.expiresAt));
-      }),
-    );
+    this.#live = new LiveSessions(options.events);
   }
 
   get connections(): number {
-    return this.#all.size;
+    return this.#live.size;
   }
 
   listen(address: string): Promise<AddressInfo> {
@@ -128,12 +120,7 @@ export class PgProxyServer {
       secureContext: this.#secureContext,
       onError: (error) => this.options.onError?.(error, "postgres proxy connection"),
     });
-    this.#all.add(connection);
-    void connection.closed.then(() => this.#all.delete(connection));
-  }
-
-  #endGrant(grantId: string, reason: "expired" | "revoked"): void {
-    for (const connection of this.#byGrant.get(grantId) ?? []) connection.terminate(reason);
+    this.#live.track(connection);
   }
 
   #cancelKey(processId: number, secretKey: number): string {
@@ -194,9 +181,7 @@ export class PgProxyServer {
     }
     const { session, snapshot } = opened;
     const grant = await this.options.broker.getGrant(grantId);
-    const connections = this.#byGrant.get(grantId) ?? new Set();
-    this.#byGrant.set(grantId, connections);
-    connections.add(connection);
+    const unbind = this.#live.bind(grantId, connection);
     let cancelKey: string | undefined;
     const self = this;
     const masking = runtime.masking;
@@ -256,8 +241,7 @@ export class PgProxyServer {
         await redis.set(cancelKey, JSON.stringify(upstream), "EX", 7 * 24 * 3600);
       },
       onClose: async (summary: ConnectionSummary) => {
-        connections.delete(connection);
-        if (connections.size === 0) self.#byGrant.delete(grantId);
+        unbind();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
         await sessions.close(session.id, {
@@ -290,13 +274,9 @@ export class PgProxyServer {
    */
   close(graceMs = 5_000): Promise<void> {
     this.#closing ??= (async () => {
-      for (const detach of this.#detach) detach();
       // net.Server#close stops accepting at once, but calls back only when every connection is gone.
       const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      const deadline = Date.now() + graceMs;
-      while (this.#all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const connection of this.#all) connection.terminate("shutdown");
-      await Promise.all([...this.#all].map((c) => c.closed));
+      await this.#live.drain(graceMs);
       await stopped;
     })();
     return this.#closing;

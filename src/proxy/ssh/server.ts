@@ -15,6 +15,7 @@ import { loadOrCreateHostKey } from "./host-key.js";
 import { SshProxySession, type SshSessionHooks } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
+import { LiveSessions } from "../live-sessions.js";
 
 export interface SshProxyOptions {
   broker: Broker;
@@ -60,10 +61,8 @@ export const PROXY_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"
 export class SshProxyServer {
   readonly #server: ssh2.Server;
   readonly #targets = new Map<string, TargetRuntime>();
-  readonly #byGrant = new Map<string, Set<SshProxySession>>();
-  readonly #all = new Set<SshProxySession>();
+  readonly #live: LiveSessions<SshProxySession>;
   readonly #connections = new Set<Connection>();
-  readonly #detach: (() => void)[] = [];
   readonly hostKeyFingerprint: string;
   #closing: Promise<void> | undefined;
 
@@ -78,18 +77,11 @@ export class SshProxyServer {
       { hostKeys: [hostKey.privateKey], ident: "jitgate", algorithms: { cipher: PROXY_CIPHERS as never } },
       (client, info) => this.#accept(client, info.ip),
     );
-    const { events } = options;
-    this.#detach.push(
-      events.on("grant.expired", ({ grant }) => this.#endGrant(grant.id, "expired")),
-      events.on("grant.revoked", ({ grant }) => this.#endGrant(grant.id, "revoked")),
-      events.on("grant.extended", ({ grant }) => {
-        for (const session of this.#byGrant.get(grant.id) ?? []) session.extendTo(new Date(grant.expiresAt));
-      }),
-    );
+    this.#live = new LiveSessions(options.events);
   }
 
   get sessions(): number {
-    return this.#all.size;
+    return this.#live.size;
   }
 
   listen(address: string): Promise<AddressInfo> {
@@ -99,10 +91,6 @@ export class SshProxyServer {
 
   get #command(): string {
     return this.options.requestCommand ?? "/access";
-  }
-
-  #endGrant(grantId: string, reason: "expired" | "revoked"): void {
-    for (const session of this.#byGrant.get(grantId) ?? []) session.terminate(reason);
   }
 
   #accept(client: Connection, ip: string): void {
@@ -284,9 +272,7 @@ export class SshProxyServer {
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
       },
       onClose: async (summary, recordings) => {
-        const set = self.#byGrant.get(grant.id);
-        set?.delete(session);
-        if (set && set.size === 0) self.#byGrant.delete(grant.id);
+        unbind();
         const now = broker.clock.now();
         if (recordings.length > 0) {
           await broker.db
@@ -317,11 +303,8 @@ export class SshProxyServer {
     };
     ctx.accept();
     const session = new SshProxySession(client, upstream, hooks, { onError: (error) => this.options.onError?.(error, "ssh proxy session") });
-    this.#all.add(session);
-    void session.closed.then(() => this.#all.delete(session));
-    const set = this.#byGrant.get(grant.id) ?? new Set();
-    set.add(session);
-    this.#byGrant.set(grant.id, set);
+    this.#live.track(session);
+    const unbind = this.#live.bind(grant.id, session);
     // The grant may have ended between the check and now; the event would have found no session.
     const current = await broker.getGrant(grant.id).catch(() => undefined);
     if (current && current.state !== "active") session.terminate(current.state === "revoked" ? "revoked" : "expired");
@@ -333,16 +316,12 @@ export class SshProxyServer {
    */
   close(graceMs = 5_000): Promise<void> {
     this.#closing ??= (async () => {
-      for (const detach of this.#detach) detach();
       const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       for (const client of this.#connections) {
         // Connections still logging in have no session to drain.
-        if (![...this.#all].some((s) => s.owns(client))) client.end();
+        if (![...this.#live].some((s) => s.owns(client))) client.end();
       }
-      const deadline = Date.now() + graceMs;
-      while (this.#all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const session of this.#all) session.terminate("shutdown");
-      await Promise.all([...this.#all].map((s) => s.closed));
+      await this.#live.drain(graceMs);
       await stopped;
     })();
     return this.#closing;
