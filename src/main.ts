@@ -15,7 +15,7 @@ import { ChatJobTargets } from "./jobs/chat-targets.js";
 import { DigestJobs } from "./jobs/digest.js";
 import { ExpiryReminders, reminderWorker, withReminders } from "./jobs/reminders.js";
 import { ReviewTimeouts } from "./jobs/review-timeout.js";
-import { closeRedis, connectRedis, pingRedis } from "./jobs/redis.js";
+import { closeRedis, connectRedis, connectSubscriber, pingRedis } from "./jobs/redis.js";
 import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
 import type { Logger } from "./logger.js";
 import type { Redis } from "ioredis";
@@ -187,7 +187,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     cleanups.push({ name: "private redis-server", run: () => redis.stop() });
     const connection = connectRedis(redis.url);
     const publisher = connectRedis(redis.url);
-    const subscriber = connectRedis(redis.url);
+    const subscriber = connectSubscriber(redis.url);
     // ioredis retries forever and reports every attempt; one line per outage is what an operator wants.
     let lastRedisWarning = 0;
     for (const client of [connection, publisher, subscriber]) {

@@ -131,7 +131,7 @@ describe("jitgate migrate, audit verify and audit search", () => {
     const broken = await jitgate(["audit", "verify"], env);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toBe("audit chain broken at event 3: its content does not match its hash (altered) (2 events before it verify)\n");
-  });
+  }, 120_000);
 });
 
 describe("jitgate serve", () => {

@@ -119,5 +119,5 @@ describe("Slack: reminders, review timeouts and the digest", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
 import type { Redis } from "ioredis";
 import { brokerEventNames, TypedEvents, type BrokerEvent } from "../broker/events.js";
 
@@ -47,6 +48,8 @@ export class ClusterEvents {
       if (!brokerEventNames.includes(envelope.event?.name)) return;
       this.events.emit(envelope.event.name, envelope.event.payload as never);
     });
+    // Subscribing before the connection is ready would race its own connection set-up.
+    if (this.subscriber.status !== "ready") await once(this.subscriber, "ready");
     await this.subscriber.subscribe(this.channel);
     this.#detach = local.onAny(async (event) => {
       const envelope: Envelope = { origin: this.replicaId, event };

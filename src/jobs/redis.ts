@@ -14,6 +14,15 @@ export function connectRedis(url: string, extra: RedisOptions = {}): Redis {
   return new Redis(url, options);
 }
 
+/**
+ * A connection for SUBSCRIBE. ioredis's ready check sends INFO, which a connection already in
+ * subscriber mode may not send: a reconnect under load then fails with "Connection in subscriber
+ * mode" and the subscription is silently gone. Without the check, ioredis resubscribes on its own.
+ */
+export function connectSubscriber(url: string): Redis {
+  return connectRedis(url, { enableReadyCheck: false });
+}
+
 /** Resolves once the connection answers PING, or rejects after `timeoutMs`. */
 export async function pingRedis(redis: Redis, timeoutMs = 2_000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;

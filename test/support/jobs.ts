@@ -5,7 +5,7 @@ import type { Storage } from "../../src/db/client.js";
 import { ExpiryWorkers } from "../../src/jobs/expiry.workers.js";
 import { BullmqScheduler } from "../../src/jobs/queues.js";
 import { Reconciler } from "../../src/jobs/reconciler.js";
-import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
+import { closeRedis, connectRedis, connectSubscriber } from "../../src/jobs/redis.js";
 
 export interface Replica {
   broker: Broker;
@@ -30,7 +30,7 @@ export async function startReplica(options: {
   const onError = (error: unknown) => errors.push(error);
   const connection = connectRedis(options.redisUrl);
   const publisher = connectRedis(options.redisUrl);
-  const subscriber = connectRedis(options.redisUrl);
+  const subscriber = connectSubscriber(options.redisUrl);
   const scheduler = new BullmqScheduler(connection, options.prefix);
   const broker = new Broker({
     db: options.storage.db,

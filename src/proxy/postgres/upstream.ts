@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { serialize } from "pg-protocol";
 import { BackendReader, BackendType, decodeErrorFields } from "./backend-codec.js";
@@ -79,7 +79,8 @@ async function startTls(socket: Socket, target: UpstreamTarget): Promise<TLSSock
   return new Promise((resolve, reject) => {
     const tls = tlsConnect({
       socket,
-      servername: target.host,
+      // SNI takes host names only (RFC 6066 §3).
+      ...(isIP(target.host) === 0 ? { servername: target.host } : {}),
       rejectUnauthorized: verify,
       ...(target.sslmode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
     });
