@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -197,6 +197,35 @@ describe("admission", () => {
 
     const unknown = await sshWithSecret(secret, "nope-1", ["echo", "hi"]);
     expect(unknown.stderr).toContain('there is no SSH target "nope-1"');
+  });
+
+  it("port forwarding and agent forwarding are refused on a target that does not allow them", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const through = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      runProcess("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), ...args], {
+        env: { SSHPASS: secret, ...env },
+      });
+    // -W opens a direct-tcpip channel at once (stdio forwarding).
+    const forward = await through(["-W", "127.0.0.1:5432", "web-1@127.0.0.1"]);
+    expect(forward.code).not.toBe(0);
+    expect(forward.stderr).toMatch(/open failed|administratively prohibited/);
+    // -R asks for a tcpip-forward global request; with ExitOnForwardFailure the client gives up.
+    const remote = await through(["-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", "web-1@127.0.0.1", "echo", "unreachable"]);
+    expect(remote.code).not.toBe(0);
+    expect(remote.stderr).toMatch(/remote port forwarding failed/i);
+    // With an agent offered (-A), the target still sees no forwarded agent.
+    const agentDir = mkdtempSync(join(tmpdir(), "jitgate-agent-"));
+    const socket = join(agentDir, "agent.sock");
+    const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+    try {
+      for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+      const agentRun = await through(["-A", "web-1@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:-none}"], { SSH_AUTH_SOCK: socket });
+      expect(agentRun.stdout).toBe("agent:none\n");
+    } finally {
+      agent.kill();
+      rmSync(agentDir, { recursive: true, force: true });
+    }
   });
 
   it("a registered public key logs in under a live grant, and only then", async () => {
