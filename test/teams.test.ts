@@ -193,6 +193,8 @@ describe("Teams: request, approve, connect, expire", () => {
     expect(cardStatus(card)).toContain("Pending: needs 1 approval");
     expect(cardActions(card)).toEqual({ approve: { jitgate: 1, subject: "request", id: requestId }, deny: { jitgate: 1, subject: "request", id: requestId } });
     expect((card?.refresh as { action: { verb: string } }).action.verb).toBe("refresh");
+    // Everyone jitgate has seen in Teams gets the card refreshed for them on sight (Universal Actions).
+    expect((card?.refresh as { userIds?: string[] }).userIds).toContain("29:dev");
     // Outgoing calls carry the bot's token from the token endpoint.
     const sent = fake.calls.find((c) => c.method === "POST" && c.path.startsWith(`/v3/conversations/${CHANNEL}/activities`))!;
     expect(sent.authorization).toMatch(/^Bearer bot-token-/);

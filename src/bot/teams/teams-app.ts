@@ -11,6 +11,8 @@ import type { ConnectionOptions } from "bullmq";
 import { parseDuration } from "../../config/duration.js";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
+import { chatIdentities } from "../../db/schema.js";
+import { desc, eq } from "drizzle-orm";
 import {
   GrantNotActive,
   NotAllowed,
@@ -204,6 +206,16 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     tenantId: config.tenantId,
     approvalConversation: config.approvalConversation,
     conversations,
+    // The Teams people jitgate has seen most recently: approvers and requesters are among them.
+    refreshUserIds: async () =>
+      (
+        await db
+          .select({ id: chatIdentities.externalId })
+          .from(chatIdentities)
+          .where(eq(chatIdentities.platform, "teams"))
+          .orderBy(desc(chatIdentities.updatedAt))
+          .limit(60)
+      ).map((row) => row.id),
   });
   const delivery = new ChatDeliverer(port, broker, db);
   const outbox = new ChatOutbox<ChatDelivery>(TEAMS_OUTBOX, {

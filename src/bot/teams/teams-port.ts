@@ -75,6 +75,11 @@ export interface TeamsChatPortOptions {
   audience?: string;
   userCacheMs?: number;
   now?: () => number;
+  /**
+   * Teams user ids whose clients refresh a card with buttons on sight (Universal Actions: each
+   * viewer gets the card as it is for them). Teams takes at most 60; others refresh by hand.
+   */
+  refreshUserIds?: () => Promise<string[]>;
 }
 
 /**
@@ -135,10 +140,15 @@ export class TeamsChatPort implements ChatPort {
 
   async #send(conversationId: string, view: MessageView, reference?: Partial<ConversationReference>): Promise<string> {
     return this.#in("send", reference ?? this.reference(conversationId), async (context) => {
-      const response = await context.sendActivity(cardActivity(view));
+      const response = await context.sendActivity(cardActivity(view, await this.#cardOptions(view)));
       if (!response?.id) throw new ChatRejected("the connector returned no activity id");
       return response.id;
     });
+  }
+
+  async #cardOptions(view: MessageView): Promise<{ refreshUserIds?: string[] }> {
+    if (!view.buttons?.length || !this.#options.refreshUserIds) return {};
+    return { refreshUserIds: await this.#options.refreshUserIds() };
   }
 
   async post(channel: string, view: MessageView): Promise<MessageRef> {
@@ -150,7 +160,7 @@ export class TeamsChatPort implements ChatPort {
   async update(ref: MessageRef, view: MessageView): Promise<void> {
     const conversation = ref.threadId ? threadConversation(ref.channel, ref.threadId) : ref.channel;
     await this.#in("update", this.reference(conversation), async (context) => {
-      await context.updateActivity({ ...cardActivity(view), id: ref.messageId });
+      await context.updateActivity({ ...cardActivity(view, await this.#cardOptions(view)), id: ref.messageId });
     });
   }
 
