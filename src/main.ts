@@ -276,7 +276,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const chatTargets = new ChatJobTargets();
     if (slack) chatTargets.register(slack.jobTarget);
     // Teams: reminders into its threads; its digest needs a conversation to go to (none configurable yet).
-    if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: undefined }));
+    if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }));
     const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
     cleanups.push({ name: "reminder worker", run: () => reminding.close(connection.status !== "ready") });
     const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });

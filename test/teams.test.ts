@@ -27,6 +27,7 @@ const APP_PASSWORD = "test-app-password";
 const TENANT = "tenant-1111";
 const TEAM = "19:team-general@thread.tacv2";
 const CHANNEL = "19:approvals@thread.tacv2";
+const DIGEST = "19:digest@thread.tacv2";
 
 const members = [
   { id: "29:dev", name: "Dev", email: "dev@example.com" },
@@ -66,6 +67,7 @@ teams:
   tenantId: ${TENANT}
   serviceUrl: \${TEAMS_SERVICE_URL}
   approvalConversation: "${CHANNEL}"
+  digestConversation: "${DIGEST}"
 defaults: { maxDuration: 8h, approvals: 1, requestTtl: 1h }
 targets:
   - name: orders-db
@@ -290,5 +292,16 @@ describe("Teams: authentication modes", () => {
 
     const closed = createTeamsAuthentication({ appId: APP_ID, appPassword: APP_PASSWORD, serviceUrl: "http://127.0.0.1:1/", approvalConversation: CHANNEL });
     await expect(closed.authenticateRequest(activity as never, "")).rejects.toThrow(/Unauthorized/);
+  });
+});
+
+describe("Teams: the daily digest", () => {
+  it("posts the digest as an Adaptive Card to teams.digestConversation", async () => {
+    const now = gateway.broker.clock.now();
+    await gateway.jobs.digest.runNow({ since: new Date(now.getTime() - 3600_000), until: now });
+    const posted = await eventually(() => fake.rootsIn(DIGEST)[0], 10_000, "the digest card");
+    const card = cardOf(posted.activity);
+    expect(card?.type).toBe("AdaptiveCard");
+    expect(cardText(card)).toContain("jitgate digest");
   });
 });

@@ -185,6 +185,8 @@ export const configSchema = z
           "https://smba.trafficmanager.net/teams/",
         ),
         approvalConversation: nonEmpty,
+        /** Where the daily digest goes in Teams (a channel conversation id); absent → no Teams digest. */
+        digestConversation: nonEmpty.optional(),
       })
       .optional(),
     proxy: z
