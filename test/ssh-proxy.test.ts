@@ -65,12 +65,12 @@ function interactiveSsh(secret: string, target: string, args: string[]) {
   });
   child.stderr.on("data", (chunk) => (stderr += chunk));
   const exited = new Promise<Run>((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
-  const killer = setTimeout(() => child.kill("SIGKILL"), 25_000);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
   void exited.then(() => clearTimeout(killer));
   return {
     exited,
     /** Resolves when output after the last match matches `pattern`. */
-    waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+    waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<void> {
       return new Promise((resolve, reject) => {
         const check = () => {
           const match = pattern.exec(stdout.slice(seen));
@@ -367,7 +367,7 @@ describe("interactive shells and recording", () => {
       timeoutMs: 20_000,
     });
     expect(played.stdout).toContain("rec42");
-  });
+  }, 90_000);
 });
 
 describe("expiry", () => {
@@ -392,6 +392,48 @@ describe("expiry", () => {
     const result = await client.exited;
     expect(result.stderr).toContain("[jitgate] access grant revoked");
     expect(Date.now() - revokedAt).toBeLessThan(2_000);
+  });
+});
+
+describe("pty, window size and exit status", () => {
+  it("forwards the window size (at start and on window-change) and the remote exit status", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const exited = await sshWithSecret(secret, "web-1", ["exit 7"]);
+    expect(exited.code).toBe(7);
+
+    // ssh2's client drives the pty directly: open a shell at 24×80, resize to 40×120, ask stty.
+    const { Client } = await import("ssh2");
+    const client = new Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once("ready", () => resolve()).once("error", reject);
+      client.connect({ host: "127.0.0.1", port, username: "web-1", password: secret, hostVerifier: () => true });
+    });
+    try {
+      const output = await new Promise<string>((resolve, reject) => {
+        client.shell({ rows: 24, cols: 80, term: "xterm" }, (error, stream) => {
+          if (error) return reject(error);
+          let text = "";
+          stream.on("data", (chunk: Buffer) => {
+            text += chunk.toString();
+            if (/size:24 80[\s\S]*size:40 120/.test(text)) {
+              stream.end("exit\r");
+              resolve(text);
+            }
+          });
+          stream.on("close", () => resolve(text));
+          stream.write('echo "size:$(stty size)"\r');
+          setTimeout(() => {
+            stream.setWindow(40, 120, 0, 0);
+            setTimeout(() => stream.write('echo "size:$(stty size)"\r'), 300);
+          }, 500);
+        });
+      });
+      expect(output).toMatch(/size:24 80/);
+      expect(output).toMatch(/size:40 120/);
+    } finally {
+      client.end();
+    }
   });
 });
 
