@@ -437,6 +437,35 @@ describe("pty, window size and exit status", () => {
   });
 });
 
+describe("signals", () => {
+  it("forwards a signal request to the target's sshd", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev);
+    const { Client } = await import("ssh2");
+    const client = new Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once("ready", () => resolve()).once("error", reject);
+      client.connect({ host: "127.0.0.1", port, username: "web-1", password: secret, hostVerifier: () => true });
+    });
+    try {
+      const before = sshd.log().split("req signal").length;
+      await new Promise<void>((resolve, reject) => {
+        client.exec("sleep 2", (error, stream) => {
+          if (error) return reject(error);
+          stream.on("close", () => resolve());
+          stream.resume();
+          setTimeout(() => stream.signal("TERM"), 500);
+        });
+      });
+      // The request reached the target's sshd on the upstream channel. (This Debian sshd then does
+      // not act on it for a command without a pty, with or without jitgate in between.)
+      expect(sshd.log().split("req signal").length).toBe(before + 1);
+    } finally {
+      client.end();
+    }
+  });
+});
+
 describe("file transfer", () => {
   it("scp of a 10 MB file arrives intact and the write is audited with path and size", async () => {
     const dev = await person();

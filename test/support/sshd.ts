@@ -16,6 +16,8 @@ export interface PrivateSshd {
   hostKey: string;
   /** The key the gateway logs in with (authorized on this sshd). */
   gatewayKeyFile: string;
+  /** What sshd has logged so far (LogLevel DEBUG1). */
+  log(): string;
   /** A key for direct logins in tests and benchmarks (authorized too). */
   clientKeyFile: string;
   /** Prepended to PATH in its sessions: tests drop helper commands here (a fake `sudo`). */
@@ -94,7 +96,8 @@ export async function startPrivateSshd(label: string): Promise<PrivateSshd> {
       `AllowAgentForwarding yes`,
       `PrintMotd no`,
       `PrintLastLog no`,
-      `LogLevel ERROR`,
+      // DEBUG1 names each channel request the server receives, so tests can see what reached it.
+      `LogLevel DEBUG1`,
       `SetEnv PATH=${binDir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
       `Subsystem sftp internal-sftp`,
       "",
@@ -114,6 +117,7 @@ export async function startPrivateSshd(label: string): Promise<PrivateSshd> {
     gatewayKeyFile: join(dir, "gateway_key"),
     clientKeyFile: join(dir, "client_key"),
     binDir,
+    log: () => stderr,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.once("exit", resolve));
