@@ -156,6 +156,14 @@ targets:
     privateKeyFile: ${sshd.gatewayKeyFile}
     hostKey: "${otherHostKey}"
     approvers: [lead@example.com]
+  - name: web-forwarding
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${sshd.hostKey}"
+    approvers: [lead@example.com]
+    allowPortForwarding: true
+    allowAgentForwarding: true
 `,
   );
   port = test.gateway.sshProxy!.address.port;
@@ -222,6 +230,30 @@ describe("admission", () => {
       for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
       const agentRun = await through(["-A", "web-1@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:-none}"], { SSH_AUTH_SOCK: socket });
       expect(agentRun.stdout).toBe("agent:none\n");
+    } finally {
+      agent.kill();
+      rmSync(agentDir, { recursive: true, force: true });
+    }
+  });
+
+  it("port and agent forwarding work on a target that allows them", async () => {
+    const dev = await person();
+    const { secret } = await grant(dev, "1h", "web-forwarding");
+    const through = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      runProcess("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), ...args], {
+        env: { SSHPASS: secret, ...env },
+        input: "",
+      });
+    // -W to the target's own sshd: its banner comes back through the forwarded channel.
+    const forward = await through(["-W", `127.0.0.1:${sshd.port}`, "web-forwarding@127.0.0.1"]);
+    expect(forward.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+    const agentDir = mkdtempSync(join(tmpdir(), "jitgate-agent-"));
+    const socket = join(agentDir, "agent.sock");
+    const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+    try {
+      for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+      const agentRun = await through(["-A", "web-forwarding@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:+forwarded}"], { SSH_AUTH_SOCK: socket });
+      expect(agentRun.stdout).toBe("agent:forwarded\n");
     } finally {
       agent.kill();
       rmSync(agentDir, { recursive: true, force: true });
