@@ -104,6 +104,28 @@ function sshWithSecret(secret: string, target: string, args: string[], options: 
   );
 }
 
+/** `ssh` through the proxy with ssh options before the destination (`-W`, `-R`, `-A`). */
+function sshOptionsWithSecret(secret: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runProcess("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), ...args], {
+    env: { SSHPASS: secret, ...env },
+    input: "",
+  });
+}
+
+/** Runs `use` with a private ssh-agent listening on a socket of its own. */
+async function withSshAgent<T>(use: (socket: string) => Promise<T>): Promise<T> {
+  const agentDir = mkdtempSync(join(tmpdir(), "jitgate-agent-"));
+  const socket = join(agentDir, "agent.sock");
+  const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+  try {
+    for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    return await use(socket);
+  } finally {
+    agent.kill();
+    rmSync(agentDir, { recursive: true, force: true });
+  }
+}
+
 let people = 0;
 async function person(): Promise<Person> {
   people += 1;
@@ -210,10 +232,7 @@ describe("admission", () => {
   it("port forwarding and agent forwarding are refused on a target that does not allow them", async () => {
     const dev = await person();
     const { secret } = await grant(dev);
-    const through = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-      runProcess("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), ...args], {
-        env: { SSHPASS: secret, ...env },
-      });
+    const through = (args: string[], env: NodeJS.ProcessEnv = {}) => sshOptionsWithSecret(secret, args, env);
     // -W opens a direct-tcpip channel at once (stdio forwarding).
     const forward = await through(["-W", "127.0.0.1:5432", "web-1@127.0.0.1"]);
     expect(forward.code).not.toBe(0);
@@ -223,41 +242,23 @@ describe("admission", () => {
     expect(remote.code).not.toBe(0);
     expect(remote.stderr).toMatch(/remote port forwarding failed/i);
     // With an agent offered (-A), the target still sees no forwarded agent.
-    const agentDir = mkdtempSync(join(tmpdir(), "jitgate-agent-"));
-    const socket = join(agentDir, "agent.sock");
-    const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
-    try {
-      for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-      const agentRun = await through(["-A", "web-1@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:-none}"], { SSH_AUTH_SOCK: socket });
-      expect(agentRun.stdout).toBe("agent:none\n");
-    } finally {
-      agent.kill();
-      rmSync(agentDir, { recursive: true, force: true });
-    }
+    const agentRun = await withSshAgent((socket) =>
+      through(["-A", "web-1@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:-none}"], { SSH_AUTH_SOCK: socket }),
+    );
+    expect(agentRun.stdout).toBe("agent:none\n");
   });
 
   it("port and agent forwarding work on a target that allows them", async () => {
     const dev = await person();
     const { secret } = await grant(dev, "1h", "web-forwarding");
-    const through = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-      runProcess("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), ...args], {
-        env: { SSHPASS: secret, ...env },
-        input: "",
-      });
+    const through = (args: string[], env: NodeJS.ProcessEnv = {}) => sshOptionsWithSecret(secret, args, env);
     // -W to the target's own sshd: its banner comes back through the forwarded channel.
     const forward = await through(["-W", `127.0.0.1:${sshd.port}`, "web-forwarding@127.0.0.1"]);
     expect(forward.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
-    const agentDir = mkdtempSync(join(tmpdir(), "jitgate-agent-"));
-    const socket = join(agentDir, "agent.sock");
-    const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
-    try {
-      for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-      const agentRun = await through(["-A", "web-forwarding@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:+forwarded}"], { SSH_AUTH_SOCK: socket });
-      expect(agentRun.stdout).toBe("agent:forwarded\n");
-    } finally {
-      agent.kill();
-      rmSync(agentDir, { recursive: true, force: true });
-    }
+    const agentRun = await withSshAgent((socket) =>
+      through(["-A", "web-forwarding@127.0.0.1", "echo agent:${SSH_AUTH_SOCK:+forwarded}"], { SSH_AUTH_SOCK: socket }),
+    );
+    expect(agentRun.stdout).toBe("agent:forwarded\n");
   });
 
   it("a registered public key logs in under a live grant, and only then", async () => {

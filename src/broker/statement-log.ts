@@ -36,7 +36,13 @@ export class StatementLog {
     private readonly db: Database,
     private readonly onError: (error: unknown) => void = () => {},
     private readonly outcomeDelayMs = 200,
-  ) {}
+  ) {
+    // drizzle keeps the driver (a node-postgres Pool or a PGlite instance) on `$client`; only
+    // node-postgres takes a named (prepared) query config.
+    const client = (db as unknown as { $client: { query: (...args: unknown[]) => Promise<unknown> } }).$client;
+    const nodePostgres = "totalCount" in client;
+    this.#driver = { query: (config) => (nodePostgres ? client.query(config) : client.query(config.text, config.values)) };
+  }
 
   record(rows: StatementRecord[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
@@ -81,7 +87,7 @@ export class StatementLog {
       column((r) => r.heldId ?? null),
       column((r) => (r.startedAt instanceof Date ? r.startedAt : new Date(r.startedAt!)).toISOString()),
     ];
-    await this.#client.query(
+    await this.#driver.query(
       {
         name: "jitgate_insert_statements",
         text: `insert into session_statements (session_id, seq, protocol, kind, text, parameters, verdict, rule, held_id, started_at)
@@ -91,13 +97,7 @@ export class StatementLog {
     );
   }
 
-  get #client(): { query(config: { name: string; text: string; values: unknown[] }): Promise<unknown> } {
-    // drizzle keeps the driver (a node-postgres Pool or a PGlite instance) on `$client`.
-    const client = (this.db as unknown as { $client: { query: (...args: unknown[]) => Promise<unknown> } }).$client;
-    return {
-      query: (config) => ("options" in client || "totalCount" in client ? client.query(config) : client.query(config.text, config.values)),
-    };
-  }
+  readonly #driver: { query(config: { name: string; text: string; values: unknown[] }): Promise<unknown> };
 
   complete(outcome: StatementOutcome): void {
     this.#outcomes.push(outcome);
