@@ -25,13 +25,13 @@ import {
   type TypedEvents,
 } from "../../broker/index.js";
 import type { HttpServer } from "../../http/server.js";
-import { CHAT_OUTBOX, ChatOutbox, OutboxSeal, outboxJobId } from "../../jobs/chat-outbox.js";
+import { CHAT_OUTBOX, type ChatOutbox, outboxJobId } from "../../jobs/chat-outbox.js";
 import type { Logger } from "../../logger.js";
-import { ChatDeliverer, type ChatDelivery } from "../chat-delivery.js";
+import type { ChatDelivery } from "../chat-delivery.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import { SLACK_ACTION_IDS } from "../render/block-kit.js";
-import { RequestRenderer } from "../request-renderer.js";
+import { InflightWork, PlatformDelivery } from "../platform-delivery.js";
 import { chatJobTarget } from "../scheduled-messages.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { chatUserIdOf } from "../request-state.js";
@@ -127,20 +127,8 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   const log = boltLogger(logger);
   const client = createSlackWebClient({ token: config.botToken, apiUrl: config.apiUrl, logger: log });
   const port = new SlackChatPort({ client, approvalChannel: config.approvalChannel });
-  const delivery = new ChatDeliverer(port, broker, db);
-  const outbox = new ChatOutbox<ChatDelivery>(SLACK_OUTBOX, {
-    connection: options.connection,
-    prefix: options.prefix,
-    seal: new OutboxSeal(config.botToken),
-    deliver: (job) => delivery.deliver(job),
-    onError: (error, where) => logger.warn({ err: error, where }, "Slack delivery failed"),
-  });
-  const renderer = new RequestRenderer({
-    broker,
-    events: options.events,
-    platform: "slack",
-    enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
-  });
+  const delivery = new PlatformDelivery({ ...options, port, sealSecret: config.botToken, logger });
+  const { outbox } = delivery;
 
   const receiver = createSlackReceiver(config, log);
   const app = new App({
@@ -156,18 +144,10 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   });
 
   // Work that runs after an ack: tracked so shutdown waits for it.
-  const inflight = new Set<Promise<void>>();
+  const inflight = new InflightWork((error) => logger.error({ err: error }, "Slack handler failed"));
+  const track = (work: () => Promise<void>) => inflight.track(work);
+  const drain = () => inflight.drain();
   let closed = false;
-  const track = (work: () => Promise<void>): Promise<void> => {
-    const running = work()
-      .catch((error: unknown) => logger.error({ err: error }, "Slack handler failed"))
-      .finally(() => inflight.delete(running));
-    inflight.add(running);
-    return running;
-  };
-  const drain = async () => {
-    while (inflight.size > 0) await Promise.allSettled([...inflight]);
-  };
 
   const answer = async (to: EphemeralTarget, view: MessageView) => {
     await outbox.enqueue({ kind: "ephemeral", platform: "slack", to, view });
@@ -373,8 +353,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
 
   // ---------------------------------------------------------------- start
 
-  await outbox.waitUntilReady();
-  renderer.start();
+  await delivery.start();
   let mode: "http" | "socket";
   if (receiver instanceof HTTPReceiver) {
     mode = "http";
@@ -402,9 +381,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     })());
   const closeOutbox = () =>
     (outboxClosing ??= (async () => {
-      renderer.stop();
-      await drain();
-      await outbox.close();
+      await delivery.close(drain);
     })());
   return {
     mode,

@@ -26,9 +26,9 @@ import {
   type TypedEvents,
 } from "../../broker/index.js";
 import type { HttpServer } from "../../http/server.js";
-import { CHAT_OUTBOX, ChatOutbox, OutboxSeal, outboxJobId } from "../../jobs/chat-outbox.js";
+import { CHAT_OUTBOX, type ChatOutbox, outboxJobId } from "../../jobs/chat-outbox.js";
 import type { Logger } from "../../logger.js";
-import { ChatDeliverer, type ChatDelivery } from "../chat-delivery.js";
+import type { ChatDelivery } from "../chat-delivery.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import {
@@ -40,7 +40,7 @@ import {
   type CardActionData,
   type CardSubject,
 } from "../render/adaptive-card.js";
-import { RequestRenderer } from "../request-renderer.js";
+import { PlatformDelivery } from "../platform-delivery.js";
 import { chatUserIdOf, loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
 import { connectionView, grantCardView, heldView, noticeView, requestView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "./conversation-store.js";
@@ -217,22 +217,15 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
           .limit(60)
       ).map((row) => row.id),
   });
-  const delivery = new ChatDeliverer(port, broker, db);
-  const outbox = new ChatOutbox<ChatDelivery>(TEAMS_OUTBOX, {
-    connection: options.connection,
-    prefix: options.prefix,
+  const delivery = new PlatformDelivery({
+    ...options,
+    port,
     // Without an app password (unauthenticated mode) the key is derived from configuration that is
     // not secret; that mode is for local development only.
-    seal: new OutboxSeal(config.appPassword ?? `jitgate-teams-unauthenticated:${config.approvalConversation}`),
-    deliver: (job) => delivery.deliver(job),
-    onError: (error, where) => logger.warn({ err: error, where }, "Teams delivery failed"),
+    sealSecret: config.appPassword ?? `jitgate-teams-unauthenticated:${config.approvalConversation}`,
+    logger,
   });
-  const renderer = new RequestRenderer({
-    broker,
-    events: options.events,
-    platform: "teams",
-    enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
-  });
+  const { outbox } = delivery;
   const sessions = new SessionBroker(broker);
 
   const answer = async (to: EphemeralTarget, view: MessageView) => {
@@ -449,8 +442,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     while (inflight.size > 0) await Promise.allSettled([...inflight]);
   };
 
-  await outbox.waitUntilReady();
-  renderer.start();
+  await delivery.start();
   http.route("POST", TEAMS_MESSAGES_PATH, async (req, res) => {
     if (closed) {
       res.writeHead(503, { "retry-after": "5" }).end();
@@ -475,9 +467,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     })());
   const closeOutbox = () =>
     (outboxClosing ??= (async () => {
-      renderer.stop();
-      await drain();
-      await outbox.close();
+      await delivery.close(drain);
     })());
   return {
     authenticated,
