@@ -134,6 +134,7 @@ describe("a full configuration", () => {
           review: ["ddl", "truncate", "delete-without-where", "update-without-where"],
         },
         mask: [{ column: "email" }, { column: "card_number" }, { detect: "credit-card" }],
+        stepUp: false,
       },
       {
         name: "web-1",
@@ -145,6 +146,7 @@ describe("a full configuration", () => {
         commands: { block: ["rm -rf /"], review: ["^sudo ", "^systemctl "] },
         allowPortForwarding: false,
         allowAgentForwarding: false,
+        stepUp: false,
       },
     ]);
   });
@@ -187,6 +189,8 @@ describe("defaults", () => {
       reminderBefore: 600_000,
     },
     digest: { cron: "0 9 * * *", timezone: "UTC" },
+    console: { enabled: false, users: [], channel: "access-requests" },
+    demo: { enabled: false, postgresListen: "127.0.0.1:15499" },
     targets: [],
   };
 
@@ -225,6 +229,7 @@ targets:
       approvers: ["a@example.com"],
       commands: { block: [], review: [] },
       mask: [],
+      stepUp: false,
     });
     expect(config.targets[1]).toMatchObject({
       commands: { block: [], review: [] },

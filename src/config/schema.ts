@@ -126,6 +126,8 @@ const targetCommon = {
   approvals: z.number().int().min(1).optional(),
   maxDuration: duration.optional(),
   reasonPattern: regexText.optional(),
+  /** An approval counts only after the approver completes a fresh OIDC login (needs `oidc:`). */
+  stepUp: z.boolean().default(false),
 };
 
 const postgresTarget = z.strictObject({
@@ -220,6 +222,37 @@ export const configSchema = z
     digest: z
       .strictObject({ cron: cron.default("0 9 * * *"), timezone: timezone.default("UTC") })
       .prefault({}),
+    /** The organisation's OpenID Connect provider: `jitgate login`, tokens at the proxies, step-up approval, console login. */
+    oidc: z
+      .strictObject({
+        issuer: url(["https:", "http:"], "https://login.example.com/"),
+        clientId: nonEmpty,
+        clientSecret: nonEmpty.optional(),
+        /** Where the provider sends the browser back: `https://<gateway>/oidc/callback`. */
+        redirectUrl: url(["https:", "http:"], "https://jitgate.example.com/oidc/callback"),
+        /** How recent the login behind a step-up approval must be. */
+        stepUpMaxAge: duration.prefault("5m"),
+      })
+      .optional(),
+    /** The local console at /console: a chat view, the audit pages and session replay in a browser. */
+    console: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        /** People of the console's chat in demo mode (they pick themselves; outside demo mode people log in with OIDC). */
+        users: z
+          .array(z.strictObject({ id: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, { message: "expected a short lower-case id like dev" }), name: nonEmpty, email: z.email() }))
+          .default([]),
+        /** The console's approval channel name. */
+        channel: nonEmpty.default("access-requests"),
+      })
+      .prefault({}),
+    /** Demo mode: a PGlite-backed PostgreSQL target served on `demo.postgresListen`, seeded with an `orders` table. */
+    demo: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        postgresListen: listenAddress.default("127.0.0.1:15499"),
+      })
+      .prefault({}),
     targets: z.array(target).default([]),
   })
   .superRefine(
@@ -248,6 +281,12 @@ export const configSchema = z
             path: ["targets", index, typeof target.approvals === "number" ? "approvals" : "approvers"],
             message: `a quorum of ${quorum} can never be met by ${target.approvers.length} approver${target.approvers.length === 1 ? "" : "s"}`,
           });
+        }
+      });
+      const oidc = config.oidc as unknown;
+      targets.forEach((t, index) => {
+        if ((t as { stepUp?: unknown } | null)?.stepUp === true && (oidc === undefined || oidc === null)) {
+          ctx.addIssue({ code: "custom", path: ["targets", index, "stepUp"], message: "needs oidc: to be configured (approvers log in again there)" });
         }
       });
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;

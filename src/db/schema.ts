@@ -331,3 +331,55 @@ export const chatConversations = pgTable(
   },
   (t) => [primaryKey({ columns: [t.platform, t.externalId] })],
 );
+
+/**
+ * Step-up approvals (targets with `stepUp: true`): an Approve click opens one of these; the approval
+ * is recorded only when the OIDC callback returns an ID token for the same person with a fresh
+ * `auth_time`. In the database so the callback may land on any replica.
+ */
+export const stepUpChallenges = pgTable(
+  "step_up_challenges",
+  {
+    /** The one-time id in the `/oidc/approve?challenge=…` link (random, unguessable). */
+    id: text("id").primaryKey(),
+    requestId: text("request_id")
+      .notNull()
+      .references(() => accessRequests.id),
+    approverId: text("approver_id")
+      .notNull()
+      .references(() => people.id),
+    /** The OAuth `state`, PKCE verifier and nonce of the authorization request made for it. */
+    state: text("state").unique(),
+    codeVerifier: text("code_verifier"),
+    nonce: text("nonce"),
+    createdAt: at("created_at").notNull(),
+    expiresAt: at("expires_at").notNull(),
+    /** When the fresh login came back (set once: the link cannot be used twice). */
+    completedAt: at("completed_at"),
+    authTime: at("auth_time"),
+  },
+  (t) => [index("step_up_challenges_request_idx").on(t.requestId)],
+);
+
+/**
+ * The console's chat (the third ChatPort): every message the gateway posted, updated, replied or
+ * sent directly, with its platform-neutral view. `seq` orders them and lets a browser resume its
+ * live stream where it left off.
+ */
+export const consoleMessages = pgTable(
+  "console_messages",
+  {
+    id: text("id").primaryKey(),
+    seq: bigint("seq", { mode: "number" }).generatedAlwaysAsIdentity().notNull(),
+    /** `channel` (in the approval channel or a thread), `dm` (to one user), `ephemeral` (seen by one user). */
+    kind: text("kind", { enum: ["channel", "dm", "ephemeral"] }).notNull(),
+    channel: text("channel").notNull(),
+    threadId: text("thread_id"),
+    /** Who sees a `dm` or `ephemeral` message (the console user's id). */
+    userId: text("user_id"),
+    view: jsonb("view").$type<Record<string, unknown>>().notNull(),
+    createdAt: at("created_at").notNull(),
+    updatedAt: at("updated_at").notNull(),
+  },
+  (t) => [index("console_messages_seq_idx").on(t.seq), index("console_messages_user_idx").on(t.userId, t.seq)],
+);
