@@ -10,6 +10,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Prom
  */
 export class HttpServer {
   readonly #routes = new Map<string, Handler>();
+  readonly #prefixes: { method: string; prefix: string; handler: Handler }[] = [];
   readonly #server: Server;
   #closing: Promise<void> | undefined;
 
@@ -22,9 +23,21 @@ export class HttpServer {
     this.#routes.set(`${method.toUpperCase()} ${path}`, handler);
   }
 
+  /** Every path under `prefix` (which ends with `/`): pages with ids in the path, static assets. Exact routes win. */
+  routePrefix(method: string, prefix: string, handler: Handler): void {
+    if (!prefix.endsWith("/")) throw new Error(`a route prefix ends with "/": ${prefix}`);
+    this.#prefixes.push({ method: method.toUpperCase(), prefix, handler });
+    // Longest prefix first, so /audit/sessions/ wins over /audit/.
+    this.#prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  #prefixHandler(method: string | undefined, path: string): Handler | undefined {
+    return this.#prefixes.find((p) => p.method === method && path.startsWith(p.prefix))?.handler;
+  }
+
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://gateway").pathname;
-    const handler = this.#routes.get(`${req.method} ${path}`);
+    const handler = this.#routes.get(`${req.method} ${path}`) ?? this.#prefixHandler(req.method, path);
     if (!handler) {
       const allowed = [...this.#routes.keys()].filter((key) => key.endsWith(` ${path}`));
       sendJson(res, allowed.length > 0 ? 405 : 404, { error: allowed.length > 0 ? "method not allowed" : "not found" });

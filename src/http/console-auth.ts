@@ -1,0 +1,35 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Person } from "../broker/index.js";
+
+/** Who is looking at a console or audit page. */
+export interface ConsoleViewer {
+  person: Person;
+  /** The id the console's chat knows them by (`console` identity external id). */
+  userId: string;
+  displayName: string;
+}
+
+/**
+ * How the console and the audit pages know who is looking. Demo mode: people pick themselves from
+ * `console.users` (bot/console). Outside demo mode: an OIDC login (oidc/), kept in a server-side
+ * session behind an HttpOnly cookie.
+ */
+export interface ConsoleAuth {
+  readonly kind: "demo" | "oidc";
+  /** The viewer behind this request, or undefined when nobody is logged in (or the session ended). */
+  viewerOf(req: IncomingMessage): Promise<ConsoleViewer | undefined>;
+  /** Answers a request that has no viewer: a redirect to the picker or the login, with `returnTo`. */
+  challenge(req: IncomingMessage, res: ServerResponse, returnTo: string): void;
+}
+
+/** Reads one cookie from a request. */
+export function cookieOf(req: IncomingMessage, name: string): string | undefined {
+  const header = req.headers.cookie;
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const index = part.indexOf("=");
+    if (index < 0) continue;
+    if (part.slice(0, index).trim() === name) return decodeURIComponent(part.slice(index + 1).trim());
+  }
+  return undefined;
+}
