@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { and, asc, desc, eq, gt, gte, inArray, lte, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, ilike, inArray, lt, lte, or, sql, type SQL } from "drizzle-orm";
 import type { Database, Executor } from "../db/client.js";
-import { auditEvents, chatIdentities, people } from "../db/schema.js";
+import { accessRequests, auditEvents, chatIdentities, grants, people, sessions } from "../db/schema.js";
 
 export const GENESIS_HASH = "0".repeat(64);
 // Serializes appends across connections and replicas so that the chain has exactly one head.
@@ -125,6 +125,26 @@ export interface AuditQuery {
   until?: Date | undefined;
   limit?: number | undefined;
   afterSeq?: number | undefined;
+  /** Only events before this one (paging newest first). */
+  beforeSeq?: number | undefined;
+  newestFirst?: boolean | undefined;
+  /**
+   * An email, or part of a display name: events by the people it matches, and events of their
+   * requests, grants and sessions (a decision on their request, their grant expiring).
+   */
+  person?: string | undefined;
+  /** A person id: only events by them or of their requests, grants and sessions (what they may see). */
+  involving?: string | undefined;
+}
+
+/** Events by these people, or of their requests, grants and sessions. */
+function involvingPeople(db: Executor, ids: string[]): SQL {
+  return or(
+    inArray(auditEvents.actorId, ids),
+    inArray(auditEvents.requestId, db.select({ id: accessRequests.id }).from(accessRequests).where(inArray(accessRequests.requesterId, ids))),
+    inArray(auditEvents.grantId, db.select({ id: grants.id }).from(grants).where(inArray(grants.personId, ids))),
+    inArray(auditEvents.sessionId, db.select({ id: sessions.id }).from(sessions).where(inArray(sessions.personId, ids))),
+  )!;
 }
 
 export interface AuditSearchRow extends AuditRow {
@@ -144,18 +164,29 @@ export async function searchAudit(db: Executor, query: AuditQuery): Promise<Audi
     if (ids.length === 0) return [];
     filters.push(inArray(auditEvents.actorId, ids));
   }
+  if (query.person) {
+    const pattern = `%${query.person.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    const matches = await db
+      .select({ id: people.id })
+      .from(people)
+      .where(or(sql`lower(${people.email}) = lower(${query.person})`, ilike(people.displayName, pattern)));
+    if (matches.length === 0) return [];
+    filters.push(involvingPeople(db, matches.map((m) => m.id)));
+  }
+  if (query.involving) filters.push(involvingPeople(db, [query.involving]));
   if (query.target) filters.push(eq(auditEvents.target, query.target));
   if (query.kind) filters.push(query.kind.endsWith(".*") ? sql`${auditEvents.kind} like ${`${query.kind.slice(0, -1)}%`}` : eq(auditEvents.kind, query.kind));
   if (query.requestId) filters.push(eq(auditEvents.requestId, query.requestId));
   if (query.since) filters.push(gte(auditEvents.at, query.since));
   if (query.until) filters.push(lte(auditEvents.at, query.until));
   if (query.afterSeq !== undefined) filters.push(gt(auditEvents.seq, query.afterSeq));
+  if (query.beforeSeq !== undefined) filters.push(lt(auditEvents.seq, query.beforeSeq));
   const rows = await db
     .select({ event: auditEvents, actorEmail: people.email, actorName: people.displayName })
     .from(auditEvents)
     .leftJoin(people, eq(people.id, auditEvents.actorId))
     .where(filters.length > 0 ? and(...filters) : undefined)
-    .orderBy(asc(auditEvents.seq))
+    .orderBy(query.newestFirst ? desc(auditEvents.seq) : asc(auditEvents.seq))
     .limit(query.limit ?? 1000);
   return rows.map((r) => ({ ...r.event, actorEmail: r.actorEmail, actorName: r.actorName }));
 }

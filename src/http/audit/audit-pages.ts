@@ -1,0 +1,157 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { searchAudit } from "../../broker/audit.js";
+import { auditChoices, requestOwner, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
+import type { Broker, Person } from "../../broker/broker.js";
+import type { ConsoleAuth, ConsoleViewer } from "../console-auth.js";
+import { html, page, sendHtml, type Html } from "../html.js";
+import type { HttpServer } from "../server.js";
+import { auditAsset } from "./assets.js";
+import { castText } from "./cast-text.js";
+import { requestPage } from "./request-page.js";
+import { PAGE_SIZE, parseSearch, searchFormOf, searchPage } from "./search-page.js";
+import { sessionPage } from "./session-page.js";
+
+export interface AuditPagesOptions {
+  broker: Broker;
+  /** Who is looking (demo picker or OIDC login); every page but the static assets needs a viewer. */
+  auth: ConsoleAuth;
+}
+
+const STATEMENTS_PER_PAGE = 500;
+// Ids are minted by newId (`req_…`, `ses_…`); anything else cannot name a row.
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+// The session page runs asciinema-player, which compiles its terminal emulator from WebAssembly.
+const SESSION_PAGE_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+
+/**
+ * The audit pages: search the log, a request's timeline, a session's statements or terminal replay.
+ * Server-rendered HTML with GET forms (linkable searches); JavaScript only mounts the player.
+ * Approvers of any target see everything; anyone else sees only their own requests and sessions,
+ * and someone else's id answers 404 exactly like an unknown one.
+ */
+export function mountAuditPages(http: HttpServer, options: AuditPagesOptions): void {
+  const pages = new AuditPages(options);
+  http.route("GET", "/audit", (req, res) => pages.handle(req, res));
+  http.routePrefix("GET", "/audit/", (req, res) => pages.handle(req, res));
+}
+
+class AuditPages {
+  constructor(private readonly options: AuditPagesOptions) {}
+
+  get #db() {
+    return this.options.broker.db;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const parts = url.pathname.split("/").filter((p) => p !== "").slice(1);
+    if (parts[0] === "assets") return this.#asset(res, parts);
+
+    const viewer = await this.options.auth.viewerOf(req);
+    if (!viewer) return this.options.auth.challenge(req, res, `${url.pathname}${url.search}`);
+    const seesEverything = await this.#seesEverything(viewer.person);
+    const mayView = (ownerId: string | undefined) => ownerId !== undefined && (seesEverything || ownerId === viewer.person.id);
+
+    if (parts.length === 0) return this.#search(res, viewer, url.searchParams, seesEverything);
+    const [section, id, sub, file, ...rest] = parts;
+    if (!id || !ID.test(id) || rest.length > 0) return this.#notFound(res, viewer);
+    if (section === "requests" && !sub) {
+      if (!mayView(await requestOwner(this.#db, id))) return this.#notFound(res, viewer);
+      const timeline = await requestTimeline(this.#db, id);
+      if (!timeline) return this.#notFound(res, viewer);
+      return this.#send(res, viewer, `Request ${id}`, requestPage(timeline));
+    }
+    if (section === "sessions" && !mayView(await sessionOwner(this.#db, id))) return this.#notFound(res, viewer);
+    if (section === "sessions" && !sub) return this.#session(res, viewer, id, url.searchParams);
+    if (section === "sessions" && sub === "recordings" && file) {
+      const match = /^([1-9][0-9]{0,5})\.cast$/.exec(file);
+      const recording = match ? await sessionRecording(this.#db, id, Number(match[1])) : undefined;
+      if (!recording) return this.#notFound(res, viewer);
+      const body = Buffer.from(recording.cast);
+      res.writeHead(200, {
+        "content-type": "application/x-asciicast; charset=utf-8",
+        "content-length": body.length,
+        "content-disposition": `inline; filename="${id}-${recording.channel}.cast"`,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      });
+      res.end(body);
+      return;
+    }
+    return this.#notFound(res, viewer);
+  }
+
+  async #seesEverything(person: Person): Promise<boolean> {
+    for (const target of this.options.broker.targets()) {
+      if (await this.options.broker.isApprover(target.name, person)) return true;
+    }
+    return false;
+  }
+
+  async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, seesEverything: boolean): Promise<void> {
+    const form = searchFormOf(params);
+    const choices = await auditChoices(this.#db);
+    const parsed = parseSearch(form, { targets: choices.targets.map((t) => t.name), kinds: choices.kinds });
+    if (!parsed.ok) {
+      const body = searchPage({ form, choices, errors: parsed.errors, rows: undefined, hasOlder: false, seesEverything });
+      return this.#send(res, viewer, "Audit log", body, 400);
+    }
+    const rows = await searchAudit(this.#db, {
+      person: parsed.person,
+      target: parsed.target,
+      kind: parsed.kind,
+      since: parsed.since,
+      until: parsed.until,
+      beforeSeq: parsed.beforeSeq,
+      involving: seesEverything ? undefined : viewer.person.id,
+      newestFirst: true,
+      limit: PAGE_SIZE + 1,
+    });
+    const body = searchPage({ form, choices, errors: [], rows: rows.slice(0, PAGE_SIZE), hasOlder: rows.length > PAGE_SIZE, seesEverything });
+    return this.#send(res, viewer, "Audit log", body);
+  }
+
+  async #session(res: ServerResponse, viewer: ConsoleViewer, id: string, params: URLSearchParams): Promise<void> {
+    const after = params.get("after");
+    const afterSeq = after !== null && /^\d{1,9}$/.test(after) ? Number(after) : undefined;
+    const detail = await sessionDetail(this.#db, id, { limit: STATEMENTS_PER_PAGE, ...(afterSeq !== undefined ? { afterSeq } : {}) });
+    if (!detail) return this.#notFound(res, viewer);
+    const texts = new Map<number, { text: string; truncated: boolean }>();
+    for (const recording of detail.recordings) {
+      const full = await sessionRecording(this.#db, id, recording.channel);
+      if (full) texts.set(recording.channel, castText(full.cast));
+    }
+    const head = detail.recordings.length > 0
+      ? html`<link rel="stylesheet" href="/audit/assets/asciinema-player.css">
+<script src="/audit/assets/asciinema-player.min.js" defer></script>
+<script src="/audit/assets/replay.js" defer></script>`
+      : undefined;
+    return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+  }
+
+  #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {
+    const head = html`<link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
+    sendHtml(res, status, page({ title, body, viewer: { name: viewer.displayName }, section: "audit", head }), headers);
+  }
+
+  #notFound(res: ServerResponse, viewer: ConsoleViewer): void {
+    const body = html`<div class="audit"><p class="back"><a href="/audit">← Audit log</a></p><h1>Not found</h1><p>There is no such request, session or recording that you may see.</p></div>`;
+    this.#send(res, viewer, "Not found", body, 404);
+  }
+
+  async #asset(res: ServerResponse, parts: string[]): Promise<void> {
+    const asset = parts.length === 2 && parts[1] ? await auditAsset(parts[1]) : undefined;
+    if (!asset) {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end("not found");
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": asset.type,
+      "content-length": asset.body.length,
+      "cache-control": "public, max-age=3600",
+      "x-content-type-options": "nosniff",
+    });
+    res.end(asset.body);
+  }
+}
