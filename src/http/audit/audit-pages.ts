@@ -15,6 +15,8 @@ export interface AuditPagesOptions {
   broker: Broker;
   /** Who is looking (demo picker or OIDC login); every page but the static assets needs a viewer. */
   auth: ConsoleAuth;
+  /** Events per page of search results (default 50). */
+  pageSize?: number;
 }
 
 const STATEMENTS_PER_PAGE = 500;
@@ -90,6 +92,7 @@ class AuditPages {
 
   async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, seesEverything: boolean): Promise<void> {
     const form = searchFormOf(params);
+    const pageSize = this.options.pageSize ?? PAGE_SIZE;
     const choices = await auditChoices(this.#db);
     const parsed = parseSearch(form, { targets: choices.targets.map((t) => t.name), kinds: choices.kinds });
     if (!parsed.ok) {
@@ -105,9 +108,9 @@ class AuditPages {
       beforeSeq: parsed.beforeSeq,
       involving: seesEverything ? undefined : viewer.person.id,
       newestFirst: true,
-      limit: PAGE_SIZE + 1,
+      limit: pageSize + 1,
     });
-    const body = searchPage({ form, choices, errors: [], rows: rows.slice(0, PAGE_SIZE), hasOlder: rows.length > PAGE_SIZE, seesEverything });
+    const body = searchPage({ form, choices, errors: [], rows: rows.slice(0, pageSize), hasOlder: rows.length > pageSize, seesEverything });
     return this.#send(res, viewer, "Audit log", body);
   }
 
