@@ -26,6 +26,9 @@ import { PgProxyServer } from "./proxy/postgres/server.js";
 import { loadSqlParser } from "./proxy/rules/sql-classifier.js";
 import { SshKeys } from "./broker/ssh-keys.js";
 import { SshProxyServer } from "./proxy/ssh/server.js";
+import { OidcVerifier } from "./oidc/verifier.js";
+import { createOidcConsoleAuth, type OidcConsoleAuth } from "./oidc/console-login.js";
+import { mountOidcRoutes } from "./oidc/routes.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -53,6 +56,7 @@ async function startProxies(deps: {
   logger: Logger;
   onBackgroundError: (error: unknown, what: string) => void;
   options: GatewayOptions;
+  oidc?: OidcVerifier | undefined;
 }) {
   const { config, broker, cluster, redis, logger, onBackgroundError } = deps;
   const sessions = new SessionBroker(broker);
@@ -77,6 +81,7 @@ async function startProxies(deps: {
       config: config.proxy.postgres,
       targets: config.targets,
       requestCommand: config.slack?.command ?? "/access",
+      oidc: deps.oidc,
       onError: onBackgroundError,
     });
     const address = await server.listen(deps.options.postgresListen ?? config.proxy.postgres.listen);
@@ -101,6 +106,7 @@ async function startProxies(deps: {
       config: config.proxy.ssh,
       targets: config.targets,
       requestCommand: config.slack?.command ?? "/access",
+      oidc: deps.oidc,
       onError: onBackgroundError,
     });
     const address = await server.listen(deps.options.sshListen ?? config.proxy.ssh.listen);
@@ -130,6 +136,8 @@ export interface Gateway {
   readonly postgresProxy: { server: PgProxyServer; address: AddressInfo } | undefined;
   /** Where the SSH proxy listens, when configured. */
   readonly sshProxy: { server: SshProxyServer; address: AddressInfo } | undefined;
+  /** OIDC identity, when `oidc:` is configured: the ID token verifier and the console's login (ConsoleAuth). */
+  readonly oidc: { verifier: OidcVerifier; consoleAuth: OidcConsoleAuth } | undefined;
   close(): Promise<void>;
 }
 
@@ -283,8 +291,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     cleanups.push({ name: "digest jobs", run: () => digest.close() });
     await digest.schedule(config.digest.cron, config.digest.timezone);
     queues.push(digest.queue as Queue);
-    const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options });
+    // OIDC: the provider's metadata is read now; if it does not answer, every use retries (and fails closed meanwhile).
+    const oidcVerifier = config.oidc ? new OidcVerifier(config.oidc, { clock }) : undefined;
+    await oidcVerifier?.discovered().catch((error: unknown) => logger.warn({ err: error }, "the OIDC provider did not answer discovery; retrying on first use"));
+    const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options, oidc: oidcVerifier });
     cleanups.push(...proxies.cleanups);
+    const oidc = oidcVerifier
+      ? { verifier: oidcVerifier, consoleAuth: createOidcConsoleAuth({ broker, verifier: oidcVerifier, redis: connection, redisPrefix: config.redisPrefix }) }
+      : undefined;
+    if (oidc) {
+      const publicAddress = (configured: string | undefined, address: AddressInfo) =>
+        configured ?? `${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+      mountOidcRoutes(http, {
+        broker,
+        verifier: oidc.verifier,
+        consoleAuth: oidc.consoleAuth,
+        targets: config.targets,
+        proxies: {
+          postgres: proxies.postgres && {
+            address: publicAddress(config.proxy.postgres?.publicAddress, proxies.postgres.address),
+            tls: config.proxy.postgres?.tls !== undefined,
+          },
+          ssh: proxies.ssh && { address: publicAddress(config.proxy.ssh?.publicAddress, proxies.ssh.address) },
+        },
+        onError: onBackgroundError,
+      });
+    }
 
     const httpAddress = await http.listen(options.httpListen ?? config.http.listen);
     // Chat receivers live on the HTTP listener: it stops first.
@@ -308,6 +340,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       sessions: proxies.sessions,
       postgresProxy: proxies.postgres,
       sshProxy: proxies.ssh,
+      oidc,
       close() {
         // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
         closing ??= (async () => {
@@ -347,6 +380,7 @@ export function startupBanner(gateway: Gateway, source: string): string {
     ...(gateway.sshProxy
       ? [`  ssh         ${gateway.sshProxy.address.address}:${gateway.sshProxy.address.port}  (ssh -p ${gateway.sshProxy.address.port} <target>@<host>; host key ${gateway.sshProxy.server.hostKeyFingerprint})`]
       : []),
+    ...(config.oidc ? [`  oidc        ${config.oidc.issuer} (client ${config.oidc.clientId}; /oidc/config, /oidc/callback)`] : []),
     `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
   ];
   const missing: string[] = [];

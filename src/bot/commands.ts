@@ -15,6 +15,7 @@ export type ParsedCommand =
   | { word: "targets" }
   | { word: "whocan"; target?: string | undefined }
   | { word: "key"; action?: string | undefined; argument: string }
+  | { word: "whoami" }
   | { word: "help" }
   | { word: "unknown"; text: string };
 
@@ -39,6 +40,8 @@ export function parseCommand(text: string): ParsedCommand {
       return { word: "whocan", target: a };
     case "key":
       return { word: "key", action: a?.toLowerCase(), argument: [b, ...rest].filter((w) => w !== undefined).join(" ") };
+    case "whoami":
+      return { word: "whoami" };
     default:
       return { word: "unknown", text: first ?? "" };
   }
@@ -55,6 +58,7 @@ export function helpView(command: string): MessageView {
     `${command} key add <public key>   register an SSH public key to log in to SSH targets with (instead of the password)`,
     `${command} key list   my registered SSH keys`,
     `${command} key remove <key-id or fingerprint>   unregister an SSH key`,
+    `${command} whoami   who jitgate knows you as: your email and the linked identities (Slack, Teams, console, OIDC)`,
     `${command} help   this text`,
   ]);
 }
@@ -163,6 +167,14 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
       return noticeView(
         `${policy.name} needs ${policy.approvals === 1 ? "1 approval" : `${policy.approvals} distinct approvals`} from:`,
         approvers.map((a) => (a.name && a.name !== a.entry ? `${a.name} (${a.entry})` : a.entry)),
+      );
+    }
+    case "whoami": {
+      const identities = await broker.identitiesOf(person);
+      const platformName = { slack: "Slack", teams: "Teams", console: "console", oidc: "OIDC" } as const;
+      return noticeView(
+        `You are ${person.displayName}${person.email ? ` <${person.email}>` : " (no email known)"}; linked identities:`,
+        identities.map((i) => `${platformName[i.platform]}: ${i.externalId}${i.email ? ` (${i.email})` : ""}`),
       );
     }
     case "key": {

@@ -1,4 +1,5 @@
-import { and, asc, eq, gt, inArray, lte, notInArray, sql, type SQL } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import { and, asc, eq, gt, inArray, isNull, lte, notInArray, sql, type SQL } from "drizzle-orm";
 import type { Config } from "../config/schema.js";
 import { parseDuration } from "../config/duration.js";
 import type { Database, Executor } from "../db/client.js";
@@ -9,6 +10,7 @@ import {
   grantCredentials,
   grants,
   people,
+  stepUpChallenges,
   targets as targetsTable,
 } from "../db/schema.js";
 import { appendAudit } from "./audit.js";
@@ -39,6 +41,8 @@ import {
   RequestNotFound,
   RequestNotPending,
   SelfApproval,
+  StepUpRefused,
+  StepUpRequired,
   UnknownTarget,
 } from "./errors.js";
 import type { DecisionSnapshot, GrantSnapshot, RequestSnapshot } from "./events.js";
@@ -52,6 +56,16 @@ export type AccessRequest = typeof accessRequests.$inferSelect;
 export type Grant = typeof grants.$inferSelect;
 export type Decision = typeof decisions.$inferSelect;
 export type ScramVerifierRow = typeof grantCredentials.$inferSelect;
+export type StepUpChallenge = typeof stepUpChallenges.$inferSelect;
+export type LinkedIdentity = typeof chatIdentities.$inferSelect;
+
+/** How long the one-time link of a step-up approval stays usable. */
+export const STEP_UP_LINK_TTL_MS = 10 * 60_000;
+/** Proof that the approver signed in again: the completed challenge and the token's `auth_time`. */
+export interface StepUpProof {
+  challengeId: string;
+  authTime: Date;
+}
 
 /** How a chat platform (or the CLI, or OIDC) names a person. */
 export interface IdentityRef {
@@ -63,7 +77,7 @@ export interface IdentityRef {
 
 export interface BrokerOptions {
   db: Database;
-  config: Pick<Config, "targets" | "defaults" | "proxy">;
+  config: Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc">>;
   clock?: Clock;
   scheduler?: Scheduler;
   events?: TypedEvents;
@@ -247,6 +261,22 @@ export class Broker {
     return { personId: person.id, email: person.email, chatIds: ids.map((i) => i.externalId) };
   }
 
+  /** Every identity linked to the person (chat platforms, the console, OIDC subjects), for `whoami`. */
+  async identitiesOf(person: Person): Promise<LinkedIdentity[]> {
+    return this.#db
+      .select()
+      .from(chatIdentities)
+      .where(eq(chatIdentities.personId, person.id))
+      .orderBy(asc(chatIdentities.platform), asc(chatIdentities.externalId));
+  }
+
+  /** The person's live grant on a target (a proxy login by OIDC identity); throws NoLiveGrant. */
+  async liveGrantOf(person: Person, target: string): Promise<Grant> {
+    const grant = await this.#liveGrant(this.#db, person.id, target, this.clock.now());
+    if (!grant) throw new NoLiveGrant(target);
+    return grant;
+  }
+
   async isApprover(target: string, person: Person): Promise<boolean> {
     return isApprover(this.policy(target), await this.#identity(this.#db, person));
   }
@@ -330,10 +360,10 @@ export class Broker {
    */
   async decide(
     approver: Person,
-    input: { requestId: string; verdict: "approve" | "deny"; reason?: string | undefined },
+    input: { requestId: string; verdict: "approve" | "deny"; reason?: string | undefined; stepUp?: StepUpProof | undefined },
   ): Promise<DecideResult> {
     const now = this.clock.now();
-    const outcome = await this.#db.transaction(async (tx) => {
+    const outcome = await this.#db.transaction(async (tx): Promise<DecideResult | { challenge: StepUpChallenge; target: string }> => {
       const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, input.requestId)).for("update");
       if (!request) throw new RequestNotFound(input.requestId);
       if (request.state !== "pending") {
@@ -348,6 +378,12 @@ export class Broker {
         .from(decisions)
         .where(and(eq(decisions.requestId, request.id), eq(decisions.approverId, approver.id)));
       if (previous) throw new AlreadyDecided(request.id, previous.verdict);
+      // Step-up: the approval waits for a fresh OIDC login (everything above is checked first).
+      let stepUp: { authTime: string } | undefined;
+      if (input.verdict === "approve" && policy.stepUp) {
+        if (!input.stepUp) return { challenge: await this.#openStepUp(tx, request, approver, now), target: request.target };
+        stepUp = await this.#completeStepUp(tx, input.stepUp, request, approver, now);
+      }
 
       const reason = input.reason?.trim() || null;
       const [decision] = await tx
@@ -364,7 +400,7 @@ export class Broker {
         target: request.target,
         requestId: request.id,
         grantId: request.grantId,
-        data: { verdict: input.verdict, reason, approvals, required: request.approvalsRequired },
+        data: { verdict: input.verdict, reason, approvals, required: request.approvalsRequired, ...(stepUp ? { stepUp } : {}) },
       });
 
       let finalState: "denied" | "approved" | undefined;
@@ -401,6 +437,10 @@ export class Broker {
       }
       return result;
     });
+    if ("challenge" in outcome) {
+      const { challenge, target } = outcome;
+      throw new StepUpRequired(target, challenge.id, this.stepUpLink(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
+    }
 
     const requestSnapshot = await this.#requestSnapshot(outcome.request);
     const decisionSnapshot = this.#decisionSnapshot(outcome.decision, approver);
@@ -419,6 +459,101 @@ export class Broker {
     if (outcome.grant) await this.#afterIssue(outcome.grant, outcome.request);
     if (outcome.extended) await this.#afterExtend(outcome.extended.grant, outcome.extended.previousExpiresAt, approver);
     return outcome;
+  }
+
+  // ---------------------------------------------------------------- step-up approval
+
+  /** The one-time link an approver opens to sign in again: on the gateway that `oidc.redirectUrl` names. */
+  stepUpLink(challengeId: string): string {
+    const redirectUrl = this.#config.oidc?.redirectUrl;
+    const origin = redirectUrl ? new URL(redirectUrl).origin : "";
+    return `${origin}/oidc/approve?challenge=${encodeURIComponent(challengeId)}`;
+  }
+
+  async #openStepUp(tx: Executor, request: AccessRequest, approver: Person, now: Date): Promise<StepUpChallenge> {
+    const [challenge] = await tx
+      .insert(stepUpChallenges)
+      .values({
+        id: randomBytes(24).toString("base64url"),
+        requestId: request.id,
+        approverId: approver.id,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
+      })
+      .returning();
+    await appendAudit(tx, now, {
+      kind: "step_up.challenged",
+      actorId: approver.id,
+      target: request.target,
+      requestId: request.id,
+      grantId: request.grantId,
+      data: { expiresAt: iso(challenge!.expiresAt) },
+    });
+    return challenge!;
+  }
+
+  /**
+   * Marks a challenge used, in the decision's transaction (so the link works once and only with the
+   * decision): it must be this approver's, on this request, unused and unexpired, and the login
+   * behind it fresh: `auth_time` no earlier than the challenge and within `oidc.stepUpMaxAge`.
+   */
+  async #completeStepUp(tx: Executor, proof: StepUpProof, request: AccessRequest, approver: Person, now: Date): Promise<{ authTime: string }> {
+    const [challenge] = await tx.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, proof.challengeId)).for("update");
+    if (!challenge || challenge.requestId !== request.id) throw new StepUpRefused("this sign-in link is not for this request");
+    if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");
+    if (challenge.expiresAt.getTime() <= now.getTime()) throw new StepUpRefused("this sign-in link has expired; click Approve again for a new one");
+    if (challenge.approverId !== approver.id) {
+      throw new StepUpRefused("the sign-in was by someone else than the approver who clicked Approve; nothing was recorded");
+    }
+    const maxAgeMs = this.#config.oidc?.stepUpMaxAge ?? 5 * 60_000;
+    // auth_time has whole seconds: a login in the same second as the click counts as after it.
+    const authMs = proof.authTime.getTime();
+    if (authMs < Math.floor(challenge.createdAt.getTime() / 1000) * 1000 || now.getTime() - authMs > maxAgeMs) {
+      throw new StepUpRefused("the sign-in was not fresh (the provider reused an earlier login); click Approve again and sign in anew");
+    }
+    const [done] = await tx
+      .update(stepUpChallenges)
+      .set({ completedAt: now, authTime: proof.authTime })
+      .where(and(eq(stepUpChallenges.id, challenge.id), isNull(stepUpChallenges.completedAt)))
+      .returning();
+    if (!done) throw new StepUpRefused("this sign-in link has already been used");
+    return { authTime: iso(proof.authTime) };
+  }
+
+  /** The challenge behind a step-up link, for the HTTP layer (throws StepUpRefused when it cannot be used). */
+  async stepUpChallenge(challengeId: string): Promise<StepUpChallenge> {
+    const now = this.clock.now();
+    const [challenge] = await this.#db.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, challengeId));
+    if (!challenge) throw new StepUpRefused("this sign-in link is not known");
+    if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");
+    if (challenge.expiresAt.getTime() <= now.getTime()) throw new StepUpRefused("this sign-in link has expired; click Approve again for a new one");
+    return challenge;
+  }
+
+  /** Stores the OAuth state, nonce and PKCE verifier of the login started for a challenge. */
+  async startStepUpLogin(challengeId: string, login: { state: string; nonce: string; codeVerifier: string }): Promise<void> {
+    const updated = await this.#db
+      .update(stepUpChallenges)
+      .set(login)
+      .where(and(eq(stepUpChallenges.id, challengeId), isNull(stepUpChallenges.completedAt), gt(stepUpChallenges.expiresAt, this.clock.now())))
+      .returning({ id: stepUpChallenges.id });
+    if (updated.length === 0) throw new StepUpRefused("this sign-in link can no longer be used");
+  }
+
+  /** The challenge whose login used this OAuth `state`, if any. */
+  async stepUpChallengeByState(state: string): Promise<StepUpChallenge | undefined> {
+    const [challenge] = await this.#db.select().from(stepUpChallenges).where(eq(stepUpChallenges.state, state));
+    return challenge;
+  }
+
+  /**
+   * Records the approval behind a step-up challenge once the approver signed in again: `person` is
+   * who the fresh ID token names, `authTime` its `auth_time`. The challenge is used up in the same
+   * transaction as the decision.
+   */
+  async approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
+    const challenge = await this.stepUpChallenge(proof.challengeId);
+    return this.decide(person, { requestId: challenge.requestId, verdict: "approve", stepUp: proof });
   }
 
   /**

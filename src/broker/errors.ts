@@ -169,3 +169,25 @@ export class SshKeyNotFound extends BrokerError {
     super(`you have no registered key ${key}; see them with: key list`);
   }
 }
+
+/**
+ * An approval on a `stepUp` target needs a fresh sign-in at the OIDC provider first. The message
+ * carries the one-time link (it is shown only to the approver who clicked).
+ */
+export class StepUpRequired extends BrokerError {
+  readonly code = "broker_step_up_required";
+  constructor(
+    readonly target: string,
+    readonly challengeId: string,
+    readonly link: string,
+    readonly expiresAt: Date,
+    validForMs: number,
+  ) {
+    super(`approving access to ${target} needs a fresh sign-in: open ${link} within ${formatDuration(validForMs)} to sign in again; your approval is recorded after it`);
+  }
+}
+
+/** A step-up approval that cannot be recorded: the link was used or expired, another person signed in, or the sign-in was not fresh. */
+export class StepUpRefused extends BrokerError {
+  readonly code = "broker_step_up_refused";
+}

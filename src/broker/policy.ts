@@ -9,6 +9,8 @@ export interface TargetPolicy {
   maxDurationMs: number;
   reasonPattern: RegExp | undefined;
   requestTtlMs: number;
+  /** An approval counts only after the approver's fresh OIDC login (step-up). */
+  stepUp: boolean;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {
@@ -20,6 +22,7 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
     maxDurationMs: target.maxDuration ?? defaults.maxDuration,
     reasonPattern: target.reasonPattern === undefined ? undefined : new RegExp(target.reasonPattern),
     requestTtlMs: defaults.requestTtl,
+    stepUp: target.stepUp,
   };
 }
 

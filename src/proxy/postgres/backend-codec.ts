@@ -21,6 +21,7 @@ const int32 = (value: number) => {
 
 export const backend = {
   authenticationOk: () => message("R", int32(0)),
+  authenticationCleartextPassword: () => message("R", int32(3)),
   authenticationSasl: (mechanisms: string[]) =>
     message("R", Buffer.concat([int32(10), ...mechanisms.map(cstring), Buffer.from([0])])),
   saslContinue: (data: string) => message("R", Buffer.concat([int32(11), Buffer.from(data, "utf8")])),

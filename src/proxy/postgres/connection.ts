@@ -75,12 +75,20 @@ export interface SessionHooks {
   registerCancelKey(key: { processId: number; secretKey: number }, upstream: { host: string; port: number; processId: number; secretKey: number }): Promise<void>;
 }
 
+/**
+ * How a login is checked: a SCRAM exchange against the grant credential's verifier, or a password
+ * sent in clear (AuthenticationCleartextPassword) that the gateway checks itself (an OIDC ID token).
+ */
+export type StartupPlan =
+  | { verifier: Verifier; admit(): Promise<SessionHooks> }
+  | { checkPassword(password: string): Promise<{ admit(): Promise<SessionHooks> }> };
+
+/** A cleartext password (an ID token) longer than this is refused before it is looked at. */
+export const MAX_CLEARTEXT_PASSWORD = 16 * 1024;
+
 export interface ConnectionHooks {
-  /** Checks the login against a live grant; returns its SCRAM verifier and the way to admit it. */
-  onStartup(startup: { user: string; database: string; params: Record<string, string>; clientAddress: string | null; tls: boolean }): Promise<{
-    verifier: Verifier;
-    admit(): Promise<SessionHooks>;
-  }>;
+  /** Checks the login against a live grant; returns how to authenticate it and the way to admit it. */
+  onStartup(startup: { user: string; database: string; params: Record<string, string>; clientAddress: string | null; tls: boolean }): Promise<StartupPlan>;
   onCancel(processId: number, secretKey: number): Promise<void>;
   newCancelKey(): { processId: number; secretKey: number };
 }
@@ -292,7 +300,7 @@ export class PgProxyConnection {
       clientAddress: this.#client.remoteAddress ?? null,
       tls: this.#tls,
     });
-    this.#client.write(backend.authenticationSasl(["SCRAM-SHA-256"]));
+    this.#client.write("verifier" in this.#plan ? backend.authenticationSasl(["SCRAM-SHA-256"]) : backend.authenticationCleartextPassword());
   }
 
   async #upgradeTls(): Promise<void> {
@@ -312,6 +320,17 @@ export class PgProxyConnection {
 
   async #handleAuth(message: FrontendMessage): Promise<void> {
     if (message.type !== "auth") throw new ProtocolViolation(`expected an authentication message, got ${message.type}`);
+    const plan = this.#plan!;
+    if (!("verifier" in plan)) {
+      // PasswordMessage: the password as a C string (https://www.postgresql.org/docs/current/protocol-message-formats.html).
+      if (message.body.length > MAX_CLEARTEXT_PASSWORD) throw new ProxyRefusal("28000", `the password is longer than ${MAX_CLEARTEXT_PASSWORD} bytes`);
+      const end = message.body.indexOf(0);
+      const checked = await plan.checkPassword(message.body.toString("utf8", 0, end < 0 ? message.body.length : end));
+      this.#client.write(backend.authenticationOk());
+      this.#state = "connecting";
+      await this.#admit(() => checked.admit());
+      return;
+    }
     try {
       if (!this.#scram) {
         // SASLInitialResponse: mechanism, int32 length, client-first-message.
@@ -320,7 +339,7 @@ export class PgProxyConnection {
         if (mechanism !== "SCRAM-SHA-256") throw new ScramError(`unsupported SASL mechanism ${mechanism}`);
         const length = message.body.readInt32BE(end + 1);
         const clientFirst = message.body.toString("utf8", end + 5, end + 5 + Math.max(0, length));
-        this.#scram = new ScramServer(this.#plan!.verifier);
+        this.#scram = new ScramServer(plan.verifier);
         this.#client.write(backend.saslContinue(this.#scram.start(clientFirst)));
         return;
       }
@@ -332,11 +351,11 @@ export class PgProxyConnection {
     }
     this.#client.write(backend.authenticationOk());
     this.#state = "connecting";
-    await this.#admit();
+    await this.#admit(() => plan.admit());
   }
 
-  async #admit(): Promise<void> {
-    const session = await this.#plan!.admit();
+  async #admit(admit: () => Promise<SessionHooks>): Promise<void> {
+    const session = await admit();
     this.#session = session;
     const passThrough: Record<string, string> = {};
     for (const key of ["application_name", "client_encoding", "DateStyle", "TimeZone", "options", "search_path"]) {

@@ -18,9 +18,12 @@ import {
   type ConnectionHooks,
   type ConnectionSummary,
   type SessionHooks,
+  type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { listenOn } from "../../listen.js";
+import { OidcError } from "../../oidc/errors.js";
+import type { OidcVerifier } from "../../oidc/verifier.js";
 import { LiveSessions } from "../live-sessions.js";
 import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 
@@ -36,8 +39,16 @@ export interface PgProxyOptions {
   targets: Config["targets"];
   /** The command users type to ask for access, for the refusal's hint. */
   requestCommand?: string;
+  /** Checks ID tokens from the user `oidc` (absent when `oidc:` is not configured). */
+  oidc?: OidcVerifier | undefined;
   onError?: (error: unknown, where: string) => void;
 }
+
+/** The user name under which a client presents an OIDC ID token as its password. */
+export const OIDC_LOGIN = "oidc";
+
+const isLoopback = (address: string | null) =>
+  address !== null && (/^127\./.test(address) || address === "::1" || /^::ffff:127\./.test(address));
 
 interface TargetRuntime {
   config: PostgresTargetConfig;
@@ -137,13 +148,14 @@ export class PgProxyServer {
         const target = JSON.parse(stored) as { host: string; port: number; processId: number; secretKey: number };
         await cancelUpstream(target, target.processId, target.secretKey);
       },
-      onStartup: async ({ user, database, clientAddress }) => {
+      onStartup: async ({ user, database, clientAddress, tls }) => {
         const runtime = this.#targets.get(database);
         if (!runtime) {
           throw new ProxyRefusal("3D000", `target "${database}" does not exist`, `list the targets with: ${this.#command} targets`);
         }
         // Fail closed: without Redis, expiry and revocation could not reach this session.
         if (redis.status !== "ready") throw new ProxyRefusal("57P03", "jitgate cannot check grants right now; try again shortly");
+        if (user === OIDC_LOGIN) return this.#oidcPlan(runtime, database, clientAddress, tls, connection);
         let credential;
         try {
           credential = await broker.liveCredential(user, database);
@@ -167,6 +179,43 @@ export class PgProxyServer {
 
   get #command(): string {
     return this.options.requestCommand ?? "/access";
+  }
+
+  /**
+   * The user `oidc` sends an ID token as a cleartext password; it is verified here and its verified
+   * email must be the person of a live grant on the target. A token is a bearer secret: it is only
+   * taken over TLS, or from a client on the same machine.
+   */
+  #oidcPlan(runtime: TargetRuntime, database: string, clientAddress: string | null, tls: boolean, connection: () => PgProxyConnection): StartupPlan {
+    const verifier = this.options.oidc;
+    if (!verifier) throw new ProxyRefusal("28000", "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant");
+    if (!tls && !isLoopback(clientAddress)) {
+      throw new ProxyRefusal("28000", "an ID token is only accepted over TLS: connect with sslmode=require", "jitgate connect prints a ready command");
+    }
+    return {
+      checkPassword: async (token) => {
+        let person;
+        try {
+          ({ person } = await verifier.identify(this.options.broker, token));
+        } catch (error) {
+          if (error instanceof OidcError && error.code !== "oidc_provider_unreachable") throw new ProxyRefusal("28000", error.message);
+          this.options.onError?.(error, "verify ID token");
+          throw new ProxyRefusal("57P03", "jitgate cannot check ID tokens right now; try again shortly");
+        }
+        let grant;
+        try {
+          grant = await this.options.broker.liveGrantOf(person, database);
+        } catch (error) {
+          if (!(error instanceof NoLiveGrant)) throw error;
+          throw new ProxyRefusal(
+            "28000",
+            `no live access grant for "${person.email ?? person.displayName}" on ${database}`,
+            `request one with: ${this.#command} request ${database} <duration> <reason>`,
+          );
+        }
+        return { admit: () => this.#admit(runtime, grant.id, clientAddress, connection()) };
+      },
+    };
   }
 
   async #admit(runtime: TargetRuntime, grantId: string, clientAddress: string | null, connection: PgProxyConnection): Promise<SessionHooks> {

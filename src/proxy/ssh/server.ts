@@ -16,6 +16,8 @@ import { SshProxySession, type SshSessionHooks } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
 import { LiveSessions } from "../live-sessions.js";
+import { OidcError } from "../../oidc/errors.js";
+import { looksLikeJwt, type OidcVerifier } from "../../oidc/verifier.js";
 
 export interface SshProxyOptions {
   broker: Broker;
@@ -30,6 +32,8 @@ export interface SshProxyOptions {
   requestCommand?: string;
   /** How long a connection may take to authenticate. */
   loginGraceMs?: number;
+  /** Checks a password shaped like a JWT as an OIDC ID token (absent when `oidc:` is not configured). */
+  oidc?: OidcVerifier | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -193,6 +197,7 @@ export class SshProxyServer {
   }
 
   async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
+    if (looksLikeJwt(secret)) return this.#withIdToken(client, ctx, runtime, secret, ip);
     let grant: Grant;
     try {
       grant = await this.options.broker.checkCredential({ target: runtime.config.name, secret });
@@ -205,6 +210,36 @@ export class SshProxyServer {
       );
       ctx.reject(["publickey", "keyboard-interactive", "password"]);
       return "rejected";
+    }
+    await this.#admit(client, ctx, runtime, grant, ip);
+    return "admitted";
+  }
+
+  /**
+   * A password shaped like a JWT is an OIDC ID token: verified (signature, issuer, audience,
+   * expiry, verified email), and its person must hold a live grant on the target.
+   */
+  async #withIdToken(client: Connection, ctx: AuthContext, runtime: TargetRuntime, token: string, ip: string): Promise<"rejected" | "admitted"> {
+    const verifier = this.options.oidc;
+    const name = runtime.config.name;
+    if (!verifier) throw new LoginRefusal("OIDC is not configured on this gateway, so an ID token cannot log in; use your grant's credential or a registered key");
+    let person;
+    try {
+      ({ person } = await verifier.identify(this.options.broker, token));
+    } catch (error) {
+      if (!(error instanceof OidcError) || error.code === "oidc_provider_unreachable") throw new LoginRefusal("jitgate cannot check ID tokens right now; try again shortly");
+      sendUserauthBanner(client, `jitgate: ${error.message}`);
+      ctx.reject(["publickey", "keyboard-interactive", "password"]);
+      return "rejected";
+    }
+    let grant: Grant;
+    try {
+      grant = await this.options.broker.liveGrantOf(person, name);
+    } catch (error) {
+      if (!(error instanceof NoLiveGrant)) throw error;
+      throw new LoginRefusal(
+        `no live access grant for ${person.email ?? person.displayName} on ${name}; request one with: ${this.#command} request ${name} <duration> <reason>`,
+      );
     }
     await this.#admit(client, ctx, runtime, grant, ip);
     return "admitted";
