@@ -38,7 +38,7 @@ describe("audit pages", () => {
   }
 
   /** The audit event kinds in a results table, top to bottom. */
-  const kindsIn = (page: string) => [...page.matchAll(/<td class="nowrap">([a-z_.]+)<span class="chain"/g)].map((m) => m[1]);
+  const kindsIn = (page: string) => [...page.matchAll(/<td data-label="Event" class="nowrap">([a-z_.]+)<span class="chain"/g)].map((m) => m[1]);
 
   it("asks who is looking before showing anything", async () => {
     const page = await get("/audit?person=ann", null);
@@ -125,7 +125,7 @@ describe("audit pages", () => {
     expect(page.text).toContain("go ahead");
     expect(page.text).toMatch(/title="audit event \d+, sha256 [0-9a-f]{64}"/);
     expect(page.text).toContain(`href="/audit/sessions/${seeded.pg.sessionId}"`);
-    expect(page.text).toMatch(/DELETE FROM orders<\/pre><\/td><td>delete-without-where<\/td><td><span class="outcome outcome-approved">approved<\/span> by Lee Lead/);
+    expect(page.text).toMatch(/DELETE FROM orders<\/pre><\/td><td data-label="Rule">delete-without-where<\/td><td data-label="Outcome"><span class="outcome outcome-approved">approved<\/span> by Lee Lead/);
   });
 
   it("shows a PostgreSQL session's statements with verdicts, escaped as text", async () => {
@@ -133,7 +133,7 @@ describe("audit pages", () => {
     expect(page.status).toBe(200);
     expect(page.text).toContain("Ann Example &lt;ann@example.com&gt;");
     expect(page.text).toContain("10.1.2.3");
-    const rows = [...page.text.matchAll(/<tr>\n<td class="num">(\d+)<\/td>[\s\S]*?<span class="verdict verdict-(\w+)">/g)].map((m) => [m[1], m[2]]);
+    const rows = [...page.text.matchAll(/<tr>\n<td data-label="#" class="num">(\d+)<\/td>[\s\S]*?<span class="verdict verdict-(\w+)">/g)].map((m) => [m[1], m[2]]);
     expect(rows).toEqual([
       ["1", "allow"],
       ["2", "allow"],

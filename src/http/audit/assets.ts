@@ -50,7 +50,9 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit caption { text-align: left; padding: .5rem .75rem; font-size: .85rem; color: #4a5566; }
 .audit th, .audit td { text-align: left; vertical-align: top; padding: .4rem .75rem; border-top: 1px solid #e3e7ed; }
 .audit thead th { background: #f3f5f8; border-top: 0; white-space: nowrap; }
-.audit td time, .audit td.nowrap { white-space: nowrap; }
+.audit td time, .audit .nowrap { white-space: nowrap; }
+.audit td.statement-cell { min-width: 16rem; }
+.audit td.what { min-width: 14rem; }
 .audit td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .audit code, .audit pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; }
 .audit code.statement, .audit pre.statement { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -59,6 +61,10 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: .5rem 0; }
 .audit dl.facts dt { font-weight: 600; color: #4a5566; }
 .audit dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.audit dl.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .5rem; margin: .5rem 0; }
+.audit dl.stats div { border: 1px solid #d5dbe3; border-radius: 6px; padding: .4rem .6rem; }
+.audit dl.stats dt { font-size: .8rem; color: #4a5566; }
+.audit dl.stats dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .audit ol.timeline { list-style: none; padding: 0; margin: .5rem 0; border-left: 3px solid #d5dbe3; }
 .audit ol.timeline li { position: relative; padding: .35rem 0 .6rem 1rem; }
 .audit ol.timeline li::before { content: ""; position: absolute; left: -.45rem; top: .75rem; width: .6rem; height: .6rem; border-radius: 50%; background: #0b57b0; }
@@ -73,14 +79,21 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit .verdict-allow, .audit .outcome-approved { color: #17703a; }
 .audit .pager { display: flex; gap: 1rem; margin: 1rem 0; }
 .audit .recording { margin: 1rem 0 2rem; }
-.audit .player { margin: .5rem 0; }
+.audit .player { margin: .5rem 0; max-width: 60rem; }
 .audit details.text-output pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #10151c; color: #e6edf3; padding: .75rem; border-radius: 6px; max-height: 30rem; overflow: auto; }
 .audit details summary { cursor: pointer; padding: .25rem 0; }
 @media (max-width: 640px) {
   .audit { padding: 0 .6rem 2rem; font-size: 14px; }
-  .audit dl.facts { grid-template-columns: 1fr; gap: 0; }
-  .audit dl.facts dd { margin-bottom: .4rem; }
+  .audit dl.facts { gap: .15rem .75rem; }
   .audit th, .audit td { padding: .35rem .5rem; }
+  /* Tables become one card per row, each cell with its column's name. */
+  .audit table.stack thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); }
+  .audit table.stack tr { display: block; border-top: 1px solid #d5dbe3; padding: .35rem 0; }
+  .audit table.stack tbody tr:first-child { border-top: 0; }
+  .audit table.stack td { display: block; position: relative; border: 0; padding: .1rem .6rem .1rem 6.6rem; min-width: 0; text-align: left; overflow-wrap: anywhere; }
+  .audit table.stack td::before { content: attr(data-label); position: absolute; left: .6rem; width: 5.5rem; font-weight: 600; color: #4a5566; font-size: .85rem; }
+  .audit table.stack td.nowrap, .audit table.stack td time { white-space: normal; }
+  .audit table.stack td:empty { display: none; }
 }
 `;
 

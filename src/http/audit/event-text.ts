@@ -71,7 +71,7 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
       return html`Session ${sessionLink(row.sessionId)} closed${str(d.endReason) ? html` (${d.endReason as string})` : ""}${num(d.durationMs) !== undefined ? html` after ${formatDuration(d.durationMs as number)}` : ""}`;
     case "statement.held": {
       const outcome = str(d.heldId) ? held.get(d.heldId as string) : undefined;
-      return html`Held for approval (${str(d.rule) ?? "rule"}): <code class="statement">${str(d.text) ?? ""}</code>${str(d.heldId) ? html` — ${heldOutcomeText(outcome)}` : ""}`;
+      return html`Held for approval (${str(d.rule) ?? "rule"}): <code class="statement">${str(d.text) ?? ""}</code>${outcome ? html` — ${heldOutcomeText(outcome)}` : ""}`;
     }
     case "statement.approved":
     case "statement.denied":

@@ -42,20 +42,20 @@ ${timeline.events.map(
 ${
   timeline.sessions.length === 0
     ? html`<p class="none">No session was opened under this ${grant ? "grant" : "request"}.</p>`
-    : html`<div class="table-wrap"><table>
+    : html`<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">Session</th><th scope="col">Protocol</th><th scope="col">From</th><th scope="col">Started</th><th scope="col">Ended</th></tr></thead>
 <tbody>${timeline.sessions.map(
-        (s) => html`<tr><td>${sessionLink(s.id)}</td><td>${s.protocol}</td><td>${s.clientAddress ?? ""}</td><td>${utc(s.startedAt)}</td><td>${utc(s.endedAt)}</td></tr>`,
+        (s) => html`<tr><td data-label="Session">${sessionLink(s.id)}</td><td data-label="Protocol">${s.protocol}</td><td data-label="From">${s.clientAddress ?? ""}</td><td data-label="Started">${utc(s.startedAt)}</td><td data-label="Ended">${utc(s.endedAt)}</td></tr>`,
       )}</tbody></table></div>`
 }
 <h2>Held statements</h2>
 ${
   timeline.held.length === 0
     ? html`<p class="none">No statement was held for approval.</p>`
-    : html`<div class="table-wrap"><table>
+    : html`<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">Held</th><th scope="col">Session</th><th scope="col">Statement</th><th scope="col">Rule</th><th scope="col">Outcome</th></tr></thead>
 <tbody>${timeline.held.map(
-        (h) => html`<tr><td>${utc(h.createdAt)}</td><td>${sessionLink(h.sessionId)}</td><td><pre class="statement">${h.text}</pre></td><td>${h.rule}</td><td>${heldOutcomeText(h)}</td></tr>`,
+        (h) => html`<tr><td data-label="Held">${utc(h.createdAt)}</td><td data-label="Session">${sessionLink(h.sessionId)}</td><td data-label="Statement" class="statement-cell"><pre class="statement">${h.text}</pre></td><td data-label="Rule">${h.rule}</td><td data-label="Outcome">${heldOutcomeText(h)}</td></tr>`,
       )}</tbody></table></div>`
 }
 </div>`;

@@ -111,19 +111,19 @@ ${rows ? results(rows, input.hasOlder, form) : ""}
 function results(rows: AuditSearchRow[], hasOlder: boolean, form: SearchForm): Html {
   if (rows.length === 0) return html`<p class="notice" role="status">No events match${form.before ? " on this page" : ""}.</p>`;
   const last = rows[rows.length - 1]!;
-  return html`<div class="table-wrap"><table class="events">
+  return html`<div class="table-wrap"><table class="events stack">
 <caption>${rows.length} event${rows.length === 1 ? "" : "s"}, newest first${form.before ? ` (before event ${form.before})` : ""}</caption>
 <thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Actor</th><th scope="col">Target</th><th scope="col">What happened</th><th scope="col">Request</th><th scope="col">Session</th></tr></thead>
 <tbody>
 ${rows.map(
   (row) => html`<tr>
-<td>${utc(row.at)}</td>
-<td class="nowrap">${row.kind}${chainMark(row)}</td>
-<td>${actorName(row)}</td>
-<td>${row.target ?? ""}</td>
-<td>${describeEvent(row)}</td>
-<td>${requestLink(row.requestId)}</td>
-<td>${sessionLink(row.sessionId)}</td>
+<td data-label="Time">${utc(row.at)}</td>
+<td data-label="Event" class="nowrap">${row.kind}${chainMark(row)}</td>
+<td data-label="Actor">${actorName(row)}</td>
+<td data-label="Target">${row.target ?? ""}</td>
+<td data-label="What" class="what">${describeEvent(row)}</td>
+<td data-label="Request">${requestLink(row.requestId)}</td>
+<td data-label="Session">${sessionLink(row.sessionId)}</td>
 </tr>`,
 )}
 </tbody></table></div>

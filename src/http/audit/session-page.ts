@@ -24,7 +24,7 @@ export function sessionPage(detail: SessionDetail, recordingText: Map<number, { 
   <dt>Request</dt><dd>${requestLink(detail.requestId)}</dd>
   <dt>Grant</dt><dd>${session.grantId}</dd>
 </dl>
-${summary(session.summary)}
+${summary(session.summary, session.protocol)}
 ${session.protocol === "postgres" ? statements(detail, held, afterSeq) : recordings(detail, recordingText)}
 <h2>Events</h2>
 ${
@@ -37,14 +37,14 @@ ${
 </div>`;
 }
 
-function summary(value: Record<string, unknown> | null): Html | string {
+function summary(value: Record<string, unknown> | null, protocol: string): Html | string {
   if (!value) return "";
   const count = (key: string) => (typeof value[key] === "number" ? (value[key] as number) : undefined);
   const byKind = value.statementsByKind && typeof value.statementsByKind === "object" ? Object.entries(value.statementsByKind as Record<string, unknown>) : [];
   const facts: [string, Html | string][] = [];
   if (count("durationMs") !== undefined) facts.push(["Duration", formatDuration(count("durationMs")!)]);
   if (typeof value.endReason === "string") facts.push(["Ended by", value.endReason]);
-  if (byKind.length > 0) facts.push(["Statements", byKind.map(([kind, n]) => `${kind} ${String(n)}`).join(", ")]);
+  if (byKind.length > 0) facts.push([protocol === "ssh" ? "Commands" : "Statements", byKind.map(([kind, n]) => `${kind} ${String(n)}`).join(", ")]);
   for (const [key, label] of [
     ["rowsReturned", "Rows returned"],
     ["rowsAffected", "Rows affected"],
@@ -59,7 +59,7 @@ function summary(value: Record<string, unknown> | null): Html | string {
     if (n !== undefined) facts.push([label, String(n)]);
   }
   if (facts.length === 0) return "";
-  return html`<h2>Summary</h2><dl class="facts">${facts.map(([label, text]) => html`<dt>${label}</dt><dd>${text}</dd>`)}</dl>`;
+  return html`<h2>Summary</h2><dl class="stats">${facts.map(([label, text]) => html`<div><dt>${label}</dt><dd>${text}</dd></div>`)}</dl>`;
 }
 
 function verdict(row: StatementRow, held: Map<string, HeldOutcome>): Html {
@@ -73,21 +73,21 @@ function statements(detail: SessionDetail, held: Map<string, HeldOutcome>, after
   const base = `/audit/sessions/${encodeURIComponent(detail.session.id)}`;
   if (rows.length === 0) return html`<h2>Statements</h2><p class="none">${afterSeq === undefined ? "No statement was recorded." : "No more statements."}</p>`;
   return html`<h2>Statements</h2>
-<div class="table-wrap"><table class="statements">
+<div class="table-wrap"><table class="statements stack">
 <caption>Statement timeline${afterSeq === undefined ? "" : ` after statement ${afterSeq}`} (times UTC, durations in ms)</caption>
 <thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">Protocol</th><th scope="col">Kind</th><th scope="col">Statement</th><th scope="col">Verdict</th><th scope="col">Duration</th><th scope="col">Rows</th><th scope="col">Result</th></tr></thead>
 <tbody>
 ${rows.map(
   (row) => html`<tr>
-<td class="num">${row.seq}</td>
-<td>${utc(row.startedAt)}</td>
-<td>${row.protocol}</td>
-<td>${row.kind}</td>
-<td><pre class="statement">${row.text}</pre>${row.parameters && row.parameters.length > 0 ? html`<span class="note">parameters: ${row.parameters.map((p) => (p === null ? "NULL" : p)).join(", ")}</span>` : ""}</td>
-<td>${verdict(row, held)}</td>
-<td class="num">${row.durationMs ?? ""}</td>
-<td class="num">${row.rows ?? ""}</td>
-<td>${row.commandTag ?? ""}${row.error ? html`<span class="outcome outcome-denied">${row.error}</span>` : ""}</td>
+<td data-label="#" class="num">${row.seq}</td>
+<td data-label="Time">${utc(row.startedAt)}</td>
+<td data-label="Protocol">${row.protocol}</td>
+<td data-label="Kind">${row.kind}</td>
+<td data-label="Statement" class="statement-cell"><pre class="statement">${row.text}</pre>${row.parameters && row.parameters.length > 0 ? html`<span class="note">parameters: ${row.parameters.map((p) => (p === null ? "NULL" : p)).join(", ")}</span>` : ""}</td>
+<td data-label="Verdict">${verdict(row, held)}</td>
+<td data-label="Duration" class="num">${row.durationMs ?? ""}</td>
+<td data-label="Rows" class="num">${row.rows ?? ""}</td>
+<td data-label="Result"><span class="nowrap">${row.commandTag ?? ""}</span>${row.error ? html`<span class="outcome outcome-denied">${row.error}</span>` : ""}</td>
 </tr>`,
 )}
 </tbody></table></div>

@@ -1,0 +1,115 @@
+import { mkdir } from "node:fs/promises";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Storage } from "../src/db/client.js";
+import { mountAuditPages } from "../src/http/audit/audit-pages.js";
+import { HttpServer } from "../src/http/server.js";
+import { auditTestAuth } from "./audit-pages-auth.js";
+import { seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
+import { testPostgresStorage } from "./support/databases.js";
+
+const ARTIFACTS = "test/artifacts";
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+describe("audit pages in a browser", () => {
+  let storage: Storage;
+  let seeded: Seeded;
+  let http: HttpServer;
+  let base: string;
+  let browser: Browser;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    storage = await testPostgresStorage("audit_browser");
+    seeded = await seedAuditHistory(storage.db);
+    http = new HttpServer((error) => problems.push(String(error)));
+    const { auth } = auditTestAuth(seeded.broker, http);
+    mountAuditPages(http, { broker: seeded.broker, auth });
+    const address = await http.listen("127.0.0.1:0");
+    base = `http://127.0.0.1:${address.port}`;
+    await mkdir(ARTIFACTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await http?.close();
+    await storage?.close();
+  });
+
+  /** A fresh browser context that picks `who` on the demo login page, as a person would. */
+  async function loggedIn(who: string, viewport: { width: number; height: number }, path: string): Promise<Page> {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => {
+      // The shell's console stylesheet is not mounted in this test; anything else is a problem.
+      if (message.type() === "error" && !message.text().includes("Failed to load resource")) problems.push(`console: ${message.text()}`);
+    });
+    await page.goto(`${base}${path}`);
+    expect(new URL(page.url()).pathname).toBe("/console/login");
+    await page.getByRole("button", { name: new RegExp(who) }).click();
+    await page.waitForURL(`${base}${path}`);
+    return page;
+  }
+
+  it("replays an SSH session with asciinema-player, readable at desktop and phone width", async () => {
+    const path = `/audit/sessions/${seeded.ssh.sessionId}`;
+    for (const [name, viewport] of [
+      ["desktop", { width: 1280, height: 800 }],
+      ["phone", { width: 390, height: 844 }],
+    ] as const) {
+      const page = await loggedIn("Lee Lead", viewport, path);
+      const player = page.locator(".ap-player");
+      await player.waitFor({ state: "visible", timeout: 15_000 });
+      expect(await page.locator("[data-cast] .ap-player").count()).toBe(1);
+      // The player took the place of the text output, which folds away but stays in the page.
+      expect(await page.locator("details.text-output").getAttribute("open")).toBeNull();
+      const box = (await player.boundingBox())!;
+      expect(box.width).toBeGreaterThan(100);
+      expect(box.x + box.width).toBeLessThanOrEqual(viewport.width + 1);
+      // Nothing of the page runs off the side of a phone.
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      expect(overflow).toBeLessThanOrEqual(0);
+      // Play it and let the recording draw its prompt.
+      await player.click();
+      await page.waitForFunction(() => document.querySelector(".ap-term")?.textContent?.includes("deploy@web-1"), undefined, { timeout: 15_000 });
+      await page.screenshot({ path: `${ARTIFACTS}/audit-ssh-session-${name}.png`, fullPage: true });
+      await page.context().close();
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("works from the keyboard: the search form, its results and the links to a request", async () => {
+    const page = await loggedIn("Lee Lead", { width: 1280, height: 800 }, "/audit");
+    await page.locator("#person").focus();
+    await page.keyboard.type("Ann");
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("target");
+    await page.selectOption("#kind", "request.created");
+    await page.locator("#kind").focus();
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Search");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/\/audit\?person=Ann/);
+    expect(await page.locator("table.events tbody tr").count()).toBe(1);
+    await page.screenshot({ path: `${ARTIFACTS}/audit-search-desktop.png`, fullPage: true });
+    await page.getByRole("link", { name: seeded.pg.requestId }).first().focus();
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${base}/audit/requests/${seeded.pg.requestId}`);
+    expect(await page.locator("ol.timeline li").count()).toBe(10);
+    await page.screenshot({ path: `${ARTIFACTS}/audit-request-desktop.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${base}/audit/sessions/${seeded.pg.sessionId}`);
+    await page.screenshot({ path: `${ARTIFACTS}/audit-pg-session-phone.png`, fullPage: true });
+    // At phone width each statement is a card: nothing runs off the side.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    await page.goto(`${base}/audit?target=orders-db`);
+    await page.screenshot({ path: `${ARTIFACTS}/audit-search-phone.png`, fullPage: true });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.screenshot({ path: `${ARTIFACTS}/audit-pg-session-desktop.png`, fullPage: true });
+    await page.context().close();
+    expect(problems).toEqual([]);
+  });
+});
