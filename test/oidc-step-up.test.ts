@@ -1,0 +1,175 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src/broker/index.js";
+import { auditEvents, stepUpChallenges } from "../src/db/schema.js";
+import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+
+let provider: TestProvider;
+let test: Awaited<ReturnType<typeof startOidcGateway>>;
+let dev: Person, lead: Person, other: Person;
+
+const accounts = [
+  { sub: "sub-dev", email: "dev@example.com", name: "Dev" },
+  { sub: "sub-lead", email: "lead@example.com", name: "Lead" },
+  { sub: "sub-other", email: "other@example.com", name: "Other" },
+];
+
+beforeAll(async () => {
+  provider = await startTestProvider(accounts);
+  test = await startOidcGateway(
+    "oidc_step_up",
+    provider.issuer,
+    `
+targets:
+  - name: vault-db
+    kind: postgres
+    upstream: postgres://gw@127.0.0.1:5432/vault
+    approvers: [lead@example.com, other@example.com]
+    stepUp: true
+  - name: plain-db
+    kind: postgres
+    upstream: postgres://gw@127.0.0.1:5432/plain
+    approvers: [lead@example.com]
+`,
+  );
+  const { broker } = test.gateway;
+  dev = await broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
+  lead = await broker.identify({ platform: "slack", externalId: "U0LEAD", email: "lead@example.com", displayName: "Lead" });
+  other = await broker.identify({ platform: "teams", externalId: "29:other", email: "other@example.com", displayName: "Other" });
+}, 60_000);
+
+afterAll(async () => {
+  await test?.close();
+  await provider?.close();
+});
+
+/** A pending request on the step-up target and the link an Approve click by `approver` answers with. */
+let requesters = 0;
+/** A new requester each time: one live grant per person and target. */
+async function newRequester(): Promise<Person> {
+  requesters += 1;
+  return test.gateway.broker.identify({ platform: "slack", externalId: `U0REQ${requesters}`, email: `req${requesters}@example.com`, displayName: `Requester ${requesters}` });
+}
+
+async function clickApprove(approver: Person = lead): Promise<{ requestId: string; link: string; error: StepUpRequired }> {
+  const { broker } = test.gateway;
+  const request = await broker.request(await newRequester(), { target: "vault-db", duration: "30m", reason: "INC-9 rotate keys" });
+  const error = await broker.decide(approver, { requestId: request.id, verdict: "approve" }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(StepUpRequired);
+  return { requestId: request.id, link: (error as StepUpRequired).link, error: error as StepUpRequired };
+}
+
+const login = (account?: string, ageSeconds?: number) => {
+  provider.nextLogin.account = account;
+  provider.nextLogin.ageSeconds = ageSeconds;
+};
+
+describe("step-up approval", () => {
+  it("answers Approve with a one-time link to a fresh sign-in and records nothing yet", async () => {
+    const { requestId, link, error } = await clickApprove();
+    expect(link).toMatch(new RegExp(`^${test.origin}/oidc/approve\\?challenge=[A-Za-z0-9_-]{32}$`));
+    expect(error.message).toContain("approving access to vault-db needs a fresh sign-in: open " + link);
+    const { broker } = test.gateway;
+    expect(await broker.decisionsOf(requestId)).toEqual([]);
+    expect((await broker.getRequest(requestId)).state).toBe("pending");
+    const issued = await broker.db.select().from(auditEvents).where(and(eq(auditEvents.requestId, requestId), eq(auditEvents.kind, "step_up.challenged")));
+    expect(issued).toHaveLength(1);
+    // The link sends the browser to the provider for a new authentication of the approver.
+    const response = await fetch(link, { redirect: "manual" });
+    expect(response.status).toBe(302);
+    const authorize = new URL(response.headers.get("location")!);
+    expect(authorize.origin).toBe(provider.issuer);
+    expect(Object.fromEntries(authorize.searchParams)).toMatchObject({
+      max_age: "0",
+      prompt: "login",
+      login_hint: "lead@example.com",
+      code_challenge_method: "S256",
+      client_id: "jitgate",
+      redirect_uri: `${test.origin}/oidc/callback`,
+    });
+  });
+
+  it("records the approval once the approver signs in again, issues the grant, and the link works once", async () => {
+    const { requestId, link } = await clickApprove();
+    login(undefined, undefined);
+    const before = provider.logins.length;
+    const page = await browse(link);
+    expect(provider.logins.slice(before)).toEqual(["sub-lead"]);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain("Approval recorded");
+    expect(page.body).toContain(`Your approval of request ${requestId} (vault-db) is recorded, after a fresh sign-in as lead@example.com.`);
+    const { broker } = test.gateway;
+    const request = await broker.getRequest(requestId);
+    expect(request.state).toBe("approved");
+    expect(request.grantId).toMatch(/^grt_/);
+    const [decided] = await broker.db.select().from(auditEvents).where(and(eq(auditEvents.requestId, requestId), eq(auditEvents.kind, "request.decided")));
+    const stepUp = (decided!.data as { stepUp?: { authTime: string } }).stepUp;
+    expect(stepUp?.authTime).toBeDefined();
+    expect(Math.abs(Date.parse(stepUp!.authTime) - Date.now())).toBeLessThan(60_000);
+    const [challenge] = await broker.db.select().from(stepUpChallenges).where(eq(stepUpChallenges.requestId, requestId));
+    expect(challenge!.completedAt).not.toBeNull();
+
+    const again = await browse(link);
+    expect(again.status).toBe(403);
+    expect(again.body).toContain("This sign-in link has already been used");
+    expect(await broker.decisionsOf(requestId)).toHaveLength(1);
+  });
+
+  it("refuses a sign-in with a stale auth_time (older than stepUpMaxAge, or older than the click) and records nothing", async () => {
+    const { requestId, link } = await clickApprove();
+    const { broker } = test.gateway;
+    for (const ageSeconds of [600, 90]) {
+      login("sub-lead", ageSeconds);
+      const page = await browse(link);
+      expect(page.status).toBe(403);
+      expect(page.body).toContain("The sign-in was not fresh");
+      expect(await broker.decisionsOf(requestId)).toEqual([]);
+      expect((await broker.getRequest(requestId)).state).toBe("pending");
+    }
+    // The link is still good for a fresh sign-in.
+    login("sub-lead", 0);
+    const page = await browse(link);
+    expect(page.body).toContain("Approval recorded");
+    expect((await broker.getRequest(requestId)).state).toBe("approved");
+  });
+
+  it("refuses a sign-in by another person than the approver who clicked, even another approver", async () => {
+    const { requestId, link } = await clickApprove(lead);
+    login("sub-other", 0);
+    const page = await browse(link);
+    expect(page.status).toBe(403);
+    expect(page.body).toContain("The sign-in was by someone else than the approver who clicked Approve; nothing was recorded");
+    const { broker } = test.gateway;
+    expect(await broker.decisionsOf(requestId)).toEqual([]);
+    const [challenge] = await broker.db.select().from(stepUpChallenges).where(eq(stepUpChallenges.requestId, requestId));
+    expect(challenge!.completedAt).toBeNull();
+  });
+
+  it("checks who clicks before opening a challenge; deny and targets without stepUp need no sign-in", async () => {
+    const { broker } = test.gateway;
+    const requester = await newRequester();
+    const request = await broker.request(requester, { target: "vault-db", duration: "30m", reason: "INC-10" });
+    await expect(broker.decide(requester, { requestId: request.id, verdict: "approve" })).rejects.toBeInstanceOf(SelfApproval);
+    const stranger = await broker.identify({ platform: "slack", externalId: "U0X", email: "x@example.com", displayName: "X" });
+    await expect(broker.decide(stranger, { requestId: request.id, verdict: "approve" })).rejects.toBeInstanceOf(NotAnApprover);
+    expect(await broker.db.select().from(stepUpChallenges).where(eq(stepUpChallenges.requestId, request.id))).toEqual([]);
+    const denied = await broker.decide(other, { requestId: request.id, verdict: "deny", reason: "not now" });
+    expect(denied.request.state).toBe("denied");
+
+    const plain = await broker.request(dev, { target: "plain-db", duration: "30m", reason: "INC-11" });
+    const approved = await broker.decide(lead, { requestId: plain.id, verdict: "approve" });
+    expect(approved.grant).toBeDefined();
+  });
+
+  it("answers an unknown link and an unknown state with a page that says so", async () => {
+    const unknown = await fetch(`${test.origin}/oidc/approve?challenge=nope`);
+    expect(unknown.status).toBe(403);
+    expect(await unknown.text()).toContain("This sign-in link is not known");
+    const callback = await fetch(`${test.origin}/oidc/callback?state=forged&code=x`);
+    expect(callback.status).toBe(400);
+    expect(await callback.text()).toContain("This sign-in is unknown or has expired");
+  });
+});
