@@ -5,9 +5,13 @@ import { castText } from "../src/http/audit/cast-text.js";
 import { HttpServer } from "../src/http/server.js";
 import { MARKUP_STATEMENT, seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
 import { auditTestAuth, type AuditTestUser } from "./audit-pages-auth.js";
-import { testPostgresStorage } from "./support/databases.js";
+import { testPgliteStorage, testPostgresStorage } from "./support/databases.js";
 
-describe("audit pages", () => {
+// PostgreSQL in production; PGlite is what demo mode runs on.
+describe.each([
+  ["postgres", () => testPostgresStorage("audit_pages")],
+  ["pglite", testPgliteStorage],
+] as const)("audit pages on %s", (_driver, open) => {
   let storage: Storage;
   let seeded: Seeded;
   let http: HttpServer;
@@ -15,7 +19,7 @@ describe("audit pages", () => {
   let auth: ReturnType<typeof auditTestAuth>;
 
   beforeAll(async () => {
-    storage = await testPostgresStorage("audit_pages");
+    storage = await open();
     seeded = await seedAuditHistory(storage.db);
     http = new HttpServer((error) => {
       throw error;
