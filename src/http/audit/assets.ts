@@ -45,7 +45,7 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit .hint { font-size: .8rem; color: #4a5566; font-weight: 400; }
 .audit .error { border-left: 4px solid #b42318; background: #fdecea; padding: .6rem .8rem; margin: 1rem 0; }
 .audit .notice { border-left: 4px solid #0b57b0; background: #eaf2fc; padding: .6rem .8rem; margin: 1rem 0; }
-.audit .table-wrap { overflow-x: auto; margin: .5rem 0; border: 1px solid #d5dbe3; border-radius: 6px; }
+.audit .table-wrap { overflow-x: auto; margin: .5rem 0; border: 1px solid #d5dbe3; border-radius: 6px; background: #fff; }
 .audit table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 .audit caption { text-align: left; padding: .5rem .75rem; font-size: .85rem; color: #4a5566; }
 .audit th, .audit td { text-align: left; vertical-align: top; padding: .4rem .75rem; border-top: 1px solid #e3e7ed; }
@@ -62,7 +62,7 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit dl.facts dt { font-weight: 600; color: #4a5566; }
 .audit dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .audit dl.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .5rem; margin: .5rem 0; }
-.audit dl.stats div { border: 1px solid #d5dbe3; border-radius: 6px; padding: .4rem .6rem; }
+.audit dl.stats div { border: 1px solid #d5dbe3; border-radius: 6px; padding: .4rem .6rem; background: #fff; }
 .audit dl.stats dt { font-size: .8rem; color: #4a5566; }
 .audit dl.stats dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .audit ol.timeline { list-style: none; padding: 0; margin: .5rem 0; border-left: 3px solid #d5dbe3; }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
 import { auditChoices, requestOwner, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker, Person } from "../../broker/broker.js";
+import { isApprover } from "../../broker/policy.js";
 import type { ConsoleAuth, ConsoleViewer } from "../console-auth.js";
 import { html, page, sendHtml, type Html } from "../html.js";
 import type { HttpServer } from "../server.js";
@@ -83,11 +84,11 @@ class AuditPages {
     return this.#notFound(res, viewer);
   }
 
+  /** An approver of any target: one read of the person's identities, then policy's own check per target. */
   async #seesEverything(person: Person): Promise<boolean> {
-    for (const target of this.options.broker.targets()) {
-      if (await this.options.broker.isApprover(target.name, person)) return true;
-    }
-    return false;
+    const identities = await this.options.broker.identitiesOf(person);
+    const identity = { personId: person.id, email: person.email, chatIds: identities.map((i) => i.externalId) };
+    return this.options.broker.targets().some((target) => isApprover(target, identity));
   }
 
   async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, seesEverything: boolean): Promise<void> {
