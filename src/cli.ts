@@ -17,6 +17,7 @@ import { createLogger } from "./logger.js";
 import { sessionRecordings } from "./db/schema.js";
 import { playCast } from "./proxy/recording/asciicast.js";
 import { startGateway, startupBanner } from "./main.js";
+import { addIdentityCommands } from "./oidc/cli-commands.js";
 
 /** An absolute time (`2026-11-22`, `2026-11-22T09:00Z`) or one ago from now (`24h`, `7d`). */
 export function parseWhen(text: string, now = new Date()): Date {
@@ -245,6 +246,8 @@ export function buildCli(): Command {
       }).finally(() => closeRedis(connection));
       return jobs;
     });
+
+  addIdentityCommands(program);
 
   return program;
 }

@@ -127,7 +127,8 @@ export async function startTestProvider(accounts: TestAccount[], options: { idTo
 
 /**
  * A minimal browser for the provider's pages: follows redirects, keeps cookies, and submits the
- * device flow's confirmation form. Returns the last page.
+ * page's POST form (the device flow's confirmation, a script-submitted form). Returns the first
+ * page without one.
  */
 export async function browse(start: string, maxSteps = 20): Promise<{ url: string; status: number; body: string }> {
   const jar = new Map<string, string>();
@@ -151,7 +152,8 @@ export async function browse(start: string, maxSteps = 20): Promise<{ url: strin
       continue;
     }
     const body = await response.text();
-    const form = /<form[^>]*id="op\.deviceConfirmForm"[^>]*>([\s\S]*?)<\/form>/.exec(body) ?? /<form[^>]*id="op\.deviceInputForm"[^>]*>([\s\S]*?)<\/form>/.exec(body);
+    // The device flow's pages: the confirmation form, and forms a browser posts by script (form_post).
+    const form = /<form[^>]*method="post"[^>]*>([\s\S]*?)<\/form>/i.exec(body);
     if (response.status === 200 && form) {
       const action = /action="([^"]*)"/.exec(form[0])?.[1] ?? url;
       const fields = new URLSearchParams();
