@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src/broker/index.js";
@@ -173,3 +174,67 @@ describe("step-up approval", () => {
     expect(await callback.text()).toContain("This sign-in is unknown or has expired");
   });
 });
+
+describe("console login with OIDC (outside demo mode)", () => {
+  const asRequest = (cookie?: string) => ({ headers: cookie ? { cookie } : {} }) as IncomingMessage;
+
+  it("signs in at the provider, keeps a server-side session behind an HttpOnly cookie, and logs out", async () => {
+    const auth = test.gateway.oidc!.consoleAuth;
+    expect(auth.kind).toBe("oidc");
+    expect(await auth.viewerOf(asRequest())).toBeUndefined();
+    login("sub-other", 0);
+    // Not following the last redirect by hand: the page behind /console is the console's business.
+    const start = await fetch(`${test.origin}/oidc/login?returnTo=${encodeURIComponent("/audit?target=vault-db")}`, { redirect: "manual" });
+    expect(start.status).toBe(302);
+    const authorize = new URL(start.headers.get("location")!);
+    expect(authorize.searchParams.get("redirect_uri")).toBe(`${test.origin}/oidc/callback`);
+    expect(authorize.searchParams.get("prompt")).toBeNull();
+    const callback = await browseUntil(authorize.toString(), `${test.origin}/oidc/callback`);
+    const answer = await fetch(callback, { redirect: "manual" });
+    expect(answer.status).toBe(302);
+    expect(answer.headers.get("location")).toBe("/audit?target=vault-db");
+    const setCookie = answer.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/^jitgate_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=43200$/);
+    const cookie = setCookie.split(";")[0]!;
+    const viewer = await auth.viewerOf(asRequest(cookie));
+    expect(viewer?.person.id).toBe(other.id);
+    expect(viewer?.displayName).toBe("Other");
+    // The state is used up: the same callback again does nothing.
+    const replay = await fetch(callback, { redirect: "manual" });
+    expect(replay.status).toBe(400);
+
+    const out = await fetch(`${test.origin}/oidc/logout`, { redirect: "manual", headers: { cookie } });
+    expect(out.headers.get("set-cookie")).toContain("jitgate_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    expect(await auth.viewerOf(asRequest(cookie))).toBeUndefined();
+  });
+
+  it("challenges a visitor with a redirect to /oidc/login, and never returns to another site", async () => {
+    const auth = test.gateway.oidc!.consoleAuth;
+    const headers: Record<string, string> = {};
+    let status = 0;
+    const res = { writeHead: (code: number, h: Record<string, string>) => ((status = code), Object.assign(headers, h)), end: () => {} };
+    auth.challenge(asRequest(), res as never, "//evil.example.com/x");
+    expect(status).toBe(302);
+    expect(headers.location).toBe("/oidc/login?returnTo=%2Fconsole");
+  });
+});
+
+/** Follows the provider's redirects until the browser would be sent to `prefix`; returns that URL unvisited. */
+async function browseUntil(start: string, prefix: string): Promise<string> {
+  const jar = new Map<string, string>();
+  let url = start;
+  for (let step = 0; step < 20; step++) {
+    if (url.startsWith(prefix)) return url;
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    const response = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      const index = pair!.indexOf("=");
+      jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
+    }
+    const location = response.headers.get("location");
+    if (!location) throw new Error(`no redirect at ${url} (${response.status})`);
+    url = new URL(location, url).toString();
+  }
+  throw new Error("too many redirects");
+}

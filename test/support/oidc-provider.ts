@@ -130,7 +130,7 @@ export async function startTestProvider(accounts: TestAccount[], options: { idTo
  * page's POST form (the device flow's confirmation, a script-submitted form). Returns the first
  * page without one.
  */
-export async function browse(start: string, maxSteps = 20): Promise<{ url: string; status: number; body: string }> {
+export async function browse(start: string, maxSteps = 20): Promise<{ url: string; status: number; body: string; cookies: Map<string, string> }> {
   const jar = new Map<string, string>();
   let url = start;
   let init: RequestInit = { method: "GET" };
@@ -166,7 +166,7 @@ export async function browse(start: string, maxSteps = 20): Promise<{ url: strin
       init = { method: "POST", body: fields.toString(), headers: { "content-type": "application/x-www-form-urlencoded" } };
       continue;
     }
-    return { url, status: response.status, body };
+    return { url, status: response.status, body, cookies: jar };
   }
   throw new Error(`no final page after ${maxSteps} steps (at ${url})`);
 }
