@@ -4,7 +4,8 @@ import { Command, InvalidArgumentError } from "commander";
 import { CronExpressionParser } from "cron-parser";
 import { asc, eq } from "drizzle-orm";
 import { parseDuration } from "./config/duration.js";
-import { ConfigError, loadConfig } from "./config/load.js";
+import { ConfigError, loadConfig, parseConfig } from "./config/load.js";
+import { DEMO_SOURCE, demoConfigYaml } from "./demo/demo-config.js";
 import type { Config } from "./config/schema.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
@@ -66,8 +67,11 @@ export function buildCli(): Command {
   program
     .command("serve")
     .description("run the gateway: chat adapters, proxies, jobs and the HTTP endpoints")
-    .action(async () => {
-      const { config, source } = configOrExit(program.opts().config);
+    .option("--demo", "demo mode even when a configuration file exists (console, demo target, 127.0.0.1 only)")
+    .action(async (serveOptions: { demo?: boolean }) => {
+      const { config, source } = serveOptions.demo
+        ? { config: parseConfig(demoConfigYaml(), DEMO_SOURCE), source: DEMO_SOURCE }
+        : configOrExit(program.opts().config);
       const logger = createLogger(config.log.level);
       // Signals are handled from the first moment: a SIGTERM during start-up also shuts down cleanly.
       let starting: ReturnType<typeof startGateway> | undefined;

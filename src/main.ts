@@ -29,6 +29,10 @@ import { SshProxyServer } from "./proxy/ssh/server.js";
 import { OidcVerifier } from "./oidc/verifier.js";
 import { createOidcConsoleAuth, type OidcConsoleAuth } from "./oidc/console-login.js";
 import { mountOidcRoutes } from "./oidc/routes.js";
+import { startConsole, type ConsoleAdapter } from "./bot/console/console-app.js";
+import { createDemoConsoleAuth } from "./bot/console/demo-auth.js";
+import type { ConsoleAuth } from "./http/console-auth.js";
+import { startDemoTarget, type DemoTarget } from "./demo/demo-target.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -138,6 +142,10 @@ export interface Gateway {
   readonly sshProxy: { server: SshProxyServer; address: AddressInfo } | undefined;
   /** OIDC identity, when `oidc:` is configured: the ID token verifier and the console's login (ConsoleAuth). */
   readonly oidc: { verifier: OidcVerifier; consoleAuth: OidcConsoleAuth } | undefined;
+  /** The console chat at /console (demo mode, or `console.enabled` with an OIDC login), and who is looking there. */
+  readonly console: { adapter: ConsoleAdapter; auth: ConsoleAuth } | undefined;
+  /** Demo mode's PostgreSQL target (PGlite over the wire), when `demo.enabled`. */
+  readonly demoTarget: DemoTarget | undefined;
   close(): Promise<void>;
 }
 
@@ -294,6 +302,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // OIDC: the provider's metadata is read now; if it does not answer, every use retries (and fails closed meanwhile).
     const oidcVerifier = config.oidc ? new OidcVerifier(config.oidc, { clock }) : undefined;
     await oidcVerifier?.discovered().catch((error: unknown) => logger.warn({ err: error }, "the OIDC provider did not answer discovery; retrying on first use"));
+    // Demo mode: the target the proxy relays to runs here; it stops after the proxy has drained.
+    const demoTarget = config.demo.enabled ? await startDemoTarget({ listen: config.demo.postgresListen }) : undefined;
+    if (demoTarget) cleanups.push({ name: "demo target", run: () => demoTarget.close() });
+    // The console: people pick themselves in demo mode, and log in with OIDC otherwise (the schema
+    // refuses console.enabled without oidc: outside demo mode). The OIDC login keeps everything in
+    // Redis, so this instance and `oidc.consoleAuth` below are interchangeable. Its outbox closes
+    // after the proxies (session summaries are rendered while they drain), like Slack's.
+    const consoleAuth: ConsoleAuth | undefined = config.demo.enabled
+      ? createDemoConsoleAuth({ broker, users: config.console.users, http })
+      : config.console.enabled && oidcVerifier
+        ? createOidcConsoleAuth({ broker, verifier: oidcVerifier, redis: connection, redisPrefix: config.redisPrefix })
+        : undefined;
+    const consoleChat = consoleAuth
+      ? await startConsole({ config, broker, events: cluster.events, db: storage.db, http, connection, redisUrl: redis.url, prefix: config.redisPrefix, logger, auth: consoleAuth })
+      : undefined;
+    if (consoleChat) {
+      queues.push(consoleChat.outbox.queue as unknown as Queue);
+      cleanups.push({ name: "console outbox", run: () => consoleChat.closeOutbox() });
+      chatTargets.register(consoleChat.jobTarget);
+    }
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options, oidc: oidcVerifier });
     cleanups.push(...proxies.cleanups);
     const oidc = oidcVerifier
@@ -323,6 +351,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     cleanups.push({ name: "http", run: () => http.close() });
     if (slack) cleanups.push({ name: "slack receiver", run: () => slack.closeReceiver() });
     if (teams) cleanups.push({ name: "teams receiver", run: () => teams.closeReceiver() });
+    if (consoleChat) cleanups.push({ name: "console receiver", run: () => consoleChat.closeReceiver() });
 
     let closing: Promise<void> | undefined;
     return {
@@ -341,6 +370,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       postgresProxy: proxies.postgres,
       sshProxy: proxies.ssh,
       oidc,
+      console: consoleChat && consoleAuth ? { adapter: consoleChat, auth: consoleAuth } : undefined,
+      demoTarget,
       close() {
         // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
         closing ??= (async () => {
@@ -380,13 +411,37 @@ export function startupBanner(gateway: Gateway, source: string): string {
     ...(gateway.sshProxy
       ? [`  ssh         ${gateway.sshProxy.address.address}:${gateway.sshProxy.address.port}  (ssh -p ${gateway.sshProxy.address.port} <target>@<host>; host key ${gateway.sshProxy.server.hostKeyFingerprint})`]
       : []),
+    ...(gateway.console
+      ? [`  console     http://${host}:${http.port}/console  (${gateway.console.auth.kind === "demo" ? "demo: people pick themselves, no login" : "OIDC login"}; channel #${config.console.channel})`]
+      : []),
+    ...(gateway.demoTarget
+      ? [`  demo target PGlite at ${gateway.demoTarget.address.address}:${gateway.demoTarget.address.port} (table orders), reached through target ${config.targets.find((t) => t.kind === "postgres")?.name ?? "—"}`]
+      : []),
     ...(config.oidc ? [`  oidc        ${config.oidc.issuer} (client ${config.oidc.clientId}; /oidc/config, /oidc/callback)`] : []),
     `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
   ];
   const missing: string[] = [];
-  if (!config.slack && !config.teams) missing.push("no chat platform (slack: or teams:) is configured");
+  if (!config.slack && !config.teams && !gateway.console) missing.push("no chat platform (slack: or teams:) is configured");
   if (!config.database) missing.push("database: not set, using embedded PGlite (set DATABASE_URL for several replicas)");
   if (!config.proxy.postgres && !config.proxy.ssh) missing.push("no proxy (proxy.postgres / proxy.ssh) is configured");
-  if (missing.length > 0) lines.push("  not configured:", ...missing.map((m) => `    - ${m}`));
+  if (missing.length > 0 && !config.demo.enabled) lines.push("  not configured:", ...missing.map((m) => `    - ${m}`));
+  if (config.demo.enabled && gateway.console) lines.push("", ...demoSteps(gateway, `http://${host}:${http.port}`));
   return lines.join("\n");
+}
+
+/** Demo mode's banner: exactly what to do, in order. */
+function demoSteps(gateway: Gateway, base: string): string[] {
+  const [dev, lead] = gateway.config.console.users;
+  const target = gateway.config.targets.find((t) => t.kind === "postgres")?.name ?? "demo";
+  return [
+    "Demo mode: everything listens on 127.0.0.1 only (the console has no login). Try it:",
+    `  1. open ${base}/console`,
+    `  2. pick ${dev?.id ?? "dev"} and type in the command box:  request ${target} 30m trying jitgate`,
+    `  3. switch to ${lead?.id ?? "lead"} (top right) and click Approve on the request`,
+    `  4. switch back to ${dev?.id ?? "dev"}: copy the psql line from your direct messages and run  psql "postgres://…"`,
+    "  5. try  SELECT * FROM orders LIMIT 5;  (emails and card numbers come back masked)",
+    `     and  DELETE FROM orders;  (held: approve it as ${lead?.id ?? "lead"} in the request's thread, and psql goes on)`,
+    `  6. see ${base}/audit: the session and every statement`,
+    "Stop with Ctrl-C. Copy examples/jitgate.yaml to ./jitgate.yaml to leave demo mode.",
+  ];
 }

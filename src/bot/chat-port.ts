@@ -1,6 +1,6 @@
 import type { MessageView } from "./view-model.js";
 
-export type ChatPlatform = "slack" | "teams";
+export type ChatPlatform = "slack" | "teams" | "console";
 
 /** Where a message lives on its platform: Slack's (channel, ts), Teams' (conversation, activity id). */
 export interface MessageRef {

@@ -3,6 +3,7 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { configSchema, type Config } from "./schema.js";
 import { formatPath, substituteEnv } from "./env.js";
+import { DEMO_SOURCE, demoConfigYaml } from "../demo/demo-config.js";
 
 export class ConfigError extends Error {
   readonly code = "config_invalid";
@@ -65,8 +66,8 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
 export const DEFAULT_CONFIG_PATH = "./jitgate.yaml";
 
 /**
- * Reads `JITGATE_CONFIG` (default ./jitgate.yaml). A missing default file means "embedded
- * defaults"; a missing file that was named explicitly is an error.
+ * Reads `JITGATE_CONFIG` (default ./jitgate.yaml). A missing default file means demo mode (see
+ * src/demo/demo-config.ts); a missing file that was named explicitly is an error.
  */
 export function loadConfig(
   path: string | undefined = process.env.JITGATE_CONFIG,
@@ -78,7 +79,7 @@ export function loadConfig(
     text = readFileSync(file, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT" && path === undefined) {
-      return { config: parseConfig("{}", "embedded defaults", env), source: "embedded defaults" };
+      return { config: parseConfig(demoConfigYaml(), DEMO_SOURCE, env), source: DEMO_SOURCE };
     }
     throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
   }

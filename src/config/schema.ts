@@ -289,6 +289,12 @@ export const configSchema = z
           ctx.addIssue({ code: "custom", path: ["targets", index, "stepUp"], message: "needs oidc: to be configured (approvers log in again there)" });
         }
       });
+      // Outside demo mode nobody may pick who they are: the console's people log in with OIDC.
+      const consoleSection = config.console as { enabled?: unknown } | undefined;
+      const demo = config.demo as { enabled?: unknown } | undefined;
+      if (consoleSection?.enabled === true && demo?.enabled !== true && (oidc === undefined || oidc === null)) {
+        ctx.addIssue({ code: "custom", path: ["console", "enabled"], message: "needs oidc: outside demo mode (people log in to the console with OIDC)" });
+      }
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
       if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
         ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });

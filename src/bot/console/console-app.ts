@@ -1,0 +1,370 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Redis } from "ioredis";
+import { parseDuration } from "../../config/duration.js";
+import type { Config } from "../../config/schema.js";
+import type { Database } from "../../db/client.js";
+import { SessionBroker, type Broker, type DecideResult, type Person, type TypedEvents } from "../../broker/index.js";
+import type { ConsoleAuth, ConsoleViewer } from "../../http/console-auth.js";
+import { html, page, sendHtml } from "../../http/html.js";
+import type { HttpServer } from "../../http/server.js";
+import type { ChatOutbox } from "../../jobs/chat-outbox.js";
+import type { ChatJobTarget } from "../../jobs/chat-targets.js";
+import { closeRedis, connectSubscriber } from "../../jobs/redis.js";
+import type { Logger } from "../../logger.js";
+import type { ChatDelivery } from "../chat-delivery.js";
+import type { EphemeralTarget } from "../chat-port.js";
+import { errorView, runCommand } from "../commands.js";
+import { InflightWork, PlatformDelivery } from "../platform-delivery.js";
+import { chatUserIdOf, MessageRefs } from "../request-state.js";
+import { chatJobTarget } from "../scheduled-messages.js";
+import { connectionView, noticeView, type ActionKind, type MessageView } from "../view-model.js";
+import { ConsoleLive } from "./console-live.js";
+import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EVENTS_PATH } from "./console-page.js";
+import { ConsolePort } from "./console-port.js";
+import { ConsoleStore } from "./console-store.js";
+import { LOGIN_PATH } from "./demo-auth.js";
+import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
+
+/** How the command words are spelled in usage lines; the console's box also takes them with this in front. */
+export const CONSOLE_COMMAND = "/access";
+// Server-sent events: a comment now and then keeps proxies from closing a quiet stream.
+const HEARTBEAT_MS = 20_000;
+const DMS_SHOWN = 20;
+const NOTES_SHOWN = 5;
+const THREADS_SHOWN = 30;
+
+/**
+ * The console's stylesheet and script, read from src/bot/console/assets/: this file sits three
+ * levels below the package root both as src/bot/console/console-app.ts and as
+ * dist/bot/console/console-app.js, so one path serves both.
+ */
+const ASSETS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../src/bot/console/assets");
+const ASSET_TYPES: Record<string, string> = {
+  "console.css": "text/css; charset=utf-8",
+  "console.js": "text/javascript; charset=utf-8",
+};
+
+export interface StartConsoleOptions {
+  config: Config;
+  broker: Broker;
+  /** The cluster's events (`gateway.cluster.events`), not the local broker's. */
+  events: TypedEvents;
+  db: Database;
+  http: HttpServer;
+  /** The gateway's Redis connection: BullMQ (the outbox) and the live updates' PUBLISH. */
+  connection: Redis;
+  /** For the console's own SUBSCRIBE connection. */
+  redisUrl: string;
+  prefix: string;
+  logger: Logger;
+  /** Who is looking: the demo picker, or an OIDC login. */
+  auth: ConsoleAuth;
+}
+
+export interface ConsoleAdapter {
+  readonly port: ConsolePort;
+  readonly outbox: ChatOutbox<ChatDelivery>;
+  /** Reminders and the digest (to the console's channel); registered with the gateway's ChatJobTargets. */
+  readonly jobTarget: ChatJobTarget;
+  /** Ends the live streams, stops taking commands and clicks, and waits for those in progress (first in shutdown). */
+  closeReceiver(): Promise<void>;
+  /** Stops rendering events, closes the outbox worker and queue, and the live updates' subscription (before Redis). */
+  closeOutbox(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const ACTIONS = new Set<ActionKind>(["approve", "deny", "extend", "revoke", "approve-statement", "deny-statement"]);
+
+/**
+ * The console chat adapter: the gateway's own chat at /console, for demo mode and for teams without
+ * Slack or Teams. Outgoing messages go through the console outbox into `console_messages`, like the
+ * other platforms' outboxes into their APIs, and every replica's browsers hear of them over Redis.
+ * Commands and clicks are form posts handled like Slack's: the same broker calls, the same answers.
+ */
+export async function startConsole(options: StartConsoleOptions): Promise<ConsoleAdapter> {
+  const { config, broker, db, http, auth } = options;
+  const logger = options.logger.child({ component: "console" });
+  const channel = config.console.channel;
+  const store = new ConsoleStore(db, () => broker.clock.now());
+  const subscriber = connectSubscriber(options.redisUrl);
+  const live = new ConsoleLive(options.connection, subscriber, options.prefix, (error) => logger.warn({ err: error }, "console live update failed"));
+  const port = new ConsolePort({ store, db, channel, users: config.console.users, publish: (change) => live.publish(change) });
+  const delivery = new PlatformDelivery({
+    ...options,
+    port,
+    // Nothing secret goes through the console's outbox: the DM with the connection line is written
+    // straight to the database by the replica that handled the approval (see sendConnection), so
+    // no key has to be shared between replicas for it.
+    sealSecret: randomBytes(32).toString("hex"),
+    logger,
+  });
+  const { outbox } = delivery;
+  const refs = new MessageRefs(db, "console");
+  const sessions = new SessionBroker(broker);
+  const assets = new Map(
+    Object.entries(ASSET_TYPES).map(([name, type]) => [name, { type, body: readFileSync(resolve(ASSETS_DIR, name)) }]),
+  );
+
+  const inflight = new InflightWork((error) => logger.error({ err: error }, "console handler failed"));
+  const streams = new Set<ServerResponse>();
+  let closed = false;
+
+  const answer = (to: EphemeralTarget, view: MessageView) => port.ephemeral(to, view);
+  const fail = async (to: EphemeralTarget, error: unknown) => {
+    const { view, unexpected } = errorView(error);
+    if (unexpected) logger.error({ err: error }, "console interaction failed");
+    await answer(to, view);
+  };
+  const answerTo = (viewer: ConsoleViewer): EphemeralTarget => ({ channel, user: viewer.userId });
+
+  /** The requester's DM with the connection line: from the decision's result, never from an event. */
+  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
+    const { grant, connection } = result;
+    if (!grant || !connection) return;
+    const user = await chatUserIdOf(db, grant.personId, "console");
+    if (!user) {
+      logger.warn({ grant: grant.id }, "the requester has no console identity; the connection line was not delivered");
+      await answer(approverTo, noticeView(`Approved, but the requester is not known in the console: grant ${grant.id} has no delivered connection line.`));
+      return;
+    }
+    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
+    await refs.record(grant.requestId, "dm", await port.dm(user, view));
+  };
+
+  /** The viewer of a form post with a valid CSRF token, or undefined once the response is answered. */
+  const formOf = async (req: IncomingMessage, res: ServerResponse): Promise<{ viewer: ConsoleViewer; form: URLSearchParams } | undefined> => {
+    if (closed) {
+      res.writeHead(503, { "retry-after": "5" }).end();
+      return undefined;
+    }
+    const viewer = await auth.viewerOf(req);
+    if (!viewer) {
+      auth.challenge(req, res, CONSOLE_PATH);
+      return undefined;
+    }
+    let form: URLSearchParams;
+    try {
+      form = await readForm(req);
+    } catch (error) {
+      if (!(error instanceof FormError)) throw error;
+      sendHtml(res, error.status, page({ title: "Bad request", body: html`<p>${error.message}</p>` }));
+      return undefined;
+    }
+    if (!csrfValid(req, form, viewer.userId)) {
+      sendHtml(
+        res,
+        403,
+        page({
+          title: "Refused",
+          body: html`<p>This form has expired or did not come from the console (CSRF check). <a href="${CONSOLE_PATH}">Back to the console</a>.</p>`,
+        }),
+      );
+      return undefined;
+    }
+    return { viewer, form };
+  };
+
+  // ---------------------------------------------------------------- the page
+
+  http.route("GET", CONSOLE_PATH, async (req, res) => {
+    const viewer = await auth.viewerOf(req);
+    if (!viewer) return auth.challenge(req, res, CONSOLE_PATH);
+    const token = csrfToken(csrfSecret(req, res), viewer.userId);
+    const [threads, dms, notes] = await Promise.all([
+      store.channel(channel, THREADS_SHOWN),
+      store.addressedTo(viewer.userId, "dm", DMS_SHOWN),
+      store.addressedTo(viewer.userId, "ephemeral", NOTES_SHOWN),
+    ]);
+    sendHtml(
+      res,
+      200,
+      consolePage({
+        viewer,
+        channel,
+        threads,
+        dms,
+        notes,
+        hidden: { [CSRF_FIELD]: token },
+        switchHref: auth.kind === "demo" ? `${LOGIN_PATH}?returnTo=${encodeURIComponent(CONSOLE_PATH)}` : undefined,
+      }),
+    );
+  });
+
+  // ---------------------------------------------------------------- the command box
+
+  http.route("POST", COMMAND_PATH, async (req, res) => {
+    const posted = await formOf(req, res);
+    if (!posted) return;
+    const { viewer, form } = posted;
+    // The box takes the words alone, or with the slash command in front as people type it in Slack.
+    const text = (form.get("text") ?? "").trim().replace(new RegExp(`^${CONSOLE_COMMAND}(\\s|$)`), "");
+    await inflight.track(async () => {
+      const to = answerTo(viewer);
+      try {
+        const outcome = await runCommand({ broker, person: viewer.person, command: CONSOLE_COMMAND, origin: "console" }, text);
+        if (outcome.failure) logger.error({ err: outcome.failure, command: text.split(/\s+/)[0] }, "command failed");
+        await answer(to, outcome.view);
+      } catch (error) {
+        await fail(to, error);
+      }
+    });
+    redirect(res, CONSOLE_PATH);
+  });
+
+  // ---------------------------------------------------------------- buttons
+
+  const act = async (person: Person, action: ActionKind, value: string, form: URLSearchParams, to: EphemeralTarget) => {
+    switch (action) {
+      case "approve":
+        return sendConnection(await broker.decide(person, { requestId: value, verdict: "approve" }), to);
+      case "deny": {
+        const reason = form.get("reason")?.trim() || undefined;
+        await broker.decide(person, { requestId: value, verdict: "deny", reason });
+        return;
+      }
+      case "extend": {
+        const duration = form.get("duration")?.trim() ?? "";
+        if (parseDuration(duration) === undefined) return answer(to, noticeView(`"${duration}" is not a duration like 30m, 2h, 1d.`));
+        const result = await broker.extend(person, { grantId: value, duration });
+        if (result.kind === "requested") return answer(to, noticeView(`Extension request ${result.request.id} sent for approval.`));
+        return;
+      }
+      case "revoke":
+        await broker.revoke(person, { grantId: value });
+        return;
+      case "approve-statement":
+      case "deny-statement":
+        await sessions.decide(person, { heldId: value, verdict: action === "approve-statement" ? "approved" : "denied" });
+        return;
+    }
+  };
+
+  http.route("POST", ACTION_PATH, async (req, res) => {
+    const posted = await formOf(req, res);
+    if (!posted) return;
+    const { viewer, form } = posted;
+    const action = form.get("action") as ActionKind | null;
+    const value = form.get("value") ?? "";
+    if (!action || !ACTIONS.has(action) || value === "") {
+      sendHtml(res, 400, page({ title: "Bad request", body: html`<p>Unknown button. <a href="${CONSOLE_PATH}">Back to the console</a>.</p>` }));
+      return;
+    }
+    await inflight.track(async () => {
+      const to = answerTo(viewer);
+      try {
+        await act(viewer.person, action, value, form, to);
+      } catch (error) {
+        await fail(to, error);
+      }
+    });
+    redirect(res, CONSOLE_PATH);
+  });
+
+  // ---------------------------------------------------------------- live updates
+
+  // https://html.spec.whatwg.org/multipage/server-sent-events.html: `id` lets a reconnecting browser say where it was.
+  http.route("GET", EVENTS_PATH, async (req, res) => {
+    if (closed) {
+      res.writeHead(503, { "retry-after": "5" }).end();
+      return;
+    }
+    const viewer = await auth.viewerOf(req);
+    if (!viewer) {
+      res.writeHead(401, { "content-type": "text/plain; charset=utf-8" }).end("not logged in\n");
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+      // Not kept alive once the stream ends: shutdown ends streams and must not wait for idle sockets.
+      connection: "close",
+      "x-content-type-options": "nosniff",
+    });
+    res.write("retry: 3000\n: live\n\n");
+    const send = (seq: number) => res.write(`id: ${seq}\nevent: change\ndata: ${JSON.stringify({ seq })}\n\n`);
+    const stop = live.listen((change) => {
+      if (change.kind === "channel" || change.userId === viewer.userId) send(change.seq);
+    });
+    const heartbeat = setInterval(() => res.write(": ping\n\n"), HEARTBEAT_MS);
+    heartbeat.unref();
+    streams.add(res);
+    const end = () => {
+      stop();
+      clearInterval(heartbeat);
+      streams.delete(res);
+    };
+    res.on("close", end);
+    // A browser that reconnects after missing something redraws at once.
+    const lastSeen = Number(req.headers["last-event-id"]);
+    if (Number.isSafeInteger(lastSeen)) {
+      const latest = await store.lastSeq();
+      if (latest > lastSeen) send(latest);
+    }
+  });
+
+  http.routePrefix("GET", ASSETS_PREFIX, (req, res) => {
+    const name = new URL(req.url ?? "/", "http://gateway").pathname.slice(ASSETS_PREFIX.length);
+    const asset = assets.get(name);
+    if (!asset) {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": asset.type,
+      "content-length": asset.body.length,
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+    });
+    res.end(asset.body);
+  });
+
+  // ---------------------------------------------------------------- start
+
+  await live.start();
+  await delivery.start();
+  logger.info({ channel, auth: auth.kind }, "console started");
+
+  let receiverClosing: Promise<void> | undefined;
+  let outboxClosing: Promise<void> | undefined;
+  const closeReceiver = () =>
+    (receiverClosing ??= (async () => {
+      closed = true;
+      // The HTTP server waits for open responses: an event stream would keep it open for ever.
+      for (const stream of streams) stream.end();
+      streams.clear();
+      await inflight.drain();
+    })());
+  const closeOutbox = () =>
+    (outboxClosing ??= (async () => {
+      try {
+        await delivery.close(() => inflight.drain());
+      } finally {
+        await live.stop();
+        await closeRedis(subscriber);
+      }
+    })());
+  return {
+    port,
+    outbox,
+    jobTarget: chatJobTarget({
+      platform: "console",
+      broker,
+      enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
+      digestChannel: channel,
+    }),
+    closeReceiver,
+    closeOutbox,
+    async close() {
+      try {
+        await closeReceiver();
+      } finally {
+        await closeOutbox();
+      }
+    },
+  };
+}
