@@ -9,6 +9,8 @@ import { seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
 import { testPostgresStorage } from "./support/databases.js";
 
 const ARTIFACTS = "test/artifacts";
+/** How far the page runs off the side of the viewport (0 when it fits). Page code is a string: tsc here has no DOM types. */
+const overflowX = (page: Page) => page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 describe("audit pages in a browser", () => {
@@ -69,11 +71,11 @@ describe("audit pages in a browser", () => {
       expect(box.width).toBeGreaterThan(100);
       expect(box.x + box.width).toBeLessThanOrEqual(viewport.width + 1);
       // Nothing of the page runs off the side of a phone.
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      const overflow = await overflowX(page);
       expect(overflow).toBeLessThanOrEqual(0);
       // Play it and let the recording draw its prompt.
       await player.click();
-      await page.waitForFunction(() => document.querySelector(".ap-term")?.textContent?.includes("deploy@web-1"), undefined, { timeout: 15_000 });
+      await page.locator(".ap-term", { hasText: "deploy@web-1" }).waitFor({ timeout: 15_000 });
       await page.screenshot({ path: `${ARTIFACTS}/audit-ssh-session-${name}.png`, fullPage: true });
       await page.context().close();
     }
@@ -85,11 +87,11 @@ describe("audit pages in a browser", () => {
     await page.locator("#person").focus();
     await page.keyboard.type("Ann");
     await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe("target");
+    expect(await page.evaluate<string | undefined>("document.activeElement?.id")).toBe("target");
     await page.selectOption("#kind", "request.created");
     await page.locator("#kind").focus();
     await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Search");
+    expect(await page.evaluate<string | null | undefined>("document.activeElement?.textContent")).toBe("Search");
     await page.keyboard.press("Enter");
     await page.waitForURL(/\/audit\?person=Ann/);
     expect(await page.locator("table.events tbody tr").count()).toBe(1);
@@ -103,10 +105,10 @@ describe("audit pages in a browser", () => {
     await page.goto(`${base}/audit/sessions/${seeded.pg.sessionId}`);
     await page.screenshot({ path: `${ARTIFACTS}/audit-pg-session-phone.png`, fullPage: true });
     // At phone width each statement is a card: nothing runs off the side.
-    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    expect(await overflowX(page)).toBeLessThanOrEqual(0);
     await page.goto(`${base}/audit?target=orders-db`);
     await page.screenshot({ path: `${ARTIFACTS}/audit-search-phone.png`, fullPage: true });
-    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    expect(await overflowX(page)).toBeLessThanOrEqual(0);
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.screenshot({ path: `${ARTIFACTS}/audit-pg-session-desktop.png`, fullPage: true });
     await page.context().close();
