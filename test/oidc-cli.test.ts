@@ -107,6 +107,8 @@ describe("jitgate login, token, connect, logout", () => {
     const cache = JSON.parse(readFileSync(cacheFile, "utf8")) as TokenCache;
     expect(cache).toMatchObject({ gateway: test.origin, issuer: provider.issuer, clientId: "jitgate" });
     expect(cache.refreshToken).toBeTruthy();
+    // A real provider's ID token (RS256, with email, name, sid, at_hash): short enough for OpenSSH's password buffer.
+    expect(cache.idToken.length).toBeLessThan(1024);
     expect(decodeJwt(cache.idToken)).toMatchObject({ sub: "sub-dev", email: "dev@example.com", email_verified: true, aud: "jitgate" });
   }, 60_000);
 

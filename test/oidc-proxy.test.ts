@@ -1,7 +1,12 @@
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
+import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Person } from "../src/broker/index.js";
 import { runCommand } from "../src/bot/commands.js";
@@ -9,6 +14,7 @@ import { viewToPlainText } from "../src/bot/view-model.js";
 import { sessions } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import { SSH_CLIENT_OPTIONS } from "./support/sshd.js";
 
 const run = promisify(execFile);
 
@@ -18,6 +24,8 @@ let foreign: TestProvider;
 let test: Awaited<ReturnType<typeof startOidcGateway>>;
 let dev: Person, lead: Person;
 let port: number;
+let sshUpstream: ssh2.Server;
+let dir: string;
 
 const accounts = [
   { sub: "sub-dev", email: "dev@example.com", name: "Dev Eloper" },
@@ -52,6 +60,26 @@ beforeAll(async () => {
   await seed.connect();
   await seed.query(`CREATE TABLE orders (id int PRIMARY KEY, email text); INSERT INTO orders VALUES (1, 'ann@example.com'), (2, 'bob@example.com');`);
   await seed.end();
+  dir = mkdtempSync(join(tmpdir(), "jitgate-oidc-proxy-"));
+  // The SSH target: a small ssh2 server that runs `echo …` (no sshd needed for what is tested here: the login).
+  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "target_host_key")]);
+  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "gateway_key")]);
+  const targetHostKey = readFileSync(join(dir, "target_host_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
+  sshUpstream = new ssh2.Server({ hostKeys: [readFileSync(join(dir, "target_host_key"))] }, (client) => {
+    client.on("error", () => {});
+    client.on("authentication", (ctx) => (ctx.method === "publickey" ? ctx.accept() : ctx.reject(["publickey"])));
+    client.on("session", (accept) => {
+      const session = accept();
+      session.on("exec", (acceptExec, _reject, info) => {
+        const stream = acceptExec();
+        stream.write(`${info.command.replace(/^echo /, "")}\n`);
+        stream.exit(0);
+        stream.end();
+      });
+    });
+  });
+  await new Promise<void>((resolve) => sshUpstream.listen(0, "127.0.0.1", resolve));
+  const upstreamPort = (sshUpstream.address() as AddressInfo).port;
   provider = await startTestProvider([...accounts, { sub: "sub-unverified", email: "unverified@example.com", emailVerified: false, name: "Unverified" }]);
   foreign = await startTestProvider(accounts);
   test = await startOidcGateway(
@@ -60,7 +88,14 @@ beforeAll(async () => {
     `
 proxy:
   postgres: { listen: 127.0.0.1:0 }
+  ssh: { listen: 127.0.0.1:0, hostKeyFile: ${join(dir, "ssh_host_ed25519_key")} }
 targets:
+  - name: web-1
+    kind: ssh
+    upstream: ssh://deploy@127.0.0.1:${upstreamPort}
+    privateKeyFile: ${join(dir, "gateway_key")}
+    hostKey: "${targetHostKey}"
+    approvers: [lead@example.com]
   - name: orders-db
     kind: postgres
     upstream: \${UPSTREAM_URL}
@@ -79,7 +114,27 @@ afterAll(async () => {
   await provider?.close();
   await foreign?.close();
   await upstream?.drop();
+  await new Promise<void>((resolve) => (sshUpstream ? sshUpstream.close(() => resolve()) : resolve()));
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+/** OpenSSH as \`jitgate connect web-1 --exec\` runs it: the token from an SSH_ASKPASS helper. */
+async function sshWithToken(token: string, command: string) {
+  const askpass = join(dir, "askpass");
+  writeFileSync(askpass, '#!/bin/sh\nprintf \'%s\\n\' "$JITGATE_ASKPASS_TOKEN"\n', { mode: 0o700 });
+  const sshPort = test.gateway.sshProxy!.address.port;
+  try {
+    const { stdout, stderr } = await run(
+      "ssh",
+      [...SSH_CLIENT_OPTIONS, "-p", String(sshPort), "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1", "web-1@127.0.0.1", command],
+      { env: { ...process.env, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force", JITGATE_ASKPASS_TOKEN: token, DISPLAY: "" }, timeout: 30_000 },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 describe("PostgreSQL proxy with an ID token", () => {
   it("admits psql as user oidc with a fresh ID token of a person holding a live grant, masked and recorded as usual", async () => {
@@ -150,4 +205,27 @@ describe("PostgreSQL proxy with an ID token", () => {
     const client = new pg.Client({ host: "127.0.0.1", port, user: "oidc", database: "orders-db", password: token });
     await expect(client.connect()).rejects.toMatchObject({ code: "28000" });
   });
+});
+
+describe("SSH proxy with an ID token as the password", () => {
+  it("admits OpenSSH whose password (through SSH_ASKPASS) is the ID token of a person with a live grant", async () => {
+    const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true, name: "Dev Eloper" });
+    // OpenSSH reads a password into a 1024-byte buffer: this token must fit (README documents the limit).
+    expect(token.length).toBeLessThan(1024);
+    const refused = await sshWithToken(token, "echo through");
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("no live access grant for dev@example.com on web-1");
+    await grant(dev, "web-1");
+    const admitted = await sshWithToken(token, "echo through");
+    expect(admitted.stdout.trim()).toBe("through");
+    expect(admitted.code).toBe(0);
+  }, 60_000);
+
+  it("refuses an ID token for another audience with the reason in the banner", async () => {
+    const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true, aud: "another-app" });
+    const result = await sshWithToken(token, "echo through");
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("the ID token is not for this gateway (audience must be jitgate)");
+    expect(result.stdout).toBe("");
+  }, 60_000);
 });
