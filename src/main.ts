@@ -33,6 +33,7 @@ import { startConsole, type ConsoleAdapter } from "./bot/console/console-app.js"
 import { createDemoConsoleAuth } from "./bot/console/demo-auth.js";
 import type { ConsoleAuth } from "./http/console-auth.js";
 import { startDemoTarget, type DemoTarget } from "./demo/demo-target.js";
+import { mountAuditPages } from "./http/audit/audit-pages.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -322,6 +323,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       cleanups.push({ name: "console outbox", run: () => consoleChat.closeOutbox() });
       chatTargets.register(consoleChat.jobTarget);
     }
+    // The audit pages read the database only; they sit behind the console's login.
+    if (consoleAuth) mountAuditPages(http, { broker, auth: consoleAuth });
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options, oidc: oidcVerifier });
     cleanups.push(...proxies.cleanups);
     const oidc = oidcVerifier
