@@ -18,21 +18,6 @@ export type AuditTestUser = (typeof AUDIT_TEST_USERS)[number]["id"];
 export function auditTestAuth(broker: Broker, http: HttpServer) {
   const auth = createDemoConsoleAuth({ broker, users: AUDIT_TEST_USERS, http });
   const cookies = new Map<AuditTestUser, Promise<string>>();
-  const login = async (base: string, who: AuditTestUser): Promise<string> => {
-    const picker = await fetch(`${base}/console/login?returnTo=/audit`);
-    const csrfCookie = picker.headers.getSetCookie().map((c) => c.split(";")[0]!);
-    const form = await picker.text();
-    const token = /name="csrf" value="([^"]+)"/.exec(form)?.[1];
-    if (!token) throw new Error("the login picker has no CSRF token");
-    const chosen = await fetch(`${base}/console/login`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": "application/x-www-form-urlencoded", cookie: csrfCookie.join("; ") },
-      body: new URLSearchParams({ csrf: token, returnTo: "/audit", user: who }).toString(),
-    });
-    if (chosen.status !== 303) throw new Error(`login as ${who} answered ${chosen.status}: ${await chosen.text()}`);
-    return [...csrfCookie, ...chosen.headers.getSetCookie().map((c) => c.split(";")[0]!)].join("; ");
-  };
   return {
     auth,
     /** What the auth answers a request without a viewer with (a redirect to the picker). */
@@ -40,10 +25,27 @@ export function auditTestAuth(broker: Broker, http: HttpServer) {
     cookieFor(base: string, who: AuditTestUser): Promise<string> {
       let cookie = cookies.get(who);
       if (!cookie) {
-        cookie = login(base, who);
+        cookie = loginThroughPicker(base, who);
         cookies.set(who, cookie);
       }
       return cookie;
     },
   };
+}
+
+/** Picks `who` on the demo console's login page as a browser would (CSRF cookie and token); returns the Cookie header. */
+export async function loginThroughPicker(base: string, who: string): Promise<string> {
+  const picker = await fetch(`${base}/console/login?returnTo=/audit`);
+  const csrfCookie = picker.headers.getSetCookie().map((c) => c.split(";")[0]!);
+  const form = await picker.text();
+  const token = /name="csrf" value="([^"]+)"/.exec(form)?.[1];
+  if (!token) throw new Error("the login picker has no CSRF token");
+  const chosen = await fetch(`${base}/console/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie: csrfCookie.join("; ") },
+    body: new URLSearchParams({ csrf: token, returnTo: "/audit", user: who }).toString(),
+  });
+  if (chosen.status !== 303) throw new Error(`login as ${who} answered ${chosen.status}: ${await chosen.text()}`);
+  return [...csrfCookie, ...chosen.headers.getSetCookie().map((c) => c.split(";")[0]!)].join("; ");
 }

@@ -1,10 +1,13 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEMO_TARGET, DEMO_USERS } from "../src/demo/demo-config.js";
 import type { Storage } from "../src/db/client.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
 import { castText } from "../src/http/audit/cast-text.js";
 import { HttpServer } from "../src/http/server.js";
 import { MARKUP_STATEMENT, seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
-import { auditTestAuth, type AuditTestUser } from "./audit-pages-auth.js";
+import { auditTestAuth, loginThroughPicker, type AuditTestUser } from "./audit-pages-auth.js";
+import { startDemoGateway, type DemoGateway } from "./support/browser.js";
 import { testPgliteStorage, testPostgresStorage } from "./support/databases.js";
 
 // PostgreSQL in production; PGlite is what demo mode runs on.
@@ -221,6 +224,62 @@ describe.each([
       expect(page.status, path).toBe(404);
       expect(page.text, path).toContain("<h1>Not found</h1>");
     }
+  });
+});
+
+describe("audit pages in a demo gateway, over a session through the real PostgreSQL proxy", () => {
+  let demo: DemoGateway;
+
+  beforeAll(async () => {
+    demo = await startDemoGateway("audit_gateway");
+  }, 60_000);
+
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it("are mounted behind the console's login and show what psql did", async () => {
+    const { broker } = demo.gateway;
+    const [devUser, leadUser] = DEMO_USERS;
+    const dev = await broker.identify({ platform: "console", externalId: devUser.id, email: devUser.email, displayName: devUser.name });
+    const lead = await broker.identify({ platform: "console", externalId: leadUser.id, email: leadUser.email, displayName: leadUser.name });
+    const request = await broker.request(dev, { target: DEMO_TARGET, duration: "15m", reason: "audit pages" });
+    const { connection } = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
+    const client = new pg.Client({ connectionString: connection!.line });
+    await client.connect();
+    expect((await client.query("SELECT id FROM orders ORDER BY id LIMIT 2")).rowCount).toBe(2);
+    await client.query("SELECT '<script>x</script>' AS markup");
+    await expect(client.query("DROP DATABASE postgres")).rejects.toThrow(/blocked/);
+    await client.end();
+
+    const anonymous = await fetch(`${demo.base}/audit`, { redirect: "manual" });
+    expect(anonymous.status).toBe(303);
+    expect(anonymous.headers.get("location")).toBe("/console/login?returnTo=%2Faudit");
+
+    const cookie = await loginThroughPicker(demo.base, leadUser.id);
+    const search = await (await fetch(`${demo.base}/audit?kind=session.opened`, { headers: { cookie } })).text();
+    const sessionId = /href="\/audit\/sessions\/(ses_\w+)"/.exec(search)?.[1];
+    expect(sessionId).toBeDefined();
+    expect(search).toContain('<link rel="stylesheet" href="/console/assets/console.css">');
+    expect((await fetch(`${demo.base}/console/assets/console.css`)).status).toBe(200);
+
+    // The session closes when the proxy has seen the client go; the page says so once it has.
+    let page = "";
+    for (let attempt = 0; attempt < 50 && !page.includes("session.closed"); attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      page = await (await fetch(`${demo.base}/audit/sessions/${sessionId}`, { headers: { cookie } })).text();
+    }
+    expect(page).toContain("Dana Developer");
+    expect(page).toContain("session.closed");
+    expect(page).toContain("SELECT id FROM orders ORDER BY id LIMIT 2");
+    expect(page).toContain("SELECT &#39;&lt;script&gt;x&lt;/script&gt;&#39; AS markup");
+    const verdicts = [...page.matchAll(/<span class="verdict verdict-(\w+)">/g)].map((m) => m[1]);
+    expect(verdicts).toEqual(["allow", "allow", "block"]);
+    expect(page).toContain("drop-database");
+
+    // Dana approves nothing, and still sees her own session.
+    const devCookie = await loginThroughPicker(demo.base, devUser.id);
+    expect((await fetch(`${demo.base}/audit/sessions/${sessionId}`, { headers: { cookie: devCookie } })).status).toBe(200);
   });
 });
 
