@@ -1,9 +1,15 @@
+import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src/broker/index.js";
 import { auditEvents, stepUpChallenges } from "../src/db/schema.js";
+import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
+import { buttonsOf, eventually, FakeSlack, type FakeMessage } from "./support/fake-slack.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+
+const SIGNING_SECRET = "0123456789abcdef0123456789abcdef";
+let fake: FakeSlack;
 
 let provider: TestProvider;
 let test: Awaited<ReturnType<typeof startOidcGateway>>;
@@ -17,10 +23,19 @@ const accounts = [
 
 beforeAll(async () => {
   provider = await startTestProvider(accounts);
+  fake = new FakeSlack(
+    [
+      { id: "U0DEV", email: "dev@example.com", realName: "Dev" },
+      { id: "U0LEAD", email: "lead@example.com", realName: "Lead" },
+    ],
+    "xoxb-test",
+  );
+  await fake.start();
   test = await startOidcGateway(
     "oidc_step_up",
     provider.issuer,
     `
+slack: { botToken: xoxb-test, signingSecret: ${SIGNING_SECRET}, apiUrl: "${fake.apiUrl}", approvalChannel: C0APPROVALS }
 targets:
   - name: vault-db
     kind: postgres
@@ -42,7 +57,38 @@ targets:
 afterAll(async () => {
   await test?.close();
   await provider?.close();
+  await fake?.stop();
 });
+
+/** A button click exactly as Slack sends it (signed with the signing secret). */
+async function slackClick(user: string, actionId: string, value: string, message: FakeMessage): Promise<void> {
+  const payload = {
+    type: "block_actions",
+    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
+    api_app_id: "A0APP",
+    token: "unused",
+    container: { type: "message", message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
+    trigger_id: `trigger-${Date.now()}`,
+    team: { id: "T0TEAM", domain: "acme" },
+    channel: { id: message.channel, name: "approvals" },
+    message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
+    response_url: fake.responseUrl(user),
+    actions: [{ type: "button", action_id: actionId, block_id: "jitgate_actions", value, text: { type: "plain_text", text: actionId }, action_ts: `${Date.now() / 1000}` }],
+  };
+  const body = `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+  const timestamp = Math.floor(Date.now() / 1000);
+  const response = await fetch(`${test.origin}/slack/events`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-slack-request-timestamp": String(timestamp),
+      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
+    },
+    body,
+  });
+  expect(response.status).toBe(200);
+  await response.text();
+}
 
 /** A pending request on the step-up target and the link an Approve click by `approver` answers with. */
 let requesters = 0;
@@ -238,3 +284,23 @@ async function browseUntil(start: string, prefix: string): Promise<string> {
   }
   throw new Error("too many redirects");
 }
+
+describe("step-up approval from Slack", () => {
+  it("answers the Approve click with the link, to the clicker only, and records the approval after the sign-in", async () => {
+    const { broker } = test.gateway;
+    const request = await broker.request(dev, { target: "vault-db", duration: "30m", reason: "INC-12 from Slack", origin: "slack" });
+    const root = await eventually(() => fake.rootsIn("C0APPROVALS").find((m) => JSON.stringify(m.blocks).includes(request.id)), 10_000, "the approval message");
+    expect(buttonsOf(root)[SLACK_ACTION_IDS.approve]).toBe(request.id);
+    await slackClick("U0LEAD", SLACK_ACTION_IDS.approve, request.id, root);
+    const answer = await eventually(() => fake.ephemeralTexts("U0LEAD").find((t) => t.includes("/oidc/approve?challenge=")), 10_000, "the ephemeral link");
+    expect(answer).toContain("Approving access to vault-db needs a fresh sign-in");
+    const link = /(http:\/\/\S+\/oidc\/approve\?challenge=[A-Za-z0-9_-]+)/.exec(answer)![1]!;
+    expect(await broker.decisionsOf(request.id)).toEqual([]);
+    expect(fake.ephemeralTexts("U0DEV").some((t) => t.includes("challenge="))).toBe(false);
+
+    login(undefined, 0);
+    const page = await browse(link);
+    expect(page.body).toContain("Approval recorded");
+    expect((await broker.getRequest(request.id)).state).toBe("approved");
+  }, 30_000);
+});
