@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { and, eq } from "drizzle-orm";
@@ -103,6 +103,8 @@ targets:
     mask: [{ column: email }]
 `,
     { UPSTREAM_URL: upstream.url },
+    // On every address, so a client can also come from a non-loopback one (the TLS rule).
+    { postgresListen: "0.0.0.0:0" },
   );
   port = test.gateway.postgresProxy!.address.port;
   dev = await test.gateway.broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
@@ -198,6 +200,14 @@ describe("PostgreSQL proxy with an ID token", () => {
     expect(result.stderr).toContain("the provider has not verified the email unverified@example.com");
     const garbage = await psqlWithToken("not-a-token", "SELECT 1");
     expect(garbage.stderr).toContain("the ID token is not a well-formed signed JWT");
+  });
+
+  it("refuses an ID token sent in clear from a non-loopback address (TLS required), before looking at it", async () => {
+    const external = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === "IPv4")?.address;
+    expect(external, "this test needs a non-loopback IPv4 address on the machine").toBeDefined();
+    const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true });
+    const client = new pg.Client({ host: external, port, user: "oidc", database: "orders-db", password: token });
+    await expect(client.connect()).rejects.toMatchObject({ code: "28000", message: "an ID token is only accepted over TLS: connect with sslmode=require" });
   });
 
   it("answers the refusal with SQLSTATE 28000 (node-postgres sees the code)", async () => {

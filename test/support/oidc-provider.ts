@@ -184,7 +184,7 @@ export async function freePort(): Promise<number> {
  * A whole gateway (own database and Redis prefix) with `oidc:` pointing at `issuer`, its HTTP
  * listener on a port chosen first so that `oidc.redirectUrl` can name it.
  */
-export async function startOidcGateway(label: string, issuer: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: { clock?: Clock } = {}): Promise<TestGateway & { origin: string }> {
+export async function startOidcGateway(label: string, issuer: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: { clock?: Clock; postgresListen?: string } = {}): Promise<TestGateway & { origin: string }> {
   const database = await createTestDatabase(label);
   const prefix = testPrefix(label);
   const port = await freePort();
@@ -207,7 +207,7 @@ export async function startOidcGateway(label: string, issuer: string, yaml: stri
       config,
       logger: createLogger("warn", sink),
       httpListen: `127.0.0.1:${port}`,
-      postgresListen: "127.0.0.1:0",
+      postgresListen: options.postgresListen ?? "127.0.0.1:0",
       sshListen: "127.0.0.1:0",
       ...(options.clock ? { clock: options.clock } : {}),
     });
