@@ -206,6 +206,15 @@ describe("step-up approval", () => {
     const denied = await broker.decide(other, { requestId: request.id, verdict: "deny", reason: "not now" });
     expect(denied.request.state).toBe("denied");
 
+    // An approver's direct extension would be an approval without a fresh sign-in.
+    const { link } = await clickApprove();
+    login("sub-lead", 0);
+    await browse(link);
+    const [granted] = (await broker.activeGrants()).filter((g) => g.target === "vault-db");
+    await expect(broker.extend(lead, { grantId: granted!.id, duration: "10m" })).rejects.toThrow(
+      `every approval on vault-db needs a fresh sign-in: the holder asks with extend ${granted!.id} <duration>, and approvers approve that request`,
+    );
+
     const plain = await broker.request(dev, { target: "plain-db", duration: "30m", reason: "INC-11" });
     const approved = await broker.decide(lead, { requestId: plain.id, verdict: "approve" });
     expect(approved.grant).toBeDefined();

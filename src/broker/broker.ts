@@ -691,6 +691,10 @@ export class Broker {
       throw new DurationTooLong(policy.name, lifetime, policy.maxDurationMs, "access in total");
     }
     const actorIsApprover = isApprover(policy, await this.#identity(this.#db, actor));
+    // A direct extension is an approval without the fresh sign-in that step-up demands.
+    if (actorIsApprover && actor.id !== grant.personId && policy.stepUp) {
+      throw new NotAllowed(`every approval on ${policy.name} needs a fresh sign-in: the holder asks with extend ${grant.id} <duration>, and approvers approve that request`);
+    }
     if (actorIsApprover && actor.id !== grant.personId) {
       const extended = await this.#db.transaction(async (tx) => {
         const [current] = await tx.select().from(grants).where(eq(grants.id, grant.id)).for("update");
