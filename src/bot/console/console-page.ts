@@ -63,7 +63,7 @@ ${input.threads.length > 0
 export function consolePage(input: ConsolePageInput): Html {
   const parts = liveParts(input);
   const body = html`<div class="console">
-<section class="pane command-pane" aria-labelledby="command-label">
+<section class="pane command-pane" aria-label="Commands and answers">
 <form id="command" class="command" method="post" action="${COMMAND_PATH}">
 ${Object.entries(input.hidden).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`)}
 <label id="command-label" for="command-text">Command <span class="hint">the words of <code>/access</code>: <code>request &lt;target&gt; &lt;duration&gt; &lt;reason&gt;</code>, <code>list</code>, <code>targets</code>, <code>help</code></span></label>

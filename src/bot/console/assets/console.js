@@ -97,7 +97,8 @@
     var body = new URLSearchParams(new FormData(form));
     var button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
-    fetch(form.action, { method: "POST", body: body, credentials: "same-origin" })
+    // getAttribute, not form.action: the button forms have an input named "action", which shadows it.
+    fetch(form.getAttribute("action") || window.location.pathname, { method: "POST", body: body, credentials: "same-origin" })
       .then(function (response) {
         return response.text().then(function (text) {
           if (!response.ok) return refused(text);
