@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Storage } from "../src/db/client.js";
@@ -27,6 +27,13 @@ describe("audit pages in a browser", () => {
     http = new HttpServer((error) => problems.push(String(error)));
     const { auth } = auditTestAuth(seeded.broker, http);
     mountAuditPages(http, { broker: seeded.broker, auth });
+    // The page shell's stylesheet is the console's; served here as the console serves it, so the
+    // screenshots show the pages as people see them.
+    const shell = await readFile("src/bot/console/assets/console.css");
+    http.route("GET", "/console/assets/console.css", (_req, res) => {
+      res.writeHead(200, { "content-type": "text/css; charset=utf-8" });
+      res.end(shell);
+    });
     const address = await http.listen("127.0.0.1:0");
     base = `http://127.0.0.1:${address.port}`;
     await mkdir(ARTIFACTS, { recursive: true });
@@ -44,9 +51,12 @@ describe("audit pages in a browser", () => {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("response", (response) => {
+      if (response.status() >= 400) problems.push(`${response.status()} ${new URL(response.url()).pathname}`);
+    });
     page.on("console", (message) => {
-      // The shell's console stylesheet is not mounted in this test; anything else is a problem.
-      if (message.type() === "error" && !message.text().includes("Failed to load resource")) problems.push(`console: ${message.text()}`);
+      // The demo login picker (the console's page, before ours) has no icon, so the browser asks for /favicon.ico.
+      if (message.type() === "error" && !message.location().url.endsWith("/favicon.ico")) problems.push(`console: ${message.text()} (${message.location().url})`);
     });
     await page.goto(`${base}${path}`);
     expect(new URL(page.url()).pathname).toBe("/console/login");

@@ -45,7 +45,7 @@ describe.each([
   }
 
   /** The audit event kinds in a results table, top to bottom. */
-  const kindsIn = (page: string) => [...page.matchAll(/<td data-label="Event" class="nowrap">([a-z_.]+)<span class="chain"/g)].map((m) => m[1]);
+  const kindsIn = (page: string) => [...page.matchAll(/<td data-label="Event" class="nowrap">([a-z_.]+)<br><span class="chain"/g)].map((m) => m[1]);
 
   it("asks who is looking before showing anything", async () => {
     const page = await get("/audit?person=ann", null);
@@ -71,7 +71,7 @@ describe.each([
     const decidedForAnn = await get("/audit?person=Ann&kind=request.decided");
     expect(kindsIn(decidedForAnn.text)).toEqual(["request.decided"]);
     expect(decidedForAnn.text).toContain(seeded.pg.requestId);
-    expect(decidedForAnn.text).toContain("Lee Lead &lt;lead@example.com&gt;");
+    expect(decidedForAnn.text).toContain('<span title="lead@example.com">Lee Lead</span>');
     expect(kindsIn((await get("/audit?person=ann&kind=ssh.file")).text)).toEqual([]);
     const byEmail = await get("/audit?person=bob%40example.com");
     expect(kindsIn(byEmail.text)).toEqual(["session.closed", "ssh.file", "session.opened", "grant.issued", "request.approved"]);
@@ -81,6 +81,11 @@ describe.each([
     expect(kindsIn(web.text)).toEqual(["ssh.file"]);
     expect(web.text).toContain("/etc/nginx/nginx.conf");
     expect(web.text).toContain(`href="/audit/sessions/${seeded.ssh.sessionId}"`);
+
+    // A held statement's decision names only the grant; the row still links to its request.
+    const approved = await get("/audit?kind=statement.approved");
+    expect(kindsIn(approved.text)).toEqual(["statement.approved"]);
+    expect(approved.text).toContain(`href="/audit/requests/${seeded.pg.requestId}"`);
 
     const blocked = await get("/audit?kind=statement.blocked");
     expect(kindsIn(blocked.text)).toEqual(["statement.blocked"]);

@@ -170,6 +170,13 @@ export async function sessionDetail(
   };
 }
 
+/** The requests behind grants, for events that name only the grant (a held statement's decision). */
+export async function requestsOfGrants(db: Executor, grantIds: string[]): Promise<Map<string, string>> {
+  if (grantIds.length === 0) return new Map();
+  const rows = await db.select({ id: grants.id, requestId: grants.requestId }).from(grants).where(inArray(grants.id, [...new Set(grantIds)]));
+  return new Map(rows.map((r) => [r.id, r.requestId]));
+}
+
 /** One recorded channel's asciicast v2 text. */
 export async function sessionRecording(db: Executor, sessionId: string, channel: number) {
   const [row] = await db

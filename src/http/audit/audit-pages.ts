@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
-import { auditChoices, requestOwner, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
+import { auditChoices, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker, Person } from "../../broker/broker.js";
 import { isApprover } from "../../broker/policy.js";
 import type { ConsoleAuth, ConsoleViewer } from "../console-auth.js";
@@ -111,7 +111,9 @@ class AuditPages {
       newestFirst: true,
       limit: pageSize + 1,
     });
-    const body = searchPage({ form, choices, errors: [], rows: rows.slice(0, pageSize), hasOlder: rows.length > pageSize, seesEverything });
+    const page = rows.slice(0, pageSize);
+    const requestOfGrant = await requestsOfGrants(this.#db, page.filter((r) => !r.requestId && r.grantId).map((r) => r.grantId!));
+    const body = searchPage({ form, choices, errors: [], rows: page, hasOlder: rows.length > pageSize, seesEverything, requestOfGrant });
     return this.#send(res, viewer, "Audit log", body);
   }
 
@@ -134,7 +136,8 @@ class AuditPages {
   }
 
   #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {
-    const head = html`<link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
+    // An empty icon: the browser would otherwise ask for /favicon.ico, which the gateway has not.
+    const head = html`<link rel="icon" href="data:,"><link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
     sendHtml(res, status, page({ title, body, viewer: { name: viewer.displayName }, section: "audit", head }), headers);
   }
 

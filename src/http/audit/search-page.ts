@@ -83,6 +83,8 @@ export function searchPage(input: {
   rows: AuditSearchRow[] | undefined;
   hasOlder: boolean;
   seesEverything: boolean;
+  /** The request behind a grant, for events that name only the grant (a held statement's decision). */
+  requestOfGrant?: Map<string, string>;
 }): Html {
   const { form, choices, rows } = input;
   const option = (value: string, label: string, selected: boolean) => html`<option value="${value}"${selected ? html` selected` : ""}>${label}</option>`;
@@ -104,11 +106,11 @@ export function searchPage(input: {
   <div class="actions"><button type="submit">Search</button><a href="/audit">Clear</a></div>
 </form>
 ${input.errors.length > 0 ? html`<div class="error" role="alert"><p><strong>The search could not run:</strong></p><ul>${input.errors.map((e) => html`<li>${e}</li>`)}</ul></div>` : ""}
-${rows ? results(rows, input.hasOlder, form) : ""}
+${rows ? results(rows, input.hasOlder, form, input.requestOfGrant ?? new Map()) : ""}
 </div>`;
 }
 
-function results(rows: AuditSearchRow[], hasOlder: boolean, form: SearchForm): Html {
+function results(rows: AuditSearchRow[], hasOlder: boolean, form: SearchForm, requestOfGrant: Map<string, string>): Html {
   if (rows.length === 0) return html`<p class="notice" role="status">No events match${form.before ? " on this page" : ""}.</p>`;
   const last = rows[rows.length - 1]!;
   return html`<div class="table-wrap"><table class="events stack">
@@ -118,11 +120,11 @@ function results(rows: AuditSearchRow[], hasOlder: boolean, form: SearchForm): H
 ${rows.map(
   (row) => html`<tr>
 <td data-label="Time">${utc(row.at)}</td>
-<td data-label="Event" class="nowrap">${row.kind}${chainMark(row)}</td>
-<td data-label="Actor">${actorName(row)}</td>
+<td data-label="Event" class="nowrap">${row.kind}<br>${chainMark(row)}</td>
+<td data-label="Actor">${row.actorEmail ? html`<span title="${row.actorEmail}">${actorName({ ...row, actorEmail: null })}</span>` : actorName(row)}</td>
 <td data-label="Target">${row.target ?? ""}</td>
 <td data-label="What" class="what">${describeEvent(row)}</td>
-<td data-label="Request">${requestLink(row.requestId)}</td>
+<td data-label="Request">${requestLink(row.requestId ?? requestOfGrant.get(row.grantId ?? ""))}</td>
 <td data-label="Session">${sessionLink(row.sessionId)}</td>
 </tr>`,
 )}
