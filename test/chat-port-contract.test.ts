@@ -7,7 +7,9 @@ import { SlackChatPort, createSlackWebClient } from "../src/bot/slack/slack-port
 import { ConversationStore } from "../src/bot/teams/conversation-store.js";
 import { createTeamsAuthentication, type TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { TeamsChatPort } from "../src/bot/teams/teams-port.js";
-import type { MessageView } from "../src/bot/view-model.js";
+import { viewToPlainText, type MessageView } from "../src/bot/view-model.js";
+import { ConsolePort } from "../src/bot/console/console-port.js";
+import { ConsoleStore, type ConsoleMessage } from "../src/bot/console/console-store.js";
 import type { Storage } from "../src/db/client.js";
 import { createLogger } from "../src/logger.js";
 import { testPgliteStorage } from "./support/databases.js";
@@ -96,11 +98,55 @@ async function teamsHarness(): Promise<Harness> {
   };
 }
 
+/** The console's messages are rows; the harness keeps what the store wrote (and read back) to read them synchronously. */
+class ObservedConsoleStore extends ConsoleStore {
+  readonly rows = new Map<string, ConsoleMessage>();
+  override async insert(message: Parameters<ConsoleStore["insert"]>[0]): Promise<ConsoleMessage> {
+    const row = await super.insert(message);
+    this.rows.set(row.id, row);
+    return row;
+  }
+  override async update(id: string, view: MessageView): Promise<ConsoleMessage | undefined> {
+    const row = await super.update(id, view);
+    if (row) this.rows.set(row.id, row);
+    return row;
+  }
+}
+
+async function consoleHarness(): Promise<Harness> {
+  const user = { id: "dev", email: "dev@example.com", name: "Dev" };
+  const storage: Storage = await testPgliteStorage();
+  const store = new ObservedConsoleStore(storage.db, () => new Date());
+  const announced: number[] = [];
+  const port = new ConsolePort({ store, db: storage.db, channel: "access-requests", users: [user], publish: (change) => announced.push(change.seq) });
+  const text = (row: ConsoleMessage) => `${row.view.text}\n${viewToPlainText(row.view)}`;
+  const rows = () => [...store.rows.values()].sort((x, y) => x.seq - y.seq);
+  return {
+    port,
+    user,
+    unknownUser: "nobody",
+    ephemeralTarget: { channel: "access-requests", user: user.id },
+    textOf: (ref) => {
+      const row = store.rows.get(ref.messageId);
+      return row ? text(row) : undefined;
+    },
+    threadOf: (root) => rows().filter((r) => r.threadId === root.messageId).map(text),
+    dmTexts: (id) => rows().filter((r) => r.kind === "dm" && r.userId === id).map(text),
+    ephemeralTexts: () => rows().filter((r) => r.kind === "ephemeral" && r.userId === user.id).map(text),
+    async close() {
+      // Every write was announced to the browsers, in order.
+      expect(announced.length).toBeGreaterThanOrEqual(store.rows.size);
+      await storage.close();
+    },
+  };
+}
+
 const view = (text: string, extra: Partial<MessageView> = {}): MessageView => ({ text, ...extra });
 
 describe.each([
   ["Slack", slackHarness],
   ["Teams", teamsHarness],
+  ["console", consoleHarness],
 ] as const)("ChatPort contract: %s", (_name, start) => {
   let h: Harness;
   beforeAll(async () => {
