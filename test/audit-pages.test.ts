@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_TARGET, DEMO_USERS } from "../src/demo/demo-config.js";
 import type { Storage } from "../src/db/client.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
+import type { AuditSearchRow } from "../src/broker/audit.js";
 import { castText } from "../src/http/audit/cast-text.js";
+import { describeEvent } from "../src/http/audit/event-text.js";
 import { HttpServer } from "../src/http/server.js";
 import { MARKUP_STATEMENT, seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
 import { auditTestAuth, loginThroughPicker, type AuditTestUser } from "./audit-pages-auth.js";
@@ -285,6 +287,34 @@ describe("audit pages in a demo gateway, over a session through the real Postgre
     // Dana approves nothing, and still sees her own session.
     const devCookie = await loginThroughPicker(demo.base, devUser.id);
     expect((await fetch(`${demo.base}/audit/sessions/${sessionId}`, { headers: { cookie: devCookie } })).status).toBe(200);
+  });
+});
+
+describe("events in words", () => {
+  const row = (kind: string, data: Record<string, unknown>): AuditSearchRow => ({
+    seq: 7,
+    at: new Date("2026-03-10T09:00:00Z"),
+    kind,
+    actorId: "per_1",
+    target: "orders-db",
+    requestId: "req_1",
+    grantId: null,
+    sessionId: null,
+    data,
+    prevHash: "0".repeat(64),
+    hash: "a".repeat(64),
+    actorEmail: "lead@example.com",
+    actorName: "Lee Lead",
+  });
+
+  it("notes the fresh sign-in behind a step-up approval", () => {
+    const text = describeEvent(row("request.decided", { verdict: "approve", reason: null, approvals: 1, required: 1, stepUp: { authTime: "2026-03-10T08:59:30.000Z" } })).text;
+    expect(text).toBe('Approved (1 of 1) <span class="note">after a fresh sign-in at <time datetime="2026-03-10T08:59:30.000Z">2026-03-10 08:59:30</time></span>');
+    expect(describeEvent(row("step_up.challenged", { expiresAt: "2026-03-10T09:10:00.000Z" })).text).toContain("after a fresh sign-in (link valid until");
+  });
+
+  it("shows the data of a kind it does not know, escaped", () => {
+    expect(describeEvent(row("future.kind", { note: "<b>" })).text).toBe('<code class="data">{&quot;note&quot;:&quot;&lt;b&gt;&quot;}</code>');
   });
 });
 

@@ -51,6 +51,8 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
         : html`Asked for ${formatDuration(num(d.durationMs) ?? 0)} on ${row.target ?? ""}${reason ? html`: “${reason}”` : ""}${num(d.approvalsRequired) ? html` (${d.approvalsRequired as number} approval${d.approvalsRequired === 1 ? "" : "s"} needed)` : ""}`;
     case "request.decided":
       return html`${d.verdict === "deny" ? "Denied" : "Approved"}${num(d.approvals) !== undefined ? html` (${d.approvals as number} of ${(d.required as number) ?? "?"})` : ""}${reason ? html`: “${reason}”` : ""}${stepUpNote(d.stepUp)}`;
+    case "step_up.challenged":
+      return html`Approve clicked; the approval counts after a fresh sign-in (link valid until ${when(d.expiresAt)})`;
     case "request.approved":
       return html`Request approved`;
     case "request.denied":
