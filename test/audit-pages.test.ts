@@ -2,6 +2,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_TARGET, DEMO_USERS } from "../src/demo/demo-config.js";
 import type { Storage } from "../src/db/client.js";
+import { sessionRecordings } from "../src/db/schema.js";
+import { AsciicastRecorder } from "../src/proxy/recording/asciicast.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
 import type { AuditSearchRow } from "../src/broker/audit.js";
 import { castText } from "../src/http/audit/cast-text.js";
@@ -184,6 +186,21 @@ describe.each([
 
     expect((await get(`/audit/sessions/${seeded.ssh.sessionId}/recordings/2.cast`)).status).toBe(404);
     expect((await get(`/audit/sessions/${seeded.ssh.sessionId}/recordings/..%2F1.cast`)).status).toBe(404);
+  });
+
+  it("reads only the start of a long recording into the page; the .cast has all of it", async () => {
+    const recorder = new AsciicastRecorder({ width: 80, height: 24 }, { now: () => 0 });
+    for (let i = 0; i < 20_000; i++) recorder.output(Buffer.from(`line ${String(i).padStart(5, "0")} of a long build log\r\n`));
+    const cast = recorder.toString();
+    expect(cast.length).toBeGreaterThan(800_000);
+    await storage.db.insert(sessionRecordings).values({ sessionId: seeded.ssh.sessionId, channel: 3, kind: "exec", title: "make", cast, truncated: false, createdAt: new Date() });
+    const page = await get(`/audit/sessions/${seeded.ssh.sessionId}`);
+    expect(page.text).toContain("line 00000 of a long build log");
+    expect(page.text).not.toContain("line 19999 of a long build log");
+    expect(page.text).toContain("Only the start is shown");
+    expect(page.text).toContain(`data-cast="/audit/sessions/${seeded.ssh.sessionId}/recordings/3.cast"`);
+    const full = await get(`/audit/sessions/${seeded.ssh.sessionId}/recordings/3.cast`);
+    expect(full.text).toBe(cast);
   });
 
   it("serves the player, its stylesheet and the mount script", async () => {

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, or, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, or, sql, type SQL } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Executor } from "../db/client.js";
 import {
@@ -175,6 +175,22 @@ export async function requestsOfGrants(db: Executor, grantIds: string[]): Promis
   if (grantIds.length === 0) return new Map();
   const rows = await db.select({ id: grants.id, requestId: grants.requestId }).from(grants).where(inArray(grants.id, [...new Set(grantIds)]));
   return new Map(rows.map((r) => [r.id, r.requestId]));
+}
+
+/**
+ * The start of each recorded channel's cast, for the page's text fallback: a recording may be up to
+ * 32 MiB, and the page never needs more than its beginning (the player fetches the whole .cast).
+ */
+export async function recordingHeads(db: Executor, sessionId: string, chars: number): Promise<Map<number, { head: string; complete: boolean }>> {
+  const rows = await db
+    .select({
+      channel: sessionRecordings.channel,
+      head: sql<string>`left(${sessionRecordings.cast}, ${chars})`,
+      length: sql<number>`length(${sessionRecordings.cast})::int`,
+    })
+    .from(sessionRecordings)
+    .where(eq(sessionRecordings.sessionId, sessionId));
+  return new Map(rows.map((r) => [r.channel, { head: r.head, complete: r.length <= chars }]));
 }
 
 /** One recorded channel's asciicast v2 text. */

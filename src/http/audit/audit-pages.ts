@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
-import { auditChoices, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
+import { auditChoices, recordingHeads, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker, Person } from "../../broker/broker.js";
 import { isApprover } from "../../broker/policy.js";
 import type { ConsoleAuth, ConsoleViewer } from "../console-auth.js";
@@ -21,6 +21,8 @@ export interface AuditPagesOptions {
 }
 
 const STATEMENTS_PER_PAGE = 500;
+/** How much of a recording's cast the page reads for its text fallback. */
+const RECORDING_TEXT_CHARS = 512 * 1024;
 // Ids are minted by newId (`req_…`, `ses_…`); anything else cannot name a row.
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 // The session page runs asciinema-player, which compiles its terminal emulator from WebAssembly.
@@ -123,9 +125,9 @@ class AuditPages {
     const detail = await sessionDetail(this.#db, id, { limit: STATEMENTS_PER_PAGE, ...(afterSeq !== undefined ? { afterSeq } : {}) });
     if (!detail) return this.#notFound(res, viewer);
     const texts = new Map<number, { text: string; truncated: boolean }>();
-    for (const recording of detail.recordings) {
-      const full = await sessionRecording(this.#db, id, recording.channel);
-      if (full) texts.set(recording.channel, castText(full.cast));
+    for (const [channel, { head, complete }] of await recordingHeads(this.#db, id, RECORDING_TEXT_CHARS)) {
+      const { text, truncated } = castText(head, RECORDING_TEXT_CHARS);
+      texts.set(channel, { text, truncated: truncated || !complete });
     }
     const head = detail.recordings.length > 0
       ? html`<link rel="stylesheet" href="/audit/assets/asciinema-player.css">
