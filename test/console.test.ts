@@ -276,3 +276,31 @@ describe("console over HTTP (two replicas)", () => {
     stream.close();
   });
 });
+
+describe("console outside demo mode", () => {
+  it("requires an OIDC login: the page sends the browser to /oidc/login, and there is no picker", async () => {
+    const { startTestGateway } = await import("./support/gateway.js");
+    const { startupBanner } = await import("../src/main.js");
+    // The provider does not answer: the gateway starts anyway (discovery is retried on first use) and fails closed.
+    const gateway = await startTestGateway(
+      "console_oidc",
+      `console: { enabled: true }
+oidc: { issuer: "http://127.0.0.1:9/", clientId: jitgate, redirectUrl: "http://127.0.0.1:3000/oidc/callback" }
+`,
+    );
+    try {
+      const base = `http://127.0.0.1:${gateway.gateway.httpAddress.port}`;
+      expect(gateway.gateway.console?.auth.kind).toBe("oidc");
+      const page = await fetch(`${base}/console`, { redirect: "manual" });
+      expect(page.status).toBe(302);
+      expect(page.headers.get("location")).toBe("/oidc/login?returnTo=%2Fconsole");
+      const picker = await fetch(`${base}/console/login`, { redirect: "manual" });
+      expect(picker.status).toBe(404); // nobody picks who they are outside demo mode
+      const events = await fetch(`${base}/console/events`);
+      expect(events.status).toBe(401);
+      expect(startupBanner(gateway.gateway, "test")).toContain("/console  (OIDC login; channel #access-requests)");
+    } finally {
+      await gateway.close();
+    }
+  });
+});

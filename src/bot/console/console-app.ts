@@ -121,6 +121,19 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   };
   const answerTo = (viewer: ConsoleViewer): EphemeralTarget => ({ channel, user: viewer.userId });
 
+  /**
+   * The viewer as a console chat user: an OIDC login identifies the person on platform "oidc", and
+   * the DM with the connection line is addressed by their console identity, so it is linked (by
+   * email, to the same person) the first time they are seen here. The demo picker has done it.
+   */
+  const linked = new Set<string>();
+  const withConsoleIdentity = async (viewer: ConsoleViewer): Promise<ConsoleViewer> => {
+    if (auth.kind === "demo" || linked.has(viewer.userId)) return viewer;
+    const person = await broker.identify({ platform: "console", externalId: viewer.userId, email: viewer.person.email, displayName: viewer.displayName });
+    linked.add(viewer.userId);
+    return { ...viewer, person };
+  };
+
   /** The requester's DM with the connection line: from the decision's result, never from an event. */
   const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
     const { grant, connection } = result;
@@ -141,11 +154,12 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       res.writeHead(503, { "retry-after": "5" }).end();
       return undefined;
     }
-    const viewer = await auth.viewerOf(req);
-    if (!viewer) {
+    const seen = await auth.viewerOf(req);
+    if (!seen) {
       auth.challenge(req, res, CONSOLE_PATH);
       return undefined;
     }
+    const viewer = await withConsoleIdentity(seen);
     let form: URLSearchParams;
     try {
       form = await readForm(req);
@@ -171,8 +185,9 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   // ---------------------------------------------------------------- the page
 
   http.route("GET", CONSOLE_PATH, async (req, res) => {
-    const viewer = await auth.viewerOf(req);
-    if (!viewer) return auth.challenge(req, res, CONSOLE_PATH);
+    const seen = await auth.viewerOf(req);
+    if (!seen) return auth.challenge(req, res, CONSOLE_PATH);
+    const viewer = await withConsoleIdentity(seen);
     const token = csrfToken(csrfSecret(req, res), viewer.userId);
     const [threads, dms, notes] = await Promise.all([
       store.channel(channel, THREADS_SHOWN),
