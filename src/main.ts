@@ -30,7 +30,7 @@ import { OidcVerifier } from "./oidc/verifier.js";
 import { createOidcConsoleAuth, type OidcConsoleAuth } from "./oidc/console-login.js";
 import { mountOidcRoutes } from "./oidc/routes.js";
 import { startConsole, type ConsoleAdapter } from "./bot/console/console-app.js";
-import { createDemoConsoleAuth } from "./bot/console/demo-auth.js";
+import { createDemoConsoleAuth, LOGIN_PATH as DEMO_LOGIN_PATH } from "./bot/console/demo-auth.js";
 import type { ConsoleAuth } from "./http/console-auth.js";
 import { startDemoTarget, type DemoTarget } from "./demo/demo-target.js";
 import { mountAuditPages } from "./http/audit/audit-pages.js";
@@ -324,7 +324,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       chatTargets.register(consoleChat.jobTarget);
     }
     // The audit pages read the database only; they sit behind the console's login.
-    if (consoleAuth) mountAuditPages(http, { broker, auth: consoleAuth });
+    if (consoleAuth) {
+      const switchHref = consoleAuth.kind === "demo" ? (returnTo: string) => `${DEMO_LOGIN_PATH}?returnTo=${encodeURIComponent(returnTo)}` : undefined;
+      mountAuditPages(http, { broker, auth: consoleAuth, switchHref });
+    }
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options, oidc: oidcVerifier });
     cleanups.push(...proxies.cleanups);
     const oidc = oidcVerifier

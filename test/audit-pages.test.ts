@@ -285,6 +285,8 @@ describe("audit pages in a demo gateway, over a session through the real Postgre
     const sessionId = /href="\/audit\/sessions\/(ses_\w+)"/.exec(search)?.[1];
     expect(sessionId).toBeDefined();
     expect(search).toContain('<link rel="stylesheet" href="/console/assets/console.css">');
+    // Demo mode: "switch" in the header goes to the picker and comes back to this very search.
+    expect(search).toContain('<a href="/console/login?returnTo=%2Faudit%3Fkind%3Dsession.opened">switch</a>');
     expect((await fetch(`${demo.base}/console/assets/console.css`)).status).toBe(200);
 
     // The session closes when the proxy has seen the client go; the page says so once it has.

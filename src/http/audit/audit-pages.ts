@@ -18,6 +18,8 @@ export interface AuditPagesOptions {
   auth: ConsoleAuth;
   /** Events per page of search results (default 50). */
   pageSize?: number;
+  /** Where to become someone else and come back to `returnTo` (demo mode's picker); none with a real login. */
+  switchHref?: ((returnTo: string) => string) | undefined;
 }
 
 const STATEMENTS_PER_PAGE = 500;
@@ -138,9 +140,11 @@ class AuditPages {
   }
 
   #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {
+    const returnTo = res.req.url ?? "/audit";
+    const switchHref = this.options.switchHref?.(returnTo.startsWith("/audit") ? returnTo : "/audit");
     // An empty icon: the browser would otherwise ask for /favicon.ico, which the gateway has not.
     const head = html`<link rel="icon" href="data:,"><link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
-    sendHtml(res, status, page({ title, body, viewer: { name: viewer.displayName }, section: "audit", head }), headers);
+    sendHtml(res, status, page({ title, body, viewer: { name: viewer.displayName, ...(switchHref ? { switchHref } : {}) }, section: "audit", head }), headers);
   }
 
   #notFound(res: ServerResponse, viewer: ConsoleViewer): void {
