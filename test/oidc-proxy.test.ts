@@ -1,20 +1,19 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
-import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Person } from "../src/broker/index.js";
 import { runCommand } from "../src/bot/commands.js";
 import { viewToPlainText } from "../src/bot/view-model.js";
 import { sessions } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
+import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
-import { SSH_CLIENT_OPTIONS } from "./support/sshd.js";
+import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 
 const run = promisify(execFile);
 
@@ -24,7 +23,10 @@ let foreign: TestProvider;
 let test: Awaited<ReturnType<typeof startOidcGateway>>;
 let dev: Person, lead: Person;
 let port: number;
-let sshUpstream: ssh2.Server;
+let sshd: PrivateSshd;
+let gatewayKeyFingerprint: string;
+/** The same targets on a gateway without `oidc:`. */
+let plain: TestGateway;
 let dir: string;
 
 const accounts = [
@@ -48,10 +50,34 @@ async function psqlWithToken(token: string, sql: string, database = "orders-db")
   }
 }
 
-async function grant(who: Person, target = "orders-db") {
-  const { broker } = test.gateway;
+async function grant(who: Person, target = "orders-db", { broker } = test.gateway, approver = lead) {
   const request = await broker.request(who, { target, duration: "1h", reason: "INC-7 look at orders" });
-  return (await broker.decide(lead, { requestId: request.id, verdict: "approve" })).grant!;
+  return (await broker.decide(approver, { requestId: request.id, verdict: "approve" })).grant!;
+}
+
+/** The gateway's own logins to the real sshd so far (sshd logs each accepted key). */
+function gatewayLoginsOnSshd(): number {
+  return sshd.log().split(`Accepted publickey for ${sshd.user} from 127.0.0.1`).length - 1;
+}
+
+function targetsYaml(sshHostKeyFile: string) {
+  return `
+proxy:
+  postgres: { listen: 127.0.0.1:0 }
+  ssh: { listen: 127.0.0.1:0, hostKeyFile: ${sshHostKeyFile} }
+targets:
+  - name: web-1
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${sshd.hostKey}"
+    approvers: [lead@example.com]
+  - name: orders-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    mask: [{ column: email }]
+`;
 }
 
 beforeAll(async () => {
@@ -61,47 +87,15 @@ beforeAll(async () => {
   await seed.query(`CREATE TABLE orders (id int PRIMARY KEY, email text); INSERT INTO orders VALUES (1, 'ann@example.com'), (2, 'bob@example.com');`);
   await seed.end();
   dir = mkdtempSync(join(tmpdir(), "jitgate-oidc-proxy-"));
-  // The SSH target: a small ssh2 server that runs `echo …` (no sshd needed for what is tested here: the login).
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "target_host_key")]);
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "gateway_key")]);
-  const targetHostKey = readFileSync(join(dir, "target_host_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
-  sshUpstream = new ssh2.Server({ hostKeys: [readFileSync(join(dir, "target_host_key"))] }, (client) => {
-    client.on("error", () => {});
-    client.on("authentication", (ctx) => (ctx.method === "publickey" ? ctx.accept() : ctx.reject(["publickey"])));
-    client.on("session", (accept) => {
-      const session = accept();
-      session.on("exec", (acceptExec, _reject, info) => {
-        const stream = acceptExec();
-        stream.write(`${info.command.replace(/^echo /, "")}\n`);
-        stream.exit(0);
-        stream.end();
-      });
-    });
-  });
-  await new Promise<void>((resolve) => sshUpstream.listen(0, "127.0.0.1", resolve));
-  const upstreamPort = (sshUpstream.address() as AddressInfo).port;
+  // The SSH target: a real OpenSSH server of the test's own, its host key pinned on the target.
+  sshd = await startPrivateSshd("oidc-proxy");
+  gatewayKeyFingerprint = (await run("ssh-keygen", ["-l", "-f", `${sshd.gatewayKeyFile}.pub`])).stdout.split(/\s+/)[1]!;
   provider = await startTestProvider([...accounts, { sub: "sub-unverified", email: "unverified@example.com", emailVerified: false, name: "Unverified" }]);
   foreign = await startTestProvider(accounts);
   test = await startOidcGateway(
     "oidc_proxy",
     provider.issuer,
-    `
-proxy:
-  postgres: { listen: 127.0.0.1:0 }
-  ssh: { listen: 127.0.0.1:0, hostKeyFile: ${join(dir, "ssh_host_ed25519_key")} }
-targets:
-  - name: web-1
-    kind: ssh
-    upstream: ssh://deploy@127.0.0.1:${upstreamPort}
-    privateKeyFile: ${join(dir, "gateway_key")}
-    hostKey: "${targetHostKey}"
-    approvers: [lead@example.com]
-  - name: orders-db
-    kind: postgres
-    upstream: \${UPSTREAM_URL}
-    approvers: [lead@example.com]
-    mask: [{ column: email }]
-`,
+    targetsYaml(join(dir, "ssh_host_ed25519_key")),
     { UPSTREAM_URL: upstream.url },
     // On every address, so a client can also come from a non-loopback one (the TLS rule).
     { postgresListen: "0.0.0.0:0" },
@@ -109,22 +103,24 @@ targets:
   port = test.gateway.postgresProxy!.address.port;
   dev = await test.gateway.broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
   lead = await test.gateway.broker.identify({ platform: "slack", externalId: "U0LEAD", email: "lead@example.com", displayName: "Lead" });
+  plain = await startTestGateway("oidc_proxy_plain", targetsYaml(join(dir, "plain_ssh_host_ed25519_key")), { UPSTREAM_URL: upstream.url });
 }, 60_000);
 
 afterAll(async () => {
   await test?.close();
+  await plain?.close();
   await provider?.close();
   await foreign?.close();
   await upstream?.drop();
-  await new Promise<void>((resolve) => (sshUpstream ? sshUpstream.close(() => resolve()) : resolve()));
+  await sshd?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** OpenSSH as \`jitgate connect web-1 --exec\` runs it: the token from an SSH_ASKPASS helper. */
-async function sshWithToken(token: string, command: string) {
+async function sshWithToken(token: string, command: string, gateway = test.gateway) {
   const askpass = join(dir, "askpass");
   writeFileSync(askpass, '#!/bin/sh\nprintf \'%s\\n\' "$JITGATE_ASKPASS_TOKEN"\n', { mode: 0o700 });
-  const sshPort = test.gateway.sshProxy!.address.port;
+  const sshPort = gateway.sshProxy!.address.port;
   try {
     const { stdout, stderr } = await run(
       "ssh",
@@ -217,25 +213,69 @@ describe("PostgreSQL proxy with an ID token", () => {
   });
 });
 
-describe("SSH proxy with an ID token as the password", () => {
-  it("admits OpenSSH whose password (through SSH_ASKPASS) is the ID token of a person with a live grant", async () => {
+describe("SSH proxy with an ID token as the password, in front of a real OpenSSH server", () => {
+  it("admits OpenSSH whose password (through SSH_ASKPASS) is the ID token of a person with a live grant; the command runs on the real sshd", async () => {
     const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true, name: "Dev Eloper" });
     // OpenSSH reads a password into a 1024-byte buffer: this token must fit (README documents the limit).
     expect(token.length).toBeLessThan(1024);
+    const loginsBefore = gatewayLoginsOnSshd();
     const refused = await sshWithToken(token, "echo through");
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain("no live access grant for dev@example.com on web-1");
-    await grant(dev, "web-1");
-    const admitted = await sshWithToken(token, "echo through");
-    expect(admitted.stdout.trim()).toBe("through");
+    expect(gatewayLoginsOnSshd()).toBe(loginsBefore);
+    const issued = await grant(dev, "web-1");
+    // The remote shell expands $((…)) and $USER: the output can only come from a real login there.
+    const admitted = await sshWithToken(token, "echo through $((6 * 7)) $USER");
+    expect(admitted.stdout.trim()).toBe(`through 42 ${sshd.user}`);
     expect(admitted.code).toBe(0);
+    // sshd accepted the gateway's own key (pinned host key, private key of the target) once.
+    expect(gatewayLoginsOnSshd()).toBe(loginsBefore + 1);
+    expect(sshd.log()).toContain(`Accepted publickey for ${sshd.user} from 127.0.0.1`);
+    expect(sshd.log()).toContain(gatewayKeyFingerprint);
+    const recorded = await test.gateway.broker.db.select().from(sessions).where(and(eq(sessions.grantId, issued.id), eq(sessions.personId, dev.id)));
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]!.protocol).toBe("ssh");
   }, 60_000);
 
-  it("refuses an ID token for another audience with the reason in the banner", async () => {
+  it("refuses an ID token for another audience with the reason in the banner, without logging in to the target", async () => {
     const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true, aud: "another-app" });
+    const loginsBefore = gatewayLoginsOnSshd();
     const result = await sshWithToken(token, "echo through");
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain("the ID token is not for this gateway (audience must be jitgate)");
     expect(result.stdout).toBe("");
+    expect(gatewayLoginsOnSshd()).toBe(loginsBefore);
+  }, 60_000);
+});
+
+describe("a gateway without oidc: configured", () => {
+  it("refuses psql as user oidc with SQLSTATE 28000 saying OIDC is not configured", async () => {
+    const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true });
+    const message = "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant";
+    const plainPort = plain.gateway.postgresProxy!.address.port;
+    const client = new pg.Client({ host: "127.0.0.1", port: plainPort, user: "oidc", database: "orders-db", password: token });
+    await expect(client.connect()).rejects.toMatchObject({ code: "28000", message });
+    const { stderr } = await run("psql", [`host=127.0.0.1 port=${plainPort} user=oidc dbname=orders-db sslmode=disable`, "-X", "-c", "SELECT 1"], {
+      env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: "5" },
+      timeout: 30_000,
+    }).catch((error: { stderr: string }) => error);
+    expect(stderr).toContain(`FATAL:  ${message}`);
+    expect(await plain.gateway.broker.db.select().from(sessions)).toEqual([]);
+  });
+
+  it("refuses an SSH password shaped like a JWT as a failed password, even from a person with a live grant; nothing is admitted", async () => {
+    const plainDev = await plain.gateway.broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
+    const plainLead = await plain.gateway.broker.identify({ platform: "slack", externalId: "U0LEAD", email: "lead@example.com", displayName: "Lead" });
+    await grant(plainDev, "web-1", plain.gateway, plainLead);
+    const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true, name: "Dev Eloper" });
+    const loginsBefore = gatewayLoginsOnSshd();
+    const result = await sshWithToken(token, "echo through", plain.gateway);
+    expect(result.code).toBe(255);
+    expect(result.stderr).toContain("web-1@127.0.0.1: Permission denied");
+    expect(result.stderr).toContain("OIDC is not configured on this gateway, so an ID token cannot log in");
+    expect(result.stdout).toBe("");
+    expect(gatewayLoginsOnSshd()).toBe(loginsBefore);
+    expect(await plain.gateway.broker.db.select().from(sessions)).toEqual([]);
+    expect(await plain.gateway.broker.identitiesOf(plainDev)).toEqual([expect.objectContaining({ platform: "slack", externalId: "U0DEV" })]);
   }, 60_000);
 });
