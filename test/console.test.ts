@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
 import { DEMO_USERS } from "../src/demo/demo-config.js";
 import { startDemoGateway, type DemoGateway } from "./support/browser.js";
 
@@ -263,6 +264,32 @@ describe("console over HTTP (two replicas)", () => {
     expect(await js.text()).toContain("EventSource");
     expect((await fetch(`${a.base}/console/assets/../../package.json`)).status).toBe(404);
     expect((await fetch(`${a.base}/console/assets/nothing.js`)).status).toBe(404);
+  });
+
+  it("scrubs the connection line from the DM (and the database) when the grant ends", async () => {
+    const { dev } = people;
+    const dms = await dev.part("live-dms");
+    const line = /postgres:\/\/[^\s<]+/.exec(dms)?.[0];
+    const grantId = /grt_\w+/.exec(dms)?.[0];
+    expect(line).toBeDefined();
+    expect(grantId).toBeDefined();
+    const secret = decodeURIComponent(new URL(line!.replace(/&amp;/g, "&")).password);
+    const stored = async () => {
+      const client = new pg.Client({ connectionString: a.databaseUrl });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: number }>("select count(*)::int as n from console_messages where view::text like $1", [`%${secret}%`]);
+        return rows[0]!.n;
+      } finally {
+        await client.end();
+      }
+    };
+    expect(await stored()).toBe(1);
+    await dev.command(`revoke ${grantId} done trying`);
+    const after = await eventually(() => dev.part("live-dms"), (text) => text.includes("has ended"), "the scrubbed DM");
+    expect(after).not.toContain(secret);
+    expect(after).toContain(`Grant ${grantId} has ended; its connection line has been removed.`);
+    expect(await stored()).toBe(0);
   });
 
   it("ends open event streams when the gateway closes", async () => {

@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { parseConfig } from "../../src/config/load.js";
 import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/main.js";
+import type { Clock } from "../../src/broker/index.js";
 import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
 
@@ -16,7 +17,14 @@ export interface TestGateway {
  * A whole gateway on a database and Redis prefix of its own, listening on ephemeral ports.
  * `yaml` is the configuration minus `database`, `redis` and `redisPrefix`.
  */
-export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
+export interface TestGatewayOptions {
+  /** Default 127.0.0.1:0 (an OIDC redirect URL must name the port before the gateway starts). */
+  httpListen?: string;
+  postgresListen?: string;
+  clock?: Clock;
+}
+
+export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: TestGatewayOptions = {}): Promise<TestGateway> {
   const database = await createTestDatabase(label);
   const prefix = testPrefix(label);
   const logs: string[] = [];
@@ -36,9 +44,10 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
     gateway = await startGateway({
       config,
       logger: createLogger("warn", sink),
-      httpListen: "127.0.0.1:0",
-      postgresListen: "127.0.0.1:0",
+      httpListen: options.httpListen ?? "127.0.0.1:0",
+      postgresListen: options.postgresListen ?? "127.0.0.1:0",
       sshListen: "127.0.0.1:0",
+      ...(options.clock ? { clock: options.clock } : {}),
     });
   } catch (error) {
     await database.drop();

@@ -1,15 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
-import { Writable } from "node:stream";
 import Provider, { type Configuration } from "oidc-provider";
 import type { Clock } from "../../src/broker/clock.js";
-import { parseConfig } from "../../src/config/load.js";
-import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
-import { createLogger } from "../../src/logger.js";
-import { startGateway, type Gateway } from "../../src/main.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
-import type { TestGateway } from "./gateway.js";
+import { startTestGateway, type TestGateway } from "./gateway.js";
 
 /** A person the test provider knows. */
 export interface TestAccount {
@@ -185,48 +179,9 @@ export async function freePort(): Promise<number> {
  * listener on a port chosen first so that `oidc.redirectUrl` can name it.
  */
 export async function startOidcGateway(label: string, issuer: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: { clock?: Clock; postgresListen?: string } = {}): Promise<TestGateway & { origin: string }> {
-  const database = await createTestDatabase(label);
-  const prefix = testPrefix(label);
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      logs.push(String(chunk));
-      done();
-    },
-  });
-  const config = parseConfig(
-    `database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${prefix}\noidc: { issuer: "${issuer}", clientId: ${CLIENT_ID}, redirectUrl: "${origin}/oidc/callback" }\n${yaml}`,
-    `${label} test`,
-    { DATABASE_URL: database.url, REDIS_URL, ...env },
-  );
-  let gateway: Gateway;
-  try {
-    gateway = await startGateway({
-      config,
-      logger: createLogger("warn", sink),
-      httpListen: `127.0.0.1:${port}`,
-      postgresListen: options.postgresListen ?? "127.0.0.1:0",
-      sshListen: "127.0.0.1:0",
-      ...(options.clock ? { clock: options.clock } : {}),
-    });
-  } catch (error) {
-    await database.drop();
-    throw error;
-  }
-  return {
-    gateway,
-    logs,
-    prefix,
-    origin,
-    async close() {
-      await gateway.close();
-      const redis = connectRedis(REDIS_URL);
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await closeRedis(redis);
-      await database.drop();
-    },
-  };
+  const oidc = `oidc: { issuer: "${issuer}", clientId: ${CLIENT_ID}, redirectUrl: "${origin}/oidc/callback" }\n`;
+  const test = await startTestGateway(label, `${oidc}${yaml}`, env, { ...options, httpListen: `127.0.0.1:${port}` });
+  return { ...test, origin };
 }

@@ -340,6 +340,24 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
 
   // ---------------------------------------------------------------- start
 
+  /**
+   * The console keeps its DMs in jitgate's own database, so the connection line (which holds the
+   * grant's secret) is scrubbed from the DM as soon as the grant ends: after that the secret is
+   * useless (its verifier is deleted) and no longer stored anywhere. Every replica does it; the
+   * update is idempotent.
+   */
+  const scrubConnection = async (grant: { id: string; requestId: string }) => {
+    const ref = await refs.find(grant.requestId, "dm");
+    const message = ref ? await store.find(ref.messageId) : undefined;
+    if (!ref || !message || message.view.code === undefined) return;
+    const { code: _secret, ...rest } = message.view;
+    await port.update(ref, { ...rest, lines: [`Grant ${grant.id} has ended; its connection line has been removed.`] });
+  };
+  const detachScrub = [
+    options.events.on("grant.expired", ({ grant }) => scrubConnection(grant)),
+    options.events.on("grant.revoked", ({ grant }) => scrubConnection(grant)),
+  ];
+
   await live.start();
   await delivery.start();
   logger.info({ channel, auth: auth.kind }, "console started");
@@ -356,6 +374,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     })());
   const closeOutbox = () =>
     (outboxClosing ??= (async () => {
+      for (const detach of detachScrub) detach();
       try {
         await delivery.close(() => inflight.drain());
       } finally {
