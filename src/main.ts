@@ -306,14 +306,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Demo mode: the target the proxy relays to runs here; it stops after the proxy has drained.
     const demoTarget = config.demo.enabled ? await startDemoTarget({ listen: config.demo.postgresListen }) : undefined;
     if (demoTarget) cleanups.push({ name: "demo target", run: () => demoTarget.close() });
+    // The OIDC login (console, audit pages) keeps its state in Redis: any replica completes it.
+    const oidcConsoleAuth = oidcVerifier
+      ? createOidcConsoleAuth({ broker, verifier: oidcVerifier, redis: connection, redisPrefix: config.redisPrefix })
+      : undefined;
     // The console: people pick themselves in demo mode, and log in with OIDC otherwise (the schema
-    // refuses console.enabled without oidc: outside demo mode). The OIDC login keeps everything in
-    // Redis, so this instance and `oidc.consoleAuth` below are interchangeable. Its outbox closes
-    // after the proxies (session summaries are rendered while they drain), like Slack's.
+    // refuses console.enabled without oidc: outside demo mode). Its outbox closes after the proxies
+    // (session summaries are rendered while they drain), like Slack's.
     const consoleAuth: ConsoleAuth | undefined = config.demo.enabled
       ? createDemoConsoleAuth({ broker, users: config.console.users, http })
-      : config.console.enabled && oidcVerifier
-        ? createOidcConsoleAuth({ broker, verifier: oidcVerifier, redis: connection, redisPrefix: config.redisPrefix })
+      : config.console.enabled
+        ? oidcConsoleAuth
         : undefined;
     const consoleChat = consoleAuth
       ? await startConsole({ config, broker, events: cluster.events, db: storage.db, http, connection, redisUrl: redis.url, prefix: config.redisPrefix, logger, auth: consoleAuth })
@@ -330,9 +333,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
     const proxies = await startProxies({ config, broker, cluster, redis: connection, logger, onBackgroundError, options, oidc: oidcVerifier });
     cleanups.push(...proxies.cleanups);
-    const oidc = oidcVerifier
-      ? { verifier: oidcVerifier, consoleAuth: createOidcConsoleAuth({ broker, verifier: oidcVerifier, redis: connection, redisPrefix: config.redisPrefix }) }
-      : undefined;
+    const oidc = oidcVerifier && oidcConsoleAuth ? { verifier: oidcVerifier, consoleAuth: oidcConsoleAuth } : undefined;
     if (oidc) {
       const publicAddress = (configured: string | undefined, address: AddressInfo) =>
         configured ?? `${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;

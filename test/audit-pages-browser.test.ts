@@ -55,8 +55,7 @@ describe("audit pages in a browser", () => {
       if (response.status() >= 400) problems.push(`${response.status()} ${new URL(response.url()).pathname}`);
     });
     page.on("console", (message) => {
-      // The demo login picker (the console's page, before ours) has no icon, so the browser asks for /favicon.ico.
-      if (message.type() === "error" && !message.location().url.endsWith("/favicon.ico")) problems.push(`console: ${message.text()} (${message.location().url})`);
+      if (message.type() === "error") problems.push(`console: ${message.text()} (${message.location().url})`);
     });
     await page.goto(`${base}${path}`);
     expect(new URL(page.url()).pathname).toBe("/console/login");

@@ -55,11 +55,11 @@ describe("the demo, end to end in a browser", () => {
     const page = await context.newPage();
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
     page.on("console", (message) => {
-      // Failed loads are reported by URL below (Chromium asks for /favicon.ico on its own).
+      // Failed loads are reported by URL below.
       if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) problems.push(`console: ${message.text()}`);
     });
     page.on("response", (response) => {
-      if (response.status() >= 400 && new URL(response.url()).pathname !== "/favicon.ico") problems.push(`${response.status()} ${response.url()}`);
+      if (response.status() >= 400) problems.push(`${response.status()} ${response.url()}`);
     });
     await page.goto(`${demo.base}/console`);
     expect(new URL(page.url()).pathname).toBe("/console/login");

@@ -48,19 +48,40 @@ function buttonForm(button: ButtonView, form: HtmlFormOptions, messageId: string
   return html`<form id="${formId}" class="act" method="post" action="${form.action}">${hiddenInputs(form.hidden)}<input type="hidden" name="action" value="${button.action}"><input type="hidden" name="value" value="${button.value}">${input}<button type="submit" class="btn${style}" aria-describedby="${titleId}">${button.label}</button></form>`;
 }
 
+/**
+ * Text with its http(s) URLs as links (a step-up approval's sign-in link, say). The text around
+ * them stays escaped text; a URL is only linked when `URL` parses it as http or https.
+ */
+export function linkified(text: string): Html[] {
+  const parts: Html[] = [];
+  let last = 0;
+  for (const match of text.matchAll(/https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)]/g)) {
+    let href: string | undefined;
+    try {
+      href = new URL(match[0]).href;
+    } catch {
+      continue;
+    }
+    parts.push(html`${text.slice(last, match.index)}<a href="${href}">${match[0]}</a>`);
+    last = match.index + match[0].length;
+  }
+  parts.push(html`${text.slice(last)}`);
+  return parts;
+}
+
 /** One message: headline, status, fields, lines, the copyable code block, and its buttons. */
 export function messageHtml(view: MessageView, options: HtmlMessageOptions): Html {
   const titleId = `${options.id}-title`;
   const tone = view.status ? ` tone-${view.status.tone}` : "";
   const mention = view.mention ? html`<strong class="mention">@${view.mention.name}</strong> ` : "";
-  const headline = view.title ? html`<strong>${view.title}</strong>` : html`${view.text}`;
+  const headline = view.title ? html`<strong>${view.title}</strong>` : html`${linkified(view.text)}`;
   const buttons = options.form && view.buttons && view.buttons.length > 0 ? view.buttons : [];
   const form = options.form;
   return html`<article id="${options.id}" class="msg${options.className ? ` ${options.className}` : ""}${tone}">
 <p class="headline" id="${titleId}">${mention}${headline}${options.at ? html` <time datetime="${options.at.toISOString()}">${options.at.toISOString().slice(11, 16)} UTC</time>` : ""}</p>
 ${view.status ? html`<p class="status">${view.status.text}</p>` : ""}
 ${view.fields && view.fields.length > 0 ? html`<dl class="fields">${view.fields.map((f) => html`<div><dt>${f.label}</dt><dd>${f.value}</dd></div>`)}</dl>` : ""}
-${(view.lines ?? []).map((line) => html`<p class="line">${line}</p>`)}
+${(view.lines ?? []).map((line) => html`<p class="line">${linkified(line)}</p>`)}
 ${view.code !== undefined ? html`<pre class="code" tabindex="0" aria-label="Text to copy"><code>${view.code}</code></pre>` : ""}
 ${buttons.length > 0 && form ? html`<div class="actions">${buttons.map((b) => buttonForm(b, form, options.id, titleId))}</div>` : ""}
 </article>`;

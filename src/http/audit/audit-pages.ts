@@ -142,8 +142,7 @@ class AuditPages {
   #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {
     const returnTo = res.req.url ?? "/audit";
     const switchHref = this.options.switchHref?.(returnTo.startsWith("/audit") ? returnTo : "/audit");
-    // An empty icon: the browser would otherwise ask for /favicon.ico, which the gateway has not.
-    const head = html`<link rel="icon" href="data:,"><link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
+    const head = html`<link rel="stylesheet" href="/audit/assets/audit.css">${extraHead ?? ""}`;
     sendHtml(res, status, page({ title, body, viewer: { name: viewer.displayName, ...(switchHref ? { switchHref } : {}) }, section: "audit", head }), headers);
   }
 
