@@ -342,6 +342,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         verifier: oidc.verifier,
         consoleAuth: oidc.consoleAuth,
         targets: config.targets,
+        // A step-up approval's grant: its connection line goes where the request was made, else to
+        // the first platform that knows the requester.
+        deliverConnection: async (result) => {
+          const adapters = { slack, teams, console: consoleChat };
+          const origin = adapters[result.request.origin as keyof typeof adapters];
+          const order = [origin, slack, teams, consoleChat].filter((a, i, all) => a !== undefined && all.indexOf(a) === i);
+          let notice: string | undefined = "No chat platform is configured: the connection line was not delivered.";
+          for (const adapter of order) {
+            notice = await adapter!.deliverConnection(result);
+            if (notice === undefined) return undefined;
+          }
+          return notice;
+        },
         proxies: {
           postgres: proxies.postgres && {
             address: publicAddress(config.proxy.postgres?.publicAddress, proxies.postgres.address),

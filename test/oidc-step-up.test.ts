@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src/broker/index.js";
 import { auditEvents, stepUpChallenges } from "../src/db/schema.js";
 import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
-import { buttonsOf, eventually, FakeSlack, type FakeMessage } from "./support/fake-slack.js";
+import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 
 const SIGNING_SECRET = "0123456789abcdef0123456789abcdef";
@@ -310,6 +310,10 @@ describe("step-up approval from Slack", () => {
     login(undefined, 0);
     const page = await browse(link);
     expect(page.body).toContain("Approval recorded");
+    expect(page.body).toContain("The requester has the connection line in a direct message.");
     expect((await broker.getRequest(request.id)).state).toBe("approved");
+    // The grant was issued by the callback, not by a click: the requester still gets the line in Slack.
+    const dm = await eventually(() => fake.rootsIn("DU0DEV").find((m) => messageText(m).includes("vault-db")), 10_000, "the DM with the connection line");
+    expect(messageText(dm)).toMatch(/postgres:\/\/dev%40example\.com:[A-Za-z0-9_-]{32}@[^/]+\/vault-db/);
   }, 30_000);
 });

@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { formatDuration } from "../config/duration.js";
 import type { Config } from "../config/schema.js";
-import { BrokerError, type Broker } from "../broker/index.js";
+import { BrokerError, type Broker, type DecideResult } from "../broker/index.js";
 import { html, page, sendHtml } from "../http/html.js";
 import { sendJson, type HttpServer } from "../http/server.js";
 import { callbackUrlOf, finishAuthorization, startAuthorization } from "./authorization.js";
@@ -29,6 +29,11 @@ export interface OidcRoutesOptions {
   consoleAuth: OidcConsoleAuth;
   targets: Config["targets"];
   proxies: PublicProxies;
+  /**
+   * Sends the requester the connection line when a step-up approval issues the grant (the chat
+   * adapter of the request's origin does it; see main.ts). Answers a note when it could not.
+   */
+  deliverConnection: (result: DecideResult) => Promise<string | undefined>;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -85,8 +90,10 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
         const person = await broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
         const result = await broker.approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
         const lines = [`Your approval of request ${result.request.id} (${result.request.target}) is recorded, after a fresh sign-in as ${token.email}.`];
-        if (result.grant) lines.push(`The quorum is met: access is granted for ${formatDuration(result.request.durationMs)}.`);
-        else lines.push(`${result.approvals} of ${result.required} approvals so far.`);
+        if (result.grant) {
+          lines.push(`The quorum is met: access is granted for ${formatDuration(result.request.durationMs)}.`);
+          lines.push((await options.deliverConnection(result)) ?? "The requester has the connection line in a direct message.");
+        } else lines.push(`${result.approvals} of ${result.required} approvals so far.`);
         return notice(res, 200, "Approval recorded", lines);
       }
       const pending = await consoleAuth.takePending(state);

@@ -70,6 +70,11 @@ export interface ConsoleAdapter {
   readonly outbox: ChatOutbox<ChatDelivery>;
   /** Reminders and the digest (to the console's channel); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
+  /**
+   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
+   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
+   */
+  deliverConnection(result: DecideResult): Promise<string | undefined>;
   /** Ends the live streams, stops taking commands and clicks, and waits for those in progress (first in shutdown). */
   closeReceiver(): Promise<void>;
   /** Stops rendering events, closes the outbox worker and queue, and the live updates' subscription (before Redis). */
@@ -134,19 +139,27 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     return { ...viewer, person };
   };
 
-  /** The requester's DM with the connection line: from the decision's result, never from an event. */
-  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
+  /**
+   * The requester's DM with the connection line: from the decision's result, never from an event.
+   * Answers a note for the approver when it could not be delivered.
+   */
+  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
     const { grant, connection } = result;
-    if (!grant || !connection) return;
+    if (!grant || !connection) return undefined;
     const user = await chatUserIdOf(db, grant.personId, "console");
     if (!user) {
       logger.warn({ grant: grant.id }, "the requester has no console identity; the connection line was not delivered");
-      await answer(approverTo, noticeView(`Approved, but the requester is not known in the console: grant ${grant.id} has no delivered connection line.`));
-      return;
+      return `Approved, but the requester is not known in the console: grant ${grant.id} has no delivered connection line.`;
     }
     const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
     await refs.record(grant.requestId, "dm", await port.dm(user, view));
+    return undefined;
   };
+  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
+    const notice = await deliverConnection(result);
+    if (notice) await answer(approverTo, noticeView(notice));
+  };
+
 
   /** The viewer of a form post with a valid CSRF token, or undefined once the response is answered. */
   const formOf = async (req: IncomingMessage, res: ServerResponse): Promise<{ viewer: ConsoleViewer; form: URLSearchParams } | undefined> => {
@@ -385,6 +398,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   return {
     port,
     outbox,
+    deliverConnection,
     jobTarget: chatJobTarget({
       platform: "console",
       broker,

@@ -101,6 +101,11 @@ export interface SlackAdapter {
   readonly outbox: ChatOutbox<ChatDelivery>;
   /** Reminders and the digest (to `slack.digestChannel`); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
+  /**
+   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
+   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
+   */
+  deliverConnection(result: DecideResult): Promise<string | undefined>;
   /** Stops taking commands and clicks and waits for those in progress (first in shutdown). */
   closeReceiver(): Promise<void>;
   /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
@@ -169,19 +174,27 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     return broker.identify({ platform: "slack", externalId: user.externalId, email: user.email, displayName: user.displayName });
   };
 
-  /** The requester's DM with the connection line: from the decision's result, never from an event. */
-  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
+  /**
+   * The requester's DM with the connection line: from the decision's result, never from an event.
+   * Answers a note for the approver when it could not be delivered.
+   */
+  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
     const { grant, connection } = result;
-    if (!grant || !connection) return;
+    if (!grant || !connection) return undefined;
     const user = await chatUserIdOf(db, grant.personId, "slack");
     if (!user) {
       logger.warn({ grant: grant.id }, "the requester has no Slack identity; the connection line was not delivered");
-      await answer(approverTo, noticeView(`Approved, but the requester is not known in Slack: grant ${grant.id} has no delivered connection line.`));
-      return;
+      return `Approved, but the requester is not known in Slack: grant ${grant.id} has no delivered connection line.`;
     }
     const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
     await outbox.enqueue({ kind: "dm", platform: "slack", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("slack", "dm", grant.id) });
+    return undefined;
   };
+  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
+    const notice = await deliverConnection(result);
+    if (notice) await answer(approverTo, noticeView(notice));
+  };
+
 
   /** The same checks `decide` makes, before a Deny modal is opened for someone who may not decide. */
   const checkCanDecide = async (person: Person, requestId: string) => {
@@ -385,6 +398,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     })());
   return {
     mode,
+    deliverConnection,
     port,
     outbox,
     jobTarget: chatJobTarget({

@@ -137,6 +137,11 @@ export interface TeamsAdapter {
   readonly authenticated: boolean;
   readonly port: TeamsChatPort;
   readonly outbox: ChatOutbox<ChatDelivery>;
+  /**
+   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
+   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
+   */
+  deliverConnection(result: DecideResult): Promise<string | undefined>;
   /** Stops taking activities and waits for those in progress (first in shutdown). */
   closeReceiver(): Promise<void>;
   /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
@@ -263,7 +268,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   };
 
   /** The requester's 1:1 message with the connection line: from the decision's result, never from an event. */
-  const sendConnection = async (result: DecideResult): Promise<string | undefined> => {
+  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
     const { grant, connection } = result;
     if (!grant || !connection) return undefined;
     const user = await chatUserIdOf(db, grant.personId, "teams");
@@ -336,7 +341,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
         case "refresh":
           break;
         case "approve":
-          notice = await sendConnection(await broker.decide(person, { requestId: data.id, verdict: "approve" }));
+          notice = await deliverConnection(await broker.decide(person, { requestId: data.id, verdict: "approve" }));
           break;
         case "deny": {
           await checkCanDecide(person, data.id);
@@ -471,6 +476,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     })());
   return {
     authenticated,
+    deliverConnection,
     port,
     outbox,
     closeReceiver,
