@@ -176,6 +176,28 @@ describe("jitgate login with PKCE and a loopback redirect", () => {
     expect(decodeJwt(cache.idToken)).toMatchObject({ sub: "sub-lead", aud: "jitgate" });
   }, 60_000);
 
+  it("falls back to PKCE on its own when the provider has no device authorization endpoint", async () => {
+    const noDevice = await startTestProvider([{ sub: "sub-dev", email: "dev@example.com", name: "Dev" }], { deviceFlow: false });
+    const gateway = await startOidcGateway("oidc_cli_nodevice", noDevice.issuer, "");
+    try {
+      const configDir = newConfigDir();
+      let opened: URL | undefined;
+      const run = await jitgate(["login", "--gateway", gateway.origin, "--no-browser"], { JITGATE_CONFIG_DIR: configDir }, async (url) => {
+        opened = new URL(url);
+        expect((await browse(url)).body).toContain("you are logged in");
+      });
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(opened?.origin).toBe(noDevice.issuer);
+      expect(opened?.searchParams.get("code_challenge_method")).toBe("S256");
+      expect(opened?.searchParams.get("redirect_uri")).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+      expect(run.stdout).toContain("Logged in as dev@example.com");
+    } finally {
+      await gateway.close();
+      await noDevice.close();
+    }
+  }, 60_000);
+
   it("says clearly when the gateway cannot be reached or has no OIDC", async () => {
     const run = await jitgate(["login", "--gateway", "http://127.0.0.1:9", "--no-browser"], { JITGATE_CONFIG_DIR: newConfigDir() });
     expect(run.code).toBe(1);

@@ -33,7 +33,8 @@ export const CLIENT_ID = "jitgate";
  * any port). Logins need no form: the interaction endpoint signs in `nextLogin.account` (or the
  * `login_hint`) at once, with `auth_time` `nextLogin.ageSeconds` in the past when set.
  */
-export async function startTestProvider(accounts: TestAccount[], options: { idTokenTtlSeconds?: number } = {}): Promise<TestProvider> {
+export async function startTestProvider(accounts: TestAccount[], options: { idTokenTtlSeconds?: number; deviceFlow?: boolean } = {}): Promise<TestProvider> {
+  const deviceFlow = options.deviceFlow ?? true;
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
   const jwk: JWK = { ...(await exportJWK(privateKey)), kid: "test-key", alg: "RS256", use: "sig" };
   const byId = new Map(accounts.map((a) => [a.sub, a]));
@@ -74,7 +75,7 @@ export async function startTestProvider(accounts: TestAccount[], options: { idTo
         client_id: CLIENT_ID,
         application_type: "native",
         token_endpoint_auth_method: "none",
-        grant_types: ["urn:ietf:params:oauth:grant-type:device_code", "authorization_code", "refresh_token"],
+        grant_types: [...(deviceFlow ? ["urn:ietf:params:oauth:grant-type:device_code"] : []), "authorization_code", "refresh_token"],
         response_types: ["code"],
         // Loopback redirects of a native client match on any port (RFC 8252 §7.3).
         redirect_uris: ["http://127.0.0.1/callback", "http://127.0.0.1/oidc/callback"],
@@ -85,7 +86,7 @@ export async function startTestProvider(accounts: TestAccount[], options: { idTo
     claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
     conformIdTokenClaims: false,
     scopes: ["openid", "offline_access", "email", "profile"],
-    features: { devInteractions: { enabled: false }, deviceFlow: { enabled: true } },
+    features: { devInteractions: { enabled: false }, deviceFlow: { enabled: deviceFlow } },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
     ttl: { IdToken: options.idTokenTtlSeconds ?? 3600, AccessToken: 3600, DeviceCode: 600, RefreshToken: 86400, Interaction: 600, Session: 3600, Grant: 86400 },
