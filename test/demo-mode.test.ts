@@ -115,7 +115,25 @@ describe("the demo configuration", () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems).toEqual(["console.enabled: needs oidc: outside demo mode (people log in to the console with OIDC)"]);
-    expect(() => parseConfig("console: { enabled: true }\ndemo: { enabled: true }", "jitgate.yaml", {})).not.toThrow();
+    expect(() => parseConfig("console: { enabled: true }\ndemo: { enabled: true }\nhttp: { listen: 127.0.0.1:3000 }", "jitgate.yaml", {})).not.toThrow();
+  });
+
+  it("refuses demo mode on an HTTP address other machines can reach (the demo has no login)", () => {
+    for (const listen of ["0.0.0.0:3000", "10.1.2.3:3000", "[::]:3000"]) {
+      let error: unknown;
+      try {
+        parseConfig(`demo: { enabled: true }\nhttp: { listen: "${listen}" }`, "jitgate.yaml", {});
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems).toEqual([
+        `http.listen: must be a loopback address (127.0.0.1:<port> or [::1]:<port>) in demo mode, where anyone who reaches the console can act as anyone (got "${listen}")`,
+      ]);
+    }
+    for (const listen of ["127.0.0.1:3000", "[::1]:3000", "localhost:3000"]) {
+      expect(parseConfig(`demo: { enabled: true }\nhttp: { listen: "${listen}" }`, "jitgate.yaml", {}).http.listen).toBe(listen);
+    }
   });
 
   it("is what `jitgate config check` finds in a directory without jitgate.yaml", async () => {

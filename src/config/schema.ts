@@ -33,6 +33,9 @@ const hostPort = z
   })
   .refine(portInRange, { message: "port must be at most 65535" });
 
+/** `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`: reachable from this machine only. */
+export const isLoopbackListen = (address: string) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):\d{1,5}$/.test(address);
+
 const nonEmpty = z.string().min(1, { message: "must not be empty" });
 
 const regexText = z.string().refine(
@@ -294,6 +297,15 @@ export const configSchema = z
       const demo = config.demo as { enabled?: unknown } | undefined;
       if (consoleSection?.enabled === true && demo?.enabled !== true && (oidc === undefined || oidc === null)) {
         ctx.addIssue({ code: "custom", path: ["console", "enabled"], message: "needs oidc: outside demo mode (people log in to the console with OIDC)" });
+      }
+      // Demo mode has no login (people pick themselves): its console must not be reachable from other machines.
+      const http = config.http as { listen?: unknown } | undefined;
+      if (demo?.enabled === true && typeof http?.listen === "string" && !isLoopbackListen(http.listen)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["http", "listen"],
+          message: `must be a loopback address (127.0.0.1:<port> or [::1]:<port>) in demo mode, where anyone who reaches the console can act as anyone (got "${http.listen}")`,
+        });
       }
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
       if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
