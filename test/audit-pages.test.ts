@@ -177,6 +177,10 @@ describe.each([
     expect(page.text).toContain("deploy@web-1:~$ uptime\n 14:00:05 up 12 days");
     expect(page.text).toContain(`download="${seeded.ssh.sessionId}-1.cast"`);
     expect(page.text).toContain("SFTP write <code>/etc/nginx/nginx.conf</code>, 2048 bytes");
+    // The summary shows what an SSH session has (bytes), not PostgreSQL's rows and masking.
+    expect(page.text).toContain("<dt>Bytes in</dt>");
+    expect(page.text).not.toContain("<dt>Rows returned</dt>");
+    expect(page.text).not.toContain("<dt>Values masked</dt>");
 
     const cast = await get(castPath);
     expect(cast.status).toBe(200);

@@ -56,6 +56,8 @@ function summary(value: Record<string, unknown> | null, protocol: string): Html 
     ["bytesOut", "Bytes out"],
   ] as const) {
     const n = count(key);
+    // Rows and masking are PostgreSQL's; an SSH session's summary carries them as zeros.
+    if (protocol === "ssh" && (key === "rowsReturned" || key === "rowsAffected" || key === "valuesMasked")) continue;
     if (n !== undefined) facts.push([label, String(n)]);
   }
   if (facts.length === 0) return "";
