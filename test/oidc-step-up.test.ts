@@ -36,6 +36,7 @@ beforeAll(async () => {
     provider.issuer,
     `
 slack: { botToken: xoxb-test, signingSecret: ${SIGNING_SECRET}, apiUrl: "${fake.apiUrl}", approvalChannel: C0APPROVALS }
+console: { enabled: true }
 targets:
   - name: vault-db
     kind: postgres
@@ -271,6 +272,40 @@ describe("console login with OIDC (outside demo mode)", () => {
     auth.challenge(asRequest(), res as never, "//evil.example.com/x");
     expect(status).toBe(302);
     expect(headers.location).toBe("/oidc/login?returnTo=%2Fconsole");
+  });
+});
+
+describe("the console outside demo mode", () => {
+  it("signs the visitor in at the provider, then runs their commands as the person of their verified email", async () => {
+    const first = await fetch(`${test.origin}/console`, { redirect: "manual" });
+    expect(first.status).toBe(302);
+    expect(first.headers.get("location")).toBe("/oidc/login?returnTo=%2Fconsole");
+    expect((await fetch(`${test.origin}/console/login`, { redirect: "manual" })).status).toBe(404); // no picker
+    login("sub-dev", 0);
+    const callback = await browseUntil(`${test.origin}${first.headers.get("location")}`, `${test.origin}/oidc/callback`);
+    const signedIn = await fetch(callback, { redirect: "manual" });
+    expect(signedIn.headers.get("location")).toBe("/console");
+    let cookie = signedIn.headers.get("set-cookie")!.split(";")[0]!;
+    const page = await fetch(`${test.origin}/console`, { redirect: "manual", headers: { cookie } });
+    expect(page.status).toBe(200);
+    const csrfCookie = page.headers.getSetCookie().find((c) => c.startsWith("jitgate_console_csrf="))!.split(";")[0]!;
+    cookie = `${cookie}; ${csrfCookie}`;
+    const body = await page.text();
+    expect(body).toContain('<span class="viewer">Dev');
+    const csrf = /name="csrf" value="([^"]+)"/.exec(body)![1]!;
+    const posted = await fetch(`${test.origin}/console/command`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ csrf, text: "whoami" }).toString(),
+    });
+    expect(posted.status).toBe(303);
+    const after = await (await fetch(`${test.origin}/console`, { headers: { cookie } })).text();
+    // One person: the Slack identity, the OIDC subject and the console identity, linked by the verified email.
+    expect(after).toContain("You are Dev &lt;dev@example.com&gt;; linked identities:");
+    expect(after).toContain("Slack: U0DEV (dev@example.com)");
+    expect(after).toContain("OIDC: sub-dev (dev@example.com)");
+    expect(after).toContain("console: dev@example.com (dev@example.com)");
   });
 });
 
