@@ -297,9 +297,8 @@ describe("console over HTTP (two replicas)", () => {
     const dev = people.dev.on(c.base);
     const stream = await dev.stream();
     expect(stream.status).toBe(200);
-    const started = Date.now();
-    await c.close();
-    expect(Date.now() - started).toBeLessThan(10_000);
+    // Without ending the stream, closing the HTTP listener would wait for it until the shutdown step's deadline and fail.
+    await expect(c.close()).resolves.toBeUndefined();
     stream.close();
   });
 });

@@ -160,7 +160,6 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     if (notice) await answer(approverTo, noticeView(notice));
   };
 
-
   /** The viewer of a form post with a valid CSRF token, or undefined once the response is answered. */
   const formOf = async (req: IncomingMessage, res: ServerResponse): Promise<{ viewer: ConsoleViewer; form: URLSearchParams } | undefined> => {
     if (closed) {
