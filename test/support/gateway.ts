@@ -3,6 +3,7 @@ import { parseConfig } from "../../src/config/load.js";
 import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import type { Clock } from "../../src/broker/index.js";
+import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
 import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
 
@@ -22,6 +23,8 @@ export interface TestGatewayOptions {
   httpListen?: string;
   postgresListen?: string;
   clock?: Clock;
+  /** Where the Teams adapter finds the Bot Framework (the local fake connector in tests). */
+  teamsCloud?: TeamsCloudOptions;
 }
 
 export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -48,6 +51,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
       postgresListen: options.postgresListen ?? "127.0.0.1:0",
       sshListen: "127.0.0.1:0",
       ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.teamsCloud ? { teamsCloud: options.teamsCloud } : {}),
     });
   } catch (error) {
     await database.drop();

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import Provider, { type Configuration } from "oidc-provider";
 import type { Clock } from "../../src/broker/clock.js";
+import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
 import { startTestGateway, type TestGateway } from "./gateway.js";
 
 /** A person the test provider knows. */
@@ -179,7 +180,7 @@ export async function freePort(): Promise<number> {
  * A whole gateway (own database and Redis prefix) with `oidc:` pointing at `issuer`, its HTTP
  * listener on a port chosen first so that `oidc.redirectUrl` can name it.
  */
-export async function startOidcGateway(label: string, issuer: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: { clock?: Clock; postgresListen?: string } = {}): Promise<TestGateway & { origin: string }> {
+export async function startOidcGateway(label: string, issuer: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: { clock?: Clock; postgresListen?: string; teamsCloud?: TeamsCloudOptions } = {}): Promise<TestGateway & { origin: string }> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const oidc = `oidc: { issuer: "${issuer}", clientId: ${CLIENT_ID}, redirectUrl: "${origin}/oidc/callback" }\n`;

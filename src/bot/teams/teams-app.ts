@@ -20,6 +20,7 @@ import {
   RequestNotPending,
   SelfApproval,
   SessionBroker,
+  StepUpRequired,
   type Broker,
   type DecideResult,
   type Person,
@@ -393,14 +394,17 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
               if (unexpected) logger.error({ err: error, verb }, "Teams card action failed");
               return view.text;
             })();
+      // A step-up link must open in a browser: a TextRun is never a link, so it gets a button too
+      // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
+      const openLink = error instanceof StepUpRequired ? { extraActions: [{ type: "Action.OpenUrl", title: "Sign in to approve", url: error.link }] } : {};
       let view: MessageView;
       try {
         view = await viewFor(person, data.subject, data.id);
       } catch {
         view = noticeView(message);
-        return cardResponse(toAdaptiveCard(view));
+        return cardResponse(toAdaptiveCard(view, openLink));
       }
-      return cardResponse(toAdaptiveCard(withNotice(view, message)));
+      return cardResponse(toAdaptiveCard(withNotice(view, message), openLink));
     }
   };
 
