@@ -131,6 +131,9 @@ describe("the demo configuration", () => {
         `http.listen: must be a loopback address (127.0.0.1:<port> or [::1]:<port>) in demo mode, where anyone who reaches the console can act as anyone (got "${listen}")`,
       ]);
     }
+    expect(() => parseConfig(`demo: { enabled: true, postgresListen: "0.0.0.0:15499" }\nhttp: { listen: "127.0.0.1:3000" }`, "jitgate.yaml", {})).toThrow(
+      'demo.postgresListen: must be a loopback address (127.0.0.1:<port> or [::1]:<port>): the demo target accepts any password (got "0.0.0.0:15499")',
+    );
     for (const listen of ["127.0.0.1:3000", "[::1]:3000", "localhost:3000"]) {
       expect(parseConfig(`demo: { enabled: true }\nhttp: { listen: "${listen}" }`, "jitgate.yaml", {}).http.listen).toBe(listen);
     }

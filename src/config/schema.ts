@@ -307,6 +307,15 @@ export const configSchema = z
           message: `must be a loopback address (127.0.0.1:<port> or [::1]:<port>) in demo mode, where anyone who reaches the console can act as anyone (got "${http.listen}")`,
         });
       }
+      // The demo target takes any password: only the gateway, on this machine, may reach it.
+      const demoListen = (config.demo as { postgresListen?: unknown } | undefined)?.postgresListen;
+      if (demo?.enabled === true && typeof demoListen === "string" && !isLoopbackListen(demoListen)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["demo", "postgresListen"],
+          message: `must be a loopback address (127.0.0.1:<port> or [::1]:<port>): the demo target accepts any password (got "${demoListen}")`,
+        });
+      }
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
       if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
         ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });
