@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
@@ -13,8 +12,8 @@ import {
   FakeBotConnector,
   FakeTokenCredentialsFactory,
   TEAMS_ISSUER,
-  type FakeActivity,
 } from "./support/fake-bot-connector.js";
+import { teamsActivities } from "./support/teams-activities.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 
 const APP_ID = "00000000-0000-4000-8000-00000000b0t7";
@@ -78,52 +77,15 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ activities as Teams sends them (see teams.test.ts)
 
-const member = (id: string) => members.find((m) => m.id === id)!;
-let activityCounter = 0;
-
-function baseActivity(user: string, conversation: Record<string, unknown>, channelData: Record<string, unknown> = {}) {
-  return {
-    id: `1700${++activityCounter}${randomBytes(2).toString("hex")}`,
-    timestamp: new Date().toISOString(),
-    localTimestamp: new Date().toISOString(),
-    serviceUrl: fake.serviceUrl,
-    channelId: "msteams",
-    from: { id: user, name: member(user).name, aadObjectId: `aad-${user}` },
-    conversation: { tenantId: TENANT, ...conversation },
-    recipient: { id: `28:${APP_ID}`, name: "jitgate" },
-    locale: "en-US",
-    channelData: { tenant: { id: TENANT }, ...channelData },
-  };
-}
-
-/** A message in the user's personal chat with the bot. */
-function personalMessage(user: string, text: string) {
-  return { ...baseActivity(user, { conversationType: "personal", id: `a:personal-${user}` }), type: "message", text, textFormat: "plain" };
-}
-
-/** A click on an Action.Execute button of a card in the approval channel (Universal Actions). */
-function cardAction(user: string, card: FakeActivity, verb: string, data: Record<string, unknown>) {
-  const activity = baseActivity(user, { conversationType: "channel", isGroup: true, id: `${card.conversation};messageid=${card.id}` }, { channel: { id: CHANNEL }, team: { id: TEAM } });
-  return { ...activity, type: "invoke", name: "adaptiveCard/action", replyToId: card.id, value: { action: { type: "Action.Execute", id: verb, verb, data }, trigger: "manual" } };
-}
-
-async function post(activity: Record<string, unknown>): Promise<Response> {
-  return fetch(`${test.origin}/api/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${fake.channelToken()}` },
-    body: JSON.stringify(activity),
-  });
-}
-
-/** Clicks and returns the card Teams shows the clicker (the invoke response). */
-async function click(user: string, card: FakeActivity, verb: string, data: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const response = await post(cardAction(user, card, verb, data));
-  expect(response.status).toBe(200);
-  const body = (await response.json()) as { statusCode: number; type: string; value: Record<string, unknown> };
-  expect(body.statusCode).toBe(200);
-  expect(body.type).toBe("application/vnd.microsoft.card.adaptive");
-  return body.value;
-}
+const { personalMessage, post, click } = teamsActivities({
+  fake: () => fake,
+  endpoint: () => `${test.origin}/api/messages`,
+  members,
+  appId: APP_ID,
+  tenant: TENANT,
+  team: TEAM,
+  channel: CHANNEL,
+});
 
 const LINK = /(http:\/\/127\.0\.0\.1:\d+\/oidc\/approve\?challenge=[A-Za-z0-9_-]+)/;
 

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,8 +18,8 @@ import {
   FakeBotConnector,
   FakeTokenCredentialsFactory,
   TEAMS_ISSUER,
-  type FakeActivity,
 } from "./support/fake-bot-connector.js";
+import { teamsActivities } from "./support/teams-activities.js";
 
 const APP_ID = "00000000-0000-4000-8000-00000000b0t1";
 const APP_PASSWORD = "test-app-password";
@@ -102,71 +101,15 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ activities as Teams sends them
 
-const member = (id: string) => members.find((m) => m.id === id)!;
-let activityCounter = 0;
-
-function baseActivity(user: string, conversation: Record<string, unknown>, channelData: Record<string, unknown> = {}) {
-  return {
-    id: `1700${++activityCounter}${randomBytes(2).toString("hex")}`,
-    timestamp: new Date().toISOString(),
-    localTimestamp: new Date().toISOString(),
-    serviceUrl: fake.serviceUrl,
-    channelId: "msteams",
-    from: { id: user, name: member(user).name, aadObjectId: `aad-${user}` },
-    conversation: { tenantId: TENANT, ...conversation },
-    recipient: { id: `28:${APP_ID}`, name: "jitgate" },
-    locale: "en-US",
-    channelData: { tenant: { id: TENANT }, ...channelData },
-  };
-}
-
-/** A message in the user's personal chat with the bot. */
-function personalMessage(user: string, text: string) {
-  return { ...baseActivity(user, { conversationType: "personal", id: `a:personal-${user}` }), type: "message", text, textFormat: "plain" };
-}
-
-/** A new post in a channel that @mentions the bot. */
-function channelMention(user: string, text: string) {
-  const activity = baseActivity(user, { conversationType: "channel", isGroup: true }, { teamsChannelId: "19:general@thread.tacv2", teamsTeamId: TEAM, channel: { id: "19:general@thread.tacv2" }, team: { id: TEAM } });
-  return {
-    ...activity,
-    conversation: { ...activity.conversation, id: `19:general@thread.tacv2;messageid=${activity.id}` },
-    type: "message",
-    text: `<at>jitgate</at> ${text}`,
-    textFormat: "plain",
-    entities: [{ type: "mention", text: "<at>jitgate</at>", mentioned: { id: `28:${APP_ID}`, name: "jitgate" } }],
-  };
-}
-
-/** A click on an Action.Execute button of a card in the approval channel (Universal Actions). */
-function cardAction(user: string, card: FakeActivity, verb: string, data: Record<string, unknown>) {
-  const activity = baseActivity(user, { conversationType: "channel", isGroup: true, id: card.conversation.includes(";messageid=") ? card.conversation : `${card.conversation};messageid=${card.id}` }, { channel: { id: CHANNEL }, team: { id: TEAM } });
-  return { ...activity, type: "invoke", name: "adaptiveCard/action", replyToId: card.id, value: { action: { type: "Action.Execute", id: verb, verb, data }, trigger: "manual" } };
-}
-
-async function post(activity: Record<string, unknown>, token: string | null = fake.channelToken()): Promise<Response> {
-  return fetch(endpoint(), {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(activity),
-  });
-}
-
-async function send(activity: Record<string, unknown>): Promise<void> {
-  const response = await post(activity);
-  expect(response.status).toBe(200);
-  await response.text();
-}
-
-/** Clicks and returns the card Teams would show the clicker. */
-async function click(user: string, card: FakeActivity, verb: string, data: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const response = await post(cardAction(user, card, verb, data));
-  expect(response.status).toBe(200);
-  const body = (await response.json()) as { statusCode: number; type: string; value: Record<string, unknown> };
-  expect(body.statusCode).toBe(200);
-  expect(body.type).toBe("application/vnd.microsoft.card.adaptive");
-  return body.value;
-}
+const { personalMessage, channelMention, cardAction, post, send, click } = teamsActivities({
+  fake: () => fake,
+  endpoint,
+  members,
+  appId: APP_ID,
+  tenant: TENANT,
+  team: TEAM,
+  channel: CHANNEL,
+});
 
 const approvalCardFor = (requestId: string) =>
   eventually(() => fake.rootsIn(CHANNEL).find((a) => activityText(a.activity).includes(requestId)), 10_000, `the approval card of ${requestId}`);
