@@ -101,7 +101,7 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ activities as Teams sends them
 
-const { personalMessage, channelMention, cardAction, post, send, click } = teamsActivities({
+const { personalMessage, channelMention, post, send, click } = teamsActivities({
   fake: () => fake,
   endpoint,
   members,

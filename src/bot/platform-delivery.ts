@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from "bullmq";
-import type { Broker, TypedEvents } from "../broker/index.js";
+import type { Broker, DecideResult, TypedEvents } from "../broker/index.js";
 import type { Database } from "../db/client.js";
 import { CHAT_OUTBOX, ChatOutbox, OutboxSeal } from "../jobs/chat-outbox.js";
 import type { Logger } from "../logger.js";
@@ -80,4 +80,38 @@ export class InflightWork {
   async drain(): Promise<void> {
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
   }
+}
+
+/** What the gateway needs of every chat adapter (Slack, Teams, the console). */
+export interface ChatAdapter {
+  readonly outbox: ChatOutbox<ChatDelivery>;
+  /**
+   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
+   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
+   */
+  deliverConnection(result: DecideResult): Promise<string | undefined>;
+  /** Stops taking commands and clicks and waits for those in progress (first in shutdown). */
+  closeReceiver(): Promise<void>;
+  /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
+  closeOutbox(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A chat adapter's two-step shutdown: each step runs once, however often it is asked for. */
+export function adapterShutdown(steps: { receiver: () => Promise<void>; outbox: () => Promise<void> }): Pick<ChatAdapter, "closeReceiver" | "closeOutbox" | "close"> {
+  let receiver: Promise<void> | undefined;
+  let outbox: Promise<void> | undefined;
+  const closeReceiver = () => (receiver ??= steps.receiver());
+  const closeOutbox = () => (outbox ??= steps.outbox());
+  return {
+    closeReceiver,
+    closeOutbox,
+    async close() {
+      try {
+        await closeReceiver();
+      } finally {
+        await closeOutbox();
+      }
+    },
+  };
 }

@@ -11,14 +11,12 @@ import { SessionBroker, type Broker, type DecideResult, type Person, type TypedE
 import type { ConsoleAuth, ConsoleViewer } from "../../http/console-auth.js";
 import { html, page, sendHtml } from "../../http/html.js";
 import type { HttpServer } from "../../http/server.js";
-import type { ChatOutbox } from "../../jobs/chat-outbox.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { closeRedis, connectSubscriber } from "../../jobs/redis.js";
 import type { Logger } from "../../logger.js";
-import type { ChatDelivery } from "../chat-delivery.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
-import { InflightWork, PlatformDelivery } from "../platform-delivery.js";
+import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { chatUserIdOf, MessageRefs } from "../request-state.js";
 import { chatJobTarget } from "../scheduled-messages.js";
 import { connectionView, noticeView, type ActionKind, type MessageView } from "../view-model.js";
@@ -65,21 +63,11 @@ export interface StartConsoleOptions {
   auth: ConsoleAuth;
 }
 
-export interface ConsoleAdapter {
+/** Its receiver also ends the live streams; its outbox step also closes the live updates' subscription. */
+export interface ConsoleAdapter extends ChatAdapter {
   readonly port: ConsolePort;
-  readonly outbox: ChatOutbox<ChatDelivery>;
   /** Reminders and the digest (to the console's channel); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
-  /**
-   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
-   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
-   */
-  deliverConnection(result: DecideResult): Promise<string | undefined>;
-  /** Ends the live streams, stops taking commands and clicks, and waits for those in progress (first in shutdown). */
-  closeReceiver(): Promise<void>;
-  /** Stops rendering events, closes the outbox worker and queue, and the live updates' subscription (before Redis). */
-  closeOutbox(): Promise<void>;
-  close(): Promise<void>;
 }
 
 const ACTIONS = new Set<ActionKind>(["approve", "deny", "extend", "revoke", "approve-statement", "deny-statement"]);
@@ -374,26 +362,6 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   await delivery.start();
   logger.info({ channel, auth: auth.kind }, "console started");
 
-  let receiverClosing: Promise<void> | undefined;
-  let outboxClosing: Promise<void> | undefined;
-  const closeReceiver = () =>
-    (receiverClosing ??= (async () => {
-      closed = true;
-      // The HTTP server waits for open responses: an event stream would keep it open for ever.
-      for (const stream of streams) stream.end();
-      streams.clear();
-      await inflight.drain();
-    })());
-  const closeOutbox = () =>
-    (outboxClosing ??= (async () => {
-      for (const detach of detachScrub) detach();
-      try {
-        await delivery.close(() => inflight.drain());
-      } finally {
-        await live.stop();
-        await closeRedis(subscriber);
-      }
-    })());
   return {
     port,
     outbox,
@@ -404,14 +372,23 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
       digestChannel: channel,
     }),
-    closeReceiver,
-    closeOutbox,
-    async close() {
-      try {
-        await closeReceiver();
-      } finally {
-        await closeOutbox();
-      }
-    },
+    ...adapterShutdown({
+      receiver: async () => {
+        closed = true;
+        // The HTTP server waits for open responses: an event stream would keep it open for ever.
+        for (const stream of streams) stream.end();
+        streams.clear();
+        await inflight.drain();
+      },
+      outbox: async () => {
+        for (const detach of detachScrub) detach();
+        try {
+          await delivery.close(() => inflight.drain());
+        } finally {
+          await live.stop();
+          await closeRedis(subscriber);
+        }
+      },
+    }),
   };
 }

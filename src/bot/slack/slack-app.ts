@@ -25,13 +25,12 @@ import {
   type TypedEvents,
 } from "../../broker/index.js";
 import type { HttpServer } from "../../http/server.js";
-import { CHAT_OUTBOX, type ChatOutbox, outboxJobId } from "../../jobs/chat-outbox.js";
+import { CHAT_OUTBOX, outboxJobId } from "../../jobs/chat-outbox.js";
 import type { Logger } from "../../logger.js";
-import type { ChatDelivery } from "../chat-delivery.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import { SLACK_ACTION_IDS } from "../render/block-kit.js";
-import { InflightWork, PlatformDelivery } from "../platform-delivery.js";
+import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { chatJobTarget } from "../scheduled-messages.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { chatUserIdOf } from "../request-state.js";
@@ -95,22 +94,11 @@ export interface StartSlackOptions {
   logger: Logger;
 }
 
-export interface SlackAdapter {
+export interface SlackAdapter extends ChatAdapter {
   readonly mode: "http" | "socket";
   readonly port: SlackChatPort;
-  readonly outbox: ChatOutbox<ChatDelivery>;
   /** Reminders and the digest (to `slack.digestChannel`); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
-  /**
-   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
-   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
-   */
-  deliverConnection(result: DecideResult): Promise<string | undefined>;
-  /** Stops taking commands and clicks and waits for those in progress (first in shutdown). */
-  closeReceiver(): Promise<void>;
-  /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
-  closeOutbox(): Promise<void>;
-  close(): Promise<void>;
 }
 
 /** Could not look the clicking user up in Slack (users.info failed): no identity, no decision. */
@@ -384,18 +372,6 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   }
   logger.info({ mode, command: config.command }, "Slack adapter started");
 
-  let receiverClosing: Promise<void> | undefined;
-  let outboxClosing: Promise<void> | undefined;
-  const closeReceiver = () =>
-    (receiverClosing ??= (async () => {
-      closed = true;
-      if (mode === "socket") await app.stop().catch((error: unknown) => logger.warn({ err: error }, "Socket Mode did not stop cleanly"));
-      await drain();
-    })());
-  const closeOutbox = () =>
-    (outboxClosing ??= (async () => {
-      await delivery.close(drain);
-    })());
   return {
     mode,
     deliverConnection,
@@ -407,14 +383,13 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
       enqueue: (job, enqueueOptions) => outbox.enqueue(job, enqueueOptions),
       digestChannel: config.digestChannel,
     }),
-    closeReceiver,
-    closeOutbox,
-    async close() {
-      try {
-        await closeReceiver();
-      } finally {
-        await closeOutbox();
-      }
-    },
+    ...adapterShutdown({
+      receiver: async () => {
+        closed = true;
+        if (mode === "socket") await app.stop().catch((error: unknown) => logger.warn({ err: error }, "Socket Mode did not stop cleanly"));
+        await drain();
+      },
+      outbox: () => delivery.close(drain),
+    }),
   };
 }

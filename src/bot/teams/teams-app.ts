@@ -27,9 +27,8 @@ import {
   type TypedEvents,
 } from "../../broker/index.js";
 import type { HttpServer } from "../../http/server.js";
-import { CHAT_OUTBOX, type ChatOutbox, outboxJobId } from "../../jobs/chat-outbox.js";
+import { CHAT_OUTBOX, outboxJobId } from "../../jobs/chat-outbox.js";
 import type { Logger } from "../../logger.js";
-import type { ChatDelivery } from "../chat-delivery.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import {
@@ -41,7 +40,7 @@ import {
   type CardActionData,
   type CardSubject,
 } from "../render/adaptive-card.js";
-import { PlatformDelivery } from "../platform-delivery.js";
+import { adapterShutdown, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { chatUserIdOf, loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
 import { connectionView, grantCardView, heldView, noticeView, requestView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "./conversation-store.js";
@@ -134,20 +133,9 @@ export interface StartTeamsOptions {
   cloud?: TeamsCloudOptions;
 }
 
-export interface TeamsAdapter {
+export interface TeamsAdapter extends ChatAdapter {
   readonly authenticated: boolean;
   readonly port: TeamsChatPort;
-  readonly outbox: ChatOutbox<ChatDelivery>;
-  /**
-   * Sends the requester the connection line of a grant issued by `result` (a decision made outside
-   * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
-   */
-  deliverConnection(result: DecideResult): Promise<string | undefined>;
-  /** Stops taking activities and waits for those in progress (first in shutdown). */
-  closeReceiver(): Promise<void>;
-  /** Stops rendering events, then closes the outbox worker and queue (before Redis). */
-  closeOutbox(): Promise<void>;
-  close(): Promise<void>;
 }
 
 class IdentityUnavailable extends Error {
@@ -467,31 +455,18 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   });
   logger.info({ authenticated, approvalConversation: config.approvalConversation }, "Teams adapter started");
 
-  let receiverClosing: Promise<void> | undefined;
-  let outboxClosing: Promise<void> | undefined;
-  const closeReceiver = () =>
-    (receiverClosing ??= (async () => {
-      closed = true;
-      await drain();
-    })());
-  const closeOutbox = () =>
-    (outboxClosing ??= (async () => {
-      await delivery.close(drain);
-    })());
   return {
     authenticated,
     deliverConnection,
     port,
     outbox,
-    closeReceiver,
-    closeOutbox,
-    async close() {
-      try {
-        await closeReceiver();
-      } finally {
-        await closeOutbox();
-      }
-    },
+    ...adapterShutdown({
+      receiver: async () => {
+        closed = true;
+        await drain();
+      },
+      outbox: () => delivery.close(drain),
+    }),
   };
 }
 
