@@ -260,6 +260,8 @@ describe("console login with OIDC (outside demo mode)", () => {
     expect(replay.status).toBe(400);
 
     const out = await fetch(`${test.origin}/oidc/logout`, { redirect: "manual", headers: { cookie } });
+    expect(out.status).toBe(200);
+    expect(await out.text()).toContain("You are signed out of jitgate");
     expect(out.headers.get("set-cookie")).toContain("jitgate_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
     expect(await auth.viewerOf(asRequest(cookie))).toBeUndefined();
   });

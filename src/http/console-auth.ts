@@ -33,3 +33,9 @@ export function cookieOf(req: IncomingMessage, name: string): string | undefined
   }
   return undefined;
 }
+
+/** A path on this site to go back to after a login or a form (never another origin: `//evil`, `https://…`). */
+export function localPath(value: string | null | undefined, fallback = "/console"): string {
+  if (!value || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return fallback;
+  return value;
+}

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
 import type { Broker } from "../broker/index.js";
-import { cookieOf, type ConsoleAuth, type ConsoleViewer } from "../http/console-auth.js";
+import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../http/console-auth.js";
+import { html, page, sendHtml } from "../http/html.js";
 import { finishAuthorization, startAuthorization, type PendingLogin } from "./authorization.js";
 import type { OidcVerifier } from "./verifier.js";
 
@@ -18,11 +19,6 @@ export interface OidcConsoleAuthOptions {
   redisPrefix: string;
 }
 
-/** Only a path on this gateway: never an absolute URL or `//host` (an open redirect). */
-export function safeReturnTo(value: string | null | undefined, fallback = "/console"): string {
-  if (!value || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return fallback;
-  return value;
-}
 
 /**
  * The console's login outside demo mode: an authorization code login with PKCE at the OIDC
@@ -56,13 +52,13 @@ export class OidcConsoleAuth implements ConsoleAuth {
   }
 
   challenge(_req: IncomingMessage, res: ServerResponse, returnTo: string): void {
-    res.writeHead(302, { location: `/oidc/login?returnTo=${encodeURIComponent(safeReturnTo(returnTo))}`, "cache-control": "no-store" });
+    res.writeHead(302, { location: `/oidc/login?returnTo=${encodeURIComponent(localPath(returnTo))}`, "cache-control": "no-store" });
     res.end();
   }
 
   /** `GET /oidc/login?returnTo=…`: to the provider, with the pending login kept in Redis for 10 minutes. */
   async startLogin(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const returnTo = safeReturnTo(new URL(req.url ?? "/", "http://gateway").searchParams.get("returnTo"));
+    const returnTo = localPath(new URL(req.url ?? "/", "http://gateway").searchParams.get("returnTo"));
     const { url, pending } = await startAuthorization(this.#options.verifier, {});
     await this.#options.redis.set(this.#key("login", pending.state), JSON.stringify({ ...pending, returnTo }), "EX", LOGIN_TTL_SECONDS);
     res.writeHead(302, { location: url.toString(), "cache-control": "no-store" });
@@ -85,7 +81,7 @@ export class OidcConsoleAuth implements ConsoleAuth {
     const id = randomBytes(32).toString("base64url");
     await this.#options.redis.set(this.#key("session", id), person.id, "EX", SESSION_TTL_SECONDS);
     res.writeHead(302, {
-      location: safeReturnTo(pending.returnTo),
+      location: localPath(pending.returnTo),
       "set-cookie": `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_SECONDS}${this.#secure ? "; Secure" : ""}`,
       "cache-control": "no-store",
     });
@@ -96,12 +92,10 @@ export class OidcConsoleAuth implements ConsoleAuth {
   async logout(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const id = cookieOf(req, SESSION_COOKIE);
     if (id) await this.#options.redis.del(this.#key("session", id));
-    res.writeHead(302, {
-      location: "/",
+    const body = html`<section class="notice"><h1>Signed out</h1><p>You are signed out of jitgate (not of your identity provider). <a href="/console">Sign in again</a>.</p></section>`;
+    sendHtml(res, 200, page({ title: "Signed out", body }), {
       "set-cookie": `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${this.#secure ? "; Secure" : ""}`,
-      "cache-control": "no-store",
     });
-    res.end();
   }
 }
 

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Broker, Person } from "../../broker/index.js";
-import { cookieOf, type ConsoleAuth, type ConsoleViewer } from "../../http/console-auth.js";
+import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../../http/console-auth.js";
 import { html, page, sendHtml } from "../../http/html.js";
 import type { HttpServer } from "../../http/server.js";
 import type { ConsoleUser } from "./console-port.js";
-import { cookieHeader, csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, localPath, readForm, redirect } from "./forms.js";
+import { cookieHeader, csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
 
 export const CONSOLE_USER_COOKIE = "jitgate_console_user";
 export const LOGIN_PATH = "/console/login";

@@ -77,11 +77,6 @@ export async function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Pr
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
 }
 
-/** A path on this site to go back to after a form (never another origin: `//evil`, `https://…`). */
-export function localPath(value: string | null | undefined, fallback: string): string {
-  if (!value || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return fallback;
-  return value;
-}
 
 export function redirect(res: ServerResponse, location: string): void {
   res.writeHead(303, { location, "cache-control": "no-store", "content-length": 0 });
