@@ -2,7 +2,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_TARGET, DEMO_USERS } from "../src/demo/demo-config.js";
 import type { Storage } from "../src/db/client.js";
-import { sessionRecordings } from "../src/db/schema.js";
+import { auditEvents, sessionRecordings } from "../src/db/schema.js";
+import { asc } from "drizzle-orm";
 import { AsciicastRecorder } from "../src/proxy/recording/asciicast.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
 import type { AuditSearchRow } from "../src/broker/audit.js";
@@ -64,6 +65,12 @@ describe.each([
     expect(first.type).toMatch(/^text\/html/);
     const kinds = kindsIn(first.text);
     expect(kinds).toEqual(["session.closed", "ssh.file", "session.opened", "grant.issued", "request.approved"]);
+    // The event select offers exactly the kinds in the log, in order (found by a loose index scan).
+    const select = /<select id="kind"[\s\S]*?<\/select>/.exec(first.text)![0];
+    const offered = [...select.matchAll(/<option value="([^"]+)"/g)].map((m) => m[1]);
+    const present = await storage.db.selectDistinct({ kind: auditEvents.kind }).from(auditEvents).orderBy(asc(auditEvents.kind));
+    expect(offered).toEqual(present.map((p) => p.kind));
+    expect(offered.length).toBeGreaterThan(5);
     const older = /href="(\/audit\?before=\d+)" rel="next"/.exec(first.text)?.[1];
     expect(older).toBeDefined();
     const second = await get(older!.replaceAll("&amp;", "&"));

@@ -309,6 +309,8 @@ export const auditEvents = pgTable(
     index("audit_events_actor_idx").on(t.actorId, t.at),
     index("audit_events_target_idx").on(t.target, t.at),
     index("audit_events_request_idx").on(t.requestId),
+    // Search by event kind, and the kinds for the audit pages' search form (a loose index scan).
+    index("audit_events_kind_idx").on(t.kind, t.at),
   ],
 );
 

@@ -1,0 +1,1 @@
+CREATE INDEX "audit_events_kind_idx" ON "audit_events" USING btree ("kind","at");
