@@ -1,4 +1,5 @@
 import { formatDuration } from "../config/duration.js";
+import type { SessionSummary } from "../broker/index.js";
 
 /**
  * Platform-neutral views of what the gateway shows in chat. Every string is plain text: renderers
@@ -289,22 +290,12 @@ export function reminderView(grant: GrantState, mention: { user: string; name: s
 }
 
 /** What a closed session's summary shows (DESIGN.md path 5). */
-export interface SessionSummaryState {
+export type SessionSummaryState = Omit<SessionSummary, "bytesIn" | "bytesOut"> & {
   sessionId: string;
   personName: string;
   target: string;
   protocol: "postgres" | "ssh";
-  durationMs: number;
-  statementsByKind: Record<string, number>;
-  rowsReturned: number;
-  rowsAffected: number;
-  valuesMasked: number;
-  blocked: number;
-  held: number;
-  approved: number;
-  endReason: string;
-  recordingId: string;
-}
+};
 
 export function sessionSummaryView(summary: SessionSummaryState): MessageView {
   const unit = summary.protocol === "ssh" ? "command" : "statement";

@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import type { SessionSummary } from "../../broker/index.js";
 import { TLSSocket, type SecureContext } from "node:tls";
 import { serialize } from "pg-protocol";
 import {
@@ -93,20 +94,8 @@ export interface ConnectionHooks {
   newCancelKey(): { processId: number; secretKey: number };
 }
 
-export interface ConnectionSummary {
-  startedAt: Date;
-  endedAt: Date;
-  statementsByKind: Record<string, number>;
-  rowsReturned: number;
-  rowsAffected: number;
-  valuesMasked: number;
-  blocked: number;
-  held: number;
-  approved: number;
-  bytesIn: number;
-  bytesOut: number;
-  endReason: string;
-}
+/** The session summary (broker's SessionSummary) as the connection counts it: times instead of a duration. */
+export type ConnectionSummary = Omit<SessionSummary, "durationMs" | "recordingId"> & { startedAt: Date; endedAt: Date };
 
 /** A Query (done at its ReadyForQuery) or an Execute (done at its completion) awaiting its results. */
 interface Inflight {

@@ -293,20 +293,8 @@ export class PgProxyServer {
         unbind();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
-        await sessions.close(session.id, {
-          durationMs: summary.endedAt.getTime() - summary.startedAt.getTime(),
-          statementsByKind: summary.statementsByKind,
-          rowsReturned: summary.rowsReturned,
-          rowsAffected: summary.rowsAffected,
-          valuesMasked: summary.valuesMasked,
-          blocked: summary.blocked,
-          held: summary.held,
-          approved: summary.approved,
-          bytesIn: summary.bytesIn,
-          bytesOut: summary.bytesOut,
-          endReason: summary.endReason,
-          recordingId: session.id,
-        });
+        const { startedAt, endedAt, ...counts } = summary;
+        await sessions.close(session.id, { ...counts, durationMs: endedAt.getTime() - startedAt.getTime(), recordingId: session.id });
       },
     };
     return hooks;

@@ -12,7 +12,7 @@ import { listenOn } from "../../listen.js";
 import { holdForDecision } from "../held-decision.js";
 import { classifyCommand, compileShellRules, hasShellRules, type CompiledShellRules } from "../rules/shell-classifier.js";
 import { loadOrCreateHostKey } from "./host-key.js";
-import { SshProxySession, type SshSessionHooks } from "./session.js";
+import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
 import { LiveSessions } from "../live-sessions.js";
@@ -319,17 +319,8 @@ export class SshProxyServer {
         await sessions.close(
           row.id,
           {
+            ...sshCounts(summary),
             durationMs: summary.endedAt.getTime() - summary.startedAt.getTime(),
-            statementsByKind: summary.commandsByKind,
-            rowsReturned: 0,
-            rowsAffected: 0,
-            valuesMasked: 0,
-            blocked: summary.blocked,
-            held: summary.held,
-            approved: summary.approved,
-            bytesIn: summary.bytesIn,
-            bytesOut: summary.bytesOut,
-            endReason: summary.endReason,
             recordingId: row.id,
           },
           { format: "asciicast-v2", channels: recordings.map((r) => ({ channel: r.channel, kind: r.kind, title: r.title, truncated: r.truncated })) },
@@ -361,4 +352,9 @@ export class SshProxyServer {
     })();
     return this.#closing;
   }
+}
+
+/** An SSH session's counts as a SessionSummary: commands by kind; no rows and nothing masked. */
+function sshCounts({ startedAt: _started, endedAt: _ended, commandsByKind, ...counts }: SshSessionSummary) {
+  return { ...counts, statementsByKind: commandsByKind, rowsReturned: 0, rowsAffected: 0, valuesMasked: 0 };
 }

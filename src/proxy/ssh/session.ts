@@ -1,4 +1,5 @@
 import type { Duplex } from "node:stream";
+import type { SessionSummary } from "../../broker/index.js";
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from "ssh2";
 import type { HeldVerdict } from "../held-decision.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
@@ -15,18 +16,12 @@ export interface ChannelRecording {
   truncated: boolean;
 }
 
-export interface SshSessionSummary {
+export type SshSessionSummary = Pick<SessionSummary, "blocked" | "held" | "approved" | "bytesIn" | "bytesOut" | "endReason"> & {
   startedAt: Date;
   endedAt: Date;
   /** Commands that ran, by how they came: `exec`, `shell` (typed lines), `sftp` (file operations). */
   commandsByKind: Record<string, number>;
-  blocked: number;
-  held: number;
-  approved: number;
-  bytesIn: number;
-  bytesOut: number;
-  endReason: string;
-}
+};
 
 /** What the gateway decides about one admitted SSH session (STYLE 2: policy hangs on hooks). */
 export interface SshSessionHooks {
