@@ -342,6 +342,21 @@ export class Broker {
     return row;
   }
 
+  /**
+   * The checks `decide` makes, without deciding: a chat adapter asks before it shows a Deny form
+   * (modal, card) to someone who could not submit it. Returns the pending request.
+   */
+  async checkCanDecide(person: Person, requestId: string): Promise<AccessRequest> {
+    const request = await this.getRequest(requestId);
+    if (request.state !== "pending" || request.timeoutAt.getTime() <= this.clock.now().getTime()) {
+      const state = request.state === "pending" ? "expired" : request.state;
+      throw new RequestNotPending(request.id, state, state === "expired" ? [] : await this.#decidersOf(this.#db, request));
+    }
+    if (request.requesterId === person.id) throw new SelfApproval();
+    if (!(await this.isApprover(request.target, person))) throw new NotAnApprover(request.target);
+    return request;
+  }
+
   async decisionsOf(requestId: string): Promise<(Decision & { approverName: string })[]> {
     const rows = await this.#db
       .select({ decision: decisions, approverName: people.displayName })

@@ -15,9 +15,6 @@ import type { Database } from "../../db/client.js";
 import {
   GrantNotActive,
   NotAllowed,
-  NotAnApprover,
-  RequestNotPending,
-  SelfApproval,
   SessionBroker,
   type Broker,
   type DecideResult,
@@ -184,20 +181,6 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   };
 
 
-  /** The same checks `decide` makes, before a Deny modal is opened for someone who may not decide. */
-  const checkCanDecide = async (person: Person, requestId: string) => {
-    const request = await broker.getRequest(requestId);
-    const now = broker.clock.now();
-    if (request.state !== "pending" || request.timeoutAt.getTime() <= now.getTime()) {
-      const verdict = request.state === "denied" ? "deny" : "approve";
-      const by = request.state === "expired" || request.state === "pending" ? [] : (await broker.decisionsOf(request.id)).filter((d) => d.verdict === verdict);
-      throw new RequestNotPending(request.id, request.state === "pending" ? "expired" : request.state, by.map((d) => d.approverName));
-    }
-    if (request.requesterId === person.id) throw new SelfApproval();
-    if (!(await broker.isApprover(request.target, person))) throw new NotAnApprover(request.target);
-    return request;
-  };
-
   // ---------------------------------------------------------------- the slash command
 
   app.command(config.command, async ({ command, ack }) => {
@@ -243,7 +226,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
       const to = clicker(body);
       try {
         const approver = await identify(body.user.id);
-        const request = await checkCanDecide(approver, action.value ?? "");
+        const request = await broker.checkCanDecide(approver, action.value ?? "");
         // views.open is called at once, not through the outbox: its trigger_id expires in 3 seconds.
         await client.views.open({
           trigger_id: body.trigger_id,

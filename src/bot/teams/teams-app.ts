@@ -16,9 +16,6 @@ import { desc, eq } from "drizzle-orm";
 import {
   GrantNotActive,
   NotAllowed,
-  NotAnApprover,
-  RequestNotPending,
-  SelfApproval,
   SessionBroker,
   StepUpRequired,
   type Broker,
@@ -270,19 +267,6 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     return undefined;
   };
 
-  const checkCanDecide = async (person: Person, requestId: string) => {
-    const request = await broker.getRequest(requestId);
-    const now = broker.clock.now();
-    if (request.state !== "pending" || request.timeoutAt.getTime() <= now.getTime()) {
-      const verdict = request.state === "denied" ? "deny" : "approve";
-      const by = request.state === "expired" || request.state === "pending" ? [] : (await broker.decisionsOf(request.id)).filter((d) => d.verdict === verdict);
-      throw new RequestNotPending(request.id, request.state === "pending" ? "expired" : request.state, by.map((d) => d.approverName));
-    }
-    if (request.requesterId === person.id) throw new SelfApproval();
-    if (!(await broker.isApprover(request.target, person))) throw new NotAnApprover(request.target);
-    return request;
-  };
-
   /** What the card shows everyone now, read from the database. */
   const currentView = async (subject: CardSubject, id: string): Promise<MessageView> => {
     const now = broker.clock.now();
@@ -333,7 +317,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
           notice = await deliverConnection(await broker.decide(person, { requestId: data.id, verdict: "approve" }));
           break;
         case "deny": {
-          await checkCanDecide(person, data.id);
+          await broker.checkCanDecide(person, data.id);
           return cardResponse(denyReasonCard(await currentView("request", data.id), data.id));
         }
         case "deny-confirm": {
