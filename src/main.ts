@@ -66,6 +66,17 @@ async function startProxies(deps: {
   const { config, broker, cluster, redis, logger, onBackgroundError } = deps;
   const sessions = new SessionBroker(broker);
   const cleanups: { name: string; run: () => Promise<void> | void }[] = [];
+  // What both proxies are given.
+  const common = {
+    broker,
+    sessions,
+    events: cluster.events,
+    redis,
+    targets: config.targets,
+    requestCommand: config.slack?.command ?? "/access",
+    oidc: deps.oidc,
+    onError: onBackgroundError,
+  };
   let postgres: Gateway["postgresProxy"];
   if (config.proxy.postgres) {
     await loadSqlParser();
@@ -76,19 +87,7 @@ async function startProxies(deps: {
       : undefined;
     if (timeline) cleanups.push({ name: "statement timeline pool", run: () => timeline.close() });
     const statements = new StatementLog(timeline?.db ?? broker.db, (error) => onBackgroundError(error, "statement outcomes"));
-    const server = new PgProxyServer({
-      broker,
-      sessions,
-      statements,
-      events: cluster.events,
-      redis,
-      redisPrefix: config.redisPrefix,
-      config: config.proxy.postgres,
-      targets: config.targets,
-      requestCommand: config.slack?.command ?? "/access",
-      oidc: deps.oidc,
-      onError: onBackgroundError,
-    });
+    const server = new PgProxyServer({ ...common, statements, redisPrefix: config.redisPrefix, config: config.proxy.postgres });
     const address = await server.listen(deps.options.postgresListen ?? config.proxy.postgres.listen);
     cleanups.push({
       name: "postgres proxy",
@@ -102,18 +101,7 @@ async function startProxies(deps: {
   }
   let ssh: Gateway["sshProxy"];
   if (config.proxy.ssh) {
-    const server = new SshProxyServer({
-      broker,
-      sessions,
-      keys: new SshKeys(broker),
-      events: cluster.events,
-      redis,
-      config: config.proxy.ssh,
-      targets: config.targets,
-      requestCommand: config.slack?.command ?? "/access",
-      oidc: deps.oidc,
-      onError: onBackgroundError,
-    });
+    const server = new SshProxyServer({ ...common, keys: new SshKeys(broker), config: config.proxy.ssh });
     const address = await server.listen(deps.options.sshListen ?? config.proxy.ssh.listen);
     cleanups.push({ name: "ssh proxy", run: () => server.close() });
     ssh = { server, address };
