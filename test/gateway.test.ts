@@ -2,21 +2,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Writable } from "node:stream";
 import { parseConfig } from "../src/config/load.js";
-import { createLogger } from "../src/logger.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { closeRedis, connectRedis } from "../src/jobs/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { capturedLogger } from "./support/logs.js";
 
-const logLines: string[] = [];
-const logSink = new Writable({
-  write(chunk, _encoding, done) {
-    logLines.push(String(chunk));
-    done();
-  },
-});
-const logger = createLogger("info", logSink);
+const { logger, lines: logLines } = capturedLogger("info");
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let gateway: Gateway;

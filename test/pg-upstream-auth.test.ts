@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,20 +9,10 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Person } from "../src/broker/index.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { freePort } from "./support/ports.js";
 
 const run = promisify(execFile);
 const PG_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
-
-/** A free TCP port on the loopback. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function selfSignedCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);

@@ -1,7 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import pg from "pg";
-import { Writable } from "node:stream";
 import { HTTPReceiver, SocketModeReceiver } from "@slack/bolt";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,10 +10,10 @@ import { requestView } from "../src/bot/view-model.js";
 import { parseConfig } from "../src/config/load.js";
 import { accessRequests, chatMessages, decisions } from "../src/db/schema.js";
 import { closeRedis, connectRedis } from "../src/jobs/redis.js";
-import { createLogger } from "../src/logger.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
+import { capturedLogger } from "./support/logs.js";
 
 const SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
 const BOT_TOKEN = "xoxb-test-token";
@@ -29,16 +28,7 @@ const users = [
   { id: "U0BYID", email: "byid@example.com", realName: "ById" },
 ];
 
-const logLines: string[] = [];
-const logger = createLogger(
-  "info",
-  new Writable({
-    write(chunk, _encoding, done) {
-      logLines.push(String(chunk));
-      done();
-    },
-  }),
-);
+const { logger, lines: logLines } = capturedLogger("info");
 
 let fake: FakeSlack;
 let gateway: Gateway;

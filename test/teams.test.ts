@@ -1,11 +1,9 @@
-import { Writable } from "node:stream";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTeamsAuthentication, type TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { chatConversations, decisions } from "../src/db/schema.js";
 import { closeRedis, connectRedis } from "../src/jobs/redis.js";
-import { createLogger } from "../src/logger.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { eventually } from "./support/fake-slack.js";
@@ -20,6 +18,7 @@ import {
   TEAMS_ISSUER,
 } from "./support/fake-bot-connector.js";
 import { teamsActivities } from "./support/teams-activities.js";
+import { capturedLogger } from "./support/logs.js";
 
 const APP_ID = "00000000-0000-4000-8000-00000000b0t1";
 const APP_PASSWORD = "test-app-password";
@@ -34,16 +33,7 @@ const members = [
   { id: "29:other", name: "Other", email: "other@example.com" },
 ];
 
-const logLines: string[] = [];
-const logger = createLogger(
-  "info",
-  new Writable({
-    write(chunk, _encoding, done) {
-      logLines.push(String(chunk));
-      done();
-    },
-  }),
-);
+const { logger, lines: logLines } = capturedLogger("info");
 
 let fake: FakeBotConnector;
 let gateway: Gateway;

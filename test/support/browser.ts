@@ -1,13 +1,12 @@
 import { mkdir } from "node:fs/promises";
-import { createServer } from "node:net";
-import { Writable } from "node:stream";
 import { chromium, type Browser } from "playwright-core";
 import { parseConfig } from "../../src/config/load.js";
 import { demoConfigYaml, type DemoOverrides } from "../../src/demo/demo-config.js";
 import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
-import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
+import { capturedLogger } from "./logs.js";
+import { freePort } from "./ports.js";
 
 /** Where screenshots go (git-ignored). */
 export const ARTIFACTS = "test/artifacts";
@@ -18,19 +17,6 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-}
-
-/** A TCP port nobody listens on right now (the demo's listeners and its connection line need real ports up front). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
   });
 }
 
@@ -57,13 +43,7 @@ export async function startDemoGateway(
   const database = replicaOf ? undefined : await createTestDatabase(label);
   const databaseUrl = replicaOf?.databaseUrl ?? database!.url;
   const prefix = replicaOf?.prefix ?? testPrefix(label);
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      logs.push(String(chunk));
-      done();
-    },
-  });
+  const { logger, lines: logs } = capturedLogger("warn");
   const yaml = demoConfigYaml({
     httpListen: `127.0.0.1:${await freePort()}`,
     proxyListen: `127.0.0.1:${await freePort()}`,
@@ -75,7 +55,7 @@ export async function startDemoGateway(
   });
   let gateway: Gateway;
   try {
-    gateway = await startGateway({ config: parseConfig(yaml, `${label} demo`, {}), logger: createLogger("warn", sink) });
+    gateway = await startGateway({ config: parseConfig(yaml, `${label} demo`, {}), logger });
   } catch (error) {
     await database?.drop();
     throw error;

@@ -1,11 +1,10 @@
-import { Writable } from "node:stream";
 import { parseConfig } from "../../src/config/load.js";
-import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import type { Clock } from "../../src/broker/index.js";
 import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
 import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
+import { capturedLogger } from "./logs.js";
 
 export interface TestGateway {
   gateway: Gateway;
@@ -30,13 +29,7 @@ export interface TestGatewayOptions {
 export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: TestGatewayOptions = {}): Promise<TestGateway> {
   const database = await createTestDatabase(label);
   const prefix = testPrefix(label);
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      logs.push(String(chunk));
-      done();
-    },
-  });
+  const { logger, lines: logs } = capturedLogger("warn");
   const config = parseConfig(`database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${prefix}\n${yaml}`, `${label} test`, {
     DATABASE_URL: database.url,
     REDIS_URL,
@@ -46,7 +39,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
   try {
     gateway = await startGateway({
       config,
-      logger: createLogger("warn", sink),
+      logger,
       httpListen: options.httpListen ?? "127.0.0.1:0",
       postgresListen: options.postgresListen ?? "127.0.0.1:0",
       sshListen: "127.0.0.1:0",

@@ -5,6 +5,7 @@ import Provider, { type Configuration } from "oidc-provider";
 import type { Clock } from "../../src/broker/clock.js";
 import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
 import { startTestGateway, type TestGateway } from "./gateway.js";
+import { freePort } from "./ports.js";
 
 /** A person the test provider knows. */
 export interface TestAccount {
@@ -165,15 +166,6 @@ export async function browse(start: string, maxSteps = 20): Promise<{ url: strin
     return { url, status: response.status, body, cookies: jar };
   }
   throw new Error(`no final page after ${maxSteps} steps (at ${url})`);
-}
-
-/** A TCP port that was free a moment ago (the gateway's redirect URL must name its port before it starts). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

@@ -1,0 +1,17 @@
+import { createServer } from "node:net";
+
+/**
+ * A TCP port on the loopback that nobody listened on a moment ago, for listeners whose port must be
+ * known before they start (an OIDC redirect URL, the demo's connection line, a private sshd).
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
