@@ -15,7 +15,7 @@ import { ChatJobTargets } from "./jobs/chat-targets.js";
 import { DigestJobs } from "./jobs/digest.js";
 import { ExpiryReminders, reminderWorker, withReminders } from "./jobs/reminders.js";
 import { ReviewTimeouts } from "./jobs/review-timeout.js";
-import { closeRedis, connectRedis, connectSubscriber, pingRedis } from "./jobs/redis.js";
+import { closeBullmq, closeRedis, connectRedis, connectSubscriber, pingRedis } from "./jobs/redis.js";
 import { resolveRedis, type ResolvedRedis } from "./jobs/redis-resolver.js";
 import type { Logger } from "./logger.js";
 import type { Redis } from "ioredis";
@@ -209,14 +209,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
     });
 
+    let shuttingDown = false;
     const onBackgroundError = (error: unknown, what: string) => {
       if (connection.status !== "ready" && lastRedisWarning > 0) return; // already reported as an outage
+      // Shutdown quits Redis under queues and workers that may still be starting: their "Connection is closed." is expected then.
+      if (shuttingDown && error instanceof Error && /connection is closed/i.test(error.message)) {
+        logger.debug({ err: error, what }, "background task stopped by shutdown");
+        return;
+      }
       logger.error({ err: error, what }, "background task failed");
     };
-    const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime());
+    const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime(), onBackgroundError);
     cleanups.push({ name: "queues", run: () => scheduler.close() });
     // Expiry reminders ride on the grant-expiry scheduling: extend moves them, revoke drops them.
-    const reminders = new ExpiryReminders(connection, config.redisPrefix, config.defaults.reminderBefore, () => clock.now().getTime());
+    const reminders = new ExpiryReminders(connection, config.redisPrefix, config.defaults.reminderBefore, () => clock.now().getTime(), onBackgroundError);
     cleanups.push({ name: "reminder queue", run: () => reminders.close() });
     const broker = new Broker({ db: storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError });
     await broker.syncTargets();
@@ -283,7 +289,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Teams: reminders into its threads; its digest needs a conversation to go to (none configurable yet).
     if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }));
     const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
-    cleanups.push({ name: "reminder worker", run: () => reminding.close(connection.status !== "ready") });
+    cleanups.push({ name: "reminder worker", run: () => closeBullmq([reminding], connection) });
     const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
     cleanups.push({ name: "digest jobs", run: () => digest.close() });
     await digest.schedule(config.digest.cron, config.digest.timezone);
@@ -383,6 +389,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       close() {
         // Order (STYLE.md 10): chat receivers → proxies (drain) → workers → Redis → database.
         closing ??= (async () => {
+          shuttingDown = true;
           const failures: unknown[] = [];
           for (const cleanup of [...cleanups].reverse()) await step(logger, cleanup.name, cleanup.run, failures);
           if (failures.length > 0) throw new AggregateError(failures, `${failures.length} shutdown step(s) failed`);

@@ -26,9 +26,14 @@ function jitgate(args: string[], env: NodeJS.ProcessEnv = {}, untilStdout?: RegE
     });
     let stdout = "";
     let stderr = "";
+    let signalled = false;
     child.stdout.on("data", (chunk) => {
       stdout += chunk;
-      if (untilStdout && signal && untilStdout.test(stdout)) child.kill(signal);
+      // Once: a second signal is the operator's "stop now", which exits 1 on purpose.
+      if (untilStdout && signal && !signalled && untilStdout.test(stdout)) {
+        signalled = true;
+        child.kill(signal);
+      }
     });
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("error", reject);
@@ -140,6 +145,7 @@ describe("jitgate serve", () => {
     expect(run.stdout).toContain("jitgate is running (configuration: ");
     expect(run.stdout).toMatch(/HTTP\s+http:\/\/127\.0\.0\.1:\d+/);
     expect(run.stdout).toContain("no chat platform (slack: or teams:) is configured");
+    expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
   });
 

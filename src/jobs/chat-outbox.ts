@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { closeBullmq, reportErrors } from "./redis.js";
 
 export const CHAT_OUTBOX = "chat-outbox";
 
@@ -81,15 +82,14 @@ export class ChatOutbox<T> {
   readonly queue: Queue<Stored<T>>;
   readonly #worker: Worker<Stored<T>> | undefined;
   readonly #seal: OutboxSeal;
-  readonly #connectionDown: () => boolean;
+  readonly #connection: unknown;
   #closed = false;
 
   constructor(name: string, options: ChatOutboxOptions<T>) {
     const { connection, prefix } = options;
     this.#seal = options.seal;
-    const client = connection as { status?: unknown };
-    this.#connectionDown = () => typeof client.status === "string" && client.status !== "ready";
-    this.queue = new Queue<Stored<T>>(name, { connection, prefix });
+    this.#connection = connection;
+    this.queue = reportErrors(new Queue<Stored<T>>(name, { connection, prefix }), `${name} queue`, options.onError);
     if (options.worker === false) return;
     this.#worker = new Worker<Stored<T>>(
       name,
@@ -143,10 +143,7 @@ export class ChatOutbox<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const force = this.#connectionDown();
-    const results = await Promise.allSettled([this.#worker?.close(force), this.queue.close()]);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await closeBullmq([this.#worker, this.queue], this.#connection);
   }
 }
 

@@ -1,4 +1,5 @@
 import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { closeBullmq, reportErrors } from "./redis.js";
 import type { Clock } from "../broker/clock.js";
 import { computeDigest, type Digest } from "../broker/digest.js";
 import type { Database } from "../db/client.js";
@@ -34,14 +35,13 @@ export interface DigestJobsOptions {
 export class DigestJobs {
   readonly queue: Queue<DigestJobData>;
   readonly #worker: Worker<DigestJobData> | undefined;
-  readonly #connectionDown: () => boolean;
+  readonly #connection: unknown;
   #closed = false;
 
   constructor(options: DigestJobsOptions) {
     const { connection, prefix } = options;
-    const client = connection as { status?: unknown };
-    this.#connectionDown = () => typeof client.status === "string" && client.status !== "ready";
-    this.queue = new Queue(DAILY_DIGEST, { connection, prefix });
+    this.#connection = connection;
+    this.queue = reportErrors(new Queue(DAILY_DIGEST, { connection, prefix }), `${DAILY_DIGEST} queue`, options.onError);
     if (options.worker === false) return;
     this.#worker = new Worker<DigestJobData>(
       DAILY_DIGEST,
@@ -81,7 +81,8 @@ export class DigestJobs {
 
   /** Waits for `job` to finish, up to `timeoutMs`; false when no worker finished it in time. */
   async waitFor(job: Job<DigestJobData>, connection: ConnectionOptions, prefix: string, timeoutMs: number): Promise<boolean> {
-    const events = new QueueEvents(DAILY_DIGEST, { connection, prefix });
+    // Errors surface through waitUntilReady / waitUntilFinished below; the listener keeps them from killing the process.
+    const events = reportErrors(new QueueEvents(DAILY_DIGEST, { connection, prefix }), `${DAILY_DIGEST} events`, undefined);
     try {
       await events.waitUntilReady();
       await job.waitUntilFinished(events, timeoutMs);
@@ -102,9 +103,7 @@ export class DigestJobs {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const results = await Promise.allSettled([this.#worker?.close(this.#connectionDown()), this.queue.close()]);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await closeBullmq([this.#worker, this.queue], this.#connection);
   }
 }
 

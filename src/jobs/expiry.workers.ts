@@ -1,4 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { closeBullmq } from "./redis.js";
 import { GrantNotFound, RequestNotFound, type Broker } from "../broker/index.js";
 import { GRANT_EXPIRY, REQUEST_TIMEOUT, type GrantExpiryData, type RequestTimeoutData } from "./queues.js";
 
@@ -16,12 +17,11 @@ export interface ExpiryWorkersOptions {
  */
 export class ExpiryWorkers {
   readonly #workers: Worker[];
-  readonly #connectionDown: () => boolean;
+  readonly #connection: unknown;
   #closed = false;
 
   constructor(options: ExpiryWorkersOptions) {
-    const client = options.connection as { status?: unknown };
-    this.#connectionDown = () => typeof client.status === "string" && client.status !== "ready";
+    this.#connection = options.connection;
     const { broker, connection, prefix } = options;
     const expiry = new Worker<GrantExpiryData>(
       GRANT_EXPIRY,
@@ -79,10 +79,6 @@ export class ExpiryWorkers {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    // BullMQ's close() is decided once: with Redis gone, only a forced close can finish.
-    const force = this.#connectionDown();
-    const results = await Promise.allSettled(this.#workers.map((worker) => worker.close(force)));
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await closeBullmq(this.#workers, this.#connection);
   }
 }

@@ -1,4 +1,5 @@
 import { Queue, type ConnectionOptions } from "bullmq";
+import { closeBullmq, reportErrors } from "./redis.js";
 import type { Scheduler } from "../broker/scheduler.js";
 
 export const GRANT_EXPIRY = "grant-expiry";
@@ -23,15 +24,18 @@ const CLEANUP = { removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } }
 export class BullmqScheduler implements Scheduler {
   readonly grantExpiry: Queue<GrantExpiryData>;
   readonly requestTimeout: Queue<RequestTimeoutData>;
+  readonly #connection: unknown;
   #closed = false;
 
   constructor(
     connection: ConnectionOptions,
     prefix: string,
     private readonly now: () => number = Date.now,
+    onError?: (error: unknown, what: string) => void,
   ) {
-    this.grantExpiry = new Queue(GRANT_EXPIRY, { connection, prefix });
-    this.requestTimeout = new Queue(REQUEST_TIMEOUT, { connection, prefix });
+    this.#connection = connection;
+    this.grantExpiry = reportErrors(new Queue(GRANT_EXPIRY, { connection, prefix }), `${GRANT_EXPIRY} queue`, onError);
+    this.requestTimeout = reportErrors(new Queue(REQUEST_TIMEOUT, { connection, prefix }), `${REQUEST_TIMEOUT} queue`, onError);
   }
 
   scheduleGrantExpiry(grantId: string, at: Date): Promise<void> {
@@ -74,9 +78,7 @@ export class BullmqScheduler implements Scheduler {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const results = await Promise.allSettled([this.grantExpiry.close(), this.requestTimeout.close()]);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await closeBullmq([this.grantExpiry, this.requestTimeout], this.#connection);
   }
 }
 

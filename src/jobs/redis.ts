@@ -52,3 +52,44 @@ export async function closeRedis(redis: Redis): Promise<void> {
     redis.disconnect();
   }
 }
+
+type ErrorEmitter = { on(event: "error", listener: (error: Error) => void): unknown };
+
+/**
+ * Gives a BullMQ queue, worker or event stream an 'error' listener. They re-emit their Redis
+ * connection's errors, and an emitter without a listener turns one into an uncaught exception: a
+ * queue still checking its connection when shutdown quits Redis killed the process with
+ * "Connection is closed." and exit 1.
+ */
+export function reportErrors<E extends ErrorEmitter>(emitter: E, what: string, onError: ((error: unknown, what: string) => void) | undefined): E {
+  emitter.on("error", (error) => onError?.(error, what));
+  return emitter;
+}
+
+type BullmqPart = { waitUntilReady(): Promise<unknown>; close(force?: boolean): Promise<void> };
+const READY_BEFORE_CLOSE_MS = 5_000;
+
+/**
+ * Closes BullMQ queues and workers that share `connection`; safe with parts still starting, and goes
+ * on when one fails (the first failure is thrown after all have closed).
+ *
+ * - With Redis up, each part first finishes starting: BullMQ (5.81) closing a shared connection that
+ *   is still starting drops its listeners, and the start's late failure ("Connection is closed." once
+ *   Redis is quit) is then emitted with none, an uncaught exception (a SIGTERM under load exited 1).
+ * - With Redis gone, workers close by force: a polite close would wait for it forever, and a job
+ *   cut short is retried elsewhere.
+ */
+export async function closeBullmq(parts: (BullmqPart | undefined)[], connection: unknown): Promise<void> {
+  const status = (connection as { status?: unknown }).status;
+  const down = typeof status === "string" && status !== "ready";
+  const present = parts.filter((part): part is BullmqPart => part !== undefined);
+  if (!down) await Promise.allSettled(present.map((part) => withDeadline(part.waitUntilReady(), READY_BEFORE_CLOSE_MS)));
+  const results = await Promise.allSettled(present.map((part) => part.close(down)));
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
+}

@@ -1,4 +1,5 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { closeBullmq, reportErrors } from "./redis.js";
 import { GrantNotFound, type Broker, type Scheduler } from "../broker/index.js";
 import type { ChatJobTargets } from "./chat-targets.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";
@@ -19,6 +20,7 @@ const EARLY_TOLERANCE_MS = 1_000;
  */
 export class ExpiryReminders {
   readonly queue: Queue<ExpiryReminderData>;
+  readonly #connection: unknown;
   #closed = false;
 
   constructor(
@@ -26,8 +28,10 @@ export class ExpiryReminders {
     prefix: string,
     readonly reminderBeforeMs: number,
     private readonly now: () => number = Date.now,
+    onError?: (error: unknown, what: string) => void,
   ) {
-    this.queue = new Queue(EXPIRY_REMINDER, { connection, prefix });
+    this.#connection = connection;
+    this.queue = reportErrors(new Queue(EXPIRY_REMINDER, { connection, prefix }), `${EXPIRY_REMINDER} queue`, onError);
   }
 
   /** When the reminder of a grant expiring at `expiresAt` is due; undefined when that is already past. */
@@ -57,7 +61,7 @@ export class ExpiryReminders {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.queue.close();
+    await closeBullmq([this.queue], this.#connection);
   }
 }
 

@@ -1,4 +1,5 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { closeBullmq, reportErrors } from "./redis.js";
 import { RequestNotPending, type Clock, type SessionBroker, type TypedEvents } from "../broker/index.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";
 
@@ -31,7 +32,7 @@ export class ReviewTimeouts {
   readonly #worker: Worker<ReviewTimeoutData> | undefined;
   readonly #sessions: SessionBroker;
   readonly #clock: Clock;
-  readonly #connectionDown: () => boolean;
+  readonly #connection: unknown;
   readonly #detach: (() => void)[] = [];
   #closed = false;
 
@@ -39,9 +40,8 @@ export class ReviewTimeouts {
     const { sessions, connection, prefix } = options;
     this.#sessions = sessions;
     this.#clock = options.clock;
-    const client = connection as { status?: unknown };
-    this.#connectionDown = () => typeof client.status === "string" && client.status !== "ready";
-    this.queue = new Queue(REVIEW_TIMEOUT, { connection, prefix });
+    this.#connection = connection;
+    this.queue = reportErrors(new Queue(REVIEW_TIMEOUT, { connection, prefix }), `${REVIEW_TIMEOUT} queue`, options.onError);
     if (options.worker === false) return;
     this.#worker = new Worker<ReviewTimeoutData>(
       REVIEW_TIMEOUT,
@@ -111,8 +111,6 @@ export class ReviewTimeouts {
     if (this.#closed) return;
     this.#closed = true;
     for (const detach of this.#detach.splice(0)) detach();
-    const results = await Promise.allSettled([this.#worker?.close(this.#connectionDown()), this.queue.close()]);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await closeBullmq([this.#worker, this.queue], this.#connection);
   }
 }
