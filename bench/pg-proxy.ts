@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseConfig } from "../src/config/load.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/infra/logger.js";
 import { startGateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "../test/support/databases.js";
 

@@ -1,6 +1,6 @@
 import type { Broker } from "../src/broker/index.js";
 import { createDemoConsoleAuth } from "../src/bot/console/demo-auth.js";
-import type { HttpServer } from "../src/http/server.js";
+import type { HttpServer } from "../src/infra/web/http-server.js";
 
 /** The console users of the audit page tests: the same people (by email) the seed made requests as. */
 export const AUDIT_TEST_USERS = [

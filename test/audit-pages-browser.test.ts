@@ -3,7 +3,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Storage } from "../src/db/client.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
-import { HttpServer } from "../src/http/server.js";
+import { HttpServer } from "../src/infra/web/http-server.js";
 import { auditTestAuth } from "./audit-pages-auth.js";
 import { seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
 import { testPostgresStorage } from "./support/databases.js";

@@ -9,7 +9,7 @@ import { mountAuditPages } from "../src/http/audit/audit-pages.js";
 import type { AuditSearchRow } from "../src/broker/audit.js";
 import { castText } from "../src/http/audit/cast-text.js";
 import { describeEvent } from "../src/http/audit/event-text.js";
-import { HttpServer } from "../src/http/server.js";
+import { HttpServer } from "../src/infra/web/http-server.js";
 import { MARKUP_STATEMENT, seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
 import { auditTestAuth, loginThroughPicker, type AuditTestUser } from "./audit-pages-auth.js";
 import { startDemoGateway, type DemoGateway } from "./support/browser.js";

@@ -11,7 +11,7 @@ import { viewToPlainText, type MessageView } from "../src/bot/view-model.js";
 import { ConsolePort } from "../src/bot/console/console-port.js";
 import { ConsoleStore, type ConsoleMessage } from "../src/bot/console/console-store.js";
 import type { Storage } from "../src/db/client.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/infra/logger.js";
 import { testPgliteStorage } from "./support/databases.js";
 import { activityText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
 import { FakeSlack, messageText } from "./support/fake-slack.js";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
-import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { capturedLogger } from "./support/logs.js";
 

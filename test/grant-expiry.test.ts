@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GrantSnapshot, Person } from "../src/broker/index.js";
 import type { Storage } from "../src/db/client.js";
-import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { testPostgresStorage, testPrefix } from "./support/databases.js";
 import { brokerConfig } from "./support/fixtures.js";
 import { nextEvent, startReplica, type Replica } from "./support/jobs.js";

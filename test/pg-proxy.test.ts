@@ -268,7 +268,7 @@ describe("COPY, replicas and failures", () => {
     {
       // A second replica on the same database and Redis prefix, without a proxy of its own.
       const { startGateway } = await import("../src/main.js");
-      const { createLogger } = await import("../src/logger.js");
+      const { createLogger } = await import("../src/infra/logger.js");
       const replica = await startGateway({
         config: { ...test.gateway.config, proxy: {} },
         logger: createLogger("silent"),

@@ -5,7 +5,7 @@ import type { Storage } from "../src/db/client.js";
 import { ChatJobTargets } from "../src/jobs/chat-targets.js";
 import { DigestJobs } from "../src/jobs/digest.js";
 import { BullmqScheduler } from "../src/jobs/queues.js";
-import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { ExpiryReminders, reminderWorker, withReminders } from "../src/jobs/reminders.js";
 import { ReviewTimeouts } from "../src/jobs/review-timeout.js";
 import { REDIS_URL, testPostgresStorage, testPrefix } from "./support/databases.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { StepUpRequired } from "../src/broker/errors.js";
 import { errorView } from "../src/bot/commands.js";
 import { linkified, messageHtml } from "../src/bot/render/html.js";
-import { html } from "../src/http/html.js";
+import { html } from "../src/infra/web/html.js";
 
 const text = (parts: ReturnType<typeof linkified>) => html`${parts}`.text;
 

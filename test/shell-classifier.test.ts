@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyCommand, commandSegments, compileShellRules, shellRuleProblem } from "../src/proxy/rules/shell-classifier.js";
+import { classifyCommand, commandSegments, compileShellRules, shellRuleProblem } from "../src/rules/shell-classifier.js";
 
 const rules = compileShellRules({ block: ["rm -rf /", "^mkfs"], review: ["^sudo ", "^systemctl "] });
 const verdict = (line: string) => classifyCommand(line, rules).verdict;

@@ -9,7 +9,7 @@ import { escapeMrkdwn, toBlockKit } from "../src/bot/render/block-kit.js";
 import { requestView } from "../src/bot/view-model.js";
 import { parseConfig } from "../src/config/load.js";
 import { accessRequests, chatMessages, decisions } from "../src/db/schema.js";
-import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";

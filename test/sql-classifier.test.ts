@@ -11,7 +11,7 @@ import {
   type ClassifiedStatement,
   type RuleSet,
   type StatementKind,
-} from "../src/proxy/rules/sql-classifier.js";
+} from "../src/rules/sql-classifier.js";
 
 beforeAll(async () => {
   await loadSqlParser();
@@ -495,7 +495,7 @@ describe("compileRules", () => {
 describe("parser loading", () => {
   it("refuses to classify before the parser is loaded, instead of blocking everything", async () => {
     vi.resetModules();
-    const fresh = await import("../src/proxy/rules/sql-classifier.js");
+    const fresh = await import("../src/rules/sql-classifier.js");
     const rules = fresh.compileRules(EVERY_BUILTIN);
     expect(() => fresh.classifySql("SELECT 1", rules)).toThrow(/loadSqlParser/);
     await Promise.all([fresh.loadSqlParser(), fresh.loadSqlParser()]);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTeamsAuthentication, type TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { chatConversations, decisions } from "../src/db/schema.js";
-import { closeRedis, connectRedis } from "../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { eventually } from "./support/fake-slack.js";

@@ -1,8 +1,8 @@
 import type { ConnectionOptions } from "bullmq";
 import type { Broker, DecideResult, TypedEvents } from "../broker/index.js";
 import type { Database } from "../db/client.js";
-import { CHAT_OUTBOX, ChatOutbox, OutboxSeal } from "../jobs/chat-outbox.js";
-import type { Logger } from "../logger.js";
+import { CHAT_OUTBOX, ChatOutbox, OutboxSeal } from "./chat-outbox.js";
+import type { Logger } from "../infra/logger.js";
 import { ChatDeliverer, type ChatDelivery } from "./chat-delivery.js";
 import type { ChatPort } from "./chat-port.js";
 import { RequestRenderer } from "./request-renderer.js";

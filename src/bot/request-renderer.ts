@@ -1,5 +1,5 @@
 import type { Broker, BrokerEventName, BrokerEvents, RequestSnapshot, TypedEvents } from "../broker/index.js";
-import { outboxJobId, type EnqueueOptions } from "../jobs/chat-outbox.js";
+import { outboxJobId, type EnqueueOptions } from "./chat-outbox.js";
 import type { ChatDelivery } from "./chat-delivery.js";
 import { createHash } from "node:crypto";
 import type { ChatPlatform } from "./chat-port.js";

@@ -1,7 +1,7 @@
 import type { Broker } from "../broker/index.js";
 import type { Digest } from "../broker/digest.js";
 import type { ChatJobTarget } from "../jobs/chat-targets.js";
-import { outboxJobId, type EnqueueOptions } from "../jobs/chat-outbox.js";
+import { outboxJobId, type EnqueueOptions } from "./chat-outbox.js";
 import type { ChatDelivery } from "./chat-delivery.js";
 import type { ChatPlatform } from "./chat-port.js";
 import { threadRequestOf } from "./request-state.js";

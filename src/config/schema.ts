@@ -2,8 +2,8 @@ import { z } from "zod";
 import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./duration.js";
 // Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
-import { sqlRuleProblem } from "../proxy/rules/sql-classifier.js";
-import { shellRuleProblem } from "../proxy/rules/shell-classifier.js";
+import { sqlRuleProblem } from "../rules/sql-classifier.js";
+import { shellRuleProblem } from "../rules/shell-classifier.js";
 
 /** `30m`, `2h`, `1d` → milliseconds; the message names what was wrong. */
 const duration = z.string().transform((text, ctx) => {

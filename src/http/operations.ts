@@ -3,7 +3,7 @@ import { and, eq, gt, isNull, sql } from "drizzle-orm";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Database } from "../db/client.js";
 import { accessRequests, grants, sessions } from "../db/schema.js";
-import { sendJson, type HttpServer } from "./server.js";
+import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 
 export interface Check {
   name: string;

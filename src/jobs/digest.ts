@@ -1,5 +1,5 @@
 import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from "bullmq";
-import { closeBullmq, reportErrors } from "./redis.js";
+import { closeBullmq, reportErrors } from "../infra/redis.js";
 import type { Clock } from "../broker/clock.js";
 import { computeDigest, type Digest } from "../broker/digest.js";
 import type { Database } from "../db/client.js";

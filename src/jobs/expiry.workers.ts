@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
-import { closeBullmq } from "./redis.js";
+import { closeBullmq } from "../infra/redis.js";
 import { GrantNotFound, RequestNotFound, type Broker } from "../broker/index.js";
 import { GRANT_EXPIRY, REQUEST_TIMEOUT, type GrantExpiryData, type RequestTimeoutData } from "./queues.js";
 

@@ -1,5 +1,5 @@
 import { Queue, type ConnectionOptions } from "bullmq";
-import { closeBullmq, reportErrors } from "./redis.js";
+import { closeBullmq, reportErrors } from "../infra/redis.js";
 import type { Scheduler } from "../broker/scheduler.js";
 
 export const GRANT_EXPIRY = "grant-expiry";

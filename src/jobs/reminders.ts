@@ -1,5 +1,5 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
-import { closeBullmq, reportErrors } from "./redis.js";
+import { closeBullmq, reportErrors } from "../infra/redis.js";
 import { GrantNotFound, type Broker, type Scheduler } from "../broker/index.js";
 import type { ChatJobTargets } from "./chat-targets.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";

@@ -1,5 +1,5 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
-import { closeBullmq, reportErrors } from "./redis.js";
+import { closeBullmq, reportErrors } from "../infra/redis.js";
 import { RequestNotPending, type Clock, type SessionBroker, type TypedEvents } from "../broker/index.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";
 

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
 import type { Broker } from "../broker/index.js";
-import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../http/console-auth.js";
-import { html, page, sendHtml } from "../http/html.js";
+import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../infra/web/console-auth.js";
+import { html, page, sendHtml } from "../infra/web/html.js";
 import { finishAuthorization, startAuthorization, type PendingLogin } from "./authorization.js";
 import type { OidcVerifier } from "./verifier.js";
 

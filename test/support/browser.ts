@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { chromium, type Browser } from "playwright-core";
 import { parseConfig } from "../../src/config/load.js";
 import { demoConfigYaml, type DemoOverrides } from "../../src/demo/demo-config.js";
-import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../../src/infra/redis.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
 import { capturedLogger } from "./logs.js";

@@ -2,7 +2,7 @@ import { parseConfig } from "../../src/config/load.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import type { Clock } from "../../src/broker/index.js";
 import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
-import { closeRedis, connectRedis } from "../../src/jobs/redis.js";
+import { closeRedis, connectRedis } from "../../src/infra/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
 import { capturedLogger } from "./logs.js";
 

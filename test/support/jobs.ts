@@ -5,7 +5,7 @@ import type { Storage } from "../../src/db/client.js";
 import { ExpiryWorkers } from "../../src/jobs/expiry.workers.js";
 import { BullmqScheduler } from "../../src/jobs/queues.js";
 import { Reconciler } from "../../src/jobs/reconciler.js";
-import { closeRedis, connectRedis, connectSubscriber } from "../../src/jobs/redis.js";
+import { closeRedis, connectRedis, connectSubscriber } from "../../src/infra/redis.js";
 
 export interface Replica {
   broker: Broker;

@@ -1,5 +1,5 @@
-import type { ConsoleViewer } from "../../http/console-auth.js";
-import { html, page, raw, type Html } from "../../http/html.js";
+import type { ConsoleViewer } from "../../infra/web/console-auth.js";
+import { html, page, raw, type Html } from "../../infra/web/html.js";
 import { messageHtml, type HtmlFormOptions } from "../render/html.js";
 import type { ConsoleMessage, ConsoleThread } from "./console-store.js";
 

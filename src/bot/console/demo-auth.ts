@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Broker, Person } from "../../broker/index.js";
-import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../../http/console-auth.js";
-import { html, page, sendHtml } from "../../http/html.js";
-import type { HttpServer } from "../../http/server.js";
+import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../../infra/web/console-auth.js";
+import { html, page, sendHtml } from "../../infra/web/html.js";
+import type { HttpServer } from "../../infra/web/http-server.js";
 import type { ConsoleUser } from "./console-port.js";
 import { cookieHeader, csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
 

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { cookieOf } from "../../http/console-auth.js";
+import { cookieOf } from "../../infra/web/console-auth.js";
 
 /**
  * Form posts of the console and its login picker: the body, and the CSRF check.

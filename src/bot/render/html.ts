@@ -1,4 +1,4 @@
-import { html, type Html } from "../../http/html.js";
+import { html, type Html } from "../../infra/web/html.js";
 import type { ButtonView, MessageView } from "../view-model.js";
 
 /**

@@ -21,9 +21,9 @@ import {
   type Person,
   type TypedEvents,
 } from "../../broker/index.js";
-import type { HttpServer } from "../../http/server.js";
-import { CHAT_OUTBOX, outboxJobId } from "../../jobs/chat-outbox.js";
-import type { Logger } from "../../logger.js";
+import type { HttpServer } from "../../infra/web/http-server.js";
+import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
+import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import { SLACK_ACTION_IDS } from "../render/block-kit.js";

@@ -1,7 +1,7 @@
 import type { AuditSearchRow } from "../../broker/audit.js";
 import type { HeldOutcome } from "../../broker/audit-queries.js";
 import { formatDuration } from "../../config/duration.js";
-import { html, type Html } from "../html.js";
+import { html, type Html } from "../../infra/web/html.js";
 
 /** Times on the audit pages are UTC, to the second, in a <time> carrying the exact instant. */
 export function utc(date: Date | null | undefined): Html {

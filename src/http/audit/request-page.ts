@@ -1,6 +1,6 @@
 import type { HeldOutcome, RequestTimeline } from "../../broker/audit-queries.js";
 import { formatDuration } from "../../config/duration.js";
-import { html, type Html } from "../html.js";
+import { html, type Html } from "../../infra/web/html.js";
 import { actorName, chainMark, describeEvent, heldOutcomeText, sessionLink, utc } from "./event-text.js";
 
 /** A request's page: what was asked, then everything that happened under it, in the chain's order. */

@@ -1,5 +1,5 @@
 import type { AuditSearchRow } from "../../broker/audit.js";
-import { html, type Html } from "../html.js";
+import { html, type Html } from "../../infra/web/html.js";
 import { actorName, chainMark, describeEvent, requestLink, sessionLink, utc } from "./event-text.js";
 
 /** What the search form asks for, as typed (so the form shows it back, errors included). */

@@ -1,6 +1,6 @@
 import type { HeldOutcome, SessionDetail, StatementRow } from "../../broker/audit-queries.js";
 import { formatDuration } from "../../config/duration.js";
-import { html, type Html } from "../html.js";
+import { html, type Html } from "../../infra/web/html.js";
 import { actorName, chainMark, describeEvent, heldOutcomeText, requestLink, utc } from "./event-text.js";
 
 export function castHref(sessionId: string, channel: number): string {

@@ -10,7 +10,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../rules/sql-classifier.js";
+import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -21,7 +21,7 @@ import {
   type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
-import { listenOn } from "../../listen.js";
+import { listenOn } from "../../infra/listen.js";
 import { OidcError } from "../../oidc/errors.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { LiveSessions } from "../live-sessions.js";

@@ -3,7 +3,7 @@ import type { SessionSummary } from "../../broker/index.js";
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from "ssh2";
 import type { HeldVerdict } from "../held-decision.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
-import type { ClassifiedCommand } from "../rules/shell-classifier.js";
+import type { ClassifiedCommand } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
 import { SftpAudit, SftpProtocolError, type SftpOperation } from "./sftp-audit.js";
 

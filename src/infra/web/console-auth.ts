@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Person } from "../broker/index.js";
+import type { Person } from "../../broker/index.js";
 
 /** Who is looking at a console or audit page. */
 export interface ConsoleViewer {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
-import { closeBullmq, reportErrors } from "./redis.js";
+import { closeBullmq, reportErrors } from "../infra/redis.js";
 
 export const CHAT_OUTBOX = "chat-outbox";
 
