@@ -1,19 +1,29 @@
 import type { TypedEvents } from "../broker/events.js";
 
-/** What a proxy session offers the registry: ending with its grant, and telling when it is gone. */
+/** Why the gateway ends a live session. */
+export type EndReason = "expired" | "revoked" | "shutdown";
+
+/** What a protocol engine's session offers the registry: ending it, and telling when it is gone. */
 export interface LiveSession {
-  terminate(reason: "expired" | "revoked" | "shutdown"): void;
-  extendTo(at: Date): void;
+  terminate(reason: EndReason): void;
   readonly closed: Promise<void>;
+}
+
+/** What admission binds under a grant: it ends with the grant and moves with its extension. */
+export interface GrantBinding {
+  terminate(reason: "expired" | "revoked"): void;
+  extendTo(at: Date): void;
 }
 
 /**
  * The sessions one proxy holds, by grant: a grant that expires, is revoked or is extended on any
  * replica reaches its sessions here; shutdown drains them. Shared by the PostgreSQL and SSH proxies.
+ * Protocol sessions are tracked from the moment they exist (shutdown ends them); admission binds
+ * each admitted session under its grant.
  */
 export class LiveSessions<T extends LiveSession> {
   readonly #all = new Set<T>();
-  readonly #byGrant = new Map<string, Set<T>>();
+  readonly #byGrant = new Map<string, Set<GrantBinding>>();
   readonly #detach: (() => void)[];
 
   constructor(events: TypedEvents) {
@@ -38,19 +48,19 @@ export class LiveSessions<T extends LiveSession> {
     void session.closed.then(() => this.#all.delete(session));
   }
 
-  /** Puts a tracked session under its grant; the returned function takes it out again. */
-  bind(grantId: string, session: T): () => void {
-    const set = this.#byGrant.get(grantId) ?? new Set<T>();
-    set.add(session);
+  /** Puts an admitted session under its grant; the returned function takes it out again. */
+  bind(grantId: string, binding: GrantBinding): () => void {
+    const set = this.#byGrant.get(grantId) ?? new Set<GrantBinding>();
+    set.add(binding);
     this.#byGrant.set(grantId, set);
     return () => {
-      set.delete(session);
+      set.delete(binding);
       if (set.size === 0 && this.#byGrant.get(grantId) === set) this.#byGrant.delete(grantId);
     };
   }
 
-  #each(grantId: string, act: (session: T) => void): void {
-    for (const session of this.#byGrant.get(grantId) ?? []) act(session);
+  #each(grantId: string, act: (binding: GrantBinding) => void): void {
+    for (const binding of this.#byGrant.get(grantId) ?? []) act(binding);
   }
 
   /** Stops following grant events, lets sessions end for `graceMs`, then ends the rest. */

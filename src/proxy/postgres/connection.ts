@@ -17,6 +17,7 @@ import {
 import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
+import type { EndReason } from "../live-sessions.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
 export class ProxyRefusal extends Error {
@@ -59,7 +60,11 @@ export interface RowMasker {
 /** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
 export interface SessionHooks {
   upstream: UpstreamTarget;
-  expiresAt: Date;
+  /**
+   * Hands the gateway the way to end this session (FATAL 57P01) once it can be ended: from then on
+   * it ends with its grant, at once if the grant ended during admission.
+   */
+  attach(end: (reason: EndReason) => void): void;
   classify(sql: string): ClassifiedStatement[];
   /** Records statements before they are forwarded; a rejection refuses them (fail closed). */
   onStatements(statements: StatementStart[]): Promise<void>;
@@ -138,7 +143,6 @@ export class PgProxyConnection {
   #user = "";
   #session: SessionHooks | undefined;
   #upstream: UpstreamSession | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
   #resolveClosed: (() => void) | undefined;
   readonly #statements = new Map<string, ClassifiedStatement>();
@@ -187,10 +191,6 @@ export class PgProxyConnection {
       this.#resolveClosed = resolve;
       if (this.#state === "closed" && !this.#session) resolve();
     }));
-  }
-
-  get grantExpiresAt(): Date | undefined {
-    return this.#session?.expiresAt;
   }
 
   #attachClient(socket: Socket | TLSSocket): void {
@@ -346,6 +346,10 @@ export class PgProxyConnection {
   async #admit(admit: () => Promise<SessionHooks>): Promise<void> {
     const session = await admit();
     this.#session = session;
+    // The client may have gone, or the grant ended, while admission ran: then only the record closes.
+    if (this.#isClosed()) return this.#finishSession(this.#summary.endReason);
+    session.attach((reason) => this.terminate(reason));
+    if (this.#isClosed()) return;
     const passThrough: Record<string, string> = {};
     for (const key of ["application_name", "client_encoding", "DateStyle", "TimeZone", "options", "search_path"]) {
       const value = this.#startupParams[key];
@@ -358,6 +362,10 @@ export class PgProxyConnection {
       await this.#finishSession("error");
       throw new ProxyRefusal("08006", `jitgate could not reach the target: ${(error as Error).message}`);
     }
+    if (this.#isClosed()) {
+      upstream.socket.destroy();
+      return;
+    }
     this.#upstream = upstream;
     const key = this.hooks.newCancelKey();
     await session.registerCancelKey(key, {
@@ -366,6 +374,7 @@ export class PgProxyConnection {
       processId: upstream.processId,
       secretKey: upstream.secretKey,
     });
+    if (this.#isClosed()) return;
     upstream.socket.on("data", (chunk: Buffer) => this.#onUpstreamData(chunk));
     upstream.socket.on("error", () => this.#end("upstream"));
     upstream.socket.on("close", () => this.#end("upstream"));
@@ -373,10 +382,14 @@ export class PgProxyConnection {
     this.#client.write(backend.backendKeyData(key.processId, key.secretKey));
     this.#client.write(backend.readyForQuery("I"));
     this.#state = "ready";
-    this.#armExpiry(session.expiresAt);
   }
 
   #startupParams: Record<string, string> = {};
+
+  // A method, not a comparison: the state changes under awaits that TypeScript's narrowing cannot see.
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
 
   // ------------------------------------------------------------------ relay: client → upstream
 
@@ -635,24 +648,8 @@ export class PgProxyConnection {
 
   // ------------------------------------------------------------------ ending
 
-  #armExpiry(at: Date): void {
-    clearTimeout(this.#expiryTimer);
-    const delay = Math.min(Math.max(0, at.getTime() - Date.now()), 2 ** 31 - 1);
-    this.#expiryTimer = setTimeout(() => {
-      if (this.#session && this.#session.expiresAt.getTime() > Date.now() + 5) this.#armExpiry(this.#session.expiresAt);
-      else this.terminate("expired");
-    }, delay);
-  }
-
-  /** The grant's end moved (extend): re-arm the session's own timer. */
-  extendTo(at: Date): void {
-    if (!this.#session) return;
-    this.#session.expiresAt = at;
-    this.#armExpiry(at);
-  }
-
   /** Ends the session because its grant ended: FATAL 57P01 to the client, both sockets closed. */
-  terminate(reason: "expired" | "revoked" | "shutdown"): void {
+  terminate(reason: EndReason): void {
     if (this.#state === "closed") return;
     const message =
       reason === "expired" ? "access grant expired" : reason === "revoked" ? "access grant revoked" : "jitgate is shutting down";
@@ -669,7 +666,6 @@ export class PgProxyConnection {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#summary.endReason = reason;
-    clearTimeout(this.#expiryTimer);
     this.#upstream?.socket.destroy();
     if (!this.#client.destroyed) {
       this.#client.end();

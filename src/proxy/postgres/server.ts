@@ -3,9 +3,8 @@ import { readFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { Redis } from "ioredis";
-import type { Broker } from "../../broker/broker.js";
-import { BrokerError, NoLiveGrant } from "../../broker/errors.js";
-import type { TypedEvents } from "../../broker/events.js";
+import type { Broker, Grant } from "../../broker/broker.js";
+import type { SessionSnapshot, TypedEvents } from "../../broker/events.js";
 import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
@@ -22,9 +21,8 @@ import {
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { listenOn } from "../../infra/listen.js";
-import { OidcError } from "../../oidc/errors.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
-import { LiveSessions } from "../live-sessions.js";
+import { Admission, type RefusalCode } from "../admission.js";
 import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 
 export interface PgProxyOptions {
@@ -42,7 +40,21 @@ export interface PgProxyOptions {
   /** Checks ID tokens from the user `oidc` (absent when `oidc:` is not configured). */
   oidc?: OidcVerifier | undefined;
   onError?: (error: unknown, where: string) => void;
+  /** Test hook: runs between opening a session's record and binding it under its grant (see Admission). */
+  onOpened?: (session: SessionSnapshot) => Promise<void> | void;
 }
+
+/** How each refusal reads as a SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
+const SQLSTATE: Record<RefusalCode, string> = {
+  unknown_target: "3D000",
+  no_live_grant: "28000",
+  bad_credential: "28000",
+  not_allowed: "28000",
+  unavailable: "57P03",
+  grant_ended: "57P01",
+  target_unreachable: "08006",
+  internal: "XX000",
+};
 
 /** The user name under which a client presents an OIDC ID token as its password. */
 export const OIDC_LOGIN = "oidc";
@@ -84,7 +96,7 @@ function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): C
 export class PgProxyServer {
   readonly #server: Server;
   readonly #targets = new Map<string, TargetRuntime>();
-  readonly #live: LiveSessions<PgProxyConnection>;
+  readonly #admission: Admission<TargetRuntime, PgProxyConnection>;
   readonly #secureContext: SecureContext | undefined;
   #closing: Promise<void> | undefined;
 
@@ -107,11 +119,22 @@ export class PgProxyServer {
       });
     }
     this.#server = createServer((socket) => this.#accept(socket));
-    this.#live = new LiveSessions(options.events);
+    this.#admission = new Admission({
+      protocol: "postgres",
+      broker: options.broker,
+      sessions: options.sessions,
+      events: options.events,
+      redis: options.redis,
+      targets: this.#targets,
+      requestCommand: options.requestCommand,
+      oidc: options.oidc,
+      onError: options.onError,
+      onOpened: options.onOpened,
+    });
   }
 
   get connections(): number {
-    return this.#live.size;
+    return this.#admission.live.size;
   }
 
   listen(address: string): Promise<AddressInfo> {
@@ -124,22 +147,21 @@ export class PgProxyServer {
       return;
     }
     socket.on("error", () => {});
-    // The hooks need the connection (to end it with its grant); it exists before any hook runs.
-    let connection: PgProxyConnection | undefined;
-    connection = new PgProxyConnection(socket, this.#hooks(() => connection!), {
+    const connection = new PgProxyConnection(socket, this.#hooks(), {
       maxMessageLength: this.options.config.maxMessageSize,
       secureContext: this.#secureContext,
       onError: (error) => this.options.onError?.(error, "postgres proxy connection"),
     });
-    this.#live.track(connection);
+    this.#admission.live.track(connection);
   }
 
   #cancelKey(processId: number, secretKey: number): string {
     return `${this.options.redisPrefix}:pg-cancel:${processId}:${secretKey}`;
   }
 
-  #hooks(connection: () => PgProxyConnection): ConnectionHooks {
-    const { broker, redis } = this.options;
+  #hooks(): ConnectionHooks {
+    const { redis } = this.options;
+    const admission = this.#admission;
     return {
       newCancelKey: () => ({ processId: randomBytes(4).readInt32BE(0) & 0x7fffffff, secretKey: randomBytes(4).readInt32BE(0) }),
       onCancel: async (processId, secretKey) => {
@@ -148,89 +170,50 @@ export class PgProxyServer {
         const target = JSON.parse(stored) as { host: string; port: number; processId: number; secretKey: number };
         await cancelUpstream(target, target.processId, target.secretKey);
       },
-      onStartup: async ({ user, database, clientAddress, tls }) => {
-        const runtime = this.#targets.get(database);
-        if (!runtime) {
-          throw new ProxyRefusal("3D000", `target "${database}" does not exist`, `list the targets with: ${this.#command} targets`);
-        }
-        // Fail closed: without Redis, expiry and revocation could not reach this session.
-        if (redis.status !== "ready") throw new ProxyRefusal("57P03", "jitgate cannot check grants right now; try again shortly");
-        if (user === OIDC_LOGIN) return this.#oidcPlan(runtime, database, clientAddress, tls, connection);
-        let credential;
-        try {
-          credential = await broker.liveCredential(user, database);
-        } catch (error) {
-          if (error instanceof NoLiveGrant) {
-            throw new ProxyRefusal(
-              "28000",
-              `no live access grant for "${user}" on ${database}`,
-              `request one with: ${this.#command} request ${database} <duration> <reason>`,
-            );
-          }
-          throw new ProxyRefusal("57P03", "jitgate cannot check grants right now; try again shortly");
-        }
-        return {
-          verifier: credential.verifier,
-          admit: () => this.#admit(runtime, credential.grant.id, clientAddress, connection()),
-        };
-      },
+      onStartup: ({ user, database, clientAddress, tls }) =>
+        this.#refusing(async () => {
+          const runtime = admission.target(database);
+          if (user === OIDC_LOGIN) return this.#oidcPlan(runtime, database, clientAddress, tls);
+          const { grant, verifier } = await admission.grantOfLogin(user, database);
+          return { verifier, admit: () => this.#refusing(() => this.#admit(runtime, grant, clientAddress)) };
+        }),
     };
   }
 
-  get #command(): string {
-    return this.options.requestCommand ?? "/access";
+  /** Runs a step of admission; what it refuses reaches the client as a FATAL ErrorResponse. */
+  async #refusing<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (error) {
+      const refusal = this.#admission.refusalFor(error);
+      if (refusal.code === "internal") throw error;
+      throw new ProxyRefusal(SQLSTATE[refusal.code], refusal.message, refusal.hint);
+    }
   }
 
   /**
-   * The user `oidc` sends an ID token as a cleartext password; it is verified here and its verified
-   * email must be the person of a live grant on the target. A token is a bearer secret: it is only
-   * taken over TLS, or from a client on the same machine.
+   * The user `oidc` sends an ID token as a cleartext password; it is verified by admission and its
+   * verified email must be the person of a live grant on the target. A token is a bearer secret: it
+   * is only taken over TLS, or from a client on the same machine.
    */
-  #oidcPlan(runtime: TargetRuntime, database: string, clientAddress: string | null, tls: boolean, connection: () => PgProxyConnection): StartupPlan {
-    const verifier = this.options.oidc;
-    if (!verifier) throw new ProxyRefusal("28000", "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant");
+  #oidcPlan(runtime: TargetRuntime, database: string, clientAddress: string | null, tls: boolean): StartupPlan {
+    this.#admission.requireOidc();
     if (!tls && !isLoopback(clientAddress)) {
       throw new ProxyRefusal("28000", "an ID token is only accepted over TLS: connect with sslmode=require", "jitgate connect prints a ready command");
     }
     return {
-      checkPassword: async (token) => {
-        let person;
-        try {
-          ({ person } = await verifier.identify(this.options.broker, token));
-        } catch (error) {
-          if (error instanceof OidcError && error.code !== "oidc_provider_unreachable") throw new ProxyRefusal("28000", error.message);
-          this.options.onError?.(error, "verify ID token");
-          throw new ProxyRefusal("57P03", "jitgate cannot check ID tokens right now; try again shortly");
-        }
-        let grant;
-        try {
-          grant = await this.options.broker.liveGrantOf(person, database);
-        } catch (error) {
-          if (!(error instanceof NoLiveGrant)) throw error;
-          throw new ProxyRefusal(
-            "28000",
-            `no live access grant for "${person.email ?? person.displayName}" on ${database}`,
-            `request one with: ${this.#command} request ${database} <duration> <reason>`,
-          );
-        }
-        return { admit: () => this.#admit(runtime, grant.id, clientAddress, connection()) };
-      },
+      checkPassword: (token) =>
+        this.#refusing(async () => {
+          const grant = await this.#admission.grantOfIdToken(database, token);
+          return { admit: () => this.#refusing(() => this.#admit(runtime, grant, clientAddress)) };
+        }),
     };
   }
 
-  async #admit(runtime: TargetRuntime, grantId: string, clientAddress: string | null, connection: PgProxyConnection): Promise<SessionHooks> {
+  async #admit(runtime: TargetRuntime, grant: Grant, clientAddress: string | null): Promise<SessionHooks> {
     const { sessions, statements, redis } = this.options;
-    let opened;
-    try {
-      opened = await sessions.open({ grantId, protocol: "postgres", clientAddress });
-    } catch (error) {
-      if (error instanceof BrokerError) throw new ProxyRefusal("28000", error.message);
-      this.options.onError?.(error, "open session");
-      throw new ProxyRefusal("57P03", "jitgate cannot record this session right now, so it is refused");
-    }
-    const { session, snapshot } = opened;
-    const grant = await this.options.broker.getGrant(grantId);
-    const unbind = this.#live.bind(grantId, connection);
+    const admitted = await this.#admission.open(grant, clientAddress);
+    const { session, snapshot } = admitted;
     let cancelKey: string | undefined;
     const self = this;
     const masking = runtime.masking;
@@ -238,7 +221,7 @@ export class PgProxyServer {
 
     const hooks: SessionHooks = {
       upstream: parseUpstreamUrl(runtime.config.upstream),
-      expiresAt: grant.expiresAt,
+      attach: (end) => admitted.attach(end),
       classify(sql) {
         // Built-in rules look at the statement's structure, never at a number's value, so
         // `… WHERE aid = 17` and `… WHERE aid = 42` share a cache entry. That is only done for
@@ -290,11 +273,10 @@ export class PgProxyServer {
         await redis.set(cancelKey, JSON.stringify(upstream), "EX", 7 * 24 * 3600);
       },
       onClose: async (summary: ConnectionSummary) => {
-        unbind();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
         const { startedAt, endedAt, ...counts } = summary;
-        await sessions.close(session.id, { ...counts, durationMs: endedAt.getTime() - startedAt.getTime(), recordingId: session.id });
+        await admitted.close({ ...counts, durationMs: endedAt.getTime() - startedAt.getTime(), recordingId: session.id });
       },
     };
     return hooks;
@@ -313,7 +295,7 @@ export class PgProxyServer {
     this.#closing ??= (async () => {
       // net.Server#close stops accepting at once, but calls back only when every connection is gone.
       const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      await this.#live.drain(graceMs);
+      await this.#admission.live.drain(graceMs);
       await stopped;
     })();
     return this.#closing;

@@ -2,8 +2,7 @@ import type { AddressInfo, Server } from "node:net";
 import type { Redis } from "ioredis";
 import ssh2, { type AuthContext, type Client, type Connection } from "ssh2";
 import type { Broker, Grant } from "../../broker/broker.js";
-import { BrokerError, InvalidCredential, NoLiveGrant } from "../../broker/errors.js";
-import type { TypedEvents } from "../../broker/events.js";
+import type { SessionSnapshot, TypedEvents } from "../../broker/events.js";
 import type { SessionBroker } from "../../broker/sessions.js";
 import type { SshKeys } from "../../broker/ssh-keys.js";
 import type { Config, SshTargetConfig } from "../../config/schema.js";
@@ -15,8 +14,7 @@ import { loadOrCreateHostKey } from "./host-key.js";
 import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
-import { LiveSessions } from "../live-sessions.js";
-import { OidcError } from "../../oidc/errors.js";
+import { Admission, AdmissionRefused, type Refusal } from "../admission.js";
 import { looksLikeJwt, type OidcVerifier } from "../../oidc/verifier.js";
 
 export interface SshProxyOptions {
@@ -35,6 +33,8 @@ export interface SshProxyOptions {
   /** Checks a password shaped like a JWT as an OIDC ID token (absent when `oidc:` is not configured). */
   oidc?: OidcVerifier | undefined;
   onError?: (error: unknown, where: string) => void;
+  /** Test hook: runs between opening a session's record and binding it under its grant (see Admission). */
+  onOpened?: (session: SessionSnapshot) => Promise<void> | void;
 }
 
 interface TargetRuntime {
@@ -43,8 +43,10 @@ interface TargetRuntime {
   upstream: UpstreamTarget;
 }
 
-/** A refusal at login: the user sees `message` (a userauth banner), then "Permission denied". */
-class LoginRefusal extends Error {}
+/** A refusal at login reads as a userauth banner (RFC 4252 §5.4); the client then says "Permission denied". */
+const bannerText = (refusal: Refusal) => `jitgate: ${refusal.message}${refusal.hint ? `; ${refusal.hint}` : ""}`;
+
+const LOGIN_METHODS: AuthContext["method"][] = ["publickey", "keyboard-interactive", "password"];
 
 const MAX_PASSWORD_ATTEMPTS = 3;
 
@@ -65,7 +67,7 @@ export const PROXY_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"
 export class SshProxyServer {
   readonly #server: ssh2.Server;
   readonly #targets = new Map<string, TargetRuntime>();
-  readonly #live: LiveSessions<SshProxySession>;
+  readonly #admission: Admission<TargetRuntime, SshProxySession>;
   readonly #connections = new Set<Connection>();
   readonly hostKeyFingerprint: string;
   #closing: Promise<void> | undefined;
@@ -81,20 +83,28 @@ export class SshProxyServer {
       { hostKeys: [hostKey.privateKey], ident: "jitgate", algorithms: { cipher: PROXY_CIPHERS as never } },
       (client, info) => this.#accept(client, info.ip),
     );
-    this.#live = new LiveSessions(options.events);
+    this.#admission = new Admission({
+      protocol: "ssh",
+      broker: options.broker,
+      sessions: options.sessions,
+      keys: options.keys,
+      events: options.events,
+      redis: options.redis,
+      targets: this.#targets,
+      requestCommand: options.requestCommand,
+      oidc: options.oidc,
+      onError: options.onError,
+      onOpened: options.onOpened,
+    });
   }
 
   get sessions(): number {
-    return this.#live.size;
+    return this.#admission.live.size;
   }
 
   listen(address: string): Promise<AddressInfo> {
     // ssh2's Server wraps a net.Server and forwards listen/address/close/"error" to it.
     return listenOn(this.#server as unknown as Server, address);
-  }
-
-  get #command(): string {
-    return this.options.requestCommand ?? "/access";
   }
 
   #accept(client: Connection, ip: string): void {
@@ -129,8 +139,9 @@ export class SshProxyServer {
           admitted = true;
           clearTimeout(grace);
         } catch (error) {
-          if (!(error instanceof LoginRefusal)) this.options.onError?.(error, "ssh login");
-          sendUserauthBanner(client, `jitgate: ${error instanceof LoginRefusal ? error.message : "the login could not be checked; try again shortly"}`);
+          const refusal = this.#admission.refusalFor(error);
+          if (refusal.code === "internal") this.options.onError?.(error, "ssh login");
+          sendUserauthBanner(client, bannerText(refusal));
           ctx.reject([]);
           // No method is left: say goodbye after the failure reaches the client.
           setTimeout(() => client.end(), 100).unref();
@@ -141,27 +152,19 @@ export class SshProxyServer {
 
   /**
    * Answers one authentication request: "rejected" (the client may try another method or key),
-   * "admitted" (accepted, session running), or throws a LoginRefusal that ends the login.
+   * "admitted" (accepted, session running), or throws a refusal that ends the login.
    */
   async #authenticate(client: Connection, ctx: AuthContext, ip: string): Promise<"rejected" | "admitted"> {
-    const name = ctx.username;
-    const runtime = this.#targets.get(name);
-    if (!runtime) throw new LoginRefusal(`there is no SSH target "${name}" (the SSH user name is the target); list them with: ${this.#command} targets`);
-    // Fail closed: without Redis, expiry and revocation could not reach this session.
-    if (this.options.redis.status !== "ready") throw new LoginRefusal("jitgate cannot check grants right now; try again shortly");
-    const noGrant = (who?: string) =>
-      new LoginRefusal(
-        `no live access grant${who ? ` for ${who}` : ""} on ${name}; request one with: ${this.#command} request ${name} <duration> <reason>`,
-      );
+    const admission = this.#admission;
+    const runtime = admission.target(ctx.username);
+    const name = runtime.config.name;
     switch (ctx.method) {
       case "publickey": {
-        const owner = await this.options.keys.owner(ctx.key.data);
-        if (!owner) {
+        const grant = await admission.grantOfKey(name, ctx.key.data);
+        if (!grant) {
           ctx.reject();
           return "rejected";
         }
-        const grant = await this.options.keys.liveGrant(owner.person.id, name);
-        if (!grant) throw noGrant(owner.person.email ?? owner.person.displayName);
         if (!ctx.signature) {
           // The client asks whether this key would do (RFC 4252 §7): yes; it signs next.
           ctx.accept();
@@ -191,63 +194,35 @@ export class SshProxyServer {
         return this.#withSecret(client, ctx, runtime, answers[0], ip);
       }
       default:
-        ctx.reject(["publickey", "keyboard-interactive", "password"]);
+        ctx.reject(LOGIN_METHODS);
         return "rejected";
     }
   }
 
-  async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
-    if (looksLikeJwt(secret)) return this.#withIdToken(client, ctx, runtime, secret, ip);
-    let grant: Grant;
-    try {
-      grant = await this.options.broker.checkCredential({ target: runtime.config.name, secret });
-    } catch (error) {
-      if (!(error instanceof NoLiveGrant || error instanceof InvalidCredential)) throw error;
-      // One answer for both: a wrong secret must not tell whether someone holds a grant.
-      sendUserauthBanner(
-        client,
-        `jitgate: that is not the credential of a live access grant on ${runtime.config.name} (wrong, expired or revoked); request access with: ${this.#command} request ${runtime.config.name} <duration> <reason>`,
-      );
-      ctx.reject(["publickey", "keyboard-interactive", "password"]);
-      return "rejected";
-    }
-    await this.#admit(client, ctx, runtime, grant, ip);
-    return "admitted";
-  }
-
   /**
-   * A password shaped like a JWT is an OIDC ID token: verified (signature, issuer, audience,
-   * expiry, verified email), and its person must hold a live grant on the target.
+   * A password: the grant's credential, or (shaped like a JWT) an OIDC ID token. One that does not
+   * check out is told and rejected; the client may try again, up to MAX_PASSWORD_ATTEMPTS.
    */
-  async #withIdToken(client: Connection, ctx: AuthContext, runtime: TargetRuntime, token: string, ip: string): Promise<"rejected" | "admitted"> {
-    const verifier = this.options.oidc;
+  async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
+    const admission = this.#admission;
     const name = runtime.config.name;
-    if (!verifier) throw new LoginRefusal("OIDC is not configured on this gateway, so an ID token cannot log in; use your grant's credential or a registered key");
-    let person;
-    try {
-      ({ person } = await verifier.identify(this.options.broker, token));
-    } catch (error) {
-      if (!(error instanceof OidcError) || error.code === "oidc_provider_unreachable") throw new LoginRefusal("jitgate cannot check ID tokens right now; try again shortly");
-      sendUserauthBanner(client, `jitgate: ${error.message}`);
-      ctx.reject(["publickey", "keyboard-interactive", "password"]);
-      return "rejected";
-    }
     let grant: Grant;
     try {
-      grant = await this.options.broker.liveGrantOf(person, name);
+      grant = looksLikeJwt(secret) ? await admission.grantOfIdToken(name, secret) : await admission.grantOfSecret(name, secret);
     } catch (error) {
-      if (!(error instanceof NoLiveGrant)) throw error;
-      throw new LoginRefusal(
-        `no live access grant for ${person.email ?? person.displayName} on ${name}; request one with: ${this.#command} request ${name} <duration> <reason>`,
-      );
+      const refusal = admission.refusalFor(error);
+      if (refusal.code !== "bad_credential") throw error;
+      sendUserauthBanner(client, bannerText(refusal));
+      ctx.reject(LOGIN_METHODS);
+      return "rejected";
     }
     await this.#admit(client, ctx, runtime, grant, ip);
     return "admitted";
   }
 
   /**
-   * Connects to the target (pinned host key), opens the session record, then accepts the login.
-   * Any failure is a refusal the user can read.
+   * Connects to the target (pinned host key), admits the session under its grant, then accepts the
+   * login. Any failure is a refusal the user can read.
    */
   async #admit(client: Connection, ctx: AuthContext, runtime: TargetRuntime, grant: Grant, ip: string): Promise<void> {
     const { sessions, broker } = this.options;
@@ -267,26 +242,23 @@ export class SshProxyServer {
             data: { expected: error.expected, presented: error.presented, upstream: `${runtime.upstream.host}:${runtime.upstream.port}` },
           })
           .catch((auditError: unknown) => this.options.onError?.(auditError, "audit host key mismatch"));
-        throw new LoginRefusal(
-          `the host key of ${target.name} does not match the key pinned in jitgate's configuration (presented ${error.presented}); the session is refused and the mismatch is recorded`,
-        );
+        throw new AdmissionRefused({
+          code: "target_unreachable",
+          message: `the host key of ${target.name} does not match the key pinned in jitgate's configuration (presented ${error.presented}); the session is refused and the mismatch is recorded`,
+        });
       }
-      throw new LoginRefusal(`jitgate could not reach ${target.name}: ${(error as Error).message}`);
+      throw new AdmissionRefused({ code: "target_unreachable", message: `jitgate could not reach ${target.name}: ${(error as Error).message}` });
     }
-    let opened;
+    let admitted;
     try {
-      opened = await sessions.open({ grantId: grant.id, protocol: "ssh", clientAddress: ip });
+      admitted = await this.#admission.open(grant, ip);
     } catch (error) {
       upstream.end();
-      if (error instanceof BrokerError) throw new LoginRefusal(error.message);
-      this.options.onError?.(error, "open session");
-      throw new LoginRefusal("jitgate cannot record this session right now, so it is refused");
+      throw error;
     }
-    const { session: row, snapshot } = opened;
-    const live = await broker.getGrant(grant.id).catch(() => grant);
+    const { session: row, snapshot } = admitted;
     const self = this;
     const hooks: SshSessionHooks = {
-      expiresAt: live.expiresAt,
       allowPortForwarding: target.allowPortForwarding,
       allowAgentForwarding: target.allowAgentForwarding,
       hasRules: hasShellRules(runtime.rules),
@@ -307,7 +279,6 @@ export class SshProxyServer {
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
       },
       onClose: async (summary, recordings) => {
-        unbind();
         const now = broker.clock.now();
         if (recordings.length > 0) {
           await broker.db
@@ -316,8 +287,7 @@ export class SshProxyServer {
             .onConflictDoNothing()
             .catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));
         }
-        await sessions.close(
-          row.id,
+        await admitted.close(
           {
             ...sshCounts(summary),
             durationMs: summary.endedAt.getTime() - summary.startedAt.getTime(),
@@ -329,11 +299,8 @@ export class SshProxyServer {
     };
     ctx.accept();
     const session = new SshProxySession(client, upstream, hooks, { onError: (error) => this.options.onError?.(error, "ssh proxy session") });
-    this.#live.track(session);
-    const unbind = this.#live.bind(grant.id, session);
-    // The grant may have ended between the check and now; the event would have found no session.
-    const current = await broker.getGrant(grant.id).catch(() => undefined);
-    if (current && current.state !== "active") session.terminate(current.state === "revoked" ? "revoked" : "expired");
+    this.#admission.live.track(session);
+    admitted.attach((reason) => session.terminate(reason));
   }
 
   /**
@@ -345,9 +312,9 @@ export class SshProxyServer {
       const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       for (const client of this.#connections) {
         // Connections still logging in have no session to drain.
-        if (![...this.#live].some((s) => s.owns(client))) client.end();
+        if (![...this.#admission.live].some((s) => s.owns(client))) client.end();
       }
-      await this.#live.drain(graceMs);
+      await this.#admission.live.drain(graceMs);
       await stopped;
     })();
     return this.#closing;

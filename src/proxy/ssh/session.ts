@@ -2,6 +2,7 @@ import type { Duplex } from "node:stream";
 import type { SessionSummary } from "../../broker/index.js";
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from "ssh2";
 import type { HeldVerdict } from "../held-decision.js";
+import type { EndReason } from "../live-sessions.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
 import type { ClassifiedCommand } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
@@ -25,7 +26,6 @@ export type SshSessionSummary = Pick<SessionSummary, "blocked" | "held" | "appro
 
 /** What the gateway decides about one admitted SSH session (STYLE 2: policy hangs on hooks). */
 export interface SshSessionHooks {
-  expiresAt: Date;
   allowPortForwarding: boolean;
   allowAgentForwarding: boolean;
   /** Whether any command rule exists (without, typed lines are not held back at all). */
@@ -55,7 +55,6 @@ export class SshProxySession {
   readonly #recordings: { channel: number; kind: "shell" | "exec"; title: string | null; recorder: AsciicastRecorder }[] = [];
   readonly #live = new Set<{ notify(text: string): void; close(): void }>();
   #channels = 0;
-  #expiryTimer: NodeJS.Timeout | undefined;
   #state: "open" | "closing" | "closed" = "open";
   #closed: Promise<void>;
   #resolveClosed!: () => void;
@@ -97,7 +96,6 @@ export class SshProxySession {
     client.on("error", () => this.#end("client"));
     client.on("close", () => this.#end("client"));
     upstream.on("close", () => this.#end("upstream"));
-    this.#armExpiry(hooks.expiresAt);
   }
 
   owns(client: Connection): boolean {
@@ -439,23 +437,8 @@ export class SshProxySession {
 
   // ------------------------------------------------------------------ ending
 
-  #armExpiry(at: Date): void {
-    clearTimeout(this.#expiryTimer);
-    const delay = Math.min(Math.max(0, at.getTime() - Date.now()), 2 ** 31 - 1);
-    this.#expiryTimer = setTimeout(() => {
-      if (this.hooks.expiresAt.getTime() > Date.now() + 5) this.#armExpiry(this.hooks.expiresAt);
-      else this.terminate("expired");
-    }, delay);
-  }
-
-  /** The grant's end moved (extend): re-arm the session's own timer. */
-  extendTo(at: Date): void {
-    this.hooks.expiresAt = at;
-    this.#armExpiry(at);
-  }
-
   /** Ends the session because its grant ended (or the gateway stops), telling the user why. */
-  terminate(reason: "expired" | "revoked" | "shutdown"): void {
+  terminate(reason: EndReason): void {
     if (this.#state !== "open") return;
     const text = reason === "expired" ? "access grant expired" : reason === "revoked" ? "access grant revoked" : "jitgate is shutting down";
     for (const live of this.#live) {
@@ -469,7 +452,6 @@ export class SshProxySession {
     if (this.#state !== "open") return;
     this.#state = "closing";
     this.#summary.endReason = reason;
-    clearTimeout(this.#expiryTimer);
     // Channels close first (exit status, EOF, CLOSE) and the connection after: OpenSSH exits at
     // once on a DISCONNECT, before writing out what it still buffers (the notice of why).
     const deadline = Date.now() + 500;

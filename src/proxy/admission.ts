@@ -1,0 +1,334 @@
+import type { Redis } from "ioredis";
+import type { Broker, Grant } from "../broker/broker.js";
+import { BrokerError, InvalidCredential, NoLiveGrant } from "../broker/errors.js";
+import type { SessionSnapshot, SessionSummary, TypedEvents } from "../broker/events.js";
+import type { SessionBroker, SessionRow } from "../broker/sessions.js";
+import type { SshKeys } from "../broker/ssh-keys.js";
+import { OidcError } from "../oidc/errors.js";
+import type { OidcVerifier } from "../oidc/verifier.js";
+import { GrantTimer } from "./grant-timer.js";
+import { LiveSessions, type EndReason, type GrantBinding, type LiveSession } from "./live-sessions.js";
+
+export type ProxyProtocol = "postgres" | "ssh";
+
+/**
+ * Why a login is refused, whatever the protocol; each engine renders it on its wire (PostgreSQL a
+ * SQLSTATE in a FATAL ErrorResponse, SSH a userauth banner). `bad_credential` is the one a client
+ * may retry in the same connection (SSH offers the next method or key).
+ */
+export type RefusalCode =
+  | "unknown_target"
+  | "no_live_grant"
+  | "bad_credential"
+  | "not_allowed"
+  | "unavailable"
+  | "grant_ended"
+  | "target_unreachable"
+  | "internal";
+
+export interface Refusal {
+  code: RefusalCode;
+  message: string;
+  /** What the user can do about it. */
+  hint?: string | undefined;
+}
+
+/** A login refused on purpose, with the words for the user. */
+export class AdmissionRefused extends Error {
+  constructor(
+    readonly refusal: Refusal,
+    options?: ErrorOptions,
+  ) {
+    super(refusal.message, options);
+    this.name = "AdmissionRefused";
+  }
+}
+
+const CANNOT_CHECK_GRANTS = "jitgate cannot check grants right now; try again shortly";
+
+/**
+ * The sentences whose wording each protocol has had since it shipped: a PostgreSQL user sees the
+ * target as a database, an SSH user as the user name.
+ */
+const PHRASES: Record<ProxyProtocol, {
+  unknownTarget(name: string, command: string): Omit<Refusal, "code">;
+  noLiveGrant(who: string, target: string, command: string): Omit<Refusal, "code">;
+  oidcNotConfigured: string;
+}> = {
+  postgres: {
+    unknownTarget: (name, command) => ({ message: `target "${name}" does not exist`, hint: `list the targets with: ${command} targets` }),
+    noLiveGrant: (who, target, command) => ({
+      message: `no live access grant for "${who}" on ${target}`,
+      hint: `request one with: ${command} request ${target} <duration> <reason>`,
+    }),
+    oidcNotConfigured: "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant",
+  },
+  ssh: {
+    unknownTarget: (name, command) => ({
+      message: `there is no SSH target "${name}" (the SSH user name is the target)`,
+      hint: `list them with: ${command} targets`,
+    }),
+    noLiveGrant: (who, target, command) => ({
+      message: `no live access grant for ${who} on ${target}`,
+      hint: `request one with: ${command} request ${target} <duration> <reason>`,
+    }),
+    oidcNotConfigured: "OIDC is not configured on this gateway, so an ID token cannot log in; use your grant's credential or a registered key",
+  },
+};
+
+export interface AdmissionOptions<R> {
+  protocol: ProxyProtocol;
+  broker: Broker;
+  sessions: SessionBroker;
+  /** Registered public keys (SSH). */
+  keys?: SshKeys | undefined;
+  /** Domain events from every replica: grants that end or move reach their sessions through them. */
+  events: TypedEvents;
+  redis: Redis;
+  /** This protocol's targets by name, as the engine prepared them. */
+  targets: ReadonlyMap<string, R>;
+  /** The command users type to ask for access, for the refusals' hints. */
+  requestCommand?: string | undefined;
+  /** Checks ID tokens (absent when `oidc:` is not configured). */
+  oidc?: OidcVerifier | undefined;
+  onError?: ((error: unknown, where: string) => void) | undefined;
+  /**
+   * Runs after the session record is opened and before the session is bound under its grant: the
+   * window in which a revoke finds no session to end. Tests act in it; the gateway sets nothing.
+   */
+  onOpened?: ((session: SessionSnapshot) => Promise<void> | void) | undefined;
+}
+
+/**
+ * The one path from "a login arrived" to "a bound, live session", for every protocol (STYLE 16):
+ * the target and the fail-closed checks, the grant behind a credential, an ID token or a key, the
+ * session record, the binding under the grant, the grant's own timer, and the words of every
+ * refusal. The protocol engines only speak their wire around it.
+ */
+export class Admission<R, S extends LiveSession> {
+  /** The sessions this proxy holds: tracked by the engine, bound under their grants here. */
+  readonly live: LiveSessions<S>;
+
+  constructor(private readonly options: AdmissionOptions<R>) {
+    this.live = new LiveSessions(options.events);
+  }
+
+  get #command(): string {
+    return this.options.requestCommand ?? "/access";
+  }
+
+  get #phrases() {
+    return PHRASES[this.options.protocol];
+  }
+
+  #noLiveGrant(who: string, target: string): AdmissionRefused {
+    return new AdmissionRefused({ code: "no_live_grant", ...this.#phrases.noLiveGrant(who, target, this.#command) });
+  }
+
+  /** The target a login names, once grants can be checked at all. */
+  target(name: string): R {
+    const target = this.options.targets.get(name);
+    if (target === undefined) throw new AdmissionRefused({ code: "unknown_target", ...this.#phrases.unknownTarget(name, this.#command) });
+    // Fail closed: without Redis, expiry and revocation could not reach this session.
+    if (this.options.redis.status !== "ready") throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS });
+    return target;
+  }
+
+  /** Refuses at once when ID tokens cannot be checked here (before a client is asked for one). */
+  requireOidc(): OidcVerifier {
+    if (!this.options.oidc) throw new AdmissionRefused({ code: "not_allowed", message: this.#phrases.oidcNotConfigured });
+    return this.options.oidc;
+  }
+
+  /** The live grant and SCRAM verifier behind a login name (PostgreSQL: the exchange happens on the wire). */
+  async grantOfLogin(login: string, target: string): Promise<Awaited<ReturnType<Broker["liveCredential"]>>> {
+    try {
+      return await this.options.broker.liveCredential(login, target);
+    } catch (error) {
+      if (error instanceof NoLiveGrant) throw this.#noLiveGrant(login, target);
+      this.options.onError?.(error, "check grant");
+      throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS }, { cause: error });
+    }
+  }
+
+  /** The live grant whose credential is `secret` (SSH, where the user name is the target). */
+  async grantOfSecret(target: string, secret: string): Promise<Grant> {
+    try {
+      return await this.options.broker.checkCredential({ target, secret });
+    } catch (error) {
+      if (!(error instanceof NoLiveGrant || error instanceof InvalidCredential)) throw error;
+      // One answer for both: a wrong secret must not tell whether someone holds a grant.
+      throw new AdmissionRefused({
+        code: "bad_credential",
+        message: `that is not the credential of a live access grant on ${target} (wrong, expired or revoked)`,
+        hint: `request access with: ${this.#command} request ${target} <duration> <reason>`,
+      });
+    }
+  }
+
+  /**
+   * An OIDC ID token: verified (signature, issuer, audience, expiry, verified email), and its person
+   * must hold a live grant on the target.
+   */
+  async grantOfIdToken(target: string, token: string): Promise<Grant> {
+    const verifier = this.requireOidc();
+    let person;
+    try {
+      ({ person } = await verifier.identify(this.options.broker, token));
+    } catch (error) {
+      if (error instanceof OidcError && error.code !== "oidc_provider_unreachable") {
+        throw new AdmissionRefused({ code: "bad_credential", message: error.message }, { cause: error });
+      }
+      this.options.onError?.(error, "verify ID token");
+      throw new AdmissionRefused({ code: "unavailable", message: "jitgate cannot check ID tokens right now; try again shortly" }, { cause: error });
+    }
+    try {
+      return await this.options.broker.liveGrantOf(person, target);
+    } catch (error) {
+      if (!(error instanceof NoLiveGrant)) throw error;
+      throw this.#noLiveGrant(person.email ?? person.displayName, target);
+    }
+  }
+
+  /** The live grant of the person who registered this public key; undefined when nobody did. */
+  async grantOfKey(target: string, key: Buffer): Promise<Grant | undefined> {
+    const keys = this.options.keys;
+    if (!keys) return undefined;
+    const owner = await keys.owner(key);
+    if (!owner) return undefined;
+    const grant = await keys.liveGrant(owner.person.id, target);
+    if (!grant) throw this.#noLiveGrant(owner.person.email ?? owner.person.displayName, target);
+    return grant;
+  }
+
+  /**
+   * Opens the session record under `grant`, binds it under the grant (revoke, expiry and extension
+   * on any replica reach it from then on), re-reads the grant, and arms the grant's own timer. A
+   * grant that ended before the binding could hear of it ends the session here: its record is
+   * closed and the login is refused with `grant_ended`.
+   */
+  async open(grant: Grant, clientAddress: string | null): Promise<AdmittedSession> {
+    const { sessions, broker, protocol } = this.options;
+    let opened;
+    try {
+      opened = await sessions.open({ grantId: grant.id, protocol, clientAddress });
+    } catch (error) {
+      if (error instanceof BrokerError) throw new AdmissionRefused({ code: "not_allowed", message: error.message }, { cause: error });
+      this.options.onError?.(error, "open session");
+      throw new AdmissionRefused({ code: "unavailable", message: "jitgate cannot record this session right now, so it is refused" }, { cause: error });
+    }
+    const admitted = new AdmittedSession(opened.session, opened.snapshot, sessions, broker);
+    try {
+      await this.options.onOpened?.(opened.snapshot);
+    } catch (error) {
+      await admitted.close(admitted.emptySummary("error")).catch((closeError: unknown) => this.options.onError?.(closeError, "close session"));
+      throw error;
+    }
+    admitted.bind(this.live.bind(grant.id, admitted), grant.expiresAt);
+    // Re-read after the bind: a revoke or expiry that landed before it found no session to end.
+    let current: Grant;
+    try {
+      current = await broker.getGrant(grant.id);
+    } catch (error) {
+      this.options.onError?.(error, "re-check grant");
+      await admitted.close(admitted.emptySummary("error")).catch((closeError: unknown) => this.options.onError?.(closeError, "close session"));
+      throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS }, { cause: error });
+    }
+    const ended =
+      admitted.endedBy ??
+      (current.state === "revoked" ? "revoked" : current.state !== "active" || current.expiresAt.getTime() <= broker.clock.now().getTime() ? "expired" : undefined);
+    if (ended) {
+      await admitted.close(admitted.emptySummary(ended)).catch((error: unknown) => this.options.onError?.(error, "close session"));
+      throw new AdmissionRefused({ code: "grant_ended", message: `access grant ${ended}` });
+    }
+    if (current.expiresAt.getTime() !== grant.expiresAt.getTime()) admitted.extendTo(current.expiresAt);
+    return admitted;
+  }
+
+  /** The refusal for anything admission (or the engine around it) threw. */
+  refusalFor(error: unknown): Refusal {
+    if (error instanceof AdmissionRefused) return error.refusal;
+    if (error instanceof BrokerError) return { code: "not_allowed", message: error.message };
+    return { code: "internal", message: "the login could not be checked; try again shortly" };
+  }
+}
+
+/**
+ * A session admitted under a live grant, bound under it: it ends when the grant expires (its own
+ * timer on the broker's clock, or the expiry job's event) or is revoked. The protocol engine
+ * `attach`es the way to end it once it can be ended; an end that came earlier is delivered then.
+ */
+export class AdmittedSession implements GrantBinding {
+  #end: ((reason: EndReason) => void) | undefined;
+  #endedBy: "expired" | "revoked" | undefined;
+  #unbind: (() => void) | undefined;
+  #timer: GrantTimer | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(
+    readonly session: SessionRow,
+    readonly snapshot: SessionSnapshot,
+    private readonly sessions: SessionBroker,
+    private readonly broker: Broker,
+  ) {}
+
+  /** How the grant ended before the engine attached, if it did. */
+  get endedBy(): "expired" | "revoked" | undefined {
+    return this.#endedBy;
+  }
+
+  /** When the grant ends, as this session knows it. */
+  get expiresAt(): Date | undefined {
+    return this.#timer?.expiresAt;
+  }
+
+  bind(unbind: () => void, expiresAt: Date): void {
+    this.#unbind = unbind;
+    this.#timer = new GrantTimer(this.broker.clock, expiresAt, () => this.terminate("expired"));
+  }
+
+  /** The engine's way to end its session with a reason the user is told (at once, if the grant already ended). */
+  attach(end: (reason: EndReason) => void): void {
+    this.#end = end;
+    if (this.#endedBy && !this.#closed) end(this.#endedBy);
+  }
+
+  terminate(reason: "expired" | "revoked"): void {
+    if (this.#closed) return;
+    this.#timer?.stop();
+    if (this.#end) this.#end(reason);
+    else this.#endedBy ??= reason;
+  }
+
+  extendTo(at: Date): void {
+    this.#timer?.extendTo(at);
+  }
+
+  /** Closes the record once with the session's summary: the grant no longer reaches it. */
+  close(summary: SessionSummary, recording?: unknown): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#timer?.stop();
+      this.#unbind?.();
+      await this.sessions.close(this.session.id, summary, recording);
+    })();
+    return this.#closed;
+  }
+
+  /** The summary of a session that ended before it carried anything. */
+  emptySummary(endReason: string): SessionSummary {
+    return {
+      durationMs: Math.max(0, this.broker.clock.now().getTime() - this.session.startedAt.getTime()),
+      statementsByKind: {},
+      rowsReturned: 0,
+      rowsAffected: 0,
+      valuesMasked: 0,
+      blocked: 0,
+      held: 0,
+      approved: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      endReason,
+      recordingId: this.session.id,
+    };
+  }
+}
