@@ -66,11 +66,9 @@ export class ManualClock implements Clock {
   setTimer(at: Date, fire: () => void): ClockTimer {
     const timer = { at: at.getTime(), fire };
     this.#timers.add(timer);
+    // A time already passed fires soon, as a real timer would, not inside the caller.
+    if (timer.at <= this.#ms) queueMicrotask(() => this.#fireDue());
     return { cancel: () => void this.#timers.delete(timer) };
-  }
-  /** How many timers wait for a later time. */
-  get pendingTimers(): number {
-    return this.#timers.size;
   }
   #fireDue(): void {
     // A timer may set another (a re-armed expiry): keep going until none is due.

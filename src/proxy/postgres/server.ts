@@ -22,7 +22,7 @@ import {
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
-import { Admission, type RefusalCode } from "../admission.js";
+import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
 import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 
 export interface PgProxyOptions {
@@ -199,7 +199,11 @@ export class PgProxyServer {
   #oidcPlan(runtime: TargetRuntime, database: string, clientAddress: string | null, tls: boolean): StartupPlan {
     this.#admission.requireOidc();
     if (!tls && !isLoopback(clientAddress)) {
-      throw new ProxyRefusal("28000", "an ID token is only accepted over TLS: connect with sslmode=require", "jitgate connect prints a ready command");
+      throw new AdmissionRefused({
+        code: "not_allowed",
+        message: "an ID token is only accepted over TLS: connect with sslmode=require",
+        hint: "jitgate connect prints a ready command",
+      });
     }
     return {
       checkPassword: (token) =>
