@@ -15,7 +15,7 @@ import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { closeRedis, connectSubscriber } from "../../infra/redis.js";
 import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
-import { ChatActions, type ChatAction } from "../actions.js";
+import { ChatActions, newErrorId, type ChatAction } from "../actions.js";
 import { connectionDelivery } from "../connection-delivery.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { MessageRefs } from "../request-state.js";
@@ -197,16 +197,59 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
 
   // ---------------------------------------------------------------- the command box
 
+  /**
+   * A page instead of a note, for when the note cannot be written (the database is away): the
+   * person still reads what happened, and the error id that is in the log.
+   */
+  const notDone = (res: ServerResponse, lines: string[], errorId: string) => {
+    if (res.headersSent) return void res.end();
+    sendHtml(
+      res,
+      503,
+      page({
+        title: "Not done",
+        body: html`${lines.map((line) => html`<p>${line}</p>`)}<p>(Error id ${errorId}.) <a href="${CONSOLE_PATH}">Back to the console</a>.</p>`,
+      }),
+    );
+  };
+
+  /** The viewer of a form post, or undefined once the response is answered (also when they could not be read). */
+  const postedForm = async (req: IncomingMessage, res: ServerResponse, attempted: string) => {
+    try {
+      return await formOf(req, res);
+    } catch (error) {
+      const errorId = newErrorId();
+      logger.error({ err: error, errorId }, "console form post failed");
+      notDone(res, [`jitgate could not ${attempted}; nothing changed; try again.`], errorId);
+      return undefined;
+    }
+  };
+
+  /** Answers a form post with a note in the viewer's notes and sends the browser back to the page. */
+  const reply = async (res: ServerResponse, viewer: ConsoleViewer, work: () => Promise<MessageView | undefined>) => {
+    let unsent: { view: MessageView; errorId: string } | undefined;
+    await inflight.track(async () => {
+      const view = await work();
+      if (!view) return;
+      try {
+        await answer(answerTo(viewer), view);
+      } catch (error) {
+        const errorId = newErrorId();
+        logger.error({ err: error, errorId }, "a console note could not be written");
+        unsent = { view, errorId };
+      }
+    });
+    if (unsent) return notDone(res, [unsent.view.text, ...(unsent.view.lines ?? [])], unsent.errorId);
+    redirect(res, CONSOLE_PATH);
+  };
+
   http.route("POST", COMMAND_PATH, async (req, res) => {
-    const posted = await formOf(req, res);
+    const posted = await postedForm(req, res, "run this command");
     if (!posted) return;
     const { viewer, form } = posted;
     // The box takes the words alone, or with the slash command in front as people type it in Slack.
     const text = (form.get("text") ?? "").trim().replace(new RegExp(`^${CONSOLE_COMMAND}(\\s|$)`), "");
-    await inflight.track(async () => {
-      await answer(answerTo(viewer), await actions.command(async () => viewer.person, CONSOLE_COMMAND, text));
-    });
-    redirect(res, CONSOLE_PATH);
+    await reply(res, viewer, () => actions.command(async () => viewer.person, CONSOLE_COMMAND, text));
   });
 
   // ---------------------------------------------------------------- buttons
@@ -232,7 +275,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   };
 
   http.route("POST", ACTION_PATH, async (req, res) => {
-    const posted = await formOf(req, res);
+    const posted = await postedForm(req, res, "do this");
     if (!posted) return;
     const { viewer, form } = posted;
     const action = form.get("action") as ActionKind | null;
@@ -241,15 +284,13 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       sendHtml(res, 400, page({ title: "Bad request", body: html`<p>Unknown button. <a href="${CONSOLE_PATH}">Back to the console</a>.</p>` }));
       return;
     }
-    await inflight.track(async () => {
-      const to = answerTo(viewer);
+    await reply(res, viewer, async () => {
       const chatAction = actionOf(action, value, form);
-      if (typeof chatAction === "string") return answer(to, noticeView(chatAction));
+      if (typeof chatAction === "string") return noticeView(chatAction);
       const outcome = await actions.run(async () => viewer.person, chatAction);
       const note = outcome.ok ? outcome.notice : outcome.message;
-      if (note) await answer(to, noticeView(note));
+      return note ? noticeView(note) : undefined;
     });
-    redirect(res, CONSOLE_PATH);
   });
 
   // ---------------------------------------------------------------- live updates

@@ -130,8 +130,15 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   const drain = () => inflight.drain();
   let closed = false;
 
+  // Answers go through the outbox (rate limits, retries); one the outbox cannot take (Redis is
+  // away) goes to Slack directly, so the person still hears what happened.
   const answer = async (to: EphemeralTarget, view: MessageView) => {
-    await outbox.enqueue({ kind: "ephemeral", platform: "slack", to, view });
+    try {
+      await outbox.enqueue({ kind: "ephemeral", platform: "slack", to, view });
+    } catch (error) {
+      logger.warn({ err: error }, "the outbox could not take an answer; sending it directly");
+      await port.ephemeral(to, view);
+    }
   };
   const identify = async (userId: string): Promise<Person> => {
     let user;

@@ -224,8 +224,15 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   });
   const { outbox } = delivery;
 
+  // Answers go through the outbox (rate limits, retries); one the outbox cannot take (Redis is
+  // away) goes to Teams directly, so the person still hears what happened.
   const answer = async (to: EphemeralTarget, view: MessageView) => {
-    await outbox.enqueue({ kind: "ephemeral", platform: "teams", to, view });
+    try {
+      await outbox.enqueue({ kind: "ephemeral", platform: "teams", to, view });
+    } catch (error) {
+      logger.warn({ err: error }, "the outbox could not take an answer; sending it directly");
+      await port.ephemeral(to, view);
+    }
   };
 
   const identify = async (context: TurnContext): Promise<Person> => {
@@ -386,7 +393,8 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       logger.warn({ tenant: context.activity.conversation?.tenantId }, "ignored a Teams message from another tenant");
       return;
     }
-    await rememberPersonalChat(context);
+    // Only later, proactive messages need it: a failure here must not cost the person their answer.
+    await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
     await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
   };
