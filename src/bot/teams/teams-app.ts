@@ -18,7 +18,7 @@ import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
-import { ChatActions, ShownError, type ActionFailure, type ChatAction } from "../actions.js";
+import { ChatActions, newErrorId, ShownError, type ActionFailure, type ChatAction } from "../actions.js";
 import { connectionDelivery } from "../connection-delivery.js";
 import {
   ADAPTIVE_CARD_CONTENT_TYPE,
@@ -383,8 +383,14 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       const view = await viewFor(outcome.person, data.subject, data.id);
       return cardResponse(toAdaptiveCard(outcome.notice ? withNotice(view, outcome.notice) : view));
     } catch (error) {
-      // The action itself succeeded (or was a check): only the card could not be drawn.
-      return failedCard(actions.failure(error, "refresh", outcome.person), data.subject, data.id);
+      // Only the card could not be drawn: after a check nothing changed; after an action it is done.
+      if (!action || action.verb === "check-deny" || action.verb === "check-extend") {
+        return failedCard(actions.failure(error, action?.verb ?? "refresh", outcome.person), data.subject, data.id);
+      }
+      const errorId = newErrorId();
+      logger.error({ err: error, errorId, action: action.verb }, "the card could not be drawn after an action");
+      const message = `Done, but this card could not be redrawn just now (error id ${errorId}); it shows the new state once it refreshes.`;
+      return failedCard({ ok: false, person: outcome.person, message, errorId, error }, data.subject, data.id);
     }
   };
 
