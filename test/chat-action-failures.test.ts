@@ -41,6 +41,7 @@ const slackUsers = [
 ];
 const teamsMembers = [
   { id: "29:ops", name: "Olly Ops", email: EMAIL("ops") },
+  { id: "29:sre", name: "Sam SRE", email: EMAIL("sre") },
   { id: "29:lead", name: LEAD.name, email: LEAD.email },
 ];
 const consoleUsers = [...DEMO_USERS, { id: "qa", name: "Quinn QA", email: EMAIL("qa") }];
@@ -293,6 +294,38 @@ describe("a click whose broker call fails says so, and the request stays actiona
     expect(cardStatus(approved)).toMatch(/Approved by/);
     await eventually(() => teams.personal("a:personal-29:ops").find((a) => activityText(a.activity).includes("postgres://")), 10_000, "the 1:1 message with the line");
     await eventually(() => cardStatus(cardOf(teams.activities.get(`${TEAMS_CHANNEL}/${card.id}`)!.activity)).match(/Approved by/), 10_000, "the shared card approved");
+  });
+
+  it("on Teams, when not even the card can be read: the note with the card's own buttons, to click again", async () => {
+    await sendToTeams(personalMessage("29:sre", "request demo 1h INC-4 teams, table away"));
+    const answer = await eventually(
+      () => teams.personal("a:personal-29:sre").map((a) => activityText(a.activity)).find((t) => /Request req_\w+ sent: demo/.test(t)),
+      10_000,
+      "the request's answer",
+    );
+    const requestId = /Request (req_\w+)/.exec(answer)![1]!;
+    const card = await eventually(() => teams.rootsIn(TEAMS_CHANNEL).find((a) => activityText(a.activity).includes(requestId)), 10_000, "the approval card");
+    const data = { jitgate: 1, subject: "request", id: requestId };
+
+    // The requests' table is away: the approval fails, and so does reading the card back.
+    await admin.query("ALTER TABLE access_requests RENAME TO access_requests_away");
+    let failed: Record<string, unknown>;
+    try {
+      failed = await teamsClick("29:lead", card, "approve", data);
+    } finally {
+      await admin.query("ALTER TABLE access_requests_away RENAME TO access_requests");
+    }
+    const told = FAILED.exec(cardText(failed));
+    expect(told).not.toBeNull();
+    const line = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.errorId === told![1]);
+    expect(line).toMatchObject({ level: 50, msg: "chat action failed", action: "approve" });
+    // The card shown is the stand-in: the card itself could not be read either.
+    expect(logLines.some((l) => l.includes("the card could not be read after a failed click") && l.includes(told![1]!))).toBe(true);
+    expect(cardActions(failed)).toEqual({ approve: data, deny: data });
+    expect(await requestState(requestId)).toBe("pending");
+
+    const approved = await teamsClick("29:lead", card, "approve", data);
+    expect(cardStatus(approved)).toMatch(/Approved by/);
   });
 
   it("on the console: a note with the error id, the request still pending with its buttons, and the next click approves", async () => {
