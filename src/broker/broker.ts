@@ -357,6 +357,21 @@ export class Broker {
     return request;
   }
 
+  /**
+   * Whether this person may extend this grant (before asking them for a duration): the grant is
+   * live and they hold it or approve its target. `extend` checks again when it runs.
+   */
+  async checkCanExtend(person: Person, grantId: string): Promise<Grant> {
+    const grant = await this.getGrant(grantId);
+    if (grant.state !== "active" || grant.expiresAt.getTime() <= this.clock.now().getTime()) {
+      throw new GrantNotActive(grant.id, grant.state === "active" ? "expired" : grant.state);
+    }
+    if (person.id !== grant.personId && !(await this.isApprover(grant.target, person))) {
+      throw new NotAllowed(`only the holder or an approver of ${grant.target} may extend ${grant.id}`);
+    }
+    return grant;
+  }
+
   async decisionsOf(requestId: string): Promise<(Decision & { approverName: string })[]> {
     const rows = await this.#db
       .select({ decision: decisions, approverName: people.displayName })

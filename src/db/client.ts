@@ -70,6 +70,11 @@ async function openPostgres(url: string, poolSize: number, asynchronousCommit: b
   });
   // An idle client that loses its server must not crash the process; the next query reports it.
   pool.on("error", () => {});
+  // Nor one that is checked out: pg-pool takes its own listener off a client while it is lent, and
+  // a backend terminated mid-transaction (failover, restart, pg_terminate_backend) then emits
+  // "Connection terminated unexpectedly" with nobody listening. The query in flight already fails
+  // with the server's error, and the pool drops the dead client when it comes back.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = drizzle(pool, { schema }) as unknown as Database;
   let closed = false;
   return {

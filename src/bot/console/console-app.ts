@@ -7,7 +7,7 @@ import type { Redis } from "ioredis";
 import { parseDuration } from "../../config/duration.js";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
-import { SessionBroker, type Broker, type DecideResult, type Person, type TypedEvents } from "../../broker/index.js";
+import type { Broker, TypedEvents } from "../../broker/index.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, sendHtml } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
@@ -15,11 +15,12 @@ import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { closeRedis, connectSubscriber } from "../../infra/redis.js";
 import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
-import { errorView, runCommand } from "../commands.js";
+import { ChatActions, newErrorId, type ChatAction } from "../actions.js";
+import { connectionDelivery } from "../connection-delivery.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
-import { chatUserIdOf, MessageRefs } from "../request-state.js";
+import { MessageRefs } from "../request-state.js";
 import { chatJobTarget } from "../scheduled-messages.js";
-import { connectionView, noticeView, type ActionKind, type MessageView } from "../view-model.js";
+import { noticeView, type ActionKind, type MessageView } from "../view-model.js";
 import { ConsoleLive } from "./console-live.js";
 import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EVENTS_PATH } from "./console-page.js";
 import { ConsolePort } from "./console-port.js";
@@ -90,14 +91,13 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     ...options,
     port,
     // Nothing secret goes through the console's outbox: the DM with the connection line is written
-    // straight to the database by the replica that handled the approval (see sendConnection), so
+    // straight to the database by the replica that handled the approval (see deliverConnection), so
     // no key has to be shared between replicas for it.
     sealSecret: randomBytes(32).toString("hex"),
     logger,
   });
   const { outbox } = delivery;
   const refs = new MessageRefs(db, "console");
-  const sessions = new SessionBroker(broker);
   const assets = new Map(
     Object.entries(ASSET_TYPES).map(([name, type]) => [name, { type, body: readFileSync(resolve(ASSETS_DIR, name)) }]),
   );
@@ -107,11 +107,6 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   let closed = false;
 
   const answer = (to: EphemeralTarget, view: MessageView) => port.ephemeral(to, view);
-  const fail = async (to: EphemeralTarget, error: unknown) => {
-    const { view, unexpected } = errorView(error);
-    if (unexpected) logger.error({ err: error }, "console interaction failed");
-    await answer(to, view);
-  };
   const answerTo = (viewer: ConsoleViewer): EphemeralTarget => ({ channel, user: viewer.userId });
 
   /**
@@ -127,26 +122,17 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     return { ...viewer, person };
   };
 
-  /**
-   * The requester's DM with the connection line: from the decision's result, never from an event.
-   * Answers a note for the approver when it could not be delivered.
-   */
-  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
-    const { grant, connection } = result;
-    if (!grant || !connection) return undefined;
-    const user = await chatUserIdOf(db, grant.personId, "console");
-    if (!user) {
-      logger.warn({ grant: grant.id }, "the requester has no console identity; the connection line was not delivered");
-      return `Approved, but the requester is not known in the console: grant ${grant.id} has no delivered connection line.`;
-    }
-    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
-    await refs.record(grant.requestId, "dm", await port.dm(user, view));
-    return undefined;
-  };
-  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
-    const notice = await deliverConnection(result);
-    if (notice) await answer(approverTo, noticeView(notice));
-  };
+  // The DM goes straight into the database, not through the outbox (see sealSecret above).
+  const deliverConnection = connectionDelivery({
+    platform: "console",
+    broker,
+    db,
+    logger,
+    send: async (user, view, grant) => {
+      await refs.record(grant.requestId, "dm", await port.dm(user, view));
+    },
+  });
+  const actions = new ChatActions({ broker, platform: "console", logger, deliverConnection });
 
   /** The viewer of a form post with a valid CSRF token, or undefined once the response is answered. */
   const formOf = async (req: IncomingMessage, res: ServerResponse): Promise<{ viewer: ConsoleViewer; form: URLSearchParams } | undefined> => {
@@ -211,55 +197,85 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
 
   // ---------------------------------------------------------------- the command box
 
+  /**
+   * A page instead of a note, for when the note cannot be written (the database is away): the
+   * person still reads what happened, and the error id that is in the log.
+   */
+  const notDone = (res: ServerResponse, lines: string[], errorId: string) => {
+    if (res.headersSent) return void res.end();
+    sendHtml(
+      res,
+      503,
+      page({
+        title: "Not done",
+        body: html`${lines.map((line) => html`<p>${line}</p>`)}<p>(Error id ${errorId}.) <a href="${CONSOLE_PATH}">Back to the console</a>.</p>`,
+      }),
+    );
+  };
+
+  /** The viewer of a form post, or undefined once the response is answered (also when they could not be read). */
+  const postedForm = async (req: IncomingMessage, res: ServerResponse, attempted: string) => {
+    try {
+      return await formOf(req, res);
+    } catch (error) {
+      const errorId = newErrorId();
+      logger.error({ err: error, errorId }, "console form post failed");
+      notDone(res, [`jitgate could not ${attempted}; nothing changed; try again.`], errorId);
+      return undefined;
+    }
+  };
+
+  /** Answers a form post with a note in the viewer's notes and sends the browser back to the page. */
+  const reply = async (res: ServerResponse, viewer: ConsoleViewer, work: () => Promise<MessageView | undefined>) => {
+    let unsent: { view: MessageView; errorId: string } | undefined;
+    await inflight.track(async () => {
+      const view = await work();
+      if (!view) return;
+      try {
+        await answer(answerTo(viewer), view);
+      } catch (error) {
+        const errorId = newErrorId();
+        logger.error({ err: error, errorId }, "a console note could not be written");
+        unsent = { view, errorId };
+      }
+    });
+    if (unsent) return notDone(res, [unsent.view.text, ...(unsent.view.lines ?? [])], unsent.errorId);
+    redirect(res, CONSOLE_PATH);
+  };
+
   http.route("POST", COMMAND_PATH, async (req, res) => {
-    const posted = await formOf(req, res);
+    const posted = await postedForm(req, res, "run this command");
     if (!posted) return;
     const { viewer, form } = posted;
     // The box takes the words alone, or with the slash command in front as people type it in Slack.
     const text = (form.get("text") ?? "").trim().replace(new RegExp(`^${CONSOLE_COMMAND}(\\s|$)`), "");
-    await inflight.track(async () => {
-      const to = answerTo(viewer);
-      try {
-        const outcome = await runCommand({ broker, person: viewer.person, command: CONSOLE_COMMAND, origin: "console" }, text);
-        if (outcome.failure) logger.error({ err: outcome.failure, command: text.split(/\s+/)[0] }, "command failed");
-        await answer(to, outcome.view);
-      } catch (error) {
-        await fail(to, error);
-      }
-    });
-    redirect(res, CONSOLE_PATH);
+    await reply(res, viewer, () => actions.command(async () => viewer.person, CONSOLE_COMMAND, text));
   });
 
   // ---------------------------------------------------------------- buttons
 
-  const act = async (person: Person, action: ActionKind, value: string, form: URLSearchParams, to: EphemeralTarget) => {
+  /** A button's form as an action; a bad duration is answered here, before the broker. */
+  const actionOf = (action: ActionKind, value: string, form: URLSearchParams): ChatAction | string => {
     switch (action) {
       case "approve":
-        return sendConnection(await broker.decide(person, { requestId: value, verdict: "approve" }), to);
-      case "deny": {
-        const reason = form.get("reason")?.trim() || undefined;
-        await broker.decide(person, { requestId: value, verdict: "deny", reason });
-        return;
-      }
+        return { verb: "approve", requestId: value };
+      case "deny":
+        return { verb: "deny", requestId: value, reason: form.get("reason")?.trim() || undefined };
       case "extend": {
         const duration = form.get("duration")?.trim() ?? "";
-        if (parseDuration(duration) === undefined) return answer(to, noticeView(`"${duration}" is not a duration like 30m, 2h, 1d.`));
-        const result = await broker.extend(person, { grantId: value, duration });
-        if (result.kind === "requested") return answer(to, noticeView(`Extension request ${result.request.id} sent for approval.`));
-        return;
+        if (parseDuration(duration) === undefined) return `"${duration}" is not a duration like 30m, 2h, 1d.`;
+        return { verb: "extend", grantId: value, duration };
       }
       case "revoke":
-        await broker.revoke(person, { grantId: value });
-        return;
+        return { verb: "revoke", grantId: value };
       case "approve-statement":
       case "deny-statement":
-        await sessions.decide(person, { heldId: value, verdict: action === "approve-statement" ? "approved" : "denied" });
-        return;
+        return { verb: action, heldId: value };
     }
   };
 
   http.route("POST", ACTION_PATH, async (req, res) => {
-    const posted = await formOf(req, res);
+    const posted = await postedForm(req, res, "do this");
     if (!posted) return;
     const { viewer, form } = posted;
     const action = form.get("action") as ActionKind | null;
@@ -268,15 +284,13 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       sendHtml(res, 400, page({ title: "Bad request", body: html`<p>Unknown button. <a href="${CONSOLE_PATH}">Back to the console</a>.</p>` }));
       return;
     }
-    await inflight.track(async () => {
-      const to = answerTo(viewer);
-      try {
-        await act(viewer.person, action, value, form, to);
-      } catch (error) {
-        await fail(to, error);
-      }
+    await reply(res, viewer, async () => {
+      const chatAction = actionOf(action, value, form);
+      if (typeof chatAction === "string") return noticeView(chatAction);
+      const outcome = await actions.run(async () => viewer.person, chatAction);
+      const note = outcome.ok ? outcome.notice : outcome.message;
+      return note ? noticeView(note) : undefined;
     });
-    redirect(res, CONSOLE_PATH);
   });
 
   // ---------------------------------------------------------------- live updates

@@ -12,26 +12,18 @@ import type { ConnectionOptions } from "bullmq";
 import { parseDuration } from "../../config/duration.js";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
-import {
-  GrantNotActive,
-  NotAllowed,
-  SessionBroker,
-  type Broker,
-  type DecideResult,
-  type Person,
-  type TypedEvents,
-} from "../../broker/index.js";
+import type { Broker, Person, TypedEvents } from "../../broker/index.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
-import { errorView, runCommand } from "../commands.js";
+import { ChatActions, ShownError, type ActionDone, type ActionOutcome, type ChatAction } from "../actions.js";
+import { connectionDelivery } from "../connection-delivery.js";
 import { SLACK_ACTION_IDS } from "../render/block-kit.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { chatJobTarget } from "../scheduled-messages.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
-import { chatUserIdOf } from "../request-state.js";
-import { connectionView, noticeView, type MessageView } from "../view-model.js";
+import { noticeView, type MessageView } from "../view-model.js";
 import { DENY_MODAL, EXTEND_MODAL, denyModal, extendModal, parseModalContext } from "./modals.js";
 import { SlackChatPort, createSlackWebClient } from "./slack-port.js";
 
@@ -99,10 +91,9 @@ export interface SlackAdapter extends ChatAdapter {
 }
 
 /** Could not look the clicking user up in Slack (users.info failed): no identity, no decision. */
-class IdentityUnavailable extends Error {
+class IdentityUnavailable extends ShownError {
   constructor() {
     super("Could not look you up in Slack just now; please try again in a moment.");
-    this.name = "IdentityUnavailable";
   }
 }
 
@@ -139,14 +130,15 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   const drain = () => inflight.drain();
   let closed = false;
 
+  // Answers go through the outbox (rate limits, retries); one the outbox cannot take (Redis is
+  // away) goes to Slack directly, so the person still hears what happened.
   const answer = async (to: EphemeralTarget, view: MessageView) => {
-    await outbox.enqueue({ kind: "ephemeral", platform: "slack", to, view });
-  };
-  const fail = async (to: EphemeralTarget, error: unknown) => {
-    if (error instanceof IdentityUnavailable) return answer(to, noticeView(error.message));
-    const { view, unexpected } = errorView(error);
-    if (unexpected) logger.error({ err: error }, "Slack interaction failed");
-    await answer(to, view);
+    try {
+      await outbox.enqueue({ kind: "ephemeral", platform: "slack", to, view });
+    } catch (error) {
+      logger.warn({ err: error }, "the outbox could not take an answer; sending it directly");
+      await port.ephemeral(to, view);
+    }
   };
   const identify = async (userId: string): Promise<Person> => {
     let user;
@@ -159,27 +151,22 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     return broker.identify({ platform: "slack", externalId: user.externalId, email: user.email, displayName: user.displayName });
   };
 
-  /**
-   * The requester's DM with the connection line: from the decision's result, never from an event.
-   * Answers a note for the approver when it could not be delivered.
-   */
-  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
-    const { grant, connection } = result;
-    if (!grant || !connection) return undefined;
-    const user = await chatUserIdOf(db, grant.personId, "slack");
-    if (!user) {
-      logger.warn({ grant: grant.id }, "the requester has no Slack identity; the connection line was not delivered");
-      return `Approved, but the requester is not known in Slack: grant ${grant.id} has no delivered connection line.`;
-    }
-    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
-    await outbox.enqueue({ kind: "dm", platform: "slack", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("slack", "dm", grant.id) });
-    return undefined;
-  };
-  const sendConnection = async (result: DecideResult, approverTo: EphemeralTarget) => {
-    const notice = await deliverConnection(result);
-    if (notice) await answer(approverTo, noticeView(notice));
-  };
+  const deliverConnection = connectionDelivery({
+    platform: "slack",
+    broker,
+    db,
+    logger,
+    send: async (user, view, grant) => {
+      await outbox.enqueue({ kind: "dm", platform: "slack", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("slack", "dm", grant.id) });
+    },
+  });
+  const actions = new ChatActions({ broker, platform: "slack", logger, deliverConnection });
 
+  /** The clicker's ephemeral answer: why nothing happened, or a note about what did. */
+  const tell = async (to: EphemeralTarget, outcome: ActionOutcome) => {
+    const text = outcome.ok ? outcome.notice : outcome.message;
+    if (text) await answer(to, noticeView(text));
+  };
 
   // ---------------------------------------------------------------- the slash command
 
@@ -187,14 +174,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     await ack(); // within 3 s, always; the answer follows as an ephemeral message
     await track(async () => {
       const to: EphemeralTarget = { channel: command.channel_id, user: command.user_id, responseUrl: command.response_url };
-      try {
-        const person = await identify(command.user_id);
-        const outcome = await runCommand({ broker, person, command: config.command, origin: "slack" }, command.text);
-        if (outcome.failure) logger.error({ err: outcome.failure, command: command.text.split(/\s+/)[0] }, "command failed");
-        await answer(to, outcome.view);
-      } catch (error) {
-        await fail(to, error);
-      }
+      await answer(to, await actions.command(() => identify(command.user_id), config.command, command.text));
     });
   });
 
@@ -206,93 +186,50 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     responseUrl: body.response_url,
   });
 
-  app.action<BlockAction<ButtonAction>>(SLACK_ACTION_IDS.approve, async ({ ack, body, action }) => {
-    await ack();
-    await track(async () => {
-      const to = clicker(body);
-      try {
-        const approver = await identify(body.user.id);
-        const result = await broker.decide(approver, { requestId: action.value ?? "", verdict: "approve" });
-        await sendConnection(result, to);
-      } catch (error) {
-        await fail(to, error);
-      }
-    });
-  });
-
-  app.action<BlockAction<ButtonAction>>(SLACK_ACTION_IDS.deny, async ({ ack, body, action }) => {
-    await ack();
-    await track(async () => {
-      const to = clicker(body);
-      try {
-        const approver = await identify(body.user.id);
-        const request = await broker.checkCanDecide(approver, action.value ?? "");
-        // views.open is called at once, not through the outbox: its trigger_id expires in 3 seconds.
-        await client.views.open({
-          trigger_id: body.trigger_id,
-          view: denyModal({ id: request.id, channel: body.channel?.id ?? null }, request.target),
-        });
-      } catch (error) {
-        await fail(to, error);
-      }
-    });
-  });
-
-  // Held statements and commands (from the proxies): decided by an approver of the target, once.
-  const sessions = new SessionBroker(broker);
-  for (const [actionId, verdict] of [
-    [SLACK_ACTION_IDS["approve-statement"], "approved"],
-    [SLACK_ACTION_IDS["deny-statement"], "denied"],
-  ] as const) {
+  /**
+   * A button: acked at once, then run through the action layer; `then` follows a success (a modal
+   * to open) and its own failure is answered like the action's.
+   */
+  const onButton = (
+    actionId: string,
+    toAction: (value: string) => ChatAction,
+    then?: (done: ActionDone, body: BlockAction<ButtonAction>) => Promise<void>,
+  ) => {
     app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action }) => {
       await ack();
       await track(async () => {
         const to = clicker(body);
+        const chatAction = toAction(action.value ?? "");
+        const outcome = await actions.run(() => identify(body.user.id), chatAction);
+        if (!outcome.ok || !then) return tell(to, outcome);
         try {
-          const approver = await identify(body.user.id);
-          await sessions.decide(approver, { heldId: action.value ?? "", verdict });
+          await then(outcome, body);
         } catch (error) {
-          await fail(to, error);
+          await tell(to, actions.failure(error, chatAction.verb, outcome.person));
         }
       });
     });
-  }
+  };
 
-  app.action<BlockAction<ButtonAction>>(SLACK_ACTION_IDS.revoke, async ({ ack, body, action }) => {
-    await ack();
-    await track(async () => {
-      const to = clicker(body);
-      try {
-        const actor = await identify(body.user.id);
-        await broker.revoke(actor, { grantId: action.value ?? "" });
-      } catch (error) {
-        await fail(to, error);
-      }
-    });
-  });
-
-  app.action<BlockAction<ButtonAction>>(SLACK_ACTION_IDS.extend, async ({ ack, body, action }) => {
-    await ack();
-    await track(async () => {
-      const to = clicker(body);
-      try {
-        const actor = await identify(body.user.id);
-        const grant = await broker.getGrant(action.value ?? "");
-        if (grant.state !== "active" || grant.expiresAt.getTime() <= broker.clock.now().getTime()) {
-          throw new GrantNotActive(grant.id, grant.state === "active" ? "expired" : grant.state);
-        }
-        if (actor.id !== grant.personId && !(await broker.isApprover(grant.target, actor))) {
-          throw new NotAllowed(`only the holder or an approver of ${grant.target} may extend ${grant.id}`);
-        }
-        await client.views.open({
-          trigger_id: body.trigger_id,
-          view: extendModal({ id: grant.id, channel: body.channel?.id ?? null }, grant.target, "1h"),
-        });
-      } catch (error) {
-        await fail(to, error);
-      }
-    });
-  });
+  onButton(SLACK_ACTION_IDS.approve, (requestId) => ({ verb: "approve", requestId }));
+  // views.open is called at once, not through the outbox: its trigger_id expires in 3 seconds.
+  onButton(
+    SLACK_ACTION_IDS.deny,
+    (requestId) => ({ verb: "check-deny", requestId }),
+    async ({ request }, body) => {
+      await client.views.open({ trigger_id: body.trigger_id, view: denyModal({ id: request!.id, channel: body.channel?.id ?? null }, request!.target) });
+    },
+  );
+  onButton(SLACK_ACTION_IDS["approve-statement"], (heldId) => ({ verb: "approve-statement", heldId }));
+  onButton(SLACK_ACTION_IDS["deny-statement"], (heldId) => ({ verb: "deny-statement", heldId }));
+  onButton(SLACK_ACTION_IDS.revoke, (grantId) => ({ verb: "revoke", grantId }));
+  onButton(
+    SLACK_ACTION_IDS.extend,
+    (grantId) => ({ verb: "check-extend", grantId }),
+    async ({ grant }, body) => {
+      await client.views.open({ trigger_id: body.trigger_id, view: extendModal({ id: grant!.id, channel: body.channel?.id ?? null }, grant!.target, "1h") });
+    },
+  );
 
   // ---------------------------------------------------------------- modals
 
@@ -301,14 +238,9 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     await track(async () => {
       const context = parseModalContext(view.private_metadata);
       const to: EphemeralTarget = { channel: context?.channel ?? body.user.id, user: body.user.id };
-      try {
-        if (!context) throw new Error("deny modal without its request");
-        const reason = view.state.values.reason?.reason?.value ?? undefined;
-        const approver = await identify(body.user.id);
-        await broker.decide(approver, { requestId: context.id, verdict: "deny", reason: reason ?? undefined });
-      } catch (error) {
-        await fail(to, error);
-      }
+      if (!context) return answer(to, noticeView("This form has lost its request; click Deny again."));
+      const reason = view.state.values.reason?.reason?.value ?? undefined;
+      await tell(to, await actions.run(() => identify(body.user.id), { verb: "deny", requestId: context.id, reason: reason ?? undefined }));
     });
   });
 
@@ -322,16 +254,8 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     await track(async () => {
       const context = parseModalContext(view.private_metadata);
       const to: EphemeralTarget = { channel: context?.channel ?? body.user.id, user: body.user.id };
-      try {
-        if (!context) throw new Error("extend modal without its grant");
-        const actor = await identify(body.user.id);
-        const result = await broker.extend(actor, { grantId: context.id, duration });
-        if (result.kind === "requested") {
-          await answer(to, noticeView(`Extension request ${result.request.id} sent for approval.`));
-        }
-      } catch (error) {
-        await fail(to, error);
-      }
+      if (!context) return answer(to, noticeView("This form has lost its grant; click Extend again."));
+      await tell(to, await actions.run(() => identify(body.user.id), { verb: "extend", grantId: context.id, duration }));
     });
   });
 

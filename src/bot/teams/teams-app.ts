@@ -13,21 +13,13 @@ import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
 import { chatIdentities } from "../../db/schema.js";
 import { desc, eq } from "drizzle-orm";
-import {
-  GrantNotActive,
-  NotAllowed,
-  SessionBroker,
-  StepUpRequired,
-  type Broker,
-  type DecideResult,
-  type Person,
-  type TypedEvents,
-} from "../../broker/index.js";
+import type { Broker, Person, TypedEvents } from "../../broker/index.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
 import type { EphemeralTarget } from "../chat-port.js";
-import { errorView, runCommand } from "../commands.js";
+import { ChatActions, newErrorId, ShownError, type ActionFailure, type ChatAction } from "../actions.js";
+import { connectionDelivery } from "../connection-delivery.js";
 import {
   ADAPTIVE_CARD_CONTENT_TYPE,
   denyReasonCard,
@@ -37,9 +29,9 @@ import {
   type CardActionData,
   type CardSubject,
 } from "../render/adaptive-card.js";
-import { adapterShutdown, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
-import { chatUserIdOf, loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
-import { connectionView, grantCardView, heldView, noticeView, requestView, type MessageView } from "../view-model.js";
+import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
+import { loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
+import { grantCardView, heldView, noticeView, requestView, type ButtonView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "./conversation-store.js";
 import { TeamsChatPort } from "./teams-port.js";
 
@@ -135,20 +127,34 @@ export interface TeamsAdapter extends ChatAdapter {
   readonly port: TeamsChatPort;
 }
 
-class IdentityUnavailable extends Error {
+class IdentityUnavailable extends ShownError {
   constructor() {
     super("Could not look you up in Teams just now; please try again in a moment.");
-    this.name = "IdentityUnavailable";
   }
 }
 
 /** The person has no email in Teams: approver lists and the proxy's login name need one. */
-class NoEmail extends Error {
+class NoEmail extends ShownError {
   constructor() {
     super("Teams did not tell us your email address, so jitgate cannot tell who you are.");
-    this.name = "NoEmail";
   }
 }
+
+/** A card's own buttons, for a card that could not be read back: the same click can be tried again. */
+const RETRY_BUTTONS: Record<CardSubject, (id: string) => ButtonView[]> = {
+  request: (id) => [
+    { action: "approve", label: "Approve", value: id, style: "primary" },
+    { action: "deny", label: "Deny", value: id, style: "danger" },
+  ],
+  grant: (id) => [
+    { action: "extend", label: "Extend", value: id },
+    { action: "revoke", label: "Revoke", value: id, style: "danger" },
+  ],
+  held: (id) => [
+    { action: "approve-statement", label: "Approve", value: id, style: "primary" },
+    { action: "deny-statement", label: "Deny", value: id, style: "danger" },
+  ],
+};
 
 const isCardData = (value: unknown): value is CardActionData => {
   const data = value as Partial<CardActionData> | null;
@@ -217,10 +223,16 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     logger,
   });
   const { outbox } = delivery;
-  const sessions = new SessionBroker(broker);
 
+  // Answers go through the outbox (rate limits, retries); one the outbox cannot take (Redis is
+  // away) goes to Teams directly, so the person still hears what happened.
   const answer = async (to: EphemeralTarget, view: MessageView) => {
-    await outbox.enqueue({ kind: "ephemeral", platform: "teams", to, view });
+    try {
+      await outbox.enqueue({ kind: "ephemeral", platform: "teams", to, view });
+    } catch (error) {
+      logger.warn({ err: error }, "the outbox could not take an answer; sending it directly");
+      await port.ephemeral(to, view);
+    }
   };
 
   const identify = async (context: TurnContext): Promise<Person> => {
@@ -253,19 +265,16 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     });
   };
 
-  /** The requester's 1:1 message with the connection line: from the decision's result, never from an event. */
-  const deliverConnection = async (result: DecideResult): Promise<string | undefined> => {
-    const { grant, connection } = result;
-    if (!grant || !connection) return undefined;
-    const user = await chatUserIdOf(db, grant.personId, "teams");
-    if (!user) {
-      logger.warn({ grant: grant.id }, "the requester has no Teams identity; the connection line was not delivered");
-      return `Approved, but the requester is not known in Teams: grant ${grant.id} has no delivered connection line.`;
-    }
-    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
-    await outbox.enqueue({ kind: "dm", platform: "teams", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("teams", "dm", grant.id) });
-    return undefined;
-  };
+  const deliverConnection = connectionDelivery({
+    platform: "teams",
+    broker,
+    db,
+    logger,
+    send: async (user, view, grant) => {
+      await outbox.enqueue({ kind: "dm", platform: "teams", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("teams", "dm", grant.id) });
+    },
+  });
+  const actions = new ChatActions({ broker, platform: "teams", logger, deliverConnection });
 
   /** What the card shows everyone now, read from the database. */
   const currentView = async (subject: CardSubject, id: string): Promise<MessageView> => {
@@ -300,83 +309,88 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   const cardResponse = (card: AdaptiveCard): AdaptiveCardInvokeResponse => ({ statusCode: 200, type: ADAPTIVE_CARD_CONTENT_TYPE, value: card });
   const withNotice = (view: MessageView, notice: string): MessageView => ({ ...view, lines: [...(view.lines ?? []), notice] });
 
+  /**
+   * The clicker's card after a failure: the card as it is, with why nothing happened. When even the
+   * card cannot be read (the database is away), the note with the card's own buttons, so the click
+   * can be tried again from the same card.
+   */
+  const failedCard = async (failure: ActionFailure, subject: CardSubject, id: string): Promise<AdaptiveCardInvokeResponse> => {
+    // A step-up link must open in a browser: a TextRun is never a link, so it gets a button too
+    // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
+    const openLink = failure.stepUpLink ? { extraActions: [{ type: "Action.OpenUrl", title: "Sign in to approve", url: failure.stepUpLink }] } : {};
+    let view: MessageView;
+    try {
+      view = withNotice(await viewFor(failure.person, subject, id), failure.message);
+    } catch (error) {
+      logger.warn({ err: error, errorId: failure.errorId }, "the card could not be read after a failed click");
+      view = { ...noticeView(failure.message), buttons: RETRY_BUTTONS[subject](id) };
+    }
+    return cardResponse(toAdaptiveCard(view, openLink));
+  };
+
   const onCardAction = async (context: TurnContext, invoke: AdaptiveCardInvokeValue): Promise<AdaptiveCardInvokeResponse> => {
     const data: unknown = invoke.action?.data;
     if (!fromOurTenant(context) || !isCardData(data)) {
       return { statusCode: 400, type: "application/vnd.microsoft.error", value: { code: "BadRequest", message: "not a jitgate card" } };
     }
     const verb = invoke.action.verb;
-    let person: Person | undefined;
-    try {
-      person = await identify(context);
-      let notice: string | undefined;
-      switch (verb) {
-        case "refresh":
-          break;
-        case "approve":
-          notice = await deliverConnection(await broker.decide(person, { requestId: data.id, verdict: "approve" }));
-          break;
-        case "deny": {
-          await broker.checkCanDecide(person, data.id);
-          return cardResponse(denyReasonCard(await currentView("request", data.id), data.id));
-        }
-        case "deny-confirm": {
-          const reason = typeof data.reason === "string" && data.reason.trim() !== "" ? data.reason.trim().slice(0, 500) : undefined;
-          await broker.decide(person, { requestId: data.id, verdict: "deny", ...(reason ? { reason } : {}) });
-          break;
-        }
-        case "approve-statement":
-        case "deny-statement":
-          await sessions.decide(person, { heldId: data.id, verdict: verb === "approve-statement" ? "approved" : "denied" });
-          break;
-        case "revoke":
-          await broker.revoke(person, { grantId: data.id });
-          break;
-        case "extend": {
-          const grant = await broker.getGrant(data.id);
-          if (grant.state !== "active" || grant.expiresAt.getTime() <= broker.clock.now().getTime()) {
-            throw new GrantNotActive(grant.id, grant.state === "active" ? "expired" : grant.state);
-          }
-          if (person.id !== grant.personId && !(await broker.isApprover(grant.target, person))) {
-            throw new NotAllowed(`only the holder or an approver of ${grant.target} may extend ${grant.id}`);
-          }
-          return cardResponse(extendDurationCard(await currentView("grant", data.id), data.id));
-        }
-        case "extend-confirm": {
-          const duration = typeof data.duration === "string" ? data.duration.trim() : "";
-          if (parseDuration(duration) === undefined) {
+    let action: ChatAction | undefined;
+    switch (verb) {
+      case "refresh":
+        break;
+      case "approve":
+        action = { verb: "approve", requestId: data.id };
+        break;
+      case "deny":
+        action = { verb: "check-deny", requestId: data.id };
+        break;
+      case "deny-confirm": {
+        const reason = typeof data.reason === "string" && data.reason.trim() !== "" ? data.reason.trim().slice(0, 500) : undefined;
+        action = { verb: "deny", requestId: data.id, reason };
+        break;
+      }
+      case "approve-statement":
+      case "deny-statement":
+        action = { verb, heldId: data.id };
+        break;
+      case "revoke":
+        action = { verb: "revoke", grantId: data.id };
+        break;
+      case "extend":
+        action = { verb: "check-extend", grantId: data.id };
+        break;
+      case "extend-confirm": {
+        const duration = typeof data.duration === "string" ? data.duration.trim() : "";
+        if (parseDuration(duration) === undefined) {
+          try {
             return cardResponse(extendDurationCard(withNotice(await currentView("grant", data.id), "Not a duration like 30m, 2h, 1d"), data.id));
+          } catch (error) {
+            return failedCard(actions.failure(error, "extend"), data.subject, data.id);
           }
-          const result = await broker.extend(person, { grantId: data.id, duration });
-          if (result.kind === "requested") notice = `Extension request ${result.request.id} sent for approval.`;
-          break;
         }
-        default:
-          return { statusCode: 400, type: "application/vnd.microsoft.error", value: { code: "BadRequest", message: `unknown verb ${verb}` } };
+        action = { verb: "extend", grantId: data.id, duration };
+        break;
       }
-      const view = await viewFor(person, data.subject, data.id);
-      return cardResponse(toAdaptiveCard(notice ? withNotice(view, notice) : view));
+      default:
+        return { statusCode: 400, type: "application/vnd.microsoft.error", value: { code: "BadRequest", message: `unknown verb ${verb}` } };
+    }
+    const outcome = await actions.run(() => identify(context), action ?? { verb: "refresh" });
+    // The clicker alone sees why nothing happened; the card everyone sees is unchanged.
+    if (!outcome.ok) return failedCard(outcome, data.subject, data.id);
+    try {
+      if (action?.verb === "check-deny") return cardResponse(denyReasonCard(await currentView("request", data.id), data.id));
+      if (action?.verb === "check-extend") return cardResponse(extendDurationCard(await currentView("grant", data.id), data.id));
+      const view = await viewFor(outcome.person, data.subject, data.id);
+      return cardResponse(toAdaptiveCard(outcome.notice ? withNotice(view, outcome.notice) : view));
     } catch (error) {
-      // The clicker alone sees why nothing happened; the card everyone sees is unchanged.
-      const message =
-        error instanceof IdentityUnavailable || error instanceof NoEmail
-          ? error.message
-          : (() => {
-              const { view, unexpected } = errorView(error);
-              if (unexpected) logger.error({ err: error, verb }, "Teams card action failed");
-              return view.text;
-            })();
-      // A step-up link must open in a browser: a TextRun is never a link, so it gets a button too
-      // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
-      const openLink = error instanceof StepUpRequired ? { extraActions: [{ type: "Action.OpenUrl", title: "Sign in to approve", url: error.link }] } : {};
-      let view: MessageView;
-      try {
-        view = await viewFor(person, data.subject, data.id);
-      } catch {
-        view = noticeView(message);
-        return cardResponse(toAdaptiveCard(view, openLink));
+      // Only the card could not be drawn: after a check nothing changed; after an action it is done.
+      if (!action || action.verb === "check-deny" || action.verb === "check-extend") {
+        return failedCard(actions.failure(error, action?.verb ?? "refresh", outcome.person), data.subject, data.id);
       }
-      return cardResponse(toAdaptiveCard(withNotice(view, message), openLink));
+      const errorId = newErrorId();
+      logger.error({ err: error, errorId, action: action.verb }, "the card could not be drawn after an action");
+      const message = `Done, but this card could not be redrawn just now (error id ${errorId}); it shows the new state once it refreshes.`;
+      return failedCard({ ok: false, person: outcome.person, message, errorId, error }, data.subject, data.id);
     }
   };
 
@@ -385,20 +399,10 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       logger.warn({ tenant: context.activity.conversation?.tenantId }, "ignored a Teams message from another tenant");
       return;
     }
-    await rememberPersonalChat(context);
+    // Only later, proactive messages need it: a failure here must not cost the person their answer.
+    await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
-    const text = commandText(context);
-    try {
-      const person = await identify(context);
-      const outcome = await runCommand({ broker, person, command: TEAMS_COMMAND, origin: "teams" }, text);
-      if (outcome.failure) logger.error({ err: outcome.failure, command: text.split(/\s+/)[0] }, "command failed");
-      await answer(to, outcome.view);
-    } catch (error) {
-      if (error instanceof IdentityUnavailable || error instanceof NoEmail) return answer(to, noticeView(error.message));
-      const { view, unexpected } = errorView(error);
-      if (unexpected) logger.error({ err: error }, "Teams command failed");
-      await answer(to, view);
-    }
+    await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
   };
 
   class JitgateBot extends TeamsActivityHandler {
@@ -416,12 +420,10 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   }
   const bot = new JitgateBot();
 
-  // Turns in progress: shutdown waits for them.
-  const inflight = new Set<Promise<void>>();
+  // Turns in progress: shutdown waits for them. A turn's error is the HTTP server's to answer (500).
+  const inflight = new InflightWork((error) => logger.error({ err: error }, "Teams turn failed"));
   let closed = false;
-  const drain = async () => {
-    while (inflight.size > 0) await Promise.allSettled([...inflight]);
-  };
+  const drain = () => inflight.drain();
 
   await delivery.start();
   http.route("POST", TEAMS_MESSAGES_PATH, async (req, res) => {
@@ -429,13 +431,15 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       res.writeHead(503, { "retry-after": "5" }).end();
       return;
     }
-    const running = receiveActivity(req, res, (request, response) => adapter.process(request, response, (context) => bot.run(context)));
-    inflight.add(running);
-    try {
-      await running;
-    } finally {
-      inflight.delete(running);
-    }
+    let failed: { error: unknown } | undefined;
+    await inflight.track(async () => {
+      try {
+        await receiveActivity(req, res, (request, response) => adapter.process(request, response, (context) => bot.run(context)));
+      } catch (error) {
+        failed = { error };
+      }
+    });
+    if (failed) throw failed.error;
   });
   logger.info({ authenticated, approvalConversation: config.approvalConversation }, "Teams adapter started");
 
