@@ -6,6 +6,7 @@ import type { Broker, Person } from "./broker.js";
 import { GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval } from "./errors.js";
 import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js";
 import { newId } from "./ids.js";
+import { storeRecordings, type ChannelCast } from "./recordings.js";
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type HeldRow = typeof heldStatements.$inferSelect;
@@ -23,7 +24,7 @@ export class SessionBroker {
   constructor(private readonly broker: Broker) {}
 
   get #db(): Database {
-    return this.broker.db;
+    return this.broker.context.db;
   }
 
   async #personName(personId: string): Promise<string> {
@@ -84,6 +85,11 @@ export class SessionBroker {
     const snapshot = await this.snapshot(session);
     this.broker.events.emit("session.opened", { session: snapshot });
     return { session, snapshot };
+  }
+
+  /** Stores what the SSH proxy recorded of a session's channels. */
+  async storeRecordings(sessionId: string, recordings: readonly ChannelCast[]): Promise<void> {
+    await storeRecordings(this.#db, sessionId, recordings, this.broker.clock.now());
   }
 
   /** Closes a session once; held statements still waiting end as timed out. */
