@@ -18,6 +18,7 @@ import type {
   DecideResult,
   Decision,
   ExpireOutcome,
+  ExpiryFinder,
   ExtendResult,
   Grant,
   IdentityRef,
@@ -230,8 +231,18 @@ export class Broker {
     return this.grants.revoke(actor, input);
   }
 
-  expire(grantId: string): Promise<ExpireOutcome> {
-    return this.grants.expire(grantId);
+  /** Ends a grant whose time is up; `foundBy` is what noticed (the expiry job unless said). */
+  expire(grantId: string, foundBy?: ExpiryFinder): Promise<ExpireOutcome> {
+    return this.grants.expire(grantId, foundBy);
+  }
+
+  /**
+   * Expires the grant if it is still marked active past its end; does nothing otherwise. For a
+   * proxy whose session timer ran out or that refused a login for an overdue grant, so a lost
+   * expiry job does not leave the grant looking live until the reconciler's next round.
+   */
+  expireIfOverdue(grantId: string, foundBy: ExpiryFinder = "login"): Promise<ExpireOutcome | undefined> {
+    return this.grants.expireIfOverdue(grantId, foundBy);
   }
 
   liveCredential(login: string, target: string): Promise<{ grant: Grant; verifier: ScramVerifierRow }> {

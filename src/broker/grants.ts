@@ -21,7 +21,7 @@ import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
 import { decidersOf, decisionsOf, parseDurationMs } from "./requests.js";
 import { grantSnapshot, iso, requestSnapshot } from "./snapshots.js";
-import type { AccessRequest, ExpireOutcome, ExtendResult, Grant, Person, ScramVerifierRow } from "./types.js";
+import type { AccessRequest, ExpireOutcome, ExpiryFinder, ExtendResult, Grant, Person, ScramVerifierRow } from "./types.js";
 
 /**
  * Grants: issued when a request's quorum is met, extended, revoked, expired, and the credential
@@ -50,9 +50,25 @@ export class GrantsService {
 
   /** The person's live grant on a target (a proxy login by OIDC identity); throws NoLiveGrant. */
   async liveOf(person: Person, target: string): Promise<Grant> {
-    const grant = await this.live(this.ctx.db, person.id, target, this.ctx.clock.now());
+    const grant = await this.liveOrExpire(person.id, target, "login");
     if (!grant) throw new NoLiveGrant(target);
     return grant;
+  }
+
+  /**
+   * The person's live grant on a target for a login; a grant still marked active but past its end
+   * is expired on the way (its expiry job was lost or late), so the thread says so within moments.
+   */
+  async liveOrExpire(personId: string, target: string, foundBy: ExpiryFinder): Promise<Grant | undefined> {
+    const now = this.ctx.clock.now();
+    const [row] = await this.ctx.db
+      .select()
+      .from(grants)
+      .where(and(eq(grants.personId, personId), eq(grants.target, target), eq(grants.state, "active")));
+    if (!row) return undefined;
+    if (row.expiresAt.getTime() > now.getTime()) return row;
+    await this.#expireFound([row], foundBy);
+    return undefined;
   }
 
   /** The person's live grants, soonest end first, for `list`. */
@@ -78,6 +94,7 @@ export class GrantsService {
    */
   async issue(requestId: string, by: Person): Promise<{ grant: Grant; connection?: ConnectionLine }> {
     const now = this.ctx.clock.now();
+    const ended: Grant[] = [];
     const outcome = await this.ctx.db.transaction(async (tx) => {
       const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, requestId)).for("update");
       if (!request) throw new RequestNotFound(requestId);
@@ -88,18 +105,39 @@ export class GrantsService {
         const [existing] = await tx.select().from(grants).where(eq(grants.id, request.grantId));
         return { grant: existing!, fresh: false as const, request };
       }
-      const issued = await this.issueIn(tx, request, by, now);
+      const issued = await this.issueIn(tx, request, by, now, ended);
       return { grant: issued.grant, connection: issued.connection, fresh: true as const, request: issued.request };
     });
+    this.afterOverdue(ended);
     if (outcome.fresh) await this.afterIssue(outcome.grant, outcome.request);
     return outcome.connection ? { grant: outcome.grant, connection: outcome.connection } : { grant: outcome.grant };
   }
 
-  /** Issues the grant of an approved request inside the caller's transaction (the decision's). */
-  async issueIn(tx: Executor, request: AccessRequest, by: Person, now: Date): Promise<{ grant: Grant; connection: ConnectionLine; request: AccessRequest }> {
+  /**
+   * Issues the grant of an approved request inside the caller's transaction (the decision's). A
+   * previous grant still marked active but past its end is over: it is expired first, in the same
+   * transaction (found late, with how late), and added to `ended` so the caller announces it after
+   * the commit. Without this, a lost expiry job would make the insert hit the one-live-grant index.
+   */
+  async issueIn(
+    tx: Executor,
+    request: AccessRequest,
+    by: Person,
+    now: Date,
+    ended: Grant[],
+  ): Promise<{ grant: Grant; connection: ConnectionLine; request: AccessRequest }> {
     const requester = (await tx.select().from(people).where(eq(people.id, request.requesterId)))[0]!;
     const live = await this.live(tx, requester.id, request.target, now);
     if (live) throw new GrantAlreadyLive(request.target, live.id);
+    const overdue = await tx
+      .select()
+      .from(grants)
+      .where(and(eq(grants.personId, requester.id), eq(grants.target, request.target), eq(grants.state, "active"), lte(grants.expiresAt, now)))
+      .for("update");
+    for (const grant of overdue) {
+      const expired = await this.#expireIn(tx, grant.id, now, "issue");
+      if (expired) ended.push(expired);
+    }
     const expiresAt = new Date(now.getTime() + request.durationMs);
     const [grant] = await tx
       .insert(grants)
@@ -161,7 +199,10 @@ export class GrantsService {
   async extend(actor: Person, input: { grantId: string; duration: string | number; reason?: string }): Promise<ExtendResult> {
     const durationMs = parseDurationMs(input.duration);
     const now = this.ctx.clock.now();
-    const grant = await this.#activeGrant(this.ctx.db, input.grantId, now);
+    const grant = await this.#activeGrant(this.ctx.db, input.grantId, now).catch(async (error: unknown) => {
+      if (error instanceof GrantExpired) await this.expireIfOverdue(input.grantId, "extend");
+      throw error;
+    });
     const policy = this.ctx.policy(grant.target);
     const lifetime = grant.expiresAt.getTime() + durationMs - grant.startsAt.getTime();
     if (lifetime > policy.maxDurationMs) {
@@ -263,9 +304,17 @@ export class GrantsService {
     if (actor.id !== existing.personId && !(await this.people.isApprover(existing.target, actor))) {
       throw new NotAllowed(`only the holder or an approver of ${existing.target} may revoke ${existing.id}`);
     }
+    // A grant past its end is over whatever its row says: it ends as expired, not revoked.
+    if (existing.state === "active" && existing.expiresAt.getTime() <= now.getTime()) {
+      await this.expireIfOverdue(existing.id, "revoke");
+      throw new GrantNotActive(existing.id, (await this.get(existing.id)).state);
+    }
     const reason = input.reason?.trim() || null;
-    const grant = await this.#endGrant(existing.id, "revoked", actor.id, now, { reason }, eq(grants.state, "active"));
-    if (!grant) throw new GrantNotActive(existing.id, (await this.get(existing.id)).state);
+    const grant = await this.#endGrant(existing.id, "revoked", actor.id, now, { reason }, and(eq(grants.state, "active"), gt(grants.expiresAt, now))!);
+    if (!grant) {
+      await this.expireIfOverdue(existing.id, "revoke");
+      throw new GrantNotActive(existing.id, (await this.get(existing.id)).state);
+    }
     this.ctx.events.emit("grant.revoked", { grant: grantSnapshot(grant), byId: actor.id, byName: actor.displayName, reason });
     await this.ctx.background("cancel grant expiry", () => this.ctx.scheduler.cancelGrantExpiry(grant.id));
     return grant;
@@ -273,13 +322,14 @@ export class GrantsService {
 
   /**
    * Ends a grant whose time is up (called by the expiry job and the reconciler). Does nothing to a
-   * grant that was extended meanwhile (`not-due`) or has already ended.
+   * grant that was extended meanwhile (`not-due`) or has already ended. `foundBy` says what noticed:
+   * anything but the grant's own job means the job was lost or late, and the audit record says so.
    */
-  async expire(grantId: string): Promise<ExpireOutcome> {
+  async expire(grantId: string, foundBy: ExpiryFinder = "job"): Promise<ExpireOutcome> {
     const now = this.ctx.clock.now();
-    const grant = await this.#endGrant(grantId, "expired", null, now, {}, and(eq(grants.state, "active"), lte(grants.expiresAt, now))!);
+    const grant = await this.ctx.db.transaction((tx) => this.#expireIn(tx, grantId, now, foundBy));
     if (grant) {
-      this.ctx.events.emit("grant.expired", { grant: grantSnapshot(grant) });
+      this.afterOverdue([grant]);
       return { kind: "expired", grant };
     }
     const [current] = await this.ctx.db.select().from(grants).where(eq(grants.id, grantId));
@@ -288,9 +338,52 @@ export class GrantsService {
     return { kind: "ended" };
   }
 
+  /**
+   * Expires the grant if it is still marked active past its end, and does nothing otherwise: what a
+   * login refused for an overdue grant, or a session whose timer ran out, calls so the grant is
+   * shown expired within moments even when its expiry job is gone (Redis lost its data).
+   */
+  async expireIfOverdue(grantId: string, foundBy: ExpiryFinder): Promise<ExpireOutcome | undefined> {
+    const [grant] = await this.ctx.db.select().from(grants).where(eq(grants.id, grantId));
+    if (!grant || grant.state !== "active" || grant.expiresAt.getTime() > this.ctx.clock.now().getTime()) return undefined;
+    return this.expire(grantId, foundBy);
+  }
+
+  /** Announces grants expired in a transaction that has committed (the chat redraws their threads). */
+  afterOverdue(ended: readonly Grant[]): void {
+    for (const grant of ended) this.ctx.events.emit("grant.expired", { grant: grantSnapshot(grant) });
+  }
+
+  async #expireFound(found: readonly Grant[], foundBy: ExpiryFinder): Promise<void> {
+    for (const grant of found) {
+      await this.ctx.background("expire an overdue grant", async () => {
+        await this.expireIfOverdue(grant.id, foundBy);
+      });
+    }
+  }
+
+  async #expireIn(tx: Executor, grantId: string, now: Date, foundBy: ExpiryFinder): Promise<Grant | undefined> {
+    const [grant] = await tx
+      .update(grants)
+      .set({ state: "expired", endedAt: now, endedBy: null })
+      .where(and(eq(grants.id, grantId), eq(grants.state, "active"), lte(grants.expiresAt, now)))
+      .returning();
+    if (!grant) return undefined;
+    await tx.delete(grantCredentials).where(eq(grantCredentials.grantId, grantId));
+    const lateMs = now.getTime() - grant.expiresAt.getTime();
+    await appendAudit(tx, now, {
+      kind: "grant.expired",
+      target: grant.target,
+      requestId: grant.requestId,
+      grantId: grant.id,
+      data: { expiresAt: iso(grant.expiresAt), lateMs, ...(foundBy === "job" ? {} : { foundLate: true, foundBy }) },
+    });
+    return grant;
+  }
+
   async #endGrant(
     grantId: string,
-    state: "expired" | "revoked",
+    state: "revoked",
     actorId: string | null,
     now: Date,
     data: Record<string, unknown>,
@@ -329,9 +422,12 @@ export class GrantsService {
       .select({ grant: grants, credential: grantCredentials })
       .from(grantCredentials)
       .innerJoin(grants, eq(grants.id, grantCredentials.grantId))
-      .where(and(eq(grantCredentials.login, login), eq(grantCredentials.target, target), eq(grants.state, "active"), gt(grants.expiresAt, now)));
-    const [row] = rows;
-    if (!row) throw new NoLiveGrant(target);
+      .where(and(eq(grantCredentials.login, login), eq(grantCredentials.target, target), eq(grants.state, "active")));
+    const row = rows.find((r) => r.grant.expiresAt.getTime() > now.getTime());
+    if (!row) {
+      await this.#expireFound(rows.map((r) => r.grant), "login");
+      throw new NoLiveGrant(target);
+    }
     return { grant: row.grant, verifier: row.credential };
   }
 
@@ -356,7 +452,11 @@ export class GrantsService {
         ),
       );
     const live = rows.filter((r) => r.grant.expiresAt.getTime() > now.getTime());
-    if (live.length === 0) throw new NoLiveGrant(input.target);
+    if (live.length === 0) {
+      // A grant past its end is over whoever's it is, so every overdue one found is expired now.
+      await this.#expireFound(rows.map((r) => r.grant), "login");
+      throw new NoLiveGrant(input.target);
+    }
     for (const { grant, credential } of live) {
       if (await verifySecret(input.secret, credential)) return grant;
     }

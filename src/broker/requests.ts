@@ -23,7 +23,7 @@ import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
 import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
 import type { StepUpService } from "./step-up.js";
-import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
 
 export function parseDurationMs(text: string | number): number {
   const ms = typeof text === "number" ? text : parseDuration(text);
@@ -141,6 +141,8 @@ export class RequestsService {
     input: { requestId: string; verdict: "approve" | "deny"; reason?: string | undefined; stepUp?: StepUpProof | undefined },
   ): Promise<DecideResult> {
     const now = this.ctx.clock.now();
+    // Grants found overdue (and expired) while issuing the next one, announced after the commit.
+    const ended: Grant[] = [];
     const outcome = await this.ctx.db.transaction(async (tx): Promise<DecideResult | { challenge: StepUpChallenge; target: string }> => {
       const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, input.requestId)).for("update");
       if (!request) throw new RequestNotFound(input.requestId);
@@ -205,7 +207,7 @@ export class RequestsService {
       }
       const result: DecideResult = { request: current, decision: decision!, approvals, required: request.approvalsRequired };
       if (finalState === "approved" && current.kind === "access") {
-        const issued = await this.grants.issueIn(tx, current, approver, now);
+        const issued = await this.grants.issueIn(tx, current, approver, now, ended);
         result.grant = issued.grant;
         result.connection = issued.connection;
         result.request = issued.request;
@@ -220,6 +222,7 @@ export class RequestsService {
       throw new StepUpRequired(target, challenge.id, this.stepUp.link(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
     }
 
+    this.grants.afterOverdue(ended);
     const snapshot = await requestSnapshot(this.ctx.db, outcome.request);
     const decided = decisionSnapshot(outcome.decision, approver);
     this.ctx.events.emit("request.decided", { request: snapshot, decision: decided, approvals: outcome.approvals, required: outcome.required });

@@ -96,6 +96,6 @@ export class SshKeys {
 
   /** The person's live grant on a target, if any. */
   async liveGrant(personId: string, target: string): Promise<Grant | undefined> {
-    return this.broker.grants.live(this.broker.context.db, personId, target, this.broker.clock.now());
+    return this.broker.grants.liveOrExpire(personId, target, "login");
   }
 }

@@ -65,6 +65,51 @@ export function createMetrics(options: OperationsOptions): Registry {
       this.set(await counts.liveSessions());
     },
   });
+  // Read from the audit log, so every replica reports the same numbers and a restart loses none.
+  // A scrape collects the four overdue gauges below at once: they share the query in flight.
+  let overdue: ReturnType<OperationCounts["overdueGrants"]> | undefined;
+  const overdueGrants = () => {
+    overdue ??= counts.overdueGrants().finally(() => {
+      overdue = undefined;
+    });
+    return overdue;
+  };
+  new Gauge({
+    name: "jitgate_grants_found_overdue",
+    help: "Grants found past their end by something other than their expiry job (lost or late job), by what found them",
+    labelNames: ["found_by"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { foundBy, count } of (await overdueGrants()).byFinder) this.set({ found_by: foundBy }, count);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds",
+    help: "How late overdue grants were found after their end (quantiles over every one found; _sum and _count alongside)",
+    labelNames: ["quantile"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { quantile, ms } of (await overdueGrants()).lateness.quantilesMs) this.set({ quantile: String(quantile) }, ms / 1000);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds_sum",
+    help: "Total lateness of every grant found overdue",
+    registers: [registry],
+    async collect() {
+      this.set((await overdueGrants()).lateness.sumMs / 1000);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds_count",
+    help: "Grants found overdue",
+    registers: [registry],
+    async collect() {
+      this.set((await overdueGrants()).lateness.count);
+    },
+  });
   new Gauge({
     name: "jitgate_queue_lag_seconds",
     help: "How long the oldest job that is due has been waiting for a worker",
