@@ -4,7 +4,7 @@ import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock, SessionBroker, type BrokerEvents, type Grant } from "../src/broker/index.js";
 import { parseConfig } from "../src/config/load.js";
-import { auditEvents, grants } from "../src/db/schema.js";
+import { accessRequests, auditEvents, grants } from "../src/db/schema.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
@@ -162,7 +162,7 @@ async function expiryRecord(grantId: string) {
 }
 
 describe("a grant whose expiry job was lost", () => {
-  it("is expired by the approval of the next request, which issues at once and DMs its line; the old thread shows it expired", async () => {
+  it("is expired by the holder's next request, which is approved at once and DMs its line; the old thread shows it expired", async () => {
     const first = await requestAndApprove("INC-1 first look");
     await flushPrefix();
     clock.advance(GRANT_MS + 1_500);
@@ -181,7 +181,7 @@ describe("a grant whose expiry job was lost", () => {
     expect((await expired).payload.grant.state).toBe("expired");
 
     const record = await expiryRecord(first.grant.id);
-    expect(record?.data).toMatchObject({ foundLate: true, foundBy: "issue", lateMs: 1_500 });
+    expect(record?.data).toMatchObject({ foundLate: true, foundBy: "request", lateMs: 1_500 });
     expect((await gateway.broker.getGrant(first.grant.id)).state).toBe("expired");
 
     // The first request's thread: the root, the expiry reply and the card without buttons.
@@ -189,7 +189,7 @@ describe("a grant whose expiry job was lost", () => {
     await eventually(() => threadTexts(first.root).some((t) => t.includes("Access expired at")), 10_000, "the expiry reply in the first thread");
 
     const metrics = await (await fetch(`http://127.0.0.1:${gateway.httpAddress.port}/metrics`)).text();
-    expect(metrics).toMatch(/^jitgate_grants_found_overdue\{found_by="issue"\} 1$/m);
+    expect(metrics).toMatch(/^jitgate_grants_found_overdue\{found_by="request"\} 1$/m);
     expect(metrics).toMatch(/^jitgate_grant_overdue_seconds_count 1$/m);
     expect(metrics).toMatch(/^jitgate_grant_overdue_seconds\{quantile="1"\} 1\.5$/m);
     expect(metrics).toMatch(/^jitgate_live_grants 1$/m);
@@ -235,6 +235,35 @@ describe("a grant whose expiry job was lost", () => {
     await expired;
     expect((await expiryRecord(timed.id))?.data).toMatchObject({ foundLate: true, foundBy: "session-end", lateMs: 40 });
 
+    // A request that got in while its holder's grant was overdue and not yet expired (the expiry at
+    // request time failed; here the row is written directly): the approval's transaction expires
+    // the old grant before it inserts the new one, instead of failing on the one-live-grant index.
+    const stale = await issue("INC-6 issue");
+    clock.set(stale.expiresAt.getTime() + 30);
+    const [pending] = await gateway.storage.db
+      .insert(accessRequests)
+      .values({
+        id: "req_overdueissue",
+        kind: "access",
+        target: "orders-db",
+        requesterId: dev.id,
+        durationMs: GRANT_MS,
+        reason: "INC-7 after the end",
+        approvalsRequired: 1,
+        origin: "api",
+        createdAt: clock.now(),
+        timeoutAt: new Date(clock.now().getTime() + 60_000),
+      })
+      .returning();
+    const staleExpired = expiredEvent(stale.id);
+    const decided = await gateway.broker.decide(lead, { requestId: pending!.id, verdict: "approve" });
+    expect(decided.grant?.state).toBe("active");
+    expect(decided.connection?.secret).toBeTruthy();
+    await staleExpired;
+    expect((await expiryRecord(stale.id))?.data).toMatchObject({ foundLate: true, foundBy: "issue", lateMs: 30 });
+    clock.set(decided.grant!.expiresAt.getTime() + 1);
+    expect((await gateway.broker.expire(decided.grant!.id)).kind).toBe("expired");
+
     // Revoking an overdue grant ends it as expired, not revoked.
     const revoked = await issue("INC-4 revoke");
     clock.set(revoked.expiresAt.getTime() + 10);
@@ -251,9 +280,10 @@ describe("a grant whose expiry job was lost", () => {
     expect((await expiryRecord(extended.id))?.data).toMatchObject({ foundLate: true, foundBy: "extend", lateMs: 20 });
 
     const metrics = await (await fetch(`http://127.0.0.1:${gateway.httpAddress.port}/metrics`)).text();
-    for (const foundBy of ["issue", "login", "session-end", "revoke", "extend"]) {
+    for (const foundBy of ["request", "login", "session-end", "issue", "revoke", "extend"]) {
       expect(metrics).toMatch(new RegExp(`^jitgate_grants_found_overdue\\{found_by="${foundBy}"\\} 1$`, "m"));
     }
-    expect(metrics).toMatch(/^jitgate_grant_overdue_seconds_count 5$/m);
+    // The grant expired by its own job (on time) is not counted.
+    expect(metrics).toMatch(/^jitgate_grant_overdue_seconds_count 6$/m);
   });
 });

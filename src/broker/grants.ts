@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, lte, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, lte } from "drizzle-orm";
 import type { Executor } from "../db/client.js";
 import { accessRequests, grantCredentials, grants, people } from "../db/schema.js";
 import { appendAudit } from "./audit.js";
@@ -304,13 +304,27 @@ export class GrantsService {
     if (actor.id !== existing.personId && !(await this.people.isApprover(existing.target, actor))) {
       throw new NotAllowed(`only the holder or an approver of ${existing.target} may revoke ${existing.id}`);
     }
-    // A grant past its end is over whatever its row says: it ends as expired, not revoked.
-    if (existing.state === "active" && existing.expiresAt.getTime() <= now.getTime()) {
-      await this.expireIfOverdue(existing.id, "revoke");
-      throw new GrantNotActive(existing.id, (await this.get(existing.id)).state);
-    }
     const reason = input.reason?.trim() || null;
-    const grant = await this.#endGrant(existing.id, "revoked", actor.id, now, { reason }, and(eq(grants.state, "active"), gt(grants.expiresAt, now))!);
+    const grant = await this.ctx.db.transaction(async (tx) => {
+      // A grant past its end is over whatever its row says: it ends as expired, not revoked.
+      const [row] = await tx
+        .update(grants)
+        .set({ state: "revoked", endedAt: now, endedBy: actor.id })
+        .where(and(eq(grants.id, existing.id), eq(grants.state, "active"), gt(grants.expiresAt, now)))
+        .returning();
+      if (!row) return undefined;
+      // The credential dies with the grant: nothing is left that could be checked against.
+      await tx.delete(grantCredentials).where(eq(grantCredentials.grantId, row.id));
+      await appendAudit(tx, now, {
+        kind: "grant.revoked",
+        actorId: actor.id,
+        target: row.target,
+        requestId: row.requestId,
+        grantId: row.id,
+        data: { reason, expiresAt: iso(row.expiresAt) },
+      });
+      return row;
+    });
     if (!grant) {
       await this.expireIfOverdue(existing.id, "revoke");
       throw new GrantNotActive(existing.id, (await this.get(existing.id)).state);
@@ -354,6 +368,7 @@ export class GrantsService {
     for (const grant of ended) this.ctx.events.emit("grant.expired", { grant: grantSnapshot(grant) });
   }
 
+  /** Expires overdue grants a login came across; its refusal does not wait on a failure of this. */
   async #expireFound(found: readonly Grant[], foundBy: ExpiryFinder): Promise<void> {
     for (const grant of found) {
       await this.ctx.background("expire an overdue grant", async () => {
@@ -362,6 +377,7 @@ export class GrantsService {
     }
   }
 
+  /** The conditional UPDATE of every expiry: only an active grant past its end, once. */
   async #expireIn(tx: Executor, grantId: string, now: Date, foundBy: ExpiryFinder): Promise<Grant | undefined> {
     const [grant] = await tx
       .update(grants)
@@ -370,6 +386,8 @@ export class GrantsService {
       .returning();
     if (!grant) return undefined;
     await tx.delete(grantCredentials).where(eq(grantCredentials.grantId, grantId));
+    // How long the grant looked live in its row after its end: the job's own lag, or how long a
+    // lost job went unnoticed (what /metrics reports for the grants found late).
     const lateMs = now.getTime() - grant.expiresAt.getTime();
     await appendAudit(tx, now, {
       kind: "grant.expired",
@@ -379,35 +397,6 @@ export class GrantsService {
       data: { expiresAt: iso(grant.expiresAt), lateMs, ...(foundBy === "job" ? {} : { foundLate: true, foundBy }) },
     });
     return grant;
-  }
-
-  async #endGrant(
-    grantId: string,
-    state: "revoked",
-    actorId: string | null,
-    now: Date,
-    data: Record<string, unknown>,
-    condition: SQL,
-  ): Promise<Grant | undefined> {
-    return this.ctx.db.transaction(async (tx) => {
-      const [grant] = await tx
-        .update(grants)
-        .set({ state, endedAt: now, endedBy: actorId })
-        .where(and(eq(grants.id, grantId), condition))
-        .returning();
-      if (!grant) return undefined;
-      // The credential dies with the grant: nothing is left that could be checked against.
-      await tx.delete(grantCredentials).where(eq(grantCredentials.grantId, grantId));
-      await appendAudit(tx, now, {
-        kind: `grant.${state}`,
-        actorId,
-        target: grant.target,
-        requestId: grant.requestId,
-        grantId: grant.id,
-        data: { ...data, expiresAt: iso(grant.expiresAt) },
-      });
-      return grant;
-    });
   }
 
   // ---------------------------------------------------------------- credentials

@@ -101,6 +101,11 @@ export class RequestsService {
       return row!;
     });
     this.ctx.events.emit("request.created", { request: await requestSnapshot(this.ctx.db, request) });
+    // Asking again right after a grant's end is when a lost expiry job shows: the old thread is
+    // told now, not when the approval comes.
+    await this.ctx.background("expire an overdue grant", async () => {
+      await this.grants.liveOrExpire(requester.id, policy.name, "request");
+    });
     await this.ctx.background("schedule request timeout", () => this.ctx.scheduler.scheduleRequestTimeout(request.id, request.timeoutAt));
     return request;
   }

@@ -46,6 +46,7 @@ export type ExpireOutcome = { kind: "expired"; grant: Grant } | { kind: "not-due
 
 /**
  * What noticed that a grant's time was up: its expiry job (on time), or, when that job was lost or
- * late, the reconciler, a login, a session's end, or the next issue / extend / revoke on it.
+ * late, the reconciler, a login, a session's end, the holder's next request, or the next issue /
+ * extend / revoke on it.
  */
-export type ExpiryFinder = "job" | "reconciler" | "login" | "session-end" | "issue" | "extend" | "revoke";
+export type ExpiryFinder = "job" | "reconciler" | "login" | "session-end" | "request" | "issue" | "extend" | "revoke";
