@@ -273,8 +273,10 @@ describe("a grant whose expiry job was lost", () => {
 
     // Extending one does not revive it.
     const extended = await issue("INC-5 extend");
+    expect((await gateway.broker.checkCanExtend(dev, extended.id)).id).toBe(extended.id);
     clock.set(extended.expiresAt.getTime() + 20);
     await expect(gateway.broker.extend(lead, { grantId: extended.id, duration: "1m" })).rejects.toMatchObject({ code: "broker_grant_expired" });
+    await expect(gateway.broker.checkCanExtend(dev, extended.id)).rejects.toMatchObject({ code: "broker_grant_not_active" });
     const [row] = await gateway.storage.db.select().from(grants).where(eq(grants.id, extended.id));
     expect(row).toMatchObject({ state: "expired", expiresAt: extended.expiresAt });
     expect((await expiryRecord(extended.id))?.data).toMatchObject({ foundLate: true, foundBy: "extend", lateMs: 20 });

@@ -223,6 +223,11 @@ export class Broker {
     return this.grants.active();
   }
 
+  /** Whether `actor` may extend the grant (the Extend form's check); returns the live grant. */
+  checkCanExtend(actor: Person, grantId: string): Promise<Grant> {
+    return this.grants.checkCanExtend(actor, grantId);
+  }
+
   extend(actor: Person, input: { grantId: string; duration: string | number; reason?: string }): Promise<ExtendResult> {
     return this.grants.extend(actor, input);
   }

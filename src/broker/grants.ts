@@ -192,6 +192,25 @@ export class GrantsService {
   }
 
   /**
+   * The checks `extend` makes before any duration is chosen, without extending: a chat adapter asks
+   * before it shows the Extend form to someone who could not submit it. Returns the live grant; an
+   * overdue one is expired on the way and refused as ended.
+   */
+  async checkCanExtend(actor: Person, grantId: string): Promise<Grant> {
+    const now = this.ctx.clock.now();
+    const grant = await this.get(grantId);
+    if (grant.state !== "active") throw new GrantNotActive(grant.id, grant.state);
+    if (grant.expiresAt.getTime() <= now.getTime()) {
+      await this.expireIfOverdue(grant.id, "extend");
+      throw new GrantNotActive(grant.id, "expired");
+    }
+    if (actor.id !== grant.personId && !(await this.people.isApprover(grant.target, actor))) {
+      throw new NotAllowed(`only the holder or an approver of ${grant.target} may extend ${grant.id}`);
+    }
+    return grant;
+  }
+
+  /**
    * More time on a live grant. An approver of the target (other than the holder) extends it at once;
    * the holder's ask becomes an extension request that goes through approval like any other. The
    * grant's whole lifetime stays within the target's `maxDuration`.
