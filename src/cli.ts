@@ -2,7 +2,6 @@
 import { writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { CronExpressionParser } from "cron-parser";
-import { asc, eq } from "drizzle-orm";
 import { parseDuration } from "./config/duration.js";
 import { ConfigError, loadConfig, parseConfig } from "./config/load.js";
 import { DEMO_SOURCE, demoConfigYaml } from "./demo/demo-config.js";
@@ -10,12 +9,12 @@ import type { Config } from "./config/schema.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
 import { computeDigest } from "./broker/digest.js";
+import { recordingsOf } from "./broker/recordings.js";
 import { digestView, viewToPlainText } from "./bot/view-model.js";
 import { ChatJobTargets } from "./jobs/chat-targets.js";
 import { DigestJobs } from "./jobs/digest.js";
 import { closeRedis, connectRedis } from "./infra/redis.js";
 import { createLogger } from "./infra/logger.js";
-import { sessionRecordings } from "./db/schema.js";
 import { playCast } from "./proxy/recording/asciicast.js";
 import { startGateway, startupBanner } from "./main.js";
 import { addIdentityCommands } from "./oidc/cli-commands.js";
@@ -187,7 +186,7 @@ export function buildCli(): Command {
     .action(async (sessionId: string, options: { out?: string; speed: number; channel?: number }) => {
       const { config } = configOrExit(program.opts().config);
       const recordings = await withStorage(config, (storage) =>
-        storage.db.select().from(sessionRecordings).where(eq(sessionRecordings.sessionId, sessionId)).orderBy(asc(sessionRecordings.channel)),
+        recordingsOf(storage.db, sessionId),
       );
       const recording = options.channel === undefined ? recordings[0] : recordings.find((r) => r.channel === options.channel);
       if (!recording) {

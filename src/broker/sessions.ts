@@ -6,11 +6,14 @@ import type { Broker, Person } from "./broker.js";
 import { GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval } from "./errors.js";
 import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js";
 import { newId } from "./ids.js";
+import { storeRecordings, type ChannelCast } from "./recordings.js";
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type HeldRow = typeof heldStatements.$inferSelect;
 
 const iso = (date: Date) => date.toISOString();
+/** How early a proxy's grant timer may end a session by this process's clock and still count. */
+const EARLY_TIMER_MS = 2_000;
 
 /**
  * Proxy sessions and the statements they hold for approval: opened and closed with audit events,
@@ -23,7 +26,7 @@ export class SessionBroker {
   constructor(private readonly broker: Broker) {}
 
   get #db(): Database {
-    return this.broker.db;
+    return this.broker.context.db;
   }
 
   async #personName(personId: string): Promise<string> {
@@ -86,6 +89,11 @@ export class SessionBroker {
     return { session, snapshot };
   }
 
+  /** Stores what the SSH proxy recorded of a session's channels. */
+  async storeRecordings(sessionId: string, recordings: readonly ChannelCast[]): Promise<void> {
+    await storeRecordings(this.#db, sessionId, recordings, this.broker.clock.now());
+  }
+
   /** Closes a session once; held statements still waiting end as timed out. */
   async close(sessionId: string, summary: SessionSummary, recording?: unknown): Promise<SessionRow | undefined> {
     const now = this.broker.clock.now();
@@ -112,8 +120,28 @@ export class SessionBroker {
       });
       return row;
     });
-    if (session) this.broker.events.emit("session.closed", { session: await this.snapshot(session), summary });
+    if (session) {
+      this.broker.events.emit("session.closed", { session: await this.snapshot(session), summary });
+      await this.#expireAfterTimer(session.grantId, summary.endReason);
+    }
     return session;
+  }
+
+  /**
+   * A session whose grant timer ran out is the proxy's word that the grant is over: if its expiry
+   * job was lost (Redis emptied) the grant is expired here, so the thread shows it within moments
+   * rather than at the reconciler's next round. The proxy's timer may fire a hair before `expiresAt`
+   * by this clock; then the expiry waits for that moment.
+   */
+  async #expireAfterTimer(grantId: string, endReason: string): Promise<void> {
+    if (endReason !== "expired") return;
+    const expire = () =>
+      this.broker.grants.expireIfOverdue(grantId, "session-end").catch((error: unknown) => this.broker.context.onBackgroundError(error, "expire an overdue grant"));
+    const grant = await this.broker.grants.get(grantId).catch(() => undefined);
+    if (!grant || grant.state !== "active") return;
+    const wait = grant.expiresAt.getTime() - this.broker.clock.now().getTime();
+    if (wait <= 0) await expire();
+    else if (wait <= EARLY_TIMER_MS) setTimeout(() => void expire(), wait + 1).unref();
   }
 
   /**

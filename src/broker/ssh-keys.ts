@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { and, asc, eq, gt, or } from "drizzle-orm";
+import { and, asc, eq, or } from "drizzle-orm";
 import ssh2 from "ssh2";
-import { grants, people, sshKeys } from "../db/schema.js";
+import { people, sshKeys } from "../db/schema.js";
 import { appendAudit } from "./audit.js";
 import type { Broker, Grant, Person } from "./broker.js";
 import { InvalidSshKey, SshKeyNotFound, SshKeyRegistered } from "./errors.js";
@@ -49,7 +49,7 @@ export class SshKeys {
   async add(person: Person, text: string): Promise<SshKeyRow> {
     const key = parsePublicKey(text);
     const now = this.broker.clock.now();
-    return this.broker.db.transaction(async (tx) => {
+    return this.broker.context.db.transaction(async (tx) => {
       const [row] = await tx
         .insert(sshKeys)
         .values({ id: newId("key"), personId: person.id, fingerprint: key.fingerprint, publicKey: key.publicKey, comment: key.comment, createdAt: now })
@@ -66,14 +66,14 @@ export class SshKeys {
   }
 
   async list(person: Person): Promise<SshKeyRow[]> {
-    return this.broker.db.select().from(sshKeys).where(eq(sshKeys.personId, person.id)).orderBy(asc(sshKeys.createdAt));
+    return this.broker.context.db.select().from(sshKeys).where(eq(sshKeys.personId, person.id)).orderBy(asc(sshKeys.createdAt));
   }
 
   /** Removes one of the person's keys, named by id or fingerprint. */
   async remove(person: Person, key: string): Promise<SshKeyRow> {
     const now = this.broker.clock.now();
     const name = key.trim();
-    return this.broker.db.transaction(async (tx) => {
+    return this.broker.context.db.transaction(async (tx) => {
       const [row] = await tx
         .delete(sshKeys)
         .where(and(eq(sshKeys.personId, person.id), or(eq(sshKeys.id, name), eq(sshKeys.fingerprint, name))))
@@ -86,7 +86,7 @@ export class SshKeys {
 
   /** Who registered this key blob, if anyone. */
   async owner(blob: Buffer): Promise<{ person: Person; key: SshKeyRow } | undefined> {
-    const [row] = await this.broker.db
+    const [row] = await this.broker.context.db
       .select({ person: people, key: sshKeys })
       .from(sshKeys)
       .innerJoin(people, eq(people.id, sshKeys.personId))
@@ -96,10 +96,6 @@ export class SshKeys {
 
   /** The person's live grant on a target, if any. */
   async liveGrant(personId: string, target: string): Promise<Grant | undefined> {
-    const [row] = await this.broker.db
-      .select()
-      .from(grants)
-      .where(and(eq(grants.personId, personId), eq(grants.target, target), eq(grants.state, "active"), gt(grants.expiresAt, this.broker.clock.now())));
-    return row;
+    return this.broker.grants.liveOrExpire(personId, target, "login");
   }
 }

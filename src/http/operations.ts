@@ -1,8 +1,7 @@
 import type { Queue } from "bullmq";
-import { and, eq, gt, isNull, sql } from "drizzle-orm";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Database } from "../db/client.js";
-import { accessRequests, grants, sessions } from "../db/schema.js";
+import { OperationCounts } from "../broker/operation-counts.js";
 import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 
 export interface Check {
@@ -38,6 +37,7 @@ export function createMetrics(options: OperationsOptions): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "jitgate_process_" });
   const now = options.now ?? (() => new Date());
+  const counts = new OperationCounts(options.db);
   new Gauge({
     name: "jitgate_requests",
     help: "Access requests by state",
@@ -45,10 +45,7 @@ export function createMetrics(options: OperationsOptions): Registry {
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = await options.db
-        .select({ state: accessRequests.state, count: sql<number>`count(*)::int` })
-        .from(accessRequests)
-        .groupBy(accessRequests.state);
+      const rows = await counts.requestsByState();
       for (const row of rows) this.set({ state: row.state }, row.count);
     },
   });
@@ -57,11 +54,7 @@ export function createMetrics(options: OperationsOptions): Registry {
     help: "Grants that are active and not past their expiry",
     registers: [registry],
     async collect() {
-      const [row] = await options.db
-        .select({ count: sql<number>`count(*)::int` })
-        .from(grants)
-        .where(and(eq(grants.state, "active"), gt(grants.expiresAt, now())));
-      this.set(row?.count ?? 0);
+      this.set(await counts.liveGrants(now()));
     },
   });
   new Gauge({
@@ -69,8 +62,52 @@ export function createMetrics(options: OperationsOptions): Registry {
     help: "Proxy sessions open now",
     registers: [registry],
     async collect() {
-      const [row] = await options.db.select({ count: sql<number>`count(*)::int` }).from(sessions).where(isNull(sessions.endedAt));
-      this.set(row?.count ?? 0);
+      this.set(await counts.liveSessions());
+    },
+  });
+  // Read from the audit log, so every replica reports the same numbers and a restart loses none.
+  // A scrape collects the four overdue gauges below at once: they share the query in flight.
+  let overdue: ReturnType<OperationCounts["overdueGrants"]> | undefined;
+  const overdueGrants = () => {
+    overdue ??= counts.overdueGrants().finally(() => {
+      overdue = undefined;
+    });
+    return overdue;
+  };
+  new Gauge({
+    name: "jitgate_grants_found_overdue",
+    help: "Grants found past their end by something other than their expiry job (lost or late job), by what found them",
+    labelNames: ["found_by"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { foundBy, count } of (await overdueGrants()).byFinder) this.set({ found_by: foundBy }, count);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds",
+    help: "How late overdue grants were found after their end (quantiles over every one found; _sum and _count alongside)",
+    labelNames: ["quantile"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { quantile, ms } of (await overdueGrants()).lateness.quantilesMs) this.set({ quantile: String(quantile) }, ms / 1000);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds_sum",
+    help: "Total lateness of every grant found overdue",
+    registers: [registry],
+    async collect() {
+      this.set((await overdueGrants()).lateness.sumMs / 1000);
+    },
+  });
+  new Gauge({
+    name: "jitgate_grant_overdue_seconds_count",
+    help: "Grants found overdue",
+    registers: [registry],
+    async collect() {
+      this.set((await overdueGrants()).lateness.count);
     },
   });
   new Gauge({

@@ -49,7 +49,7 @@ export class Reconciler {
     const now = this.broker.clock.now().getTime();
     for (const grant of await this.broker.activeGrants()) {
       if (grant.expiresAt.getTime() <= now) {
-        if ((await this.broker.expire(grant.id)).kind === "expired") report.grantsExpired += 1;
+        if ((await this.broker.expire(grant.id, "reconciler")).kind === "expired") report.grantsExpired += 1;
       } else {
         if (await this.scheduler.ensure("grant", grant.id, grant.expiresAt)) report.expiryJobsRestored += 1;
         if (this.jobs.reminders && (await this.jobs.reminders.ensure(grant.id, grant.expiresAt))) {

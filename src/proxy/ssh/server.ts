@@ -6,7 +6,6 @@ import type { SessionSnapshot, TypedEvents } from "../../broker/events.js";
 import type { SessionBroker } from "../../broker/sessions.js";
 import type { SshKeys } from "../../broker/ssh-keys.js";
 import type { Config, SshTargetConfig } from "../../config/schema.js";
-import { sessionRecordings } from "../../db/schema.js";
 import { listenOn } from "../../infra/listen.js";
 import { holdForDecision } from "../held-decision.js";
 import { classifyCommand, compileShellRules, hasShellRules, type CompiledShellRules } from "../../rules/shell-classifier.js";
@@ -279,14 +278,7 @@ export class SshProxyServer {
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
       },
       onClose: async (summary, recordings) => {
-        const now = broker.clock.now();
-        if (recordings.length > 0) {
-          await broker.db
-            .insert(sessionRecordings)
-            .values(recordings.map((r) => ({ sessionId: row.id, channel: r.channel, kind: r.kind, title: r.title, cast: r.cast, truncated: r.truncated, createdAt: now })))
-            .onConflictDoNothing()
-            .catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));
-        }
+        await sessions.storeRecordings(row.id, recordings).catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));
         await admitted.close(
           {
             ...sshCounts(summary),

@@ -1,0 +1,115 @@
+import { and, asc, eq, inArray } from "drizzle-orm";
+import type { Executor } from "../db/client.js";
+import { chatIdentities, people } from "../db/schema.js";
+import type { BrokerContext } from "./context.js";
+import { newId } from "./ids.js";
+import { isApprover, type Identity, type TargetPolicy } from "./policy.js";
+import type { IdentityRef, LinkedIdentity, Person } from "./types.js";
+
+/** People and the identities (chat, console, OIDC) that name them; who approves what. */
+export class PeopleService {
+  constructor(private readonly ctx: BrokerContext) {}
+
+  /**
+   * Finds or creates the person behind a chat identity. Identities with the same email are one
+   * person, whichever platform they come from.
+   */
+  async identify(ref: IdentityRef): Promise<Person> {
+    const email = ref.email?.trim().toLowerCase() || null;
+    const displayName = ref.displayName?.trim() || email || ref.externalId;
+    const now = this.ctx.clock.now();
+    return this.ctx.db.transaction(async (tx) => {
+      const [known] = await tx
+        .select({ person: people })
+        .from(chatIdentities)
+        .innerJoin(people, eq(people.id, chatIdentities.personId))
+        .where(and(eq(chatIdentities.platform, ref.platform), eq(chatIdentities.externalId, ref.externalId)));
+      if (known) {
+        await tx
+          .update(chatIdentities)
+          .set({ email, displayName, updatedAt: now })
+          .where(and(eq(chatIdentities.platform, ref.platform), eq(chatIdentities.externalId, ref.externalId)));
+        if (email && !known.person.email) {
+          // Learn the email, unless it already belongs to someone else: identities are never
+          // merged implicitly (a failed UPDATE would also abort the transaction).
+          const [owner] = await tx.select({ id: people.id }).from(people).where(eq(people.email, email));
+          if (owner) return known.person;
+          const [updated] = await tx.update(people).set({ email }).where(eq(people.id, known.person.id)).returning();
+          return updated ?? known.person;
+        }
+        return known.person;
+      }
+      let person: Person | undefined;
+      if (email) [person] = await tx.select().from(people).where(eq(people.email, email));
+      if (!person) {
+        [person] = await tx
+          .insert(people)
+          .values({ id: newId("usr"), email, displayName, createdAt: now })
+          .onConflictDoNothing()
+          .returning();
+        if (!person && email) [person] = await tx.select().from(people).where(eq(people.email, email));
+      }
+      if (!person) throw new Error("could not create or find the person");
+      await tx
+        .insert(chatIdentities)
+        .values({ platform: ref.platform, externalId: ref.externalId, personId: person.id, email, displayName, updatedAt: now })
+        .onConflictDoNothing();
+      return person;
+    });
+  }
+
+  async person(personId: string, tx: Executor = this.ctx.db): Promise<Person | undefined> {
+    const [row] = await tx.select().from(people).where(eq(people.id, personId));
+    return row;
+  }
+
+  /** What policy matches approvers against: the email and every chat id of the person. */
+  async identity(person: Person, tx: Executor = this.ctx.db): Promise<Identity> {
+    const ids = await tx
+      .select({ externalId: chatIdentities.externalId })
+      .from(chatIdentities)
+      .where(eq(chatIdentities.personId, person.id));
+    return { personId: person.id, email: person.email, chatIds: ids.map((i) => i.externalId) };
+  }
+
+  /** Every identity linked to the person (chat platforms, the console, OIDC subjects), for `whoami`. */
+  async identitiesOf(person: Person): Promise<LinkedIdentity[]> {
+    return this.ctx.db
+      .select()
+      .from(chatIdentities)
+      .where(eq(chatIdentities.personId, person.id))
+      .orderBy(asc(chatIdentities.platform), asc(chatIdentities.externalId));
+  }
+
+  async isApprover(target: string, person: Person, tx: Executor = this.ctx.db): Promise<boolean> {
+    return isApprover(this.ctx.policy(target), await this.identity(person, tx));
+  }
+
+  /** `whocan`: a dry run of policy for a target. */
+  async whocan(target: string): Promise<{ policy: TargetPolicy; approvers: { entry: string; name: string | null }[] }> {
+    const policy = this.ctx.policy(target);
+    const emails = policy.approvers.filter((a) => a.includes("@")).map((a) => a.toLowerCase());
+    const ids = policy.approvers.filter((a) => !a.includes("@"));
+    const known = new Map<string, string>();
+    if (emails.length > 0) {
+      for (const p of await this.ctx.db.select().from(people).where(inArray(people.email, emails))) known.set(p.email!, p.displayName);
+    }
+    if (ids.length > 0) {
+      const rows = await this.ctx.db
+        .select({ externalId: chatIdentities.externalId, name: people.displayName })
+        .from(chatIdentities)
+        .innerJoin(people, eq(people.id, chatIdentities.personId))
+        .where(inArray(chatIdentities.externalId, ids));
+      for (const r of rows) known.set(r.externalId, r.name);
+    }
+    return {
+      policy,
+      approvers: policy.approvers.map((entry) => ({ entry, name: known.get(entry.toLowerCase()) ?? known.get(entry) ?? null })),
+    };
+  }
+
+  /** The user name a person's credentials carry at the proxies. */
+  loginOf(person: Person): string {
+    return person.email ?? person.id;
+  }
+}

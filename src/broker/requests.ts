@@ -1,0 +1,288 @@
+import { and, asc, eq, gt, lte, sql } from "drizzle-orm";
+import { parseDuration } from "../config/duration.js";
+import type { Executor } from "../db/client.js";
+import { accessRequests, decisions, people } from "../db/schema.js";
+import { appendAudit } from "./audit.js";
+import type { BrokerContext } from "./context.js";
+import {
+  AlreadyDecided,
+  DurationTooLong,
+  GrantAlreadyLive,
+  InvalidDuration,
+  NotAnApprover,
+  ReasonRejected,
+  ReasonRequired,
+  RequestNotFound,
+  RequestNotPending,
+  SelfApproval,
+  StepUpRequired,
+} from "./errors.js";
+import type { GrantsService } from "./grants.js";
+import { newId } from "./ids.js";
+import type { PeopleService } from "./people.js";
+import { isApprover } from "./policy.js";
+import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
+import type { StepUpService } from "./step-up.js";
+import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+
+export function parseDurationMs(text: string | number): number {
+  const ms = typeof text === "number" ? text : parseDuration(text);
+  if (ms === undefined || ms <= 0) throw new InvalidDuration(String(text));
+  return ms;
+}
+
+/** Every decision on a request with its approver's name, oldest first. */
+export async function decisionsOf(db: Executor, requestId: string): Promise<(Decision & { approverName: string })[]> {
+  const rows = await db
+    .select({ decision: decisions, approverName: people.displayName })
+    .from(decisions)
+    .innerJoin(people, eq(people.id, decisions.approverId))
+    .where(eq(decisions.requestId, requestId))
+    .orderBy(asc(decisions.createdAt));
+  return rows.map((r) => ({ ...r.decision, approverName: r.approverName }));
+}
+
+/** Who decided a request that is no longer pending (for "already approved by …"). */
+export async function decidersOf(tx: Executor, request: AccessRequest): Promise<string[]> {
+  const verdict = request.state === "denied" ? "deny" : "approve";
+  const rows = await tx
+    .select({ name: people.displayName })
+    .from(decisions)
+    .innerJoin(people, eq(people.id, decisions.approverId))
+    .where(and(eq(decisions.requestId, request.id), eq(decisions.verdict, verdict)))
+    .orderBy(asc(decisions.createdAt));
+  return rows.map((r) => r.name);
+}
+
+/** Access requests and their decisions: asked, approved or denied by a quorum, timed out. */
+export class RequestsService {
+  constructor(
+    private readonly ctx: BrokerContext,
+    private readonly people: PeopleService,
+    private readonly stepUp: StepUpService,
+    private readonly grants: GrantsService,
+  ) {}
+
+  async request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
+    const policy = this.ctx.policy(input.target);
+    const durationMs = parseDurationMs(input.duration);
+    if (durationMs > policy.maxDurationMs) throw new DurationTooLong(policy.name, durationMs, policy.maxDurationMs);
+    const reason = input.reason.trim();
+    if (reason === "") throw new ReasonRequired();
+    if (policy.reasonPattern && !policy.reasonPattern.test(reason)) {
+      throw new ReasonRejected(policy.name, policy.reasonPattern.source);
+    }
+    const now = this.ctx.clock.now();
+    const request = await this.ctx.db.transaction(async (tx) => {
+      const live = await this.grants.live(tx, requester.id, policy.name, now);
+      if (live) throw new GrantAlreadyLive(policy.name, live.id);
+      const [row] = await tx
+        .insert(accessRequests)
+        .values({
+          id: newId("req"),
+          kind: "access",
+          target: policy.name,
+          requesterId: requester.id,
+          durationMs,
+          reason,
+          approvalsRequired: policy.approvals,
+          origin: input.origin ?? "api",
+          createdAt: now,
+          timeoutAt: new Date(now.getTime() + policy.requestTtlMs),
+        })
+        .returning();
+      await appendAudit(tx, now, {
+        kind: "request.created",
+        actorId: requester.id,
+        target: policy.name,
+        requestId: row!.id,
+        data: { durationMs, reason, approvalsRequired: policy.approvals, origin: row!.origin },
+      });
+      return row!;
+    });
+    this.ctx.events.emit("request.created", { request: await requestSnapshot(this.ctx.db, request) });
+    // Asking again right after a grant's end is when a lost expiry job shows: the old thread is
+    // told now, not when the approval comes.
+    await this.ctx.background("expire an overdue grant", async () => {
+      await this.grants.liveOrExpire(requester.id, policy.name, "request");
+    });
+    await this.ctx.background("schedule request timeout", () => this.ctx.scheduler.scheduleRequestTimeout(request.id, request.timeoutAt));
+    return request;
+  }
+
+  async get(requestId: string): Promise<AccessRequest> {
+    const [row] = await this.ctx.db.select().from(accessRequests).where(eq(accessRequests.id, requestId));
+    if (!row) throw new RequestNotFound(requestId);
+    return row;
+  }
+
+  /**
+   * The checks `decide` makes, without deciding: a chat adapter asks before it shows a Deny form
+   * (modal, card) to someone who could not submit it. Returns the pending request.
+   */
+  async checkCanDecide(person: Person, requestId: string): Promise<AccessRequest> {
+    const request = await this.get(requestId);
+    if (request.state !== "pending" || request.timeoutAt.getTime() <= this.ctx.clock.now().getTime()) {
+      const state = request.state === "pending" ? "expired" : request.state;
+      throw new RequestNotPending(request.id, state, state === "expired" ? [] : await decidersOf(this.ctx.db, request));
+    }
+    if (request.requesterId === person.id) throw new SelfApproval();
+    if (!(await this.people.isApprover(request.target, person))) throw new NotAnApprover(request.target);
+    return request;
+  }
+
+  async decisionsOf(requestId: string): Promise<(Decision & { approverName: string })[]> {
+    return decisionsOf(this.ctx.db, requestId);
+  }
+
+  /**
+   * Approve or deny. Checks who decides (an approver, not the requester, once), counts distinct
+   * approvals towards the quorum, and issues the grant (or applies the extension) when it is met.
+   * Decisions on one request are serialized by a row lock, so concurrent clicks on any number of
+   * replicas issue at most one grant.
+   */
+  async decide(
+    approver: Person,
+    input: { requestId: string; verdict: "approve" | "deny"; reason?: string | undefined; stepUp?: StepUpProof | undefined },
+  ): Promise<DecideResult> {
+    const now = this.ctx.clock.now();
+    // Grants found overdue (and expired) while issuing the next one, announced after the commit.
+    const ended: Grant[] = [];
+    const outcome = await this.ctx.db.transaction(async (tx): Promise<DecideResult | { challenge: StepUpChallenge; target: string }> => {
+      const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, input.requestId)).for("update");
+      if (!request) throw new RequestNotFound(input.requestId);
+      if (request.state !== "pending") {
+        throw new RequestNotPending(request.id, request.state, await decidersOf(tx, request));
+      }
+      if (request.timeoutAt.getTime() <= now.getTime()) throw new RequestNotPending(request.id, "expired", []);
+      const policy = this.ctx.policy(request.target);
+      if (request.requesterId === approver.id) throw new SelfApproval();
+      if (!isApprover(policy, await this.people.identity(approver, tx))) throw new NotAnApprover(policy.name);
+      const [previous] = await tx
+        .select()
+        .from(decisions)
+        .where(and(eq(decisions.requestId, request.id), eq(decisions.approverId, approver.id)));
+      if (previous) throw new AlreadyDecided(request.id, previous.verdict);
+      // Step-up: the approval waits for a fresh OIDC login (everything above is checked first).
+      let stepUp: { authTime: string } | undefined;
+      if (input.verdict === "approve" && policy.stepUp) {
+        if (!input.stepUp) return { challenge: await this.stepUp.open(tx, request, approver, now), target: request.target };
+        stepUp = await this.stepUp.complete(tx, input.stepUp, request, approver, now);
+      }
+
+      const reason = input.reason?.trim() || null;
+      const [decision] = await tx
+        .insert(decisions)
+        .values({ id: newId("dec"), requestId: request.id, approverId: approver.id, verdict: input.verdict, reason, createdAt: now })
+        .returning();
+      const [{ approvals } = { approvals: 0 }] = await tx
+        .select({ approvals: sql<number>`count(*)::int` })
+        .from(decisions)
+        .where(and(eq(decisions.requestId, request.id), eq(decisions.verdict, "approve")));
+      await appendAudit(tx, now, {
+        kind: "request.decided",
+        actorId: approver.id,
+        target: request.target,
+        requestId: request.id,
+        grantId: request.grantId,
+        data: { verdict: input.verdict, reason, approvals, required: request.approvalsRequired, ...(stepUp ? { stepUp } : {}) },
+      });
+
+      let finalState: "denied" | "approved" | undefined;
+      if (input.verdict === "deny") finalState = "denied";
+      else if (approvals >= request.approvalsRequired) finalState = "approved";
+      let current = request;
+      if (finalState) {
+        const [updated] = await tx
+          .update(accessRequests)
+          .set({ state: finalState, decidedAt: now })
+          .where(and(eq(accessRequests.id, request.id), eq(accessRequests.state, "pending")))
+          .returning();
+        // The row lock makes this unreachable; if it is reached, nothing is committed.
+        if (!updated) throw new RequestNotPending(request.id, "decided", []);
+        current = updated;
+        await appendAudit(tx, now, {
+          kind: finalState === "denied" ? "request.denied" : "request.approved",
+          actorId: approver.id,
+          target: request.target,
+          requestId: request.id,
+          grantId: request.grantId,
+          data: { reason },
+        });
+      }
+      const result: DecideResult = { request: current, decision: decision!, approvals, required: request.approvalsRequired };
+      if (finalState === "approved" && current.kind === "access") {
+        const issued = await this.grants.issueIn(tx, current, approver, now, ended);
+        result.grant = issued.grant;
+        result.connection = issued.connection;
+        result.request = issued.request;
+      }
+      if (finalState === "approved" && current.kind === "extension") {
+        result.extended = await this.grants.applyExtension(tx, current, approver, now);
+      }
+      return result;
+    });
+    if ("challenge" in outcome) {
+      const { challenge, target } = outcome;
+      throw new StepUpRequired(target, challenge.id, this.stepUp.link(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
+    }
+
+    this.grants.afterOverdue(ended);
+    const snapshot = await requestSnapshot(this.ctx.db, outcome.request);
+    const decided = decisionSnapshot(outcome.decision, approver);
+    this.ctx.events.emit("request.decided", { request: snapshot, decision: decided, approvals: outcome.approvals, required: outcome.required });
+    if (outcome.request.state === "denied") this.ctx.events.emit("request.denied", { request: snapshot, decision: decided });
+    if (outcome.request.state !== "pending") {
+      await this.ctx.background("cancel request timeout", () => this.ctx.scheduler.cancelRequestTimeout(outcome.request.id));
+    }
+    if (outcome.grant) await this.grants.afterIssue(outcome.grant, outcome.request);
+    if (outcome.extended) await this.grants.afterExtend(outcome.extended.grant, outcome.extended.previousExpiresAt, approver);
+    return outcome;
+  }
+
+  /**
+   * Records the approval behind a step-up challenge once the approver signed in again: `person` is
+   * who the fresh ID token names, `authTime` its `auth_time`. The challenge is used up in the same
+   * transaction as the decision.
+   */
+  async approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    return this.decide(person, { requestId: challenge.requestId, verdict: "approve", stepUp: proof });
+  }
+
+  /** Ends a pending request that got no decision within `requestTtl`. */
+  async expire(requestId: string): Promise<AccessRequest | undefined> {
+    const now = this.ctx.clock.now();
+    const request = await this.ctx.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(accessRequests)
+        .set({ state: "expired", decidedAt: now })
+        .where(and(eq(accessRequests.id, requestId), eq(accessRequests.state, "pending"), lte(accessRequests.timeoutAt, now)))
+        .returning();
+      if (!row) return undefined;
+      await appendAudit(tx, now, {
+        kind: "request.expired",
+        target: row.target,
+        requestId: row.id,
+        grantId: row.grantId,
+        data: { timeoutAt: iso(row.timeoutAt) },
+      });
+      return row;
+    });
+    if (request) this.ctx.events.emit("request.expired", { request: await requestSnapshot(this.ctx.db, request) });
+    return request;
+  }
+
+  async pending(): Promise<AccessRequest[]> {
+    return this.ctx.db.select().from(accessRequests).where(eq(accessRequests.state, "pending"));
+  }
+
+  /** The person's requests still waiting for a decision, for `list`. */
+  async pendingOf(person: Person): Promise<AccessRequest[]> {
+    return this.ctx.db
+      .select()
+      .from(accessRequests)
+      .where(and(eq(accessRequests.requesterId, person.id), eq(accessRequests.state, "pending"), gt(accessRequests.timeoutAt, this.ctx.clock.now())))
+      .orderBy(asc(accessRequests.createdAt));
+  }
+}
