@@ -6,7 +6,9 @@ import { asc, eq } from "drizzle-orm";
 import { parseDuration } from "./config/duration.js";
 import { ConfigError, loadConfig, parseConfig } from "./config/load.js";
 import { DEMO_SOURCE, demoConfigYaml } from "./demo/demo-config.js";
-import type { Config } from "./config/schema.js";
+import { redisPrefixOf, type Config } from "./config/schema.js";
+import { deploymentId } from "./db/deployment.js";
+import { JobOwnership } from "./infra/job-ownership.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
 import { computeDigest } from "./broker/digest.js";
@@ -235,10 +237,14 @@ export function buildCli(): Command {
       // The digest is posted by a gateway's worker, through the same job and chat outboxes as the daily one.
       const connection = connectRedis(config.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
       const jobs = await withStorage(config, async (storage) => {
-        const queue = new DigestJobs({ db: storage.db, clock: { now: () => new Date() }, targets: new ChatJobTargets(), connection, prefix: config.redisPrefix, worker: false });
+        // The job goes where this deployment's gateways take it: its prefix, carrying its id.
+        const deployment = await deploymentId(storage.db);
+        const prefix = redisPrefixOf(config, deployment);
+        const ownership = new JobOwnership(deployment, () => {});
+        const queue = new DigestJobs({ db: storage.db, clock: { now: () => new Date() }, targets: new ChatJobTargets(), connection, prefix, ownership, worker: false });
         try {
           const job = await queue.runNow({ since, until });
-          const done = await queue.waitFor(job, connection, config.redisPrefix, options.wait * 1000);
+          const done = await queue.waitFor(job, connection, prefix, options.wait * 1000);
           process.stdout.write(
             done
               ? `digest of ${since.toISOString()} – ${until.toISOString()} posted (job ${job.id})\n`

@@ -14,6 +14,7 @@ import type { HttpServer } from "../../infra/web/http-server.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { closeRedis, connectSubscriber } from "../../infra/redis.js";
 import type { Logger } from "../../infra/logger.js";
+import type { JobOwnership } from "../../infra/job-ownership.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
@@ -59,6 +60,8 @@ export interface StartConsoleOptions {
   redisUrl: string;
   prefix: string;
   logger: Logger;
+  /** This deployment: its outbox jobs carry it, and its worker leaves another deployment's alone. */
+  ownership?: JobOwnership | undefined;
   /** Who is looking: the demo picker, or an OIDC login. */
   auth: ConsoleAuth;
 }

@@ -26,6 +26,7 @@ import {
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
+import type { JobOwnership } from "../../infra/job-ownership.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { errorView, runCommand } from "../commands.js";
 import {
@@ -127,6 +128,8 @@ export interface StartTeamsOptions {
   connection: ConnectionOptions;
   prefix: string;
   logger: Logger;
+  /** This deployment: its outbox jobs carry it, and its worker leaves another deployment's alone. */
+  ownership?: JobOwnership | undefined;
   cloud?: TeamsCloudOptions;
 }
 
