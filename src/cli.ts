@@ -21,6 +21,7 @@ import { sessionRecordings } from "./db/schema.js";
 import { playCast } from "./proxy/recording/asciicast.js";
 import { startGateway, startupBanner } from "./main.js";
 import { addIdentityCommands } from "./oidc/cli-commands.js";
+import { buildTeamsPackage, TeamsPackageError } from "./bot/teams/teams-package.js";
 
 /** An absolute time (`2026-11-22`, `2026-11-22T09:00Z`) or one ago from now (`24h`, `7d`). */
 export function parseWhen(text: string, now = new Date()): Date {
@@ -255,6 +256,26 @@ export function buildCli(): Command {
         }
       }).finally(() => closeRedis(connection));
       return jobs;
+    });
+
+  const teams = program.command("teams").description("Microsoft Teams");
+  teams
+    .command("package")
+    .description("write the Teams app package (manifest with this installation's ids and host, and the icons) to upload in the Teams admin centre")
+    .requiredOption("--app-id <guid>", "the bot's Microsoft App ID (teams.appId)")
+    .requiredOption("--host <name>", "the host name Teams reaches the gateway at, e.g. jitgate.example.com")
+    .option("--app-version <x.y.z>", "the app's version (raise it for each new upload of the same app)")
+    .option("-o, --out <file>", "where to write the zip", "jitgate-teams.zip")
+    .action((options: { appId: string; host: string; appVersion?: string; out: string }) => {
+      try {
+        const { zip, manifest } = buildTeamsPackage({ appId: options.appId, host: options.host, version: options.appVersion });
+        writeFileSync(options.out, zip);
+        process.stdout.write(`wrote ${options.out}: Teams app ${String(manifest.id)} version ${String(manifest.version)} for https://${options.host}/ (manifest.json, ${Object.values(manifest.icons as object).join(", ")})\n`);
+      } catch (error) {
+        if (!(error instanceof TeamsPackageError)) throw error;
+        process.stderr.write(`${error.message}\n`);
+        process.exitCode = 1;
+      }
     });
 
   addIdentityCommands(program);
