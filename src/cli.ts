@@ -232,7 +232,7 @@ export function buildCli(): Command {
       const since = options.since ?? new Date(until.getTime() - 24 * 3600_000);
       if (options.dryRun) {
         const digest = await withStorage(config, (storage) => computeDigest(storage.db, { since, until }));
-        process.stdout.write(`${viewToPlainText(digestView(digest))}\n`);
+        process.stdout.write(`${viewToPlainText(digestView(digest, config.digest.timezone))}\n`);
         return;
       }
       // The digest is posted by a gateway's worker, through the same job and chat outboxes as the daily one.

@@ -301,7 +301,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }));
     const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, ownership, onError: onBackgroundError });
     cleanups.push({ name: "reminder worker", run: () => closeBullmq([reminding], connection) });
-    const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, ownership, onError: onBackgroundError });
+    const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, ownership, timezone: config.digest.timezone, onError: onBackgroundError });
     cleanups.push({ name: "digest jobs", run: () => digest.close() });
     await digest.schedule(config.digest.cron, config.digest.timezone);
     queues.push(digest.queue as Queue);

@@ -105,7 +105,7 @@ export async function chatUserIdOf(db: Database, personId: string, platform: Cha
 }
 
 /** `held:<id>` is the message of one held statement, updated when it is decided. */
-export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}`;
+export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}` | `reminder:${string}`;
 
 /**
  * Where a request's messages are (table `chat_messages`): the root that is kept up to date, the

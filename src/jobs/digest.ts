@@ -24,6 +24,8 @@ export interface DigestJobsOptions {
   /** Set false to only schedule and enqueue (the CLI, a replica that runs no workers). */
   worker?: boolean;
   ownership?: JobOwnership | undefined;
+  /** `digest.timezone`: the zone the cron runs in, and the digest's times are shown in. */
+  timezone?: string | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -53,7 +55,7 @@ export class DigestJobs {
         const until = job.data.until ? new Date(job.data.until) : options.clock.now();
         const since = job.data.since ? new Date(job.data.since) : new Date(until.getTime() - DAY_MS);
         const digest = await computeDigest(options.db, { since, until });
-        await options.targets.each((target) => target.digest(digest, job.id ?? `${DAILY_DIGEST}-${until.getTime()}`));
+        await options.targets.each((target) => target.digest(digest, job.id ?? `${DAILY_DIGEST}-${until.getTime()}`, options.timezone));
         return { platforms: options.targets.list().map((t) => t.platform) };
       }),
       { connection, prefix, concurrency: 1 },

@@ -174,7 +174,9 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
       logger.warn({ grant: grant.id }, "the requester has no Slack identity; the connection line was not delivered");
       return `Approved, but the requester is not known in Slack: grant ${grant.id} has no delivered connection line.`;
     }
-    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
+    // In the requester's time zone when Slack says it; a failed lookup must not hold the line back.
+    const timeZone = (await port.resolveUser(user).catch(() => undefined))?.timeZone;
+    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now(), timeZone);
     await outbox.enqueue({ kind: "dm", platform: "slack", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("slack", "dm", grant.id) });
     return undefined;
   };
@@ -192,7 +194,8 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
       const to: EphemeralTarget = { channel: command.channel_id, user: command.user_id, responseUrl: command.response_url };
       try {
         const person = await identify(command.user_id);
-        const outcome = await runCommand({ broker, person, command: config.command, origin: "slack" }, command.text);
+        const { timeZone } = await port.resolveUser(command.user_id); // cached by identify
+        const outcome = await runCommand({ broker, person, command: config.command, origin: "slack", timeZone }, command.text);
         if (outcome.failure) logger.error({ err: outcome.failure, command: command.text.split(/\s+/)[0] }, "command failed");
         await answer(to, outcome.view);
       } catch (error) {
