@@ -2,10 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { GRANT_EXPIRY } from "../src/jobs/queues.js";
+import { demoConfigYaml } from "../src/demo/demo-config.js";
 import { startGateway, type Gateway } from "../src/main.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
 import { eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
+import { freePort } from "./support/ports.js";
 
 /**
  * Two deployments on one Redis: each has an id of its own, kept in its own database, and by
@@ -160,6 +162,29 @@ describe("two deployments on one Redis, default configuration", () => {
     expect(again.gateway.config.redisPrefix).toBe(a.gateway.config.redisPrefix);
     await again.drop();
   }, 30_000);
+});
+
+describe("demo mode", () => {
+  it("has a Redis prefix of its own, still holding its deployment's id", async () => {
+    const database = await createTestDatabase("deployments_demo");
+    const { logger } = capturedLogger("warn");
+    const yaml = demoConfigYaml({
+      httpListen: `127.0.0.1:${await freePort()}`,
+      proxyListen: `127.0.0.1:${await freePort()}`,
+      targetListen: `127.0.0.1:${await freePort()}`,
+      database: database.url,
+      redis: REDIS_URL,
+    });
+    const gateway = await startGateway({ config: parseConfig(yaml, "demo", {}), logger });
+    try {
+      prefixes.add(gateway.config.redisPrefix);
+      expect(gateway.config.redisPrefix).toBe(`jitgate-demo:${gateway.deploymentId}`);
+      expect(await redis.exists(`jitgate-demo:${gateway.deploymentId}:${GRANT_EXPIRY}:meta`)).toBe(1);
+    } finally {
+      await gateway.close();
+      await database.drop();
+    }
+  }, 60_000);
 });
 
 describe("two deployments given the same redisPrefix", () => {
