@@ -5,7 +5,9 @@ import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./config/duration.js";
 import { ConfigError, loadConfig, parseConfig } from "./config/load.js";
 import { DEMO_SOURCE, demoConfigYaml } from "./demo/demo-config.js";
-import type { Config } from "./config/schema.js";
+import { redisPrefixOf, type Config } from "./config/schema.js";
+import { deploymentId } from "./db/deployment.js";
+import { JobOwnership } from "./infra/job-ownership.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
 import { computeDigest } from "./broker/digest.js";
@@ -18,6 +20,7 @@ import { createLogger } from "./infra/logger.js";
 import { playCast } from "./proxy/recording/asciicast.js";
 import { startGateway, startupBanner } from "./main.js";
 import { addIdentityCommands } from "./oidc/cli-commands.js";
+import { buildTeamsPackage, TeamsPackageError } from "./bot/teams/teams-package.js";
 
 /** An absolute time (`2026-11-22`, `2026-11-22T09:00Z`) or one ago from now (`24h`, `7d`). */
 export function parseWhen(text: string, now = new Date()): Date {
@@ -228,16 +231,20 @@ export function buildCli(): Command {
       const since = options.since ?? new Date(until.getTime() - 24 * 3600_000);
       if (options.dryRun) {
         const digest = await withStorage(config, (storage) => computeDigest(storage.db, { since, until }));
-        process.stdout.write(`${viewToPlainText(digestView(digest))}\n`);
+        process.stdout.write(`${viewToPlainText(digestView(digest, config.digest.timezone))}\n`);
         return;
       }
       // The digest is posted by a gateway's worker, through the same job and chat outboxes as the daily one.
       const connection = connectRedis(config.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
       const jobs = await withStorage(config, async (storage) => {
-        const queue = new DigestJobs({ db: storage.db, clock: { now: () => new Date() }, targets: new ChatJobTargets(), connection, prefix: config.redisPrefix, worker: false });
+        // The job goes where this deployment's gateways take it: its prefix, carrying its id.
+        const deployment = await deploymentId(storage.db);
+        const prefix = redisPrefixOf(config, deployment);
+        const ownership = new JobOwnership(deployment, () => {});
+        const queue = new DigestJobs({ db: storage.db, clock: { now: () => new Date() }, targets: new ChatJobTargets(), connection, prefix, ownership, worker: false });
         try {
           const job = await queue.runNow({ since, until });
-          const done = await queue.waitFor(job, connection, config.redisPrefix, options.wait * 1000);
+          const done = await queue.waitFor(job, connection, prefix, options.wait * 1000);
           process.stdout.write(
             done
               ? `digest of ${since.toISOString()} – ${until.toISOString()} posted (job ${job.id})\n`
@@ -248,6 +255,26 @@ export function buildCli(): Command {
         }
       }).finally(() => closeRedis(connection));
       return jobs;
+    });
+
+  const teams = program.command("teams").description("Microsoft Teams");
+  teams
+    .command("package")
+    .description("write the Teams app package (manifest with this installation's ids and host, and the icons) to upload in the Teams admin centre")
+    .requiredOption("--app-id <guid>", "the bot's Microsoft App ID (teams.appId)")
+    .requiredOption("--host <name>", "the host name Teams reaches the gateway at, e.g. jitgate.example.com")
+    .option("--app-version <x.y.z>", "the app's version (raise it for each new upload of the same app)")
+    .option("-o, --out <file>", "where to write the zip", "jitgate-teams.zip")
+    .action((options: { appId: string; host: string; appVersion?: string; out: string }) => {
+      try {
+        const { zip, manifest } = buildTeamsPackage({ appId: options.appId, host: options.host, version: options.appVersion });
+        writeFileSync(options.out, zip);
+        process.stdout.write(`wrote ${options.out}: Teams app ${String(manifest.id)} version ${String(manifest.version)} for https://${options.host}/ (manifest.json, ${Object.values(manifest.icons as object).join(", ")})\n`);
+      } catch (error) {
+        if (!(error instanceof TeamsPackageError)) throw error;
+        process.stderr.write(`${error.message}\n`);
+        process.exitCode = 1;
+      }
     });
 
   addIdentityCommands(program);

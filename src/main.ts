@@ -4,7 +4,9 @@ import { chatJobTarget } from "./bot/scheduled-messages.js";
 import { startTeams, type TeamsCloudOptions } from "./bot/teams/teams-app.js";
 import { Broker, systemClock, type Clock } from "./broker/index.js";
 import { ClusterEvents } from "./bus/cluster-events.js";
-import type { Config } from "./config/schema.js";
+import { redisPrefixOf, type Config, type DeployedConfig } from "./config/schema.js";
+import { deploymentId } from "./db/deployment.js";
+import { JobOwnership } from "./infra/job-ownership.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { mountOperations } from "./http/operations.js";
 import { HttpServer } from "./infra/web/http-server.js";
@@ -54,7 +56,7 @@ export interface GatewayOptions {
 
 /** Starts the proxies that are configured; their cleanups drain them before the workers stop. */
 async function startProxies(deps: {
-  config: Config;
+  config: DeployedConfig;
   broker: Broker;
   cluster: ClusterEvents;
   redis: Redis;
@@ -111,7 +113,9 @@ async function startProxies(deps: {
 }
 
 export interface Gateway {
-  readonly config: Config;
+  readonly config: DeployedConfig;
+  /** This deployment's id (kept in its database): the default Redis prefix and every job carry it. */
+  readonly deploymentId: string;
   readonly storage: Storage;
   readonly broker: Broker;
   /** Domain events from every replica; what chat adapters and proxies listen to. */
@@ -171,7 +175,7 @@ async function step(
  * adapters, proxies) is started here too, and stopped in the reverse order by `close()`.
  */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const { config, logger } = options;
+  const { logger } = options;
   const clock = options.clock ?? systemClock;
   const cleanups: { name: string; run: () => Promise<void> | void }[] = [];
   const failStart = async (error: unknown) => {
@@ -180,9 +184,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   try {
-    const storage = await openStorage({ url: config.database, dataDir: config.dataDir });
+    const storage = await openStorage({ url: options.config.database, dataDir: options.config.dataDir });
     cleanups.push({ name: "database", run: () => storage.close() });
     await storage.migrate();
+    // Deployments sharing a Redis keep apart: by prefix by default, and by the id every job carries
+    // when they share an explicit prefix (see JobOwnership).
+    const deployment = await deploymentId(storage.db);
+    const config: DeployedConfig = { ...options.config, redisPrefix: redisPrefixOf(options.config, deployment) };
+    const ownership = new JobOwnership(deployment, (fields, message) => logger.warn(fields, message));
+    logger.info({ deployment, redisPrefix: config.redisPrefix }, "deployment identity");
 
     const redis = await resolveRedis(
       config.redis ?? process.env.REDIS_URL,
@@ -219,21 +229,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       logger.error({ err: error, what }, "background task failed");
     };
-    const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime(), onBackgroundError);
+    const scheduler = new BullmqScheduler(connection, config.redisPrefix, () => clock.now().getTime(), onBackgroundError, ownership);
     cleanups.push({ name: "queues", run: () => scheduler.close() });
     // Expiry reminders ride on the grant-expiry scheduling: extend moves them, revoke drops them.
-    const reminders = new ExpiryReminders(connection, config.redisPrefix, config.defaults.reminderBefore, () => clock.now().getTime(), onBackgroundError);
+    const reminders = new ExpiryReminders(connection, config.redisPrefix, config.defaults.reminderBefore, () => clock.now().getTime(), onBackgroundError, ownership);
     cleanups.push({ name: "reminder queue", run: () => reminders.close() });
     const broker = new Broker({ db: storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError });
     await broker.syncTargets();
 
-    const cluster = new ClusterEvents(publisher, subscriber, config.redisPrefix, onBackgroundError);
+    const cluster = new ClusterEvents(publisher, subscriber, config.redisPrefix, onBackgroundError, ownership);
     await cluster.start(broker.events);
     cleanups.push({ name: "cluster events", run: () => cluster.stop() });
 
-    const workers = new ExpiryWorkers({ broker, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    const workers = new ExpiryWorkers({ broker, connection, prefix: config.redisPrefix, ownership, onError: onBackgroundError });
     cleanups.push({ name: "workers", run: () => workers.close() });
-    const reviews = new ReviewTimeouts({ sessions: new SessionBroker(broker), clock, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    const reviews = new ReviewTimeouts({ sessions: new SessionBroker(broker), clock, connection, prefix: config.redisPrefix, ownership, onError: onBackgroundError });
     reviews.listen(cluster.events, onBackgroundError);
     cleanups.push({ name: "review timeouts", run: () => reviews.close() });
     const reconciler = new Reconciler(broker, scheduler, (error) => onBackgroundError(error, "reconcile"), { reminders, reviews });
@@ -260,7 +270,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Slack's outbox closes after the HTTP listener (clicks in flight still enqueue) and before Redis;
     // its receiver is registered after "http" below, so it stops first.
     const slack = config.slack
-      ? await startSlack({ config: config.slack, broker, events: cluster.events, db: storage.db, http, connection, prefix: config.redisPrefix, logger })
+      ? await startSlack({ config: config.slack, broker, events: cluster.events, db: storage.db, http, connection, prefix: config.redisPrefix, logger, ownership })
       : undefined;
     if (slack) {
       queues.push(slack.outbox.queue as unknown as Queue);
@@ -276,6 +286,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           connection,
           prefix: config.redisPrefix,
           logger,
+          ownership,
           ...(options.teamsCloud ? { cloud: options.teamsCloud } : {}),
         })
       : undefined;
@@ -288,9 +299,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (slack) chatTargets.register(slack.jobTarget);
     // Teams: reminders into its threads; its digest needs a conversation to go to (none configurable yet).
     if (teams) chatTargets.register(chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }));
-    const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix: config.redisPrefix, ownership, onError: onBackgroundError });
     cleanups.push({ name: "reminder worker", run: () => closeBullmq([reminding], connection) });
-    const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, onError: onBackgroundError });
+    const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix: config.redisPrefix, ownership, timezone: config.digest.timezone, onError: onBackgroundError });
     cleanups.push({ name: "digest jobs", run: () => digest.close() });
     await digest.schedule(config.digest.cron, config.digest.timezone);
     queues.push(digest.queue as Queue);
@@ -313,7 +324,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ? oidcConsoleAuth
         : undefined;
     const consoleChat = consoleAuth
-      ? await startConsole({ config, broker, events: cluster.events, db: storage.db, http, connection, redisUrl: redis.url, prefix: config.redisPrefix, logger, auth: consoleAuth })
+      ? await startConsole({ config, broker, events: cluster.events, db: storage.db, http, connection, redisUrl: redis.url, prefix: config.redisPrefix, logger, ownership, auth: consoleAuth })
       : undefined;
     if (consoleChat) {
       queues.push(consoleChat.outbox.queue as unknown as Queue);
@@ -370,6 +381,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let closing: Promise<void> | undefined;
     return {
       config,
+      deploymentId: deployment,
       storage,
       broker,
       cluster,

@@ -178,7 +178,6 @@ describe("defaults", () => {
   const expected = {
     http: { listen: "0.0.0.0:3000" },
     dataDir: "./data",
-    redisPrefix: "jitgate",
     log: { level: "info" },
     proxy: {},
     defaults: {

@@ -183,11 +183,19 @@ describe("daily digest", () => {
     }
   });
 
-  it("`jitgate digest --now --dry-run` prints the same digest", async () => {
+  it("shows its times in digest.timezone, naming the zone, with the date where the day differs", () => {
+    const window = { ...digest, since: new Date("2026-03-10T09:00:00Z"), until: new Date("2026-03-11T09:00:00Z") };
+    expect(digestView(window).title).toBe("jitgate digest: 09:00 UTC – 2026-03-11 09:00 UTC");
+    expect(digestView(window, "Europe/Berlin").title).toBe("jitgate digest: 10:00 Europe/Berlin – 2026-03-11 10:00 Europe/Berlin");
+    // 09:00 UTC is 22:00 the same day in Auckland (+13 in March), and the window ends the next day there.
+    expect(digestView(window, "Pacific/Auckland").title).toBe("jitgate digest: 22:00 Pacific/Auckland – 2026-03-11 22:00 Pacific/Auckland");
+  });
+
+  it("`jitgate digest --now --dry-run` prints the same digest, in digest.timezone", async () => {
     const dir = mkdtempSync(join(tmpdir(), "jitgate-digest-"));
     try {
       const file = join(dir, "jitgate.yaml");
-      writeFileSync(file, `database: \${DATABASE_URL}\ndataDir: ${join(dir, "data")}\nlog: { level: warn }\n`);
+      writeFileSync(file, `database: \${DATABASE_URL}\ndataDir: ${join(dir, "data")}\nlog: { level: warn }\ndigest: { timezone: America/Los_Angeles }\n`);
       const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
         const child = spawn(
           process.execPath,
@@ -203,7 +211,8 @@ describe("daily digest", () => {
       });
       expect(run.stderr).toBe("");
       expect(run.code).toBe(0);
-      expect(run.stdout).toBe(`${viewToPlainText(digestView(digest))}\n`);
+      expect(run.stdout).toBe(`${viewToPlainText(digestView(digest, "America/Los_Angeles"))}\n`);
+      expect(run.stdout.split("\n")[0]).toMatch(/^jitgate digest: .*\d\d:\d\d America\/Los_Angeles – .*\d\d:\d\d America\/Los_Angeles$/);
       expect(run.stdout).toContain("Requests: 7: 3 approved, 1 denied, 2 expired, 1 pending (1 extension)");
     } finally {
       rmSync(dir, { recursive: true, force: true });

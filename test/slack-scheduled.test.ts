@@ -14,13 +14,14 @@ const DIGEST = "C0DIGEST";
 
 let fake: FakeSlack;
 let test: TestGateway;
-let dev: Person, lead: Person;
+let dev: Person, lead: Person, ops: Person;
 
 beforeAll(async () => {
   fake = new FakeSlack(
     [
-      { id: "U0DEV", email: "dev@example.com", realName: "Dev" },
+      { id: "U0DEV", email: "dev@example.com", realName: "Dev", tz: "Europe/Berlin" },
       { id: "U0LEAD", email: "lead@example.com", realName: "Lead" },
+      { id: "U0OPS", email: "ops@example.com", realName: "Ops", tz: "America/New_York" },
     ],
     BOT_TOKEN,
   );
@@ -35,6 +36,7 @@ slack:
   approvalChannel: ${CHANNEL}
   digestChannel: ${DIGEST}
 defaults: { reminderBefore: 2s, reviewTimeout: 1s }
+digest: { timezone: Asia/Kolkata }
 targets:
   - name: orders-db
     kind: postgres
@@ -46,7 +48,12 @@ targets:
   const { broker } = test.gateway;
   dev = await broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
   lead = await broker.identify({ platform: "slack", externalId: "U0LEAD", email: "lead@example.com", displayName: "Lead" });
+  ops = await broker.identify({ platform: "slack", externalId: "U0OPS", email: "ops@example.com", displayName: "Ops" });
 });
+
+/** `09:05` in `zone`. */
+const clockIn = (at: Date, zone: string) => new Intl.DateTimeFormat("en-GB", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(at);
+const reminders = (rootTs: string) => fake.thread(CHANNEL, rootTs).filter((m) => /your access to orders-db (ends|ended)/.test(messageText(current(m))));
 
 afterAll(async () => {
   await test?.close();
@@ -71,6 +78,8 @@ describe("Slack: reminders, review timeouts and the digest", () => {
     );
     expect(reminder.text.startsWith("<@U0DEV> ")).toBe(true);
     expect(buttonsOf(reminder)).toEqual({ jitgate_extend: grant!.id });
+    // Addressed to Dev: in their time zone (users.info tz), saying which it is.
+    expect(reminder.text).toContain(`ends at ${clockIn(grant!.expiresAt, "Europe/Berlin")} Europe/Berlin (in `);
 
     // A held statement whose proxy is gone (held here, with nobody waiting): the review-timeout job ends it.
     const { snapshot } = await sessions.open({ grantId: grant!.id, protocol: "postgres", clientAddress: null });
@@ -85,14 +94,38 @@ describe("Slack: reminders, review timeouts and the digest", () => {
     expect((await sessions.getHeld(held.id))?.state).toBe("timed_out");
   });
 
-  it("posts the digest to the digest channel", async () => {
+  it("redraws the reminder on an extension, and at the end, instead of adding a second one", async () => {
+    const { broker } = test.gateway;
+    const request = await broker.request(ops, { target: "orders-db", duration: "4s", reason: "INC-10", origin: "slack" });
+    const root = await rootOf(request.id);
+    const { grant } = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
+    const reminder = await eventually(() => reminders(root.ts)[0], 10_000, "the reminder");
+    expect(reminder.text).toContain(`ends at ${clockIn(grant!.expiresAt, "America/New_York")} America/New_York`);
+
+    const extended = await broker.extend(lead, { grantId: grant!.id, duration: "4s" });
+    expect(extended.kind).toBe("extended");
+    const expiresAt = (await broker.getGrant(grant!.id)).expiresAt;
+    // Redrawn on the extension, reminded again 2 s before the new end, redrawn once more at the end: one message throughout.
+    await eventually(() => current(reminder).updates >= 2, 15_000, "the reminder redrawn after the extension");
+    await eventually(() => /ended at/.test(messageText(current(reminder))), 15_000, "the reminder redrawn at the end");
+    expect(messageText(current(reminder))).toContain(`Ops, your access to orders-db ended at ${clockIn(expiresAt, "America/New_York")} America/New_York`);
+    expect(buttonsOf(current(reminder))).toEqual({});
+    expect(reminders(root.ts)).toHaveLength(1);
+    expect(fake.thread(CHANNEL, root.ts).filter((m) => current(m).text.startsWith("<@U0OPS> "))).toHaveLength(1);
+  }, 30_000);
+
+  it("posts the digest to the digest channel, its times in digest.timezone", async () => {
     const now = test.gateway.broker.clock.now();
     await test.gateway.jobs.digest.runNow({ since: new Date(now.getTime() - 3600_000), until: now });
     const posted = await eventually(() => fake.rootsIn(DIGEST)[0], 10_000, "the digest");
     const text = messageText(posted);
     expect(text).toContain("jitgate digest");
-    expect(text).toMatch(/\*Requests\*\n1: 1 approved/);
-    expect(text).toContain("Top requesters: Dev (1)");
+    expect(text).toMatch(/\*Requests\*\n2: 2 approved/);
+    expect(text).toContain("Top requesters:");
+    expect(text).toContain("Dev (1)");
+    const since = new Date(now.getTime() - 3600_000);
+    expect(text).toContain(`jitgate digest ${clockIn(since, "Asia/Kolkata")} Asia/Kolkata – ${clockIn(now, "Asia/Kolkata")} Asia/Kolkata`);
+    expect(text).not.toContain("UTC");
   });
 
   it("`jitgate digest --now` has a running gateway post it", async () => {

@@ -20,7 +20,7 @@ const BOT_TOKEN = "xoxb-test-token";
 const CHANNEL = "C0APPROVALS";
 
 const users = [
-  { id: "U0DEV", email: "dev@example.com", realName: "Dev" },
+  { id: "U0DEV", email: "dev@example.com", realName: "Dev", tz: "Europe/Berlin" },
   { id: "U0LEAD", email: "lead@example.com", realName: "Lead" },
   { id: "U0SECOND", email: "second@example.com", realName: "Second" },
   { id: "U0OTHER", email: "other@example.com", realName: "Other" },
@@ -238,12 +238,15 @@ describe("Slack: request, approve, connect, expire", () => {
     expect(fake.callsOf("conversations.open").some((c) => c.args.users === "U0DEV")).toBe(true);
     const line = /postgres:\/\/\S+/.exec(messageText(dm))![0].replace(/```$/, "");
     expect(line).toMatch(/^postgres:\/\/dev%40example\.com:[\w-]+@localhost:15432\/orders-db\?sslmode=disable$/);
-    expect(messageText(dm)).toMatch(/expires|stops working at \d\d:\d\d UTC/i);
 
     // The line is live: its secret is the grant's credential.
     const secret = /:([\w-]+)@/.exec(line.slice("postgres://".length))![1]!;
     const grant = await gateway.broker.checkCredential({ login: "dev@example.com", target: "orders-db", secret });
     expect(grant.state).toBe("active");
+    // The DM is addressed to Dev: in their time zone (users.info tz), saying which it is.
+    const berlin = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Berlin", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(grant.expiresAt);
+    expect(messageText(dm)).toContain(`stops working at ${berlin} Europe/Berlin`);
+    expect(messageText(dm)).not.toContain("UTC");
 
     await eventually(() => statusOf(fake.messages.get(`${CHANNEL}/${root.ts}`)!).match(/Approved by Lead, expires \d\d:\d\d UTC/), 10_000, "approved status");
     expect(buttonsOf(fake.messages.get(`${CHANNEL}/${root.ts}`)!)).toEqual({});

@@ -130,7 +130,7 @@ export class ChatActions {
   }
 
   /** A command's words (`request …`, `list`, …) as one answer; never throws. */
-  async command(identify: () => Promise<Person>, command: string, text: string): Promise<MessageView> {
+  async command(identify: () => Promise<Person>, command: string, text: string, timeZoneOf?: () => Promise<string | undefined>): Promise<MessageView> {
     const word = text.trim().split(/\s+/)[0] ?? "";
     let person: Person;
     try {
@@ -138,7 +138,9 @@ export class ChatActions {
     } catch (error) {
       return noticeView(this.failure(error, { command: word }).message);
     }
-    const outcome = await runCommand({ broker: this.#broker, person, command, origin: this.#platform }, text);
+    // Answers in the person's time zone when the platform gives one; a failed lookup answers in UTC.
+    const timeZone = await timeZoneOf?.().catch(() => undefined);
+    const outcome = await runCommand({ broker: this.#broker, person, command, origin: this.#platform, ...(timeZone ? { timeZone } : {}) }, text);
     if (outcome.failure === undefined) return outcome.view;
     return noticeView(this.failure(outcome.failure, { command: word }, person).message);
   }

@@ -66,6 +66,8 @@ export class ChatDeliverer {
         const card = await this.#refs.find(job.requestId, "card");
         const request = await this.broker.getRequest(job.requestId);
         if (card && request.grantId) await this.#settle(card, null, () => this.#cardView(request.grantId!));
+        // An extension, a revoke or the end: the reminder already in the thread shows the new state.
+        if (request.grantId) await this.#redrawReminder(request.grantId);
         return;
       }
       case "reply":
@@ -101,9 +103,13 @@ export class ChatDeliverer {
         const grant = await loadGrantState(this.broker, this.db, job.grantId);
         const now = this.broker.clock.now();
         if (grant.state !== "active" || grant.expiresAt.getTime() <= now.getTime()) return; // revoked or expired meanwhile
-        const { requestId, personId } = await this.broker.getGrant(job.grantId);
-        const user = await chatUserIdOf(this.db, personId, this.port.platform);
-        await this.#reply(requestId, reminderView(grant, user ? { user, name: grant.holderName } : undefined, now), "reply");
+        const { requestId } = await this.broker.getGrant(job.grantId);
+        const role: MessageRole = `reminder:${job.grantId}`;
+        // One reminder per grant: after an extension the next one redraws it rather than adding another.
+        const existing = await this.#refs.find(requestId, role);
+        if (existing) return this.port.update(existing, await this.#reminderView(job.grantId));
+        // A revoke or an extension while it was on its way redraws it through the grant's refresh.
+        await this.#reply(requestId, await this.#reminderView(job.grantId), role);
         return;
       }
       case "post":
@@ -156,6 +162,24 @@ export class ChatDeliverer {
 
   async #requestView(requestId: string): Promise<MessageView> {
     return requestView(await loadRequestState(this.broker, this.db, requestId), this.broker.clock.now());
+  }
+
+  /**
+   * Redraws the grant's reminder, when one is in its thread. Once, not settled: the view counts down
+   * ("in 9m 58s"), so two renders never match, and the next refresh redraws it anyway.
+   */
+  async #redrawReminder(grantId: string): Promise<void> {
+    const reminder = await this.#refs.find((await this.broker.getGrant(grantId)).requestId, `reminder:${grantId}`);
+    if (reminder) await this.port.update(reminder, await this.#reminderView(grantId));
+  }
+
+  /** The reminder, addressed to the holder: mentioned, and in their time zone when the platform gives one. */
+  async #reminderView(grantId: string): Promise<MessageView> {
+    const grant = await loadGrantState(this.broker, this.db, grantId);
+    const user = await chatUserIdOf(this.db, (await this.broker.getGrant(grantId)).personId, this.port.platform);
+    // A lookup that fails (rate limit, outage) shows UTC rather than holding the reminder back.
+    const timeZone = user ? (await this.port.resolveUser(user).catch(() => undefined))?.timeZone : undefined;
+    return reminderView(grant, user ? { user, name: grant.holderName } : undefined, this.broker.clock.now(), timeZone);
   }
 
   async #cardView(grantId: string): Promise<MessageView> {

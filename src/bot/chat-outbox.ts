@@ -1,11 +1,12 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
+import { ownedData, ownedProcessor, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 
 export const CHAT_OUTBOX = "chat-outbox";
 
 /** What is stored in Redis: the payload, or (for a payload holding a secret) its sealed form. */
-type Stored<T> = { payload: T } | { sealed: string };
+type Stored<T> = ({ payload: T } | { sealed: string }) & OwnedJobData;
 
 /**
  * An error that says when to try again: the chat platform's HTTP 429 `Retry-After`. Such a job is
@@ -71,6 +72,8 @@ export interface ChatOutboxOptions<T> {
   concurrency?: number;
   /** Set false to only enqueue (a replica that runs no outbox worker). */
   worker?: boolean;
+  /** This deployment: its jobs carry it, and the worker leaves another deployment's jobs alone. */
+  ownership?: JobOwnership | undefined;
 }
 
 /**
@@ -83,9 +86,11 @@ export class ChatOutbox<T> {
   readonly #worker: Worker<Stored<T>> | undefined;
   readonly #seal: OutboxSeal;
   readonly #connection: unknown;
+  readonly #ownership: JobOwnership | undefined;
   #closed = false;
 
   constructor(name: string, options: ChatOutboxOptions<T>) {
+    this.#ownership = options.ownership;
     const { connection, prefix } = options;
     this.#seal = options.seal;
     this.#connection = connection;
@@ -93,7 +98,7 @@ export class ChatOutbox<T> {
     if (options.worker === false) return;
     this.#worker = new Worker<Stored<T>>(
       name,
-      async (job: Job<Stored<T>>, token?: string) => {
+      ownedProcessor(options.ownership, name, async (job: Job<Stored<T>>, token?: string) => {
         let payload: T;
         try {
           payload = "sealed" in job.data ? (JSON.parse(this.#seal.unseal(job.data.sealed)) as T) : job.data.payload;
@@ -108,7 +113,7 @@ export class ChatOutbox<T> {
           await job.moveToDelayed(Date.now() + Math.max(0, error.retryAfterMs), token);
           throw new DelayedError();
         }
-      },
+      }),
       {
         connection,
         prefix,
@@ -124,7 +129,7 @@ export class ChatOutbox<T> {
   }
 
   async enqueue(payload: T, options: EnqueueOptions = {}): Promise<void> {
-    const data: Stored<T> = options.secret ? { sealed: this.#seal.seal(JSON.stringify(payload)) } : { payload };
+    const data: Stored<T> = ownedData(this.#ownership, options.secret ? { sealed: this.#seal.seal(JSON.stringify(payload)) } : { payload });
     // BullMQ's Queue<T> generics resolve the job name type strictly; the name is the queue's own.
     await (this.queue as Queue).add(this.queue.name, data, {
       ...(options.jobId ? { jobId: options.jobId } : {}),

@@ -22,6 +22,8 @@ export interface ChatUser {
   externalId: string;
   email: string | null;
   displayName: string;
+  /** Their IANA time zone, where the platform says (Slack users.info `tz`): times addressed to them use it. */
+  timeZone?: string | undefined;
 }
 
 /**

@@ -84,6 +84,8 @@ export interface CommandContext {
   /** How the command is spelled on this platform (`/access`), for usage lines. */
   command: string;
   origin: ChatPlatform;
+  /** The person's time zone, where their platform says: the times in the answers use it. */
+  timeZone?: string | undefined;
 }
 
 export interface CommandOutcome {
@@ -129,7 +131,7 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
       const { requests, grants } = await broker.list(person);
       if (requests.length === 0 && grants.length === 0) return noticeView("You have no pending requests and no live grants.");
       return noticeView("Your pending requests and live grants:", [
-        ...grants.map((g) => `live: ${g.target}, grant ${g.id}, expires ${formatTime(g.expiresAt, now)}`),
+        ...grants.map((g) => `live: ${g.target}, grant ${g.id}, expires ${formatTime(g.expiresAt, now, context.timeZone)}`),
         ...requests.map(
           (r) => `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}, request ${r.id}`,
         ),
@@ -143,7 +145,7 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
         ...(parsed.reason ? { reason: parsed.reason } : {}),
       });
       if (result.kind === "extended") {
-        return noticeView(`Grant ${result.grant.id} extended: access to ${result.grant.target} now expires ${formatTime(result.grant.expiresAt, now)}.`);
+        return noticeView(`Grant ${result.grant.id} extended: access to ${result.grant.target} now expires ${formatTime(result.grant.expiresAt, now, context.timeZone)}.`);
       }
       return noticeView(`Extension request ${result.request.id} sent for approval (${formatDuration(result.request.durationMs)} more).`);
     }
@@ -192,7 +194,7 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
         if (list.length === 0) return noticeView(`You have no registered SSH keys. Add one with: ${command} key add <public key>`);
         return noticeView(
           "Your SSH keys:",
-          list.map((k) => `${k.id}: ${k.fingerprint} ${k.publicKey.split(" ")[0]}${k.comment ? ` ${k.comment}` : ""}, added ${formatTime(k.createdAt, now)}`),
+          list.map((k) => `${k.id}: ${k.fingerprint} ${k.publicKey.split(" ")[0]}${k.comment ? ` ${k.comment}` : ""}, added ${formatTime(k.createdAt, now, context.timeZone)}`),
         );
       }
       if (parsed.action === "remove") {

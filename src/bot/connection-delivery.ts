@@ -17,6 +17,8 @@ export interface ConnectionDeliveryOptions {
   broker: Broker;
   db: Database;
   logger: Logger;
+  /** The requester's time zone on this platform, when it gives one (Slack's users.info `tz`). */
+  timeZoneOf?: (user: string) => Promise<string | undefined>;
   /** Sends the DM with the line to the requester's user id on this platform (Slack and Teams: the sealed outbox). */
   send: (user: string, view: MessageView, grant: Grant) => Promise<void>;
 }
@@ -36,7 +38,8 @@ export function connectionDelivery(options: ConnectionDeliveryOptions): DeliverC
       logger.warn({ grant: grant.id }, `the requester has no ${PLATFORM_NAMES[platform].of} identity; the connection line was not delivered`);
       return `Approved, but the requester is not known in ${PLATFORM_NAMES[platform].in}: grant ${grant.id} has no delivered connection line.`;
     }
-    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now());
+    const timeZone = await options.timeZoneOf?.(user);
+    const view = connectionView({ target: grant.target, grantId: grant.id, line: connection.line, expiresAt: grant.expiresAt }, broker.clock.now(), timeZone);
     await options.send(user, view, grant);
     return undefined;
   };

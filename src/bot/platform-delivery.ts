@@ -3,6 +3,7 @@ import type { Broker, DecideResult, TypedEvents } from "../broker/index.js";
 import type { Database } from "../db/client.js";
 import { CHAT_OUTBOX, ChatOutbox, OutboxSeal } from "./chat-outbox.js";
 import type { Logger } from "../infra/logger.js";
+import type { JobOwnership } from "../infra/job-ownership.js";
 import { ChatDeliverer, type ChatDelivery } from "./chat-delivery.js";
 import type { ChatPort } from "./chat-port.js";
 import { RequestRenderer } from "./request-renderer.js";
@@ -18,6 +19,7 @@ export interface PlatformDeliveryOptions {
   /** The platform secret the outbox's sealing key is derived from. */
   sealSecret: string;
   logger: Logger;
+  ownership?: JobOwnership | undefined;
 }
 
 /**
@@ -35,6 +37,7 @@ export class PlatformDelivery {
     this.outbox = new ChatOutbox<ChatDelivery>(`${CHAT_OUTBOX}-${port.platform}`, {
       connection: options.connection,
       prefix: options.prefix,
+      ownership: options.ownership,
       seal: new OutboxSeal(options.sealSecret),
       deliver: (job) => deliverer.deliver(job),
       onError: (error, where) => logger.warn({ err: error, where }, `${port.platform} delivery failed`),

@@ -30,10 +30,10 @@ export function chatJobTarget(options: ChatJobTargetOptions): ChatJobTarget {
       if (thread.origin !== platform) return;
       await enqueue({ kind: "reminder", platform, grantId }, { jobId: outboxJobId(platform, "reminder", grantId, key) });
     },
-    async digest(digest: Digest, key: string) {
+    async digest(digest: Digest, key: string, timeZone?: string) {
       if (!options.digestChannel) return;
       await enqueue(
-        { kind: "post", platform, channel: options.digestChannel, view: digestView(digest) },
+        { kind: "post", platform, channel: options.digestChannel, view: digestView(digest, timeZone) },
         { jobId: outboxJobId(platform, "digest", key) },
       );
     },

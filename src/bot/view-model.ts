@@ -65,11 +65,27 @@ export interface GrantState {
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
 
-/** `14:32 UTC`, with the date in front when it is not today (UTC). */
-export function formatTime(at: Date, now: Date = new Date()): string {
-  const iso = at.toISOString();
-  const time = `${iso.slice(11, 16)} UTC`;
-  return iso.slice(0, 10) === now.toISOString().slice(0, 10) ? time : `${iso.slice(0, 10)} ${time}`;
+/** `zone` when the runtime knows it as an IANA time zone, else UTC (a chat platform may send anything). */
+export function knownTimeZone(zone: string | null | undefined): string {
+  if (!zone) return "UTC";
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return zone;
+  } catch {
+    return "UTC";
+  }
+}
+
+/**
+ * `14:32 UTC`, or `15:32 Europe/Berlin` in another zone (named, so nobody has to guess), with the
+ * date in front when it is not the same day as `now` in that zone.
+ */
+export function formatTime(at: Date, now: Date = new Date(), timeZone = "UTC"): string {
+  const zone = knownTimeZone(timeZone);
+  // en-CA writes dates as 2026-11-22; en-GB with h23 writes 09:05.
+  const day = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" });
+  const time = `${new Intl.DateTimeFormat("en-GB", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(at)} ${zone}`;
+  return day.format(at) === day.format(now) ? time : `${day.format(at)} ${time}`;
 }
 
 /** The status line of a request's root message: the one place that says where it stands. */
@@ -210,14 +226,15 @@ export function grantExpiredReply(input: { expiresAt: Date }, now: Date = new Da
  * The requester's DM on approval. It holds the grant's secret: it is built in the replica that
  * handled the approval, sealed in the outbox, and never logged.
  */
-export function connectionView(input: { target: string; grantId: string; line: string; expiresAt: Date }, now: Date = new Date()): MessageView {
+export function connectionView(input: { target: string; grantId: string; line: string; expiresAt: Date }, now: Date = new Date(), timeZone = "UTC"): MessageView {
+  const until = formatTime(input.expiresAt, now, timeZone);
   return {
-    text: `Your access to ${input.target} is approved until ${formatTime(input.expiresAt, now)}`,
+    text: `Your access to ${input.target} is approved until ${until}`,
     title: `Access to ${input.target} approved`,
-    lines: [`Connect with the line below. It works only for this grant and stops working at ${formatTime(input.expiresAt, now)}.`],
+    lines: [`Connect with the line below. It works only for this grant and stops working at ${until}.`],
     code: input.line,
     fields: [
-      { label: "Expires", value: formatTime(input.expiresAt, now) },
+      { label: "Expires", value: until },
       { label: "Grant", value: input.grantId },
     ],
   };
@@ -278,11 +295,22 @@ export function noticeView(text: string, lines: string[] = []): MessageView {
 
 // ------------------------------------------------------------------ reminders, summaries, digest
 
-/** `reminderBefore` ahead of expiry: a thread reply to the holder, with the grant card's Extend button. */
-export function reminderView(grant: GrantState, mention: { user: string; name: string } | undefined, now: Date = new Date()): MessageView {
+/**
+ * `reminderBefore` ahead of expiry: a thread reply to the holder, in their time zone, with the grant
+ * card's Extend button. One per grant: an extension redraws it, and so does the grant's end.
+ */
+export function reminderView(grant: GrantState, mention: { user: string; name: string } | undefined, now: Date = new Date(), timeZone = "UTC"): MessageView {
+  if (grant.state !== "active" || grant.expiresAt.getTime() <= now.getTime()) {
+    const at = grant.endedAt ?? grant.expiresAt;
+    return {
+      text: `⌛ ${grant.holderName}, your access to ${grant.target} ended at ${formatTime(at, now, timeZone)}`,
+      fields: [{ label: "Grant", value: grant.id }],
+      ...(mention ? { mention } : {}),
+    };
+  }
   const left = formatDuration(Math.max(0, grant.expiresAt.getTime() - now.getTime()));
   return {
-    text: `⏰ ${grant.holderName}, your access to ${grant.target} ends at ${formatTime(grant.expiresAt, now)} (in ${left})`,
+    text: `⏰ ${grant.holderName}, your access to ${grant.target} ends at ${formatTime(grant.expiresAt, now, timeZone)} (in ${left})`,
     fields: [{ label: "Grant", value: grant.id }],
     buttons: [{ action: "extend", label: "Extend", value: grant.id }],
     ...(mention ? { mention } : {}),
@@ -339,12 +367,13 @@ export interface DigestState {
 
 const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
 
-export function digestView(digest: DigestState): MessageView {
+/** The digest, its times in `timeZone` (`digest.timezone`, the zone its cron runs in). */
+export function digestView(digest: DigestState, timeZone = "UTC"): MessageView {
   const { requests, grants, sessions, statements, pending } = digest;
   const o = requests.byOutcome;
   const ranking = (list: { name: string; count: number }[]) =>
     list.length > 0 ? list.map((r) => `${r.name} (${r.count})`).join(", ") : "none";
-  const window = `${formatTime(digest.since, digest.since)} – ${formatTime(digest.until, digest.since)}`;
+  const window = `${formatTime(digest.since, digest.since, timeZone)} – ${formatTime(digest.until, digest.since, timeZone)}`;
   return {
     text: `📊 jitgate digest ${window}: ${plural(requests.total, "request")}, ${plural(grants.issued, "grant")} (${hours(grants.grantedMs)}), ${plural(sessions.total, "session")}, ${pending.count} pending`,
     title: `jitgate digest: ${window}`,
@@ -366,7 +395,7 @@ export function digestView(digest: DigestState): MessageView {
       `Top targets: ${ranking(digest.topTargets)}`,
       `Top requesters: ${ranking(digest.topRequesters)}`,
       `Longest grant: ${digest.longestGrant ? `${digest.longestGrant.holderName} on ${digest.longestGrant.target}, ${hours(digest.longestGrant.grantedMs)} (${digest.longestGrant.id})` : "none"}`,
-      ...pending.oldest.map((r) => `Pending since ${formatTime(r.createdAt, digest.until)}: ${r.requesterName} → ${r.target} (${r.id})`),
+      ...pending.oldest.map((r) => `Pending since ${formatTime(r.createdAt, digest.until, timeZone)}: ${r.requesterName} → ${r.target} (${r.id})`),
     ],
   };
 }

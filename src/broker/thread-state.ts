@@ -167,7 +167,7 @@ export async function knownChatUser(
 }
 
 /** `held:<id>` is the message of one held statement, updated when it is decided. */
-export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}`;
+export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}` | `reminder:${string}`;
 
 /** Where a posted chat message is: the platform's channel, message id and thread. */
 export interface PostedMessage {

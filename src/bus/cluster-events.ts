@@ -2,9 +2,12 @@ import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import type { Redis } from "ioredis";
 import { brokerEventNames, TypedEvents, type BrokerEvent } from "../broker/events.js";
+import type { JobOwnership } from "../infra/job-ownership.js";
 
 interface Envelope {
   origin: string;
+  /** The deployment of the replica that published it: deployments given one Redis prefix keep apart. */
+  deployment?: string;
   event: BrokerEvent;
 }
 
@@ -27,6 +30,7 @@ export class ClusterEvents {
     private readonly subscriber: Redis,
     prefix: string,
     private readonly onError: (error: unknown, where: string) => void = () => {},
+    private readonly ownership?: JobOwnership,
   ) {
     this.channel = `${prefix}:events`;
     this.events = new TypedEvents((error, name) => onError(error, `cluster listener of ${name}`));
@@ -46,13 +50,15 @@ export class ClusterEvents {
         return;
       }
       if (!brokerEventNames.includes(envelope.event?.name)) return;
+      // Another deployment's request or grant is not in this database: rendering it would fail, or post it twice.
+      if (this.ownership?.isForeign(envelope.deployment, "cluster events")) return;
       this.events.emit(envelope.event.name, envelope.event.payload as never);
     });
     // Subscribing before the connection is ready would race its own connection set-up.
     if (this.subscriber.status !== "ready") await once(this.subscriber, "ready");
     await this.subscriber.subscribe(this.channel);
     this.#detach = local.onAny(async (event) => {
-      const envelope: Envelope = { origin: this.replicaId, event };
+      const envelope: Envelope = { origin: this.replicaId, ...(this.ownership ? { deployment: this.ownership.deploymentId } : {}), event };
       await this.publisher.publish(this.channel, JSON.stringify(envelope));
     });
   }

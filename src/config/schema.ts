@@ -164,8 +164,12 @@ export const configSchema = z
     dataDir: nonEmpty.default("./data"),
     database: url(["postgres:", "postgresql:"], "postgres://user@host:5432/jitgate").optional(),
     redis: url(["redis:", "rediss:", "unix:"], "redis://127.0.0.1:6379").optional(),
-    /** Prefix of every Redis key and channel, so several deployments (or test files) share a server. */
-    redisPrefix: nonEmpty.default("jitgate"),
+    /**
+     * Prefix of every Redis key and channel. Absent: `jitgate:<deployment id>` (`jitgate-demo:<id>`
+     * in demo mode), so deployments on one Redis keep apart without anyone choosing names; see
+     * `redisPrefixOf`.
+     */
+    redisPrefix: nonEmpty.optional(),
     log: z
       .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .prefault({}),
@@ -331,3 +335,14 @@ export type TargetConfig = Config["targets"][number];
 export type PostgresTargetConfig = Extract<TargetConfig, { kind: "postgres" }>;
 export type SshTargetConfig = Extract<TargetConfig, { kind: "ssh" }>;
 export type PolicyDefaults = Config["defaults"];
+
+/** The configuration once the gateway knows its deployment: the Redis prefix is always set. */
+export type DeployedConfig = Config & { redisPrefix: string };
+
+/**
+ * The Redis prefix: the configured one, or one of this deployment's own. Demo mode's differs from
+ * a real deployment's, so a demo run beside a gateway on the same Redis never looks like one.
+ */
+export function redisPrefixOf(config: Pick<Config, "redisPrefix" | "demo">, deploymentId: string): string {
+  return config.redisPrefix ?? `${config.demo.enabled ? "jitgate-demo" : "jitgate"}:${deploymentId}`;
+}

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
+  check,
   index,
   integer,
   jsonb,
@@ -13,6 +14,20 @@ import {
 } from "drizzle-orm/pg-core";
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+/**
+ * This deployment's identity, made at its first start: one row (the check pins the key to true).
+ * The default Redis prefix and every job carry it, so two deployments on one Redis keep apart.
+ */
+export const deployment = pgTable(
+  "deployment",
+  {
+    singleton: boolean("singleton").primaryKey().default(true),
+    id: text("id").notNull(),
+    createdAt: at("created_at").notNull().defaultNow(),
+  },
+  (t) => [check("deployment_singleton", sql`${t.singleton}`)],
+);
 
 /** A person, known by email and by any number of chat identities. */
 export const people = pgTable("people", {

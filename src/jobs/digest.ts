@@ -1,5 +1,6 @@
 import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
+import { ownedData, ownedProcessor, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 import type { Clock } from "../broker/clock.js";
 import { computeDigest, type Digest } from "../broker/digest.js";
 import type { Database } from "../db/client.js";
@@ -9,7 +10,7 @@ export const DAILY_DIGEST = "daily-digest";
 const DAY_MS = 24 * 3600_000;
 
 /** A scheduled run carries nothing (its window ends when it runs); `digest --now` says its window. */
-export interface DigestJobData {
+export interface DigestJobData extends OwnedJobData {
   since?: string;
   until?: string;
 }
@@ -22,6 +23,9 @@ export interface DigestJobsOptions {
   prefix: string;
   /** Set false to only schedule and enqueue (the CLI, a replica that runs no workers). */
   worker?: boolean;
+  ownership?: JobOwnership | undefined;
+  /** `digest.timezone`: the zone the cron runs in, and the digest's times are shown in. */
+  timezone?: string | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -36,22 +40,24 @@ export class DigestJobs {
   readonly queue: Queue<DigestJobData>;
   readonly #worker: Worker<DigestJobData> | undefined;
   readonly #connection: unknown;
+  readonly #ownership: JobOwnership | undefined;
   #closed = false;
 
   constructor(options: DigestJobsOptions) {
     const { connection, prefix } = options;
     this.#connection = connection;
+    this.#ownership = options.ownership;
     this.queue = reportErrors(new Queue(DAILY_DIGEST, { connection, prefix }), `${DAILY_DIGEST} queue`, options.onError);
     if (options.worker === false) return;
     this.#worker = new Worker<DigestJobData>(
       DAILY_DIGEST,
-      async (job: Job<DigestJobData>) => {
+      ownedProcessor(options.ownership, DAILY_DIGEST, async (job: Job<DigestJobData>) => {
         const until = job.data.until ? new Date(job.data.until) : options.clock.now();
         const since = job.data.since ? new Date(job.data.since) : new Date(until.getTime() - DAY_MS);
         const digest = await computeDigest(options.db, { since, until });
-        await options.targets.each((target) => target.digest(digest, job.id ?? `${DAILY_DIGEST}-${until.getTime()}`));
+        await options.targets.each((target) => target.digest(digest, job.id ?? `${DAILY_DIGEST}-${until.getTime()}`, options.timezone));
         return { platforms: options.targets.list().map((t) => t.platform) };
-      },
+      }),
       { connection, prefix, concurrency: 1 },
     );
     this.#worker.on("error", (error) => options.onError?.(error, DAILY_DIGEST));
@@ -63,7 +69,7 @@ export class DigestJobs {
     await this.queue.upsertJobScheduler(
       DAILY_DIGEST,
       { pattern: cron, tz: timezone },
-      { name: DAILY_DIGEST, data: {}, opts: { attempts: 5, backoff: { type: "exponential", delay: 5_000 }, removeOnComplete: { count: 30 }, removeOnFail: { age: 7 * 24 * 3600 } } },
+      { name: DAILY_DIGEST, data: ownedData(this.#ownership, {}), opts: { attempts: 5, backoff: { type: "exponential", delay: 5_000 }, removeOnComplete: { count: 30 }, removeOnFail: { age: 7 * 24 * 3600 } } },
     );
   }
 
@@ -74,7 +80,7 @@ export class DigestJobs {
   async runNow(window: { since: Date; until: Date }): Promise<Job<DigestJobData>> {
     return (this.queue as Queue).add(
       DAILY_DIGEST,
-      { since: window.since.toISOString(), until: window.until.toISOString() },
+      ownedData(this.#ownership, { since: window.since.toISOString(), until: window.until.toISOString() }),
       { jobId: `digest-now-${window.since.getTime()}-${window.until.getTime()}`, attempts: 5, backoff: { type: "exponential", delay: 5_000 }, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
     ) as Promise<Job<DigestJobData>>;
   }

@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { closeBullmq } from "../infra/redis.js";
+import { ownedProcessor, type JobOwnership } from "../infra/job-ownership.js";
 import { GrantNotFound, RequestNotFound, type Broker } from "../broker/index.js";
 import { GRANT_EXPIRY, REQUEST_TIMEOUT, type GrantExpiryData, type RequestTimeoutData } from "./queues.js";
 
@@ -7,6 +8,7 @@ export interface ExpiryWorkersOptions {
   broker: Broker;
   connection: ConnectionOptions;
   prefix: string;
+  ownership?: JobOwnership | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -25,7 +27,7 @@ export class ExpiryWorkers {
     const { broker, connection, prefix } = options;
     const expiry = new Worker<GrantExpiryData>(
       GRANT_EXPIRY,
-      async (job: Job<GrantExpiryData>, token?: string) => {
+      ownedProcessor(options.ownership, GRANT_EXPIRY, async (job: Job<GrantExpiryData>, token?: string) => {
         let outcome;
         try {
           outcome = await broker.expire(job.data.grantId);
@@ -38,12 +40,12 @@ export class ExpiryWorkers {
           throw new DelayedError();
         }
         return outcome.kind;
-      },
+      }),
       { connection, prefix, concurrency: 16 },
     );
     const timeout = new Worker<RequestTimeoutData>(
       REQUEST_TIMEOUT,
-      async (job: Job<RequestTimeoutData>, token?: string) => {
+      ownedProcessor(options.ownership, REQUEST_TIMEOUT, async (job: Job<RequestTimeoutData>, token?: string) => {
         let request;
         try {
           if (await broker.expireRequest(job.data.requestId)) return "expired";
@@ -57,7 +59,7 @@ export class ExpiryWorkers {
           throw new DelayedError();
         }
         return "decided";
-      },
+      }),
       { connection, prefix, concurrency: 16 },
     );
     this.#workers = [expiry, timeout];

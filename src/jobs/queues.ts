@@ -1,14 +1,15 @@
 import { Queue, type ConnectionOptions } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
+import { ownedData, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 import type { Scheduler } from "../broker/scheduler.js";
 
 export const GRANT_EXPIRY = "grant-expiry";
 export const REQUEST_TIMEOUT = "request-timeout";
 
-export interface GrantExpiryData {
+export interface GrantExpiryData extends OwnedJobData {
   grantId: string;
 }
-export interface RequestTimeoutData {
+export interface RequestTimeoutData extends OwnedJobData {
   requestId: string;
 }
 
@@ -32,6 +33,7 @@ export class BullmqScheduler implements Scheduler {
     prefix: string,
     private readonly now: () => number = Date.now,
     onError?: (error: unknown, what: string) => void,
+    private readonly ownership?: JobOwnership,
   ) {
     this.#connection = connection;
     this.grantExpiry = reportErrors(new Queue(GRANT_EXPIRY, { connection, prefix }), `${GRANT_EXPIRY} queue`, onError);
@@ -39,7 +41,7 @@ export class BullmqScheduler implements Scheduler {
   }
 
   scheduleGrantExpiry(grantId: string, at: Date): Promise<void> {
-    return this.#schedule(this.grantExpiry, grantId, { grantId }, at);
+    return this.#schedule(this.grantExpiry, grantId, ownedData(this.ownership, { grantId }), at);
   }
 
   cancelGrantExpiry(grantId: string): Promise<void> {
@@ -47,7 +49,7 @@ export class BullmqScheduler implements Scheduler {
   }
 
   scheduleRequestTimeout(requestId: string, at: Date): Promise<void> {
-    return this.#schedule(this.requestTimeout, requestId, { requestId }, at);
+    return this.#schedule(this.requestTimeout, requestId, ownedData(this.ownership, { requestId }), at);
   }
 
   cancelRequestTimeout(requestId: string): Promise<void> {
@@ -58,7 +60,7 @@ export class BullmqScheduler implements Scheduler {
   async ensure(kind: "grant" | "request", id: string, at: Date): Promise<boolean> {
     const queue: Queue = kind === "grant" ? this.grantExpiry : this.requestTimeout;
     if (await queue.getJob(id)) return false;
-    const data = kind === "grant" ? { grantId: id } : { requestId: id };
+    const data = ownedData(this.ownership, kind === "grant" ? { grantId: id } : { requestId: id });
     await queue.add(queue.name, data, { jobId: id, delay: this.#delay(at), ...RETRIES, ...CLEANUP });
     return true;
   }

@@ -1,12 +1,13 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
+import { ownedData, ownedProcessor, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 import { GrantNotFound, type Broker, type Scheduler } from "../broker/index.js";
 import type { ChatJobTargets } from "./chat-targets.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";
 
 export const EXPIRY_REMINDER = "expiry-reminder";
 
-export interface ExpiryReminderData {
+export interface ExpiryReminderData extends OwnedJobData {
   grantId: string;
 }
 
@@ -29,6 +30,7 @@ export class ExpiryReminders {
     readonly reminderBeforeMs: number,
     private readonly now: () => number = Date.now,
     onError?: (error: unknown, what: string) => void,
+    private readonly ownership?: JobOwnership,
   ) {
     this.#connection = connection;
     this.queue = reportErrors(new Queue(EXPIRY_REMINDER, { connection, prefix }), `${EXPIRY_REMINDER} queue`, onError);
@@ -44,7 +46,7 @@ export class ExpiryReminders {
     const at = this.dueAt(expiresAt);
     // A grant shorter than reminderBefore (or extended with less than that left) gets no reminder.
     if (!at) return removeJob(this.queue, grantId);
-    await placeJob(this.queue, grantId, { grantId }, at.getTime() - this.now());
+    await placeJob(this.queue, grantId, ownedData(this.ownership, { grantId }), at.getTime() - this.now());
   }
 
   cancel(grantId: string): Promise<void> {
@@ -55,7 +57,7 @@ export class ExpiryReminders {
   async ensure(grantId: string, expiresAt: Date): Promise<boolean> {
     const at = this.dueAt(expiresAt);
     if (!at) return false;
-    return ensureJob(this.queue, grantId, { grantId }, at.getTime() - this.now());
+    return ensureJob(this.queue, grantId, ownedData(this.ownership, { grantId }), at.getTime() - this.now());
   }
 
   async close(): Promise<void> {
@@ -98,6 +100,7 @@ export interface ReminderWorkerOptions {
   targets: ChatJobTargets;
   connection: ConnectionOptions;
   prefix: string;
+  ownership?: JobOwnership | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -109,7 +112,7 @@ export function reminderWorker(options: ReminderWorkerOptions): Worker<ExpiryRem
   const { broker, reminders, targets } = options;
   const worker = new Worker<ExpiryReminderData>(
     EXPIRY_REMINDER,
-    async (job: Job<ExpiryReminderData>, token?: string) => {
+    ownedProcessor(options.ownership, EXPIRY_REMINDER, async (job: Job<ExpiryReminderData>, token?: string) => {
       let grant;
       try {
         grant = await broker.getGrant(job.data.grantId);
@@ -126,7 +129,7 @@ export function reminderWorker(options: ReminderWorkerOptions): Worker<ExpiryRem
       }
       await targets.each((target) => target.remind(grant.id, String(grant.expiresAt.getTime())));
       return "reminded";
-    },
+    }),
     { connection: options.connection, prefix: options.prefix, concurrency: 8 },
   );
   worker.on("error", (error) => options.onError?.(error, worker.name));

@@ -1,11 +1,12 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
+import { ownedData, ownedProcessor, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 import { RequestNotPending, type Clock, type SessionBroker, type TypedEvents } from "../broker/index.js";
 import { ensureJob, placeJob, removeJob } from "./queues.js";
 
 export const REVIEW_TIMEOUT = "review-timeout";
 
-export interface ReviewTimeoutData {
+export interface ReviewTimeoutData extends OwnedJobData {
   heldId: string;
 }
 
@@ -17,6 +18,7 @@ export interface ReviewTimeoutsOptions {
   prefix: string;
   /** Set false to only schedule (a replica that runs no workers). */
   worker?: boolean;
+  ownership?: JobOwnership | undefined;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -33,6 +35,7 @@ export class ReviewTimeouts {
   readonly #sessions: SessionBroker;
   readonly #clock: Clock;
   readonly #connection: unknown;
+  readonly #ownership: JobOwnership | undefined;
   readonly #detach: (() => void)[] = [];
   #closed = false;
 
@@ -41,11 +44,12 @@ export class ReviewTimeouts {
     this.#sessions = sessions;
     this.#clock = options.clock;
     this.#connection = connection;
+    this.#ownership = options.ownership;
     this.queue = reportErrors(new Queue(REVIEW_TIMEOUT, { connection, prefix }), `${REVIEW_TIMEOUT} queue`, options.onError);
     if (options.worker === false) return;
     this.#worker = new Worker<ReviewTimeoutData>(
       REVIEW_TIMEOUT,
-      async (job: Job<ReviewTimeoutData>, token?: string) => {
+      ownedProcessor(options.ownership, REVIEW_TIMEOUT, async (job: Job<ReviewTimeoutData>, token?: string) => {
         const held = await sessions.getHeld(job.data.heldId);
         if (!held) throw new UnrecoverableError(`no held statement ${job.data.heldId}`);
         if (held.state !== "held") return "decided";
@@ -61,7 +65,7 @@ export class ReviewTimeouts {
           if (error instanceof RequestNotPending) return "decided"; // the proxy's own timer, or a click, came first
           throw error;
         }
-      },
+      }),
       { connection, prefix, concurrency: 8 },
     );
     this.#worker.on("error", (error) => options.onError?.(error, REVIEW_TIMEOUT));
@@ -90,14 +94,14 @@ export class ReviewTimeouts {
   }
 
   schedule(heldId: string, at: Date): Promise<void> {
-    return placeJob(this.queue, heldId, { heldId }, this.#delay(at));
+    return placeJob(this.queue, heldId, ownedData(this.#ownership, { heldId }), this.#delay(at));
   }
 
   /** Restores the job of every statement still held (a lost `statement.held`, Redis restarted empty). */
   async reconcile(): Promise<number> {
     let restored = 0;
     for (const held of await this.#sessions.awaitingDecision()) {
-      if (await ensureJob(this.queue, held.id, { heldId: held.id }, this.#delay(this.#timeoutAt(held.createdAt)))) restored += 1;
+      if (await ensureJob(this.queue, held.id, ownedData(this.#ownership, { heldId: held.id }), this.#delay(this.#timeoutAt(held.createdAt)))) restored += 1;
     }
     return restored;
   }

@@ -14,6 +14,8 @@ export interface FakeUser {
   id: string;
   email: string;
   realName: string;
+  /** users.info `tz`, as Slack gives it (https://docs.slack.dev/reference/methods/users.info). */
+  tz?: string;
 }
 
 export interface FakeMessage {
@@ -140,7 +142,7 @@ export class FakeSlack {
         if (!user) return { ok: false, error: "user_not_found" };
         return {
           ok: true,
-          user: { id: user.id, name: user.id.toLowerCase(), real_name: user.realName, profile: { email: user.email, real_name: user.realName, display_name: "" } },
+          user: { id: user.id, name: user.id.toLowerCase(), real_name: user.realName, ...(user.tz ? { tz: user.tz } : {}), profile: { email: user.email, real_name: user.realName, display_name: "" } },
         };
       }
       case "conversations.open":

@@ -14,6 +14,7 @@ import type { HttpServer } from "../../infra/web/http-server.js";
 import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { closeRedis, connectSubscriber } from "../../infra/redis.js";
 import type { Logger } from "../../infra/logger.js";
+import type { JobOwnership } from "../../infra/job-ownership.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { ChatActions, newErrorId, type ChatAction } from "../actions.js";
 import { connectionDelivery } from "../connection-delivery.js";
@@ -60,6 +61,8 @@ export interface StartConsoleOptions {
   redisUrl: string;
   prefix: string;
   logger: Logger;
+  /** This deployment: its outbox jobs carry it, and its worker leaves another deployment's alone. */
+  ownership?: JobOwnership | undefined;
   /** Who is looking: the demo picker, or an OIDC login. */
   auth: ConsoleAuth;
 }

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { cookieOf } from "../../infra/web/console-auth.js";
+import { BadRequestInput, checkedPairs } from "../../infra/web/request-input.js";
 
 /**
  * Form posts of the console and its login picker: the body, and the CSRF check.
@@ -74,7 +75,13 @@ export async function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Pr
     if (size > limit) throw new FormError(413, "form too large");
     chunks.push(chunk);
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  // Every field is a single line (a command, a reason, a duration, hidden ids and returnTo).
+  try {
+    return checkedPairs(Buffer.concat(chunks).toString("utf8"), "form");
+  } catch (error) {
+    if (error instanceof BadRequestInput) throw new FormError(400, error.message);
+    throw error;
+  }
 }
 
 

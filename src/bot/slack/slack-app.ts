@@ -16,6 +16,7 @@ import type { Broker, Person, TypedEvents } from "../../broker/index.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
+import type { JobOwnership } from "../../infra/job-ownership.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { ChatActions, ShownError, type ActionDone, type ActionOutcome, type ChatAction } from "../actions.js";
 import { connectionDelivery } from "../connection-delivery.js";
@@ -81,6 +82,8 @@ export interface StartSlackOptions {
   connection: ConnectionOptions;
   prefix: string;
   logger: Logger;
+  /** This deployment: its outbox jobs carry it, and its worker leaves another deployment's alone. */
+  ownership?: JobOwnership | undefined;
 }
 
 export interface SlackAdapter extends ChatAdapter {
@@ -156,6 +159,8 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     broker,
     db,
     logger,
+    // In the requester's time zone when Slack says it; a failed lookup must not hold the line back.
+    timeZoneOf: async (user) => (await port.resolveUser(user).catch(() => undefined))?.timeZone,
     send: async (user, view, grant) => {
       await outbox.enqueue({ kind: "dm", platform: "slack", requestId: grant.requestId, user, view }, { secret: true, jobId: outboxJobId("slack", "dm", grant.id) });
     },
@@ -174,7 +179,10 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
     await ack(); // within 3 s, always; the answer follows as an ephemeral message
     await track(async () => {
       const to: EphemeralTarget = { channel: command.channel_id, user: command.user_id, responseUrl: command.response_url };
-      await answer(to, await actions.command(() => identify(command.user_id), config.command, command.text));
+      await answer(
+        to,
+        await actions.command(() => identify(command.user_id), config.command, command.text, async () => (await port.resolveUser(command.user_id)).timeZone),
+      );
     });
   });
 

@@ -154,6 +154,7 @@ export class SlackChatPort implements ChatPort {
       externalId: user,
       email: profile?.email ?? null,
       displayName: profile?.real_name || profile?.display_name || result.user?.real_name || result.user?.name || user,
+      timeZone: result.user?.tz,
     };
     this.#users.set(user, { user: resolved, at: this.#now() });
     return resolved;

@@ -17,6 +17,7 @@ import type { Broker, Person, TypedEvents } from "../../broker/index.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
+import type { JobOwnership } from "../../infra/job-ownership.js";
 import type { EphemeralTarget } from "../chat-port.js";
 import { ChatActions, newErrorId, ShownError, type ActionFailure, type ChatAction } from "../actions.js";
 import { connectionDelivery } from "../connection-delivery.js";
@@ -119,6 +120,8 @@ export interface StartTeamsOptions {
   connection: ConnectionOptions;
   prefix: string;
   logger: Logger;
+  /** This deployment: its outbox jobs carry it, and its worker leaves another deployment's alone. */
+  ownership?: JobOwnership | undefined;
   cloud?: TeamsCloudOptions;
 }
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { parseCookie } from "cookie";
 import type { Person } from "../../broker/index.js";
 
 /** Who is looking at a console or audit page. */
@@ -22,16 +23,22 @@ export interface ConsoleAuth {
   challenge(req: IncomingMessage, res: ServerResponse, returnTo: string): void;
 }
 
-/** Reads one cookie from a request. */
+/**
+ * Reads one cookie from a request, decoded; undefined when it is absent or malformed (the HTTP
+ * server has already answered 400 to a malformed cookie of ours, see request-input.ts).
+ */
 export function cookieOf(req: IncomingMessage, name: string): string | undefined {
   const header = req.headers.cookie;
   if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const index = part.indexOf("=");
-    if (index < 0) continue;
-    if (part.slice(0, index).trim() === name) return decodeURIComponent(part.slice(index + 1).trim());
+  return parseCookie(header, { decode: decodeOrUndefined })[name];
+}
+
+function decodeOrUndefined(value: string): string | undefined {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /** A path on this site to go back to after a login or a form (never another origin: `//evil`, `https://…`). */

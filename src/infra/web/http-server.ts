@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { listenOn } from "../listen.js";
+import { BadRequestInput, checkRequestInput } from "./request-input.js";
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -31,12 +32,24 @@ export class HttpServer {
     this.#prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
+  /** Every registered route as `METHOD /path` (a prefix route ends with `/`): what the edge tests walk. */
+  routes(): string[] {
+    return [...this.#routes.keys(), ...this.#prefixes.map((p) => `${p.method} ${p.prefix}`)];
+  }
+
   #prefixHandler(method: string | undefined, path: string): Handler | undefined {
     return this.#prefixes.find((p) => p.method === method && path.startsWith(p.prefix))?.handler;
   }
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? "/", "http://gateway").pathname;
+    let path: string;
+    try {
+      path = checkRequestInput(req).pathname;
+    } catch (error) {
+      if (!(error instanceof BadRequestInput)) throw error;
+      sendBadRequest(res, error);
+      return;
+    }
     const handler = this.#routes.get(`${req.method} ${path}`) ?? this.#prefixHandler(req.method, path);
     if (!handler) {
       const allowed = [...this.#routes.keys()].filter((key) => key.endsWith(` ${path}`));
@@ -70,5 +83,13 @@ export class HttpServer {
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** A plain-text 400 that says what was wrong, clearing the malformed cookies of ours it names. */
+export function sendBadRequest(res: ServerResponse, error: BadRequestInput): void {
+  const text = `Bad request: ${error.message}.\n`;
+  for (const name of error.clearCookies) res.appendHeader("set-cookie", `${name}=; Path=/; Max-Age=0`);
+  res.writeHead(400, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
   res.end(text);
 }
