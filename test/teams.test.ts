@@ -178,7 +178,7 @@ describe("Teams: request, approve, connect, expire", () => {
     // Deny asks for a reason inside the card, then denies with it.
     const form = await click("29:lead", root, "deny", { jitgate: 1, subject: "request", id: requestId });
     expect(JSON.stringify(form)).toContain('"Input.Text"');
-    expect(cardActions(form)["deny-confirm"]).toBeDefined();
+    expect(cardActions(form)["deny-confirm"]).toEqual({ jitgate: 1, subject: "request", id: requestId });
     const denied = await click("29:lead", root, "deny-confirm", { jitgate: 1, subject: "request", id: requestId, reason: "not tonight <at>all</at>" });
     expect(cardStatus(denied)).toBe("❌ Denied by Lead: not tonight <at>all</at>");
     await eventually(() => cardStatus(cardOf(fake.activities.get(`${CHANNEL}/${root.id}`)!.activity)).startsWith("❌ Denied by Lead"), 10_000, "denied");
