@@ -16,7 +16,7 @@ export const CHROMIUM = "/usr/bin/chromium";
 
 /**
  * Debian's chromium, driven by playwright-core, with a fresh profile and nothing phoning home.
- * A failed start says so first ("Chromium could not start: …"), not in playwright's words alone.
+ * A failed start says so first ("Chromium could not start (path): …"), not in playwright's words alone.
  */
 export async function launchChromium(executablePath = CHROMIUM): Promise<Browser> {
   await mkdir(ARTIFACTS, { recursive: true });
