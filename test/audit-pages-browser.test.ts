@@ -1,17 +1,16 @@
-import { mkdir, readFile } from "node:fs/promises";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { readFile } from "node:fs/promises";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Storage } from "../src/db/client.js";
 import { mountAuditPages } from "../src/http/audit/audit-pages.js";
 import { HttpServer } from "../src/infra/web/http-server.js";
 import { auditTestAuth } from "./audit-pages-auth.js";
 import { seedAuditHistory, type Seeded } from "./audit-pages-seed.js";
+import { ARTIFACTS, launchChromium } from "./support/browser.js";
 import { testPostgresStorage } from "./support/databases.js";
 
-const ARTIFACTS = "test/artifacts";
 /** How far the page runs off the side of the viewport (0 when it fits). Page code is a string: tsc here has no DOM types. */
 const overflowX = (page: Page) => page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 describe("audit pages in a browser", () => {
   let storage: Storage;
@@ -36,8 +35,7 @@ describe("audit pages in a browser", () => {
     });
     const address = await http.listen("127.0.0.1:0");
     base = `http://127.0.0.1:${address.port}`;
-    await mkdir(ARTIFACTS, { recursive: true });
-    browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

@@ -14,6 +14,7 @@ import { MARKUP_STATEMENT, seedAuditHistory, type Seeded } from "./audit-pages-s
 import { auditTestAuth, loginThroughPicker, type AuditTestUser } from "./audit-pages-auth.js";
 import { startDemoGateway, type DemoGateway } from "./support/browser.js";
 import { testPgliteStorage, testPostgresStorage } from "./support/databases.js";
+import { eventually } from "./support/fake-slack.js";
 
 // PostgreSQL in production; PGlite is what demo mode runs on.
 describe.each([
@@ -294,18 +295,17 @@ describe("audit pages in a demo gateway, over a session through the real Postgre
     const cookie = await loginThroughPicker(demo.base, leadUser.id);
     const search = await (await fetch(`${demo.base}/audit?kind=session.opened`, { headers: { cookie } })).text();
     const sessionId = /href="\/audit\/sessions\/(ses_\w+)"/.exec(search)?.[1];
-    expect(sessionId).toBeDefined();
+    expect(sessionId).toMatch(/^ses_\w+$/);
     expect(search).toContain('<link rel="stylesheet" href="/console/assets/console.css">');
     // Demo mode: "switch" in the header goes to the picker and comes back to this very search.
     expect(search).toContain('<a href="/console/login?returnTo=%2Faudit%3Fkind%3Dsession.opened">switch</a>');
     expect((await fetch(`${demo.base}/console/assets/console.css`)).status).toBe(200);
 
     // The session closes when the proxy has seen the client go; the page says so once it has.
-    let page = "";
-    for (let attempt = 0; attempt < 50 && !page.includes("session.closed"); attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
-      page = await (await fetch(`${demo.base}/audit/sessions/${sessionId}`, { headers: { cookie } })).text();
-    }
+    const page = await eventually(async () => {
+      const text = await (await fetch(`${demo.base}/audit/sessions/${sessionId}`, { headers: { cookie } })).text();
+      return text.includes("session.closed") ? text : undefined;
+    }, 15_000, "the session page with session.closed");
     expect(page).toContain("Dana Developer");
     expect(page).toContain("session.closed");
     expect(page).toContain("SELECT id FROM orders ORDER BY id LIMIT 2");

@@ -195,7 +195,7 @@ describe.each([
 
   it("resolves a user to their id, email and name, and rejects an unknown one", async () => {
     expect(await h.port.resolveUser(h.user.id)).toEqual({ externalId: h.user.id, email: h.user.email, displayName: h.user.name });
-    await expect(h.port.resolveUser(h.unknownUser)).rejects.toThrow();
+    await expect(h.port.resolveUser(h.unknownUser)).rejects.toMatchObject({ code: "chat_rejected" });
   });
 
   it("rejects an update of a message that does not exist with ChatRejected", async () => {

@@ -83,7 +83,10 @@ class ConsoleBrowser {
     return chunk.replace(/<[^>]+>/g, " ").replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&").replace(/\s+/g, " ");
   }
 
-  /** Opens the live event stream; `events()` is what arrived so far. */
+  /**
+   * Opens the live event stream; `events()` is what arrived so far. Resolves once the server's
+   * first line (`: live`) is in: it listens for changes from the moment it writes that line.
+   */
   async stream(): Promise<{ status: number; events: () => string[]; close: () => void }> {
     const abort = new AbortController();
     const response = await fetch(`${this.base}/console/events`, { headers: { cookie: this.cookie }, signal: abort.signal });
@@ -108,6 +111,7 @@ class ConsoleBrowser {
           // aborted
         }
       })();
+      await eventually(async () => received.some((e) => e.split("\n").includes(": live")), Boolean, "the stream's first line");
     }
     return { status: response.status, events: () => received.filter((e) => e.includes("event: change")), close: () => abort.abort() };
   }
@@ -240,14 +244,15 @@ describe("console over HTTP (two replicas)", () => {
     const leadStream = await lead.on(b.base).stream();
     try {
       expect(devStream.status).toBe(200);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // both subscribed
       await dev.command("help"); // on replica A: an ephemeral note for dev
       await eventually(async () => devStream.events().length, (n) => n > 0, "an event on replica B");
       expect(devStream.events()[0]).toMatch(/^id: \d+\nevent: change\ndata: \{"seq":\d+\}$/);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(leadStream.events()).toEqual([]);
+      const noteSeq = Number(/"seq":(\d+)/.exec(devStream.events()[0]!)![1]);
       await ops.command("request demo 15m INC-3 live"); // a channel message: everyone hears it
       await eventually(async () => leadStream.events().length, (n) => n > 0, "the channel event for lead");
+      // The stream is in order: had lead been told of dev's note, it would have come first.
+      const leadSeqs = leadStream.events().map((e) => Number(/"seq":(\d+)/.exec(e)![1]));
+      expect(leadSeqs.every((seq) => seq > noteSeq)).toBe(true);
     } finally {
       devStream.close();
       leadStream.close();

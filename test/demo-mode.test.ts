@@ -167,7 +167,14 @@ describe("a gateway in demo mode", () => {
   it("starts the demo target and the console, and its banner says exactly what to do", async () => {
     const demo = await startDemoGateway("demo_banner");
     try {
-      expect(demo.gateway.demoTarget).toBeDefined();
+      // The demo target is up and seeded: it answers on its upstream URL.
+      const target = new pg.Client({ connectionString: demo.gateway.demoTarget!.upstreamUrl });
+      await target.connect();
+      try {
+        expect((await target.query("SELECT count(*)::int AS n FROM orders")).rows).toEqual([{ n: DEMO_ORDER_COUNT }]);
+      } finally {
+        await target.end();
+      }
       expect(demo.gateway.console?.auth.kind).toBe("demo");
       const banner = startupBanner(demo.gateway, DEMO_SOURCE);
       const port = demo.gateway.httpAddress.port;

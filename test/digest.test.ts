@@ -102,7 +102,7 @@ async function seedDay(): Promise<void> {
   clock.set(at("07:00"));
   const unanswered = await broker.request(other, { target: "payments-db", duration: "4h", reason: "reports" });
   clock.set(at("08:01"));
-  expect(await broker.expireRequest(unanswered.id)).toBeDefined();
+  expect(await broker.expireRequest(unanswered.id)).toMatchObject({ id: unanswered.id, state: "expired" });
 
   // 09:00 Second asks web-1: past its timeout at midnight but not yet marked (counts as expired).
   clock.set(at("09:00"));

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARTIFACTS, launchChromium, startDemoGateway, type DemoGateway } from "./support/browser.js";
+import { ARTIFACTS, startDemoGateway, startWithChromium, type DemoGateway } from "./support/browser.js";
 
 /**
  * The demo as a person goes through it, in a real browser (playwright-core driving Debian's
@@ -39,7 +39,7 @@ describe("the demo, end to end in a browser", () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    [demo, browser] = await Promise.all([startDemoGateway("e2e_console"), launchChromium()]);
+    ({ server: demo, browser } = await startWithChromium(() => startDemoGateway("e2e_console")));
   }, 60_000);
 
   afterAll(async () => {
@@ -162,5 +162,20 @@ describe("the demo, end to end in a browser", () => {
       throw error;
     }
     expect(problems).toEqual([]);
+  }, 60_000);
+});
+
+describe("when Chromium cannot start", () => {
+  it("the gateway started beside it is closed, and the failure says why", async () => {
+    let started: DemoGateway | undefined;
+    const failure = await startWithChromium(async () => (started = await startDemoGateway("e2e_no_browser")), "/nonexistent/chromium").then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(Error);
+    expect((failure as Error).message).toMatch(/^Chromium could not start \(\/nonexistent\/chromium\): /);
+    // The gateway did start, and nothing listens on its port any more.
+    expect(started?.base).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    await expect(fetch(`${started!.base}/healthz`)).rejects.toMatchObject({ cause: { code: "ECONNREFUSED" } });
   }, 60_000);
 });

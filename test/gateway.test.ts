@@ -1,11 +1,15 @@
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
+import { eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
 
 const { logger, lines: logLines } = capturedLogger("info");
@@ -77,11 +81,163 @@ describe("the gateway", () => {
     expect(banner).toContain("no chat platform (slack: or teams:) is configured");
   });
 
-  it("never logs the configuration's secrets", () => {
-    logger.info({ config: gateway.config, connection: { line: "postgres://u:SECRET@h/db" } }, "probe");
-    const text = logLines.join("");
+});
+
+describe("a gateway with real secrets in its configuration", () => {
+  // Random, so a match in the log can only come from this configuration.
+  const secret = (label: string) => `${label}-${randomBytes(12).toString("hex")}`;
+  const secrets = {
+    slackBotToken: secret("xoxb"),
+    slackSigningSecret: secret("signing"),
+    teamsAppPassword: secret("teams-password"),
+    upstreamPassword: secret("upstream-password"),
+    oidcClientSecret: secret("oidc-client-secret"),
+    // The test servers trust 127.0.0.1 and have no Redis password: these are sent and ignored.
+    databasePassword: secret("database-password"),
+    redisPassword: secret("redis-password"),
+  };
+  const APP_ID = "00000000-0000-4000-8000-0000000000aa";
+  const { logger: debugLogger, lines: debugLines } = capturedLogger("debug");
+  const secretsPrefix = testPrefix("gateway-secrets");
+  let slack: FakeSlack;
+  let teams: FakeBotConnector;
+  let secretsDatabase: Awaited<ReturnType<typeof createTestDatabase>>;
+  let withSecrets: Gateway;
+
+  beforeAll(async () => {
+    slack = new FakeSlack(
+      [
+        { id: "U0DEV", email: "dev@example.com", realName: "Dev" },
+        { id: "U0LEAD", email: "lead@example.com", realName: "Lead" },
+      ],
+      secrets.slackBotToken,
+    );
+    await slack.start();
+    teams = new FakeBotConnector([{ id: "29:dev", name: "Dev", email: "dev@example.com" }], APP_ID, secrets.teamsAppPassword);
+    await teams.start();
+    secretsDatabase = await createTestDatabase("gateway_secrets");
+    const config = parseConfig(
+      `
+database: \${DATABASE_URL}
+redis: \${REDIS_URL}
+redisPrefix: ${secretsPrefix}
+slack:
+  botToken: \${SLACK_BOT_TOKEN}
+  signingSecret: \${SLACK_SIGNING_SECRET}
+  apiUrl: \${SLACK_API_URL}
+  approvalChannel: C0APPROVALS
+teams:
+  appId: ${APP_ID}
+  appPassword: \${TEAMS_APP_PASSWORD}
+  serviceUrl: \${TEAMS_SERVICE_URL}
+  approvalConversation: "19:approvals@thread.tacv2"
+oidc:
+  # Nothing answers here: the failed discovery is logged, with the client's secret in the config.
+  issuer: http://127.0.0.1:1/
+  clientId: jitgate
+  clientSecret: \${OIDC_CLIENT_SECRET}
+  redirectUrl: http://127.0.0.1:1/oidc/callback
+proxy:
+  postgres: { listen: 127.0.0.1:0, publicAddress: "localhost:15432" }
+targets:
+  - name: orders-db
+    kind: postgres
+    upstream: postgres://gw:\${UPSTREAM_PASSWORD}@127.0.0.1:5432/orders
+    approvers: [lead@example.com]
+`,
+      "secrets test",
+      {
+        DATABASE_URL: secretsDatabase.url.replace("postgres://postgres@", `postgres://postgres:${secrets.databasePassword}@`),
+        REDIS_URL: REDIS_URL.replace("redis://", `redis://:${secrets.redisPassword}@`),
+        SLACK_BOT_TOKEN: secrets.slackBotToken,
+        SLACK_SIGNING_SECRET: secrets.slackSigningSecret,
+        SLACK_API_URL: slack.apiUrl,
+        TEAMS_APP_PASSWORD: secrets.teamsAppPassword,
+        TEAMS_SERVICE_URL: teams.serviceUrl,
+        OIDC_CLIENT_SECRET: secrets.oidcClientSecret,
+        UPSTREAM_PASSWORD: secrets.upstreamPassword,
+      },
+    );
+    const teamsCloud: TeamsCloudOptions = {
+      openIdMetadataUrl: teams.openIdMetadataUrl,
+      tokenIssuer: TEAMS_ISSUER,
+      credentialsFactory: new FakeTokenCredentialsFactory(
+        `${teams.url}/oauth2/v2.0/token`,
+        APP_ID,
+        secrets.teamsAppPassword,
+      ) as unknown as TeamsCloudOptions["credentialsFactory"],
+    };
+    withSecrets = await startGateway({ config, logger: debugLogger, httpListen: "127.0.0.1:0", postgresListen: "127.0.0.1:0", teamsCloud });
+  });
+
+  afterAll(async () => {
+    await withSecrets?.close();
+    await slack?.stop();
+    await teams?.stop();
+    const redis = connectRedis(REDIS_URL);
+    const keys = await redis.keys(`${secretsPrefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await closeRedis(redis);
+    await secretsDatabase?.drop();
+  });
+
+  /** A form post as Slack sends it (slash command or interaction), signed with the configured secret. */
+  async function postToSlackEndpoint(body: string): Promise<void> {
+    const timestamp = Math.floor(Date.now() / 1000);
+    const signature = `v0=${createHmac("sha256", secrets.slackSigningSecret).update(`v0:${timestamp}:${body}`).digest("hex")}`;
+    const response = await fetch(`http://127.0.0.1:${withSecrets.httpAddress.port}/slack/events`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-slack-request-timestamp": String(timestamp), "x-slack-signature": signature },
+      body,
+    });
+    expect(response.status).toBe(200);
+    await response.text();
+  }
+
+  it("never logs them, nor a grant's connection line, even at debug level", async () => {
+    // A request through Slack, approved with the button, its connection line sent by DM: the paths
+    // that handle secrets.
+    const team = { team_id: "T0TEAM", channel_id: "C0GENERAL" };
+    await postToSlackEndpoint(
+      new URLSearchParams({ ...team, command: "/access", text: "request orders-db 1h INC-1 secrets", user_id: "U0DEV", response_url: slack.responseUrl("U0DEV") }).toString(),
+    );
+    const answer = await eventually(() => slack.ephemeralTexts("U0DEV").find((t) => /Request req_\w+ sent/.test(t)), 10_000, "the request's answer");
+    const requestId = /Request (req_\w+)/.exec(answer)![1]!;
+    const root = await eventually(() => slack.rootsIn("C0APPROVALS").find((m) => messageText(m).includes(requestId)), 10_000, "the approval message");
+    const click = {
+      type: "block_actions",
+      user: { id: "U0LEAD", username: "lead", name: "lead", team_id: "T0TEAM" },
+      team: { id: "T0TEAM", domain: "acme" },
+      container: { type: "message", message_ts: root.ts, channel_id: root.channel, is_ephemeral: false },
+      channel: { id: root.channel, name: "approvals" },
+      message: { type: "message", ts: root.ts, text: root.text, blocks: root.blocks },
+      response_url: slack.responseUrl("U0LEAD"),
+      trigger_id: "trigger-1",
+      actions: [{ type: "button", action_id: "jitgate_approve", block_id: "jitgate_actions", value: requestId, action_ts: `${Date.now() / 1000}` }],
+    };
+    await postToSlackEndpoint(`payload=${encodeURIComponent(JSON.stringify(click))}`);
+    const dm = await eventually(() => slack.rootsIn("DU0DEV").find((m) => messageText(m).includes("postgres://")), 10_000, "the DM with the line");
+    const line = /postgres:\/\/\S+/.exec(messageText(dm))![0].replace(/```$/, "");
+    const lineSecret = /:([\w-]+)@/.exec(line.slice("postgres://".length))![1]!;
+    // A request Slack did not sign, which the receiver logs and refuses.
+    const forged = await fetch(`http://127.0.0.1:${withSecrets.httpAddress.port}/slack/events`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-slack-request-timestamp": "1", "x-slack-signature": "v0=00" },
+      body: "command=%2Faccess&text=help",
+    });
+    expect(forged.status).toBe(401);
+    // A careless log call with the whole configuration and a connection line in it.
+    debugLogger.info({ config: withSecrets.config, connection: { line } }, "probe");
+
+    const text = debugLines.join("");
+    // The log holds what happened: the failed OIDC discovery and the probe.
+    expect(text).toContain("the OIDC provider did not answer discovery");
     expect(text).toContain('"msg":"probe"');
-    expect(text).not.toContain("SECRET");
+    const banner = startupBanner(withSecrets, "secrets test");
+    for (const [name, value] of Object.entries(secrets)) expect(banner.includes(value), `${name} is in the banner`).toBe(false);
+    for (const [name, value] of Object.entries({ ...secrets, lineSecret })) {
+      expect(text.includes(value), `${name} is in the log`).toBe(false);
+    }
   });
 });
 

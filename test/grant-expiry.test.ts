@@ -4,7 +4,7 @@ import type { Storage } from "../src/db/client.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { testPostgresStorage, testPrefix } from "./support/databases.js";
 import { brokerConfig } from "./support/fixtures.js";
-import { nextEvent, startReplica, type Replica } from "./support/jobs.js";
+import { nextEvent, startReplica, untilPast, WIDE_LATENESS_MS, type Replica } from "./support/jobs.js";
 
 // Its own Redis database: this file runs FLUSHDB, which must not touch other files' keys.
 const REDIS_URL = `${process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/7`;
@@ -39,30 +39,31 @@ async function grantFor(person: Person, target: string, duration: string) {
   return grant!;
 }
 
-const expiredEvent = (grantId: string, timeoutMs = 10_000) =>
+const expiredEvent = (grantId: string, timeoutMs = WIDE_LATENESS_MS + 5_000) =>
   nextEvent<{ grant: GrantSnapshot }>((l) => replica.cluster.events.on("grant.expired", l), (p) => p.grant.id === grantId, timeoutMs);
 
 describe("grant expiry", () => {
-  it("a 2-second grant is expired by its job within 1 s of expiresAt, and every replica hears it", async () => {
+  it("a 2-second grant is expired by its job, never before expiresAt, and every replica hears it", async () => {
     const grant = await grantFor(dev, "orders-db", "2s");
     const { payload, at } = await expiredEvent(grant.id);
     const lateness = at - grant.expiresAt.getTime();
     expect(lateness).toBeGreaterThanOrEqual(0);
-    expect(lateness).toBeLessThan(1_000);
+    expect(lateness).toBeLessThan(WIDE_LATENESS_MS);
     expect(payload.grant.state).toBe("expired");
     expect((await replica.broker.getGrant(grant.id)).state).toBe("expired");
   });
 
   it("extend moves the job; revoke removes it", async () => {
-    const grant = await grantFor(dev, "web-1", "2s");
+    // Long enough that the extension lands before the first due time even on a loaded machine.
+    const grant = await grantFor(dev, "web-1", "5s");
     const extended = await replica.broker.extend(lead, { grantId: grant.id, duration: "2s" });
     expect(extended.kind).toBe("extended");
     const { at } = await expiredEvent(grant.id);
     expect(at - grant.expiresAt.getTime()).toBeGreaterThanOrEqual(2_000);
-    expect(at - (grant.expiresAt.getTime() + 2_000)).toBeLessThan(1_000);
+    expect(at - (grant.expiresAt.getTime() + 2_000)).toBeLessThan(WIDE_LATENESS_MS);
 
     const revoked = await grantFor(other, "web-1", "1h");
-    expect(await replica.scheduler.grantExpiry.getJob(revoked.id)).toBeDefined();
+    expect((await replica.scheduler.grantExpiry.getJob(revoked.id))?.data).toEqual({ grantId: revoked.id });
     await replica.broker.revoke(other, { grantId: revoked.id });
     expect(await replica.scheduler.grantExpiry.getJob(revoked.id)).toBeUndefined();
   });
@@ -77,7 +78,8 @@ describe("grant expiry", () => {
   });
 
   it("after FLUSHDB the reconciliation restores expiry, and expires what is overdue", async () => {
-    const live = await grantFor(other, "orders-db", "3s");
+    // Seconds apart, so the live one is still live when the restarted replica reconciles.
+    const live = await grantFor(other, "orders-db", "8s");
     const overdue = await grantFor(dev, "web-1", "1s");
     // Redis loses everything: the jobs of both grants are gone.
     await replica.workers.close();
@@ -85,21 +87,23 @@ describe("grant expiry", () => {
     await redis.flushdb();
     await closeRedis(redis);
     expect(await replica.scheduler.grantExpiry.getJob(live.id)).toBeUndefined();
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await untilPast(overdue.expiresAt);
 
     const restarted = await startReplica({ storage, config, redisUrl: REDIS_URL, prefix });
     try {
       const liveExpired = nextEvent<{ grant: GrantSnapshot }>(
         (l) => restarted.cluster.events.on("grant.expired", l),
         (p) => p.grant.id === live.id,
+        WIDE_LATENESS_MS + 5_000,
       );
       const report = await restarted.reconciler.reconcile();
       expect(report.grantsExpired).toBe(1);
       expect(report.expiryJobsRestored).toBe(1);
       expect((await restarted.broker.getGrant(overdue.id)).state).toBe("expired");
-      expect(await restarted.scheduler.grantExpiry.getJob(live.id)).toBeDefined();
+      expect((await restarted.scheduler.grantExpiry.getJob(live.id))?.data).toEqual({ grantId: live.id });
       const { at } = await liveExpired;
-      expect(at - live.expiresAt.getTime()).toBeLessThan(1_000);
+      expect(at - live.expiresAt.getTime()).toBeGreaterThanOrEqual(0);
+      expect(at - live.expiresAt.getTime()).toBeLessThan(WIDE_LATENESS_MS);
       // A second pass finds nothing to do.
       expect(await restarted.reconciler.reconcile()).toEqual({
         grantsExpired: 0,

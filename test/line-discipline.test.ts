@@ -63,7 +63,11 @@ describe("LineDiscipline", () => {
     expect(feed([Buffer.from("\r")], discipline).lines[0]).toMatchObject({ certain: false });
   });
 
-  it("reports no lines inside a full-screen program", () => {
+  // The two tests below pin what the line copy does today. The alternate-screen and password-prompt
+  // signals come from the target's output, which the user controls: `printf '\e[?1049h'` or
+  // `PS1='password: '` fake them, and the lines typed after them go unchecked. Named as gaps, not as
+  // correct behaviour, until the target's real terminal state (echo off, alternate screen) decides.
+  it("known gap (issue 14): after output that looks like a full-screen program, real or faked, no lines are reported (and so none checked)", () => {
     const discipline = new LineDiscipline();
     discipline.output(Buffer.from("\x1b[?1049h"));
     expect(feed([Buffer.from(":wq\r")], discipline).lines).toEqual([]);
@@ -71,7 +75,7 @@ describe("LineDiscipline", () => {
     expect(feed([Buffer.from("ls\r")], discipline).lines).toHaveLength(1);
   });
 
-  it("marks the answer to a password prompt as hidden", () => {
+  it("known gap (issue 14): the line after output that looks like a password prompt, real or faked, is hidden (and so not checked)", () => {
     const discipline = new LineDiscipline();
     discipline.output(Buffer.from("[sudo] password for dev: "));
     expect(discipline.hidden).toBe(true);

@@ -286,7 +286,11 @@ describe("no work when no rule applies", () => {
   it("creates a RowMasker only when some column has an action", () => {
     const masking = compileMasking([{ column: "email" }]);
     expect(masking.forResult([textField("id", INT4)])).toBeUndefined();
-    expect(masking.forResult([textField("id", INT4), textField("Email")])).toBeDefined();
+    // The column rule matches case-insensitively and replaces that column whole (no detector named),
+    // leaving the other alone.
+    const out = masking.forResult([textField("id", INT4), textField("Email")])!.mask([Buffer.from("7"), Buffer.from("ann@example.com")]);
+    expect(asText(out.values)).toEqual(["7", "***"]);
+    expect(out.masked).toBe(1);
   });
 
   it("does not decode a value no detector can match", () => {

@@ -106,7 +106,7 @@ describe("jitgate login, token, connect, logout", () => {
     expect(statSync(configDir).mode & 0o777).toBe(0o700);
     const cache = JSON.parse(readFileSync(cacheFile, "utf8")) as TokenCache;
     expect(cache).toMatchObject({ gateway: test.origin, issuer: provider.issuer, clientId: "jitgate" });
-    expect(cache.refreshToken).toBeTruthy();
+    expect(cache.refreshToken).toMatch(/^\S{20,}$/);
     // A real provider's ID token (RS256, with email, name, sid, at_hash): short enough for OpenSSH's password buffer.
     expect(cache.idToken.length).toBeLessThan(1024);
     expect(decodeJwt(cache.idToken)).toMatchObject({ sub: "sub-dev", email: "dev@example.com", email_verified: true, aud: "jitgate" });

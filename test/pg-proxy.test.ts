@@ -11,7 +11,8 @@ import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../s
 import { sessionStatements, sessions } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
-import { nextEvent } from "./support/jobs.js";
+import { eventually } from "./support/fake-slack.js";
+import { nextEvent, WIDE_LATENESS_MS } from "./support/jobs.js";
 
 const run = promisify(execFile);
 
@@ -250,13 +251,16 @@ describe("COPY, replicas and failures", () => {
     const out = await psql(plain.uri, "COPY (SELECT id, v FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT WITH (FORMAT csv)");
     expect(out.stdout).toBe("101,copied one\n102,copied two\n");
     const db = test.gateway.storage.db;
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const rows = await db
-      .select({ text: sessionStatements.text, kind: sessionStatements.kind, tag: sessionStatements.commandTag })
-      .from(sessionStatements)
-      .innerJoin(sessions, eq(sessions.id, sessionStatements.sessionId))
-      .where(eq(sessions.grantId, grantId))
-      .orderBy(sessions.startedAt);
+    // A statement's row is written before it runs and its outcome after: wait for the COPY's tag.
+    const rows = await eventually(async () => {
+      const recorded = await db
+        .select({ text: sessionStatements.text, kind: sessionStatements.kind, tag: sessionStatements.commandTag })
+        .from(sessionStatements)
+        .innerJoin(sessions, eq(sessions.id, sessionStatements.sessionId))
+        .where(eq(sessions.grantId, grantId))
+        .orderBy(sessions.startedAt);
+      return recorded.length >= 3 && recorded[0]!.tag !== null ? recorded : undefined;
+    }, 10_000, "the three COPY statements with the first one's outcome");
     expect(rows).toEqual([
       { text: "COPY  scratch FROM STDIN WITH (FORMAT csv)", kind: "copy", tag: "COPY 2" },
       { text: "copy (SELECT id, email FROM orders ORDER BY id) TO STDOUT WITH (FORMAT csv)", kind: "copy", tag: null },
@@ -313,9 +317,10 @@ describe("COPY, replicas and failures", () => {
 });
 
 describe("expiry", () => {
-  it("a 2-second grant's live session ends with 57P01 within 1 s of expiry", async () => {
+  it("a grant's live session ends with 57P01 at expiry, never before", async () => {
     const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U9", email: "g@example.com" });
-    const request = await test.gateway.broker.request(person, { target: "orders-db", duration: "2s", reason: "INC-9 quick look" });
+    // Long enough to log in and query before expiry on a loaded machine.
+    const request = await test.gateway.broker.request(person, { target: "orders-db", duration: "5s", reason: "INC-9 quick look" });
     const { connection, grant } = await test.gateway.broker.decide(lead, { requestId: request.id, verdict: "approve" });
     const client = new pg.Client({ connectionString: connection!.line.replace("db-gw.example.com:15432", `127.0.0.1:${port}`) });
     const ended = new Promise<{ error: { code?: string; message: string }; at: number }>((resolve) =>
@@ -326,7 +331,7 @@ describe("expiry", () => {
     const { error, at } = await ended;
     expect(error).toMatchObject({ code: "57P01", message: "access grant expired" });
     expect(at - grant!.expiresAt.getTime()).toBeGreaterThanOrEqual(0);
-    expect(at - grant!.expiresAt.getTime()).toBeLessThan(1_000);
+    expect(at - grant!.expiresAt.getTime()).toBeLessThan(WIDE_LATENESS_MS);
   });
 
   it("revoke ends the live session at once", async () => {
@@ -381,15 +386,27 @@ describe("robustness", () => {
 
   it("a CancelRequest reaches the right upstream backend", async () => {
     const { uri } = await grantUri(await test.gateway.broker.identify({ platform: "slack", externalId: "U12", email: "j@example.com" }));
-    const child = spawn("psql", [uri, "-X", "-c", "SELECT pg_sleep(20)"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("psql", [uri, "-X", "-c", "SELECT pg_sleep(60)"], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (chunk) => (stderr += chunk));
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const exited = new Promise((resolve) => child.on("exit", resolve));
+    // Cancel only once the statement runs on the upstream backend.
+    const observer = new pg.Client({ connectionString: upstream.url });
+    await observer.connect();
+    try {
+      await eventually(async () => {
+        const { rows } = await observer.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(60)'");
+        return rows.length > 0;
+      }, 10_000, "pg_sleep running upstream");
+    } finally {
+      await observer.end();
+    }
     const started = Date.now();
     child.kill("SIGINT");
-    await new Promise((resolve) => child.on("exit", resolve));
+    await exited;
     expect(stderr).toContain("canceling statement due to user request");
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // Wide: uncancelled, the statement would run a minute more.
+    expect(Date.now() - started).toBeLessThan(WIDE_LATENESS_MS);
   });
 
   it("pgbench -S through the proxy completes", async () => {

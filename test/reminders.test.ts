@@ -11,8 +11,11 @@ import { ReviewTimeouts } from "../src/jobs/review-timeout.js";
 import { REDIS_URL, testPostgresStorage, testPrefix } from "./support/databases.js";
 import { eventually } from "./support/fake-slack.js";
 import { brokerConfig } from "./support/fixtures.js";
+import { untilPast, WIDE_LATENESS_MS } from "./support/jobs.js";
 
-const REMIND_BEFORE = 2_000;
+// Seconds of room between a grant's approval and its reminder, so no step of a test races the jobs
+// on a loaded machine.
+const REMIND_BEFORE = 5_000;
 const config = brokerConfig();
 config.defaults.reminderBefore = REMIND_BEFORE;
 config.defaults.reviewTimeout = 1_500;
@@ -116,38 +119,59 @@ async function grantFor(broker: Broker, person: Person, target: string, duration
   return grant!;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** When a delayed BullMQ job is due: added at `timestamp`, `delay` ms later. */
+const dueOf = (job: { timestamp: number; delay: number }) => new Date(job.timestamp + job.delay);
+
+/**
+ * A reminder due 2 s from now, and its arrival. The reminder queue runs jobs in due order, so
+ * once this one has come, any reminder due before it (a duplicate, one that should not exist) has
+ * come too: the positive signal that "nothing else happened" needs.
+ */
+async function sentinelReminder(broker: Broker, externalId: string): Promise<void> {
+  const person = await broker.identify({ platform: "slack", externalId, email: `${externalId}@example.com`, displayName: externalId });
+  const grant = await grantFor(broker, person, "web-1", "7s");
+  await eventually(() => remindersOf(grant.id).length > 0, WIDE_LATENESS_MS, "the sentinel reminder");
+}
 
 describe("expiry reminders", () => {
   it("come reminderBefore ahead of expiry; extend moves them, revoke drops them", async () => {
     const replica = await startJobReplica("one");
     try {
-      const grant = await grantFor(replica.broker, dev, "orders-db", "4s");
+      const grant = await grantFor(replica.broker, dev, "orders-db", "8s");
       const first = await replica.reminders.queue.getJob(grant.id);
-      expect(first?.delay).toBeGreaterThan(1_500);
-      expect(first?.delay).toBeLessThanOrEqual(2_000);
+      // Due reminderBefore ahead of expiry; the job is added a moment after its delay is computed,
+      // so it can only be due that moment later, never earlier.
+      const firstDue = dueOf(first!).getTime() - (grant.expiresAt.getTime() - REMIND_BEFORE);
+      expect(firstDue).toBeGreaterThanOrEqual(0);
+      expect(firstDue).toBeLessThan(WIDE_LATENESS_MS);
       const extended = await replica.broker.extend(lead, { grantId: grant.id, duration: "3s" });
       if (extended.kind !== "extended") throw new Error("expected an extension");
       const moved = await replica.reminders.queue.getJob(grant.id);
       expect((await moved!.getState())).toBe("delayed");
 
-      const [reminder] = await eventually(() => (remindersOf(grant.id).length > 0 ? remindersOf(grant.id) : undefined), 10_000, "the reminder");
-      // Due at the new expiry minus reminderBefore, never at the old one.
+      const [reminder] = await eventually(
+        () => (remindersOf(grant.id).length > 0 ? remindersOf(grant.id) : undefined),
+        WIDE_LATENESS_MS + 10_000,
+        "the reminder",
+      );
+      // Due at the new expiry minus reminderBefore (a second's early tolerance), never at the old one.
       const due = extended.grant.expiresAt.getTime() - REMIND_BEFORE;
       expect(reminder!.at).toBeGreaterThanOrEqual(due - 1_000);
-      expect(reminder!.at - due).toBeLessThan(1_000);
+      expect(reminder!.at - due).toBeLessThan(WIDE_LATENESS_MS);
       expect(reminder!.key).toBe(String(extended.grant.expiresAt.getTime()));
 
       const revoked = await grantFor(replica.broker, other, "web-1", "1h");
-      expect(await replica.reminders.queue.getJob(revoked.id)).toBeDefined();
+      expect((await replica.reminders.queue.getJob(revoked.id))?.data).toEqual({ grantId: revoked.id });
       await replica.broker.revoke(other, { grantId: revoked.id });
       expect(await replica.reminders.queue.getJob(revoked.id)).toBeUndefined();
 
-      // A grant shorter than reminderBefore gets none.
+      // A grant shorter than reminderBefore gets none: had it one, it would be due at once, before
+      // the sentinel's.
       const short = await grantFor(replica.broker, second, "web-1", "1s");
       expect(await replica.reminders.queue.getJob(short.id)).toBeUndefined();
-      await sleep(1_500);
+      await sentinelReminder(replica.broker, "U-sentinel-1");
       expect(remindersOf(grant.id)).toHaveLength(1);
+      expect(remindersOf(short.id)).toHaveLength(0);
       expect(remindersOf(revoked.id)).toHaveLength(0);
     } finally {
       await replica.close();
@@ -162,9 +186,9 @@ describe("jobs across replicas and restarts", () => {
       // Both replicas upsert the same per-second digest schedule: one job per tick.
       await Promise.all([a.digest.schedule("* * * * * *", "UTC"), b.digest.schedule("* * * * * *", "UTC")]);
       const grants = await Promise.all([
-        grantFor(a.broker, dev, "web-1", "3s"),
-        grantFor(b.broker, other, "orders-db", "3s"),
-        grantFor(a.broker, second, "orders-db", "3s"),
+        grantFor(a.broker, dev, "web-1", "8s"),
+        grantFor(b.broker, other, "orders-db", "8s"),
+        grantFor(a.broker, second, "orders-db", "8s"),
       ]);
       const [grant] = grants;
       const { snapshot } = await a.sessions.open({ grantId: grant!.id, protocol: "postgres", clientAddress: null });
@@ -174,12 +198,18 @@ describe("jobs across replicas and restarts", () => {
       const held: HeldSnapshot[] = [];
       for (const text of ["DELETE FROM t", "TRUNCATE t", "UPDATE t SET x = 1"]) held.push(await b.sessions.hold(snapshot, text, "review"));
 
-      await eventually(() => grants.every((g) => remindersOf(g.id).length > 0), 10_000, "every reminder");
+      await eventually(() => grants.every((g) => remindersOf(g.id).length > 0), WIDE_LATENESS_MS, "every reminder");
       await eventually(async () => {
         for (const h of held) if ((await a.sessions.getHeld(h.id))?.state !== "timed_out") return false;
         return true;
-      }, 10_000, "every held statement timed out");
-      await sleep(2_500);
+      }, WIDE_LATENESS_MS, "every held statement timed out");
+      // Later events in the same queues stand for "by now a duplicate would have run": a later
+      // reminder, a later review timeout heard by both replicas, and digest ticks after the first two.
+      const late = await b.sessions.hold(snapshot, "DROP TABLE t", "review");
+      await sentinelReminder(b.broker, "U-sentinel-2");
+      held.push(late);
+      await eventually(() => decided.filter((id) => id === late.id).length >= 2, WIDE_LATENESS_MS, "the later review timeout on both replicas");
+      await eventually(() => calls.filter((c) => c.kind === "digest").length >= 4, WIDE_LATENESS_MS, "four digest ticks");
       for (const off of offs) off();
       await a.digest.queue.removeJobScheduler("daily-digest");
 
@@ -198,13 +228,17 @@ describe("jobs across replicas and restarts", () => {
   it("a restart between scheduling and firing loses no job", async () => {
     const first = await startJobReplica("before-restart");
     const newcomer = await first.broker.identify({ platform: "slack", externalId: "U5", email: "new@example.com", displayName: "New" });
-    const grant = await grantFor(first.broker, newcomer, "web-1", "3s");
+    // The reminder is due 5 s after approval (room to close before it) and the grant ends 5 s later
+    // (room for the restart).
+    const grant = await grantFor(first.broker, newcomer, "web-1", "10s");
     const { snapshot } = await first.sessions.open({ grantId: grant.id, protocol: "postgres", clientAddress: null });
     const held = await first.sessions.hold(snapshot, "DELETE FROM t", "review");
-    await eventually(() => first.reviews.queue.getJob(held.id), 5_000, "the review-timeout job");
+    const reviewJob = await eventually(() => first.reviews.queue.getJob(held.id), 5_000, "the review-timeout job");
+    const reminderJob = await first.reminders.queue.getJob(grant.id);
     await first.close();
     // Nothing runs while no replica is up; both jobs come due meanwhile.
-    await sleep(2_000);
+    await untilPast(dueOf(reviewJob));
+    await untilPast(dueOf(reminderJob!));
     expect(remindersOf(grant.id)).toHaveLength(0);
     expect((await first.sessions.getHeld(held.id))?.state).toBe("held");
 

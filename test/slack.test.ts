@@ -11,7 +11,7 @@ import { parseConfig } from "../src/config/load.js";
 import { accessRequests, chatMessages, decisions } from "../src/db/schema.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { createTestDatabase, readRedisValue, REDIS_URL, testPrefix } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
 
@@ -133,12 +133,12 @@ function commandBody(user: string, text: string): string {
   }).toString();
 }
 
+/** Sends a slash command; resolves with when its ack (the HTTP answer) arrived. */
 async function slash(user: string, text: string): Promise<number> {
-  const started = Date.now();
   const response = await postSigned(commandBody(user, text));
   expect(response.status).toBe(200);
   await response.text();
-  return Date.now() - started;
+  return Date.now();
 }
 
 let actionCounter = 0;
@@ -209,19 +209,22 @@ const threadTexts = (root: FakeMessage) => fake.thread(root.channel, root.ts).ma
 
 describe("Slack: request, approve, connect, expire", () => {
   it("walks the whole path: /access request → approval message → Approve → DM → live grant → expired", async () => {
-    // One 429 on the first post: the outbox waits Retry-After and delivers anyway.
-    fake.rateLimitNext("chat.postMessage", 1);
-    const ackMs = await slash("U0DEV", "request orders-db 2s INC-4711 stuck orders");
-    expect(ackMs).toBeLessThan(3_000);
+    // One 429 on the first post: the outbox waits Retry-After and delivers anyway. Slack wants the
+    // ack within 3 s whatever its own API does, so the ack must not wait for the post: it arrives
+    // before the post that the 429 delays by seconds. (An order, not a stopwatch.)
+    fake.rateLimitNext("chat.postMessage", 3);
+    // Seconds of grant: room for approval and the checks of a live grant on a loaded machine.
+    const ackedAt = await slash("U0DEV", "request orders-db 8s INC-4711 stuck orders");
     const requestId = await requestIdFromAnswer("U0DEV", "orders-db");
 
     const root = await approvalRootFor(requestId);
-    const limited = fake.callsOf("chat.postMessage").find((c) => c.status === 429)!;
-    const posted = fake.callsOf("chat.postMessage").find((c) => c.status === 200 && c.args.channel === CHANNEL)!;
-    expect(limited).toBeDefined();
-    expect(posted.at - limited.at).toBeGreaterThanOrEqual(950);
+    const limited = fake.callsOf("chat.postMessage").find((c) => c.status === 429);
+    const posted = fake.callsOf("chat.postMessage").find((c) => c.status === 200 && c.args.channel === CHANNEL);
+    expect(limited).toMatchObject({ method: "chat.postMessage", status: 429, args: { channel: CHANNEL } });
+    expect(posted!.at - limited!.at).toBeGreaterThanOrEqual(2_950);
+    expect(ackedAt).toBeLessThan(posted!.at);
     const text = messageText(root);
-    for (const expected of ["orders-db", "Dev", "2s", "INC-4711 stuck orders", requestId, "Pending: needs 1 approval"]) {
+    for (const expected of ["orders-db", "Dev", "8s", "INC-4711 stuck orders", requestId, "Pending: needs 1 approval"]) {
       expect(text).toContain(expected);
     }
     expect(buttonsOf(root)).toEqual({ jitgate_approve: requestId, jitgate_deny: requestId });
@@ -254,20 +257,29 @@ describe("Slack: request, approve, connect, expire", () => {
     expect(buttonsOf(card)).toEqual({ jitgate_extend: grant.id, jitgate_revoke: grant.id });
     expect(threadTexts(root).some((t) => t.includes("Approved by Lead (1 of 1)"))).toBe(true);
 
-    // The 2-second grant expires: root says so, the thread has the reply, the card loses its buttons.
+    // The 8-second grant expires: root says so, the thread has the reply, the card loses its buttons.
     await eventually(() => statusOf(fake.messages.get(`${CHANNEL}/${root.ts}`)!).startsWith("⌛ Expired at"), 10_000, "expired status");
     await eventually(() => threadTexts(root).some((t) => t.includes("Access expired at")), 10_000, "the expiry reply");
     await eventually(() => Object.keys(buttonsOf(fake.messages.get(`${CHANNEL}/${card.ts}`)!)).length === 0, 10_000, "the card without buttons");
-    await expect(gateway.broker.checkCredential({ login: "dev@example.com", target: "orders-db", secret })).rejects.toThrow();
+    await expect(gateway.broker.checkCredential({ login: "dev@example.com", target: "orders-db", secret })).rejects.toMatchObject({
+      code: "broker_no_live_grant",
+    });
 
-    // The connection line is never logged, and Redis does not hold it.
+    // The connection line is never logged, and Redis does not hold it under any key of any type.
     expect(logLines.join("")).not.toContain(secret);
     const redis = connectRedis(REDIS_URL);
     try {
-      for (const key of await redis.keys(`${prefix}:*`)) {
-        if ((await redis.type(key)) !== "hash") continue;
-        expect(JSON.stringify(await redis.hgetall(key))).not.toContain(secret);
+      const keys = await redis.keys(`${prefix}:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      const types = new Set<string>();
+      for (const key of keys) {
+        const type = await redis.type(key);
+        types.add(type);
+        expect(JSON.stringify(await readRedisValue(redis, key, type)), `${type} ${key}`).not.toContain(secret);
       }
+      // BullMQ keeps jobs in hashes, due times in sorted sets, events in streams, counters in
+      // strings: the scan read each kind, not only the hashes.
+      expect([...types]).toEqual(expect.arrayContaining(["hash", "stream", "string", "zset"]));
     } finally {
       await closeRedis(redis);
     }
@@ -283,10 +295,13 @@ describe("Slack: request, approve, connect, expire", () => {
     expect(garbled.status).toBe(401);
     const stale = await postSigned(body, { timestamp: Math.floor(Date.now() / 1000) - 6 * 60 });
     expect(stale.status).toBe(401);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A signed command sent after them is answered: whatever the refused ones would have started
+    // has had its turn by then.
+    await slash("U0DEV", "help");
+    await eventually(() => fake.calls.length > callsBefore, 10_000, "the answer to the signed command");
     const after = await gateway.storage.db.select({ n: count() }).from(accessRequests);
     expect(after[0]!.n).toBe(before[0]!.n);
-    expect(fake.calls.length).toBe(callsBefore);
+    expect(fake.calls.slice(callsBefore).map((c) => [c.method, c.args.__label ?? c.args.user])).toEqual([["response_url", "U0DEV"]]);
   });
 
   it("refuses self-approval and non-approvers, answers 'already approved by', and revokes from the card", async () => {

@@ -128,8 +128,6 @@ describe("built-in rules, each configured alone", () => {
     { rule: "delete-without-where", sql: "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u", fires: true },
     { rule: "delete-without-where", sql: "DELETE FROM t WHERE id = 1", fires: false },
     { rule: "delete-without-where", sql: "DELETE FROM t WHERE CURRENT OF c", fires: false },
-    // Documented limitation: any WHERE counts, even one that is always true.
-    { rule: "delete-without-where", sql: "DELETE FROM t WHERE true", fires: false },
     { rule: "delete-without-where", sql: "WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *) SELECT * FROM x", fires: false },
     { rule: "delete-without-where", sql: "EXPLAIN DELETE FROM t", fires: false },
     { rule: "delete-without-where", sql: "EXPLAIN (FORMAT JSON) DELETE FROM t", fires: false },
@@ -138,7 +136,6 @@ describe("built-in rules, each configured alone", () => {
     { rule: "delete-without-where", sql: "EXPLAIN (ANALYZE 0) DELETE FROM t", fires: false },
     { rule: "delete-without-where", sql: "EXECUTE p", fires: false },
     { rule: "delete-without-where", sql: "SELECT 'DELETE FROM t'", fires: false },
-    { rule: "delete-without-where", sql: "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", fires: false },
     // update-without-where
     { rule: "update-without-where", sql: "UPDATE t SET a = 1", fires: true },
     { rule: "update-without-where", sql: "UPDATE t SET a = u.a FROM u", fires: true },
@@ -189,6 +186,20 @@ describe("built-in rules, each configured alone", () => {
       expect(statement.verdict).toBe("allow");
       expect(statement.rule).toBeUndefined();
     }
+  });
+
+  // Holes in delete-without-where that today's classifier lets through. Named as gaps, not as
+  // correct behaviour; each assertion pins what happens today so the fix shows up as a change here.
+  it("known gap (issue 13): MERGE … WHEN MATCHED THEN DELETE can delete every row, and delete-without-where does not fire", () => {
+    const statement = classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", { block: [], review: ["delete-without-where"] });
+    expect(statement.verdict).toBe("allow");
+    expect(statement.rule).toBeUndefined();
+  });
+
+  it("known gap (issue 13, documented): any WHERE counts, so DELETE … WHERE true passes delete-without-where", () => {
+    const statement = classifyOne("DELETE FROM t WHERE true", { block: [], review: ["delete-without-where"] });
+    expect(statement.verdict).toBe("allow");
+    expect(statement.rule).toBeUndefined();
   });
 
   it("covers every built-in rule with a positive and a negative case", () => {

@@ -11,7 +11,8 @@ import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../s
 import { auditEvents, sessionRecordings, sessions } from "../src/db/schema.js";
 import { parseCast } from "../src/proxy/recording/asciicast.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
-import { nextEvent } from "./support/jobs.js";
+import { eventually } from "./support/fake-slack.js";
+import { nextEvent, WIDE_LATENESS_MS } from "./support/jobs.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 
 const execFileAsync = promisify(execFile);
@@ -118,7 +119,7 @@ async function withSshAgent<T>(use: (socket: string) => Promise<T>): Promise<T> 
   const socket = join(agentDir, "agent.sock");
   const agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
   try {
-    for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    await eventually(() => existsSync(socket), 10_000, "the ssh-agent socket");
     return await use(socket);
   } finally {
     agent.kill();
@@ -407,28 +408,31 @@ describe("interactive shells and recording", () => {
 });
 
 describe("expiry", () => {
-  it("a 2-second grant's live session ends within 1 s of expiry, with a visible line", async () => {
+  it("a grant's live session ends at expiry, never before, with a visible line", async () => {
     const dev = await person();
-    const { secret, grant: g } = await grant(dev, "2s");
+    // Long enough for ssh to log in before expiry on a loaded machine; the command outlives the
+    // grant by far, so only the expiry can end it within the wide bound.
+    const { secret, grant: g } = await grant(dev, "5s");
     const closed = closedEvent(g.id);
-    const result = await sshWithSecret(secret, "web-1", ["-tt", "sleep 20"], { timeoutMs: 15_000 });
+    const result = await sshWithSecret(secret, "web-1", ["-tt", "sleep 60"], { timeoutMs: 50_000 });
     expect(result.stdout + result.stderr).toContain("[jitgate] access grant expired");
     expect(result.endedAt - g.expiresAt.getTime()).toBeGreaterThanOrEqual(0);
-    expect(result.endedAt - g.expiresAt.getTime()).toBeLessThan(1_000);
+    expect(result.endedAt - g.expiresAt.getTime()).toBeLessThan(WIDE_LATENESS_MS);
     expect((await closed).payload.summary).toMatchObject({ endReason: "expired" });
-  });
+  }, 60_000);
 
   it("revoke ends the live session at once", async () => {
     const dev = await person();
     const { secret, grant: g } = await grant(dev);
-    const client = interactiveSsh(secret, "web-1", ["echo started; sleep 20"]);
+    const client = interactiveSsh(secret, "web-1", ["echo started; sleep 50"]);
     await client.waitFor(/started/);
     const revokedAt = Date.now();
     await test.gateway.broker.revoke(lead, { grantId: g.id, reason: "done" });
     const result = await client.exited;
     expect(result.stderr).toContain("[jitgate] access grant revoked");
-    expect(Date.now() - revokedAt).toBeLessThan(2_000);
-  });
+    // Wide: the command would run 50 s more; the revoke, not its end, closed the session.
+    expect(Date.now() - revokedAt).toBeLessThan(WIDE_LATENESS_MS);
+  }, 60_000);
 });
 
 describe("pty, window size and exit status", () => {
@@ -450,19 +454,28 @@ describe("pty, window size and exit status", () => {
         client.shell({ rows: 24, cols: 80, term: "xterm" }, (error, stream) => {
           if (error) return reject(error);
           let text = "";
+          let asked = 0;
+          const ask = () => {
+            asked += 1;
+            stream.write('echo "size:$(stty size)"\r');
+          };
+          // Each answer triggers the next step: the first (24 80) the resize; any later 24 80 (the
+          // shell answered before the window-change reached the pty) asks again.
           stream.on("data", (chunk: Buffer) => {
             text += chunk.toString();
             if (/size:24 80[\s\S]*size:40 120/.test(text)) {
               stream.end("exit\r");
               resolve(text);
+              return;
             }
+            const answers = text.match(/size:24 80/g)?.length ?? 0;
+            if (answers === 1 && asked === 1) {
+              stream.setWindow(40, 120, 0, 0);
+              ask();
+            } else if (answers >= asked && asked > 1 && asked < 20) ask();
           });
           stream.on("close", () => resolve(text));
-          stream.write('echo "size:$(stty size)"\r');
-          setTimeout(() => {
-            stream.setWindow(40, 120, 0, 0);
-            setTimeout(() => stream.write('echo "size:$(stty size)"\r'), 300);
-          }, 500);
+          ask();
         });
       });
       expect(output).toMatch(/size:24 80/);
@@ -484,18 +497,20 @@ describe("signals", () => {
       client.connect({ host: "127.0.0.1", port, username: "web-1", password: secret, hostVerifier: () => true });
     });
     try {
-      const before = sshd.log().split("req signal").length;
-      await new Promise<void>((resolve, reject) => {
-        client.exec("sleep 2", (error, stream) => {
+      const signals = () => sshd.log().split("req signal").length - 1;
+      const before = signals();
+      const stream = await new Promise<import("ssh2").ClientChannel>((resolve, reject) => {
+        client.exec("echo running; sleep 50", (error, channel) => {
           if (error) return reject(error);
-          stream.on("close", () => resolve());
-          stream.resume();
-          setTimeout(() => stream.signal("TERM"), 500);
+          // The command printing is the sign the upstream channel is open and can take the signal.
+          channel.once("data", () => resolve(channel));
         });
       });
+      stream.signal("TERM");
       // The request reached the target's sshd on the upstream channel. (This Debian sshd then does
       // not act on it for a command without a pty, with or without jitgate in between.)
-      expect(sshd.log().split("req signal").length).toBe(before + 1);
+      await eventually(() => signals() > before, 10_000, "the signal request in the target's sshd log");
+      expect(signals()).toBe(before + 1);
     } finally {
       client.end();
     }
@@ -521,11 +536,13 @@ describe("file transfer", () => {
     expect(sha(readFileSync(destination))).toBe(sha(content));
     const { payload } = await closed;
     expect(payload.summary.bytesIn).toBeGreaterThan(10 * 1024 * 1024);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const files = await test.gateway.storage.db
-      .select()
-      .from(auditEvents)
-      .where(and(eq(auditEvents.kind, "ssh.file"), eq(auditEvents.sessionId, payload.session.id)));
+    const files = await eventually(async () => {
+      const rows = await test.gateway.storage.db
+        .select()
+        .from(auditEvents)
+        .where(and(eq(auditEvents.kind, "ssh.file"), eq(auditEvents.sessionId, payload.session.id)));
+      return rows.length > 0 ? rows : undefined;
+    }, 10_000, "the ssh.file audit event");
     expect(files.map((f) => f.data)).toContainEqual({ op: "write", path: destination, bytes: 10 * 1024 * 1024, ok: true });
   });
 });

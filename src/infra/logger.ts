@@ -26,6 +26,10 @@ export const REDACTED_PATHS = [
   "*.parameters",
   "config.slack",
   "config.teams",
+  "config.oidc.clientSecret",
+  // Their URLs may carry a password.
+  "config.database",
+  "config.redis",
   "config.targets[*].upstream",
 ];
 

@@ -11,13 +11,40 @@ import { freePort } from "./ports.js";
 /** Where screenshots go (git-ignored). */
 export const ARTIFACTS = "test/artifacts";
 
-/** Debian's chromium, driven by playwright-core, with a fresh profile and nothing phoning home. */
-export async function launchChromium(): Promise<Browser> {
+/** Debian's chromium. */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * Debian's chromium, driven by playwright-core, with a fresh profile and nothing phoning home.
+ * A failed start says so first ("Chromium could not start (path): …"), not in playwright's words alone.
+ */
+export async function launchChromium(executablePath = CHROMIUM): Promise<Browser> {
   await mkdir(ARTIFACTS, { recursive: true });
-  return chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  try {
+    return await chromium.launch({
+      executablePath,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    throw new Error(`Chromium could not start (${executablePath}): ${reason}`, { cause: error });
+  }
+}
+
+/**
+ * Starts a server (a gateway) and Chromium side by side. When either fails, the one that started
+ * is closed before the failure is thrown: a test file whose browser cannot start leaves no gateway
+ * (ports, Redis connections, workers) behind, and its failure names the browser.
+ */
+export async function startWithChromium<T extends { close(): Promise<void> }>(
+  start: () => Promise<T>,
+  executablePath = CHROMIUM,
+): Promise<{ server: T; browser: Browser }> {
+  const [server, browser] = await Promise.allSettled([start(), launchChromium(executablePath)]);
+  if (server.status === "fulfilled" && browser.status === "fulfilled") return { server: server.value, browser: browser.value };
+  if (server.status === "fulfilled") await server.value.close();
+  if (browser.status === "fulfilled") await browser.value.close();
+  throw server.status === "rejected" ? server.reason : (browser as PromiseRejectedResult).reason;
 }
 
 export interface DemoGateway {

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
 import pg from "pg";
 import { openStorage, type Storage } from "../../src/db/client.js";
 
@@ -66,4 +67,29 @@ export async function testPgliteStorage(): Promise<Storage> {
 /** A Redis key prefix of its own for one test file. */
 export function testPrefix(label: string): string {
   return `jitgate-test:${label}:${randomBytes(4).toString("hex")}`;
+}
+
+/**
+ * Everything Redis holds under `key`, whatever its type, for scans that must not miss a secret:
+ * strings, hashes, lists, sets, sorted sets (with scores) and streams (every entry).
+ */
+export async function readRedisValue(redis: Redis, key: string, type?: string): Promise<unknown> {
+  switch (type ?? (await redis.type(key))) {
+    case "string":
+      return redis.get(key);
+    case "hash":
+      return redis.hgetall(key);
+    case "list":
+      return redis.lrange(key, 0, -1);
+    case "set":
+      return redis.smembers(key);
+    case "zset":
+      return redis.zrange(key, 0, -1, "WITHSCORES");
+    case "stream":
+      return redis.xrange(key, "-", "+");
+    case "none":
+      return null;
+    default:
+      throw new Error(`Redis key ${key} has a type this scan cannot read: ${type}`);
+  }
 }

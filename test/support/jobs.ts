@@ -82,3 +82,18 @@ export function nextEvent<T>(
     });
   });
 }
+
+/**
+ * How late a delayed job may fire before a test calls it broken. A job that fires is late only by
+ * the machine's load (milliseconds, a few seconds on a busy 2-core runner); a job that was not
+ * scheduled or moved does not fire at all (the wait times out) or fires early (a lower bound that
+ * never depends on speed). So the upper bound is wide on purpose.
+ */
+export const WIDE_LATENESS_MS = 15_000;
+
+/** Resolves once the wall clock is past `at`: waiting for the moment itself, not a guess at it. */
+export async function untilPast(at: Date): Promise<void> {
+  while (Date.now() <= at.getTime()) {
+    await new Promise((resolve) => setTimeout(resolve, at.getTime() - Date.now() + 1));
+  }
+}
