@@ -4,12 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatPort, EphemeralTarget, MessageRef } from "../src/bot/chat-port.js";
 import { boltLogger } from "../src/bot/slack/slack-app.js";
 import { SlackChatPort, createSlackWebClient } from "../src/bot/slack/slack-port.js";
-import { ConversationStore } from "../src/bot/teams/conversation-store.js";
+import { ConversationStore } from "../src/broker/teams-conversations.js";
 import { createTeamsAuthentication, type TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { TeamsChatPort } from "../src/bot/teams/teams-port.js";
 import { viewToPlainText, type MessageView } from "../src/bot/view-model.js";
 import { ConsolePort } from "../src/bot/console/console-port.js";
-import { ConsoleStore, type ConsoleMessage } from "../src/bot/console/console-store.js";
+import { ConsoleStore } from "../src/broker/console-messages.js";
+import type { ConsoleMessage } from "../src/bot/console/console-port.js";
 import type { Storage } from "../src/db/client.js";
 import { createLogger } from "../src/infra/logger.js";
 import { testPgliteStorage } from "./support/databases.js";
@@ -99,9 +100,9 @@ async function teamsHarness(): Promise<Harness> {
 }
 
 /** The console's messages are rows; the harness keeps what the store wrote (and read back) to read them synchronously. */
-class ObservedConsoleStore extends ConsoleStore {
+class ObservedConsoleStore extends ConsoleStore<MessageView> {
   readonly rows = new Map<string, ConsoleMessage>();
-  override async insert(message: Parameters<ConsoleStore["insert"]>[0]): Promise<ConsoleMessage> {
+  override async insert(message: Parameters<ConsoleStore<MessageView>["insert"]>[0]): Promise<ConsoleMessage> {
     const row = await super.insert(message);
     this.rows.set(row.id, row);
     return row;

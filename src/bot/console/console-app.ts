@@ -25,7 +25,7 @@ import { noticeView, type ActionKind, type MessageView } from "../view-model.js"
 import { ConsoleLive } from "./console-live.js";
 import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EVENTS_PATH } from "./console-page.js";
 import { ConsolePort } from "./console-port.js";
-import { ConsoleStore } from "./console-store.js";
+import { ConsoleStore } from "../../broker/console-messages.js";
 import { LOGIN_PATH } from "./demo-auth.js";
 import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
 
@@ -86,7 +86,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
   const { config, broker, db, http, auth } = options;
   const logger = options.logger.child({ component: "console" });
   const channel = config.console.channel;
-  const store = new ConsoleStore(db, () => broker.clock.now());
+  const store = new ConsoleStore<MessageView>(db, () => broker.clock.now());
   const subscriber = connectSubscriber(options.redisUrl);
   const live = new ConsoleLive(options.connection, subscriber, options.prefix, (error) => logger.warn({ err: error }, "console live update failed"));
   const port = new ConsolePort({ store, db, channel, users: config.console.users, publish: (change) => live.publish(change) });

@@ -1,7 +1,7 @@
 import type { ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, raw, type Html } from "../../infra/web/html.js";
 import { messageHtml, type HtmlFormOptions } from "../render/html.js";
-import type { ConsoleMessage, ConsoleThread } from "./console-store.js";
+import type { ConsoleMessage, ConsoleThread } from "./console-port.js";
 
 export const CONSOLE_PATH = "/console";
 export const COMMAND_PATH = "/console/command";

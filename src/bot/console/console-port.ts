@@ -1,12 +1,20 @@
-import { and, eq } from "drizzle-orm";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
-import { chatIdentities, people } from "../../db/schema.js";
+import { knownChatUser } from "../../broker/thread-state.js";
 import { ChatRejected, type ChatPort, type ChatUser, type EphemeralTarget, type MessageRef } from "../chat-port.js";
 import type { MessageView } from "../view-model.js";
-import type { ConsoleMessage, ConsoleMessageKind, ConsoleStore } from "./console-store.js";
+import type {
+  ConsoleMessage as StoredConsoleMessage,
+  ConsoleMessageKind,
+  ConsoleStore as StoredConsoleStore,
+  ConsoleThread as StoredConsoleThread,
+} from "../../broker/console-messages.js";
 
 export type ConsoleUser = Config["console"]["users"][number];
+/** The console's messages as the bot reads them: the stored view is a MessageView. */
+export type ConsoleMessage = StoredConsoleMessage<MessageView>;
+export type ConsoleThread = StoredConsoleThread<MessageView>;
+export type ConsoleStore = StoredConsoleStore<MessageView>;
 
 /** What a browser needs to hear that something changed: small, and no message content. */
 export interface ConsoleChange {
@@ -76,13 +84,9 @@ export class ConsolePort implements ChatPort {
   async resolveUser(user: string): Promise<ChatUser> {
     const configured = this.options.users.find((u) => u.id === user);
     if (configured) return { externalId: configured.id, email: configured.email, displayName: configured.name };
-    const [known] = await this.options.db
-      .select({ email: chatIdentities.email, identityName: chatIdentities.displayName, personName: people.displayName, personEmail: people.email })
-      .from(chatIdentities)
-      .innerJoin(people, eq(people.id, chatIdentities.personId))
-      .where(and(eq(chatIdentities.platform, "console"), eq(chatIdentities.externalId, user)));
+    const known = await knownChatUser(this.options.db, "console", user);
     if (!known) throw new ChatRejected("user_not_found");
-    return { externalId: user, email: known.email ?? known.personEmail ?? null, displayName: known.identityName ?? known.personName ?? user };
+    return { externalId: user, ...known };
   }
 
   async #write(message: Parameters<ConsoleStore["insert"]>[0]): Promise<ConsoleMessage> {

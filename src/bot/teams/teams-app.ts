@@ -11,9 +11,8 @@ import type { ConnectionOptions } from "bullmq";
 import { parseDuration } from "../../config/duration.js";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
-import { chatIdentities } from "../../db/schema.js";
-import { desc, eq } from "drizzle-orm";
 import type { Broker, Person, TypedEvents } from "../../broker/index.js";
+import { recentChatUserIds } from "../../broker/thread-state.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { CHAT_OUTBOX, outboxJobId } from "../chat-outbox.js";
 import type { Logger } from "../../infra/logger.js";
@@ -33,7 +32,7 @@ import {
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
 import { grantCardView, heldView, noticeView, requestView, type ButtonView, type MessageView } from "../view-model.js";
-import { ConversationStore } from "./conversation-store.js";
+import { ConversationStore } from "../../broker/teams-conversations.js";
 import { TeamsChatPort } from "./teams-port.js";
 
 export type TeamsConfig = NonNullable<Config["teams"]>;
@@ -207,15 +206,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     approvalConversation: config.approvalConversation,
     conversations,
     // The Teams people jitgate has seen most recently: approvers and requesters are among them.
-    refreshUserIds: async () =>
-      (
-        await db
-          .select({ id: chatIdentities.externalId })
-          .from(chatIdentities)
-          .where(eq(chatIdentities.platform, "teams"))
-          .orderBy(desc(chatIdentities.updatedAt))
-          .limit(60)
-      ).map((row) => row.id),
+    refreshUserIds: () => recentChatUserIds(db, "teams", 60),
   });
   const delivery = new PlatformDelivery({
     ...options,

@@ -9,7 +9,7 @@ import {
 } from "../chat-port.js";
 import { cardActivity } from "../render/adaptive-card.js";
 import type { MessageView } from "../view-model.js";
-import type { ConversationStore } from "./conversation-store.js";
+import type { ConversationStore } from "../../broker/teams-conversations.js";
 
 export const TEAMS_CHANNEL_ID = "msteams";
 /** The audience of the bot's outgoing tokens in the public cloud (AuthenticationConstants.ToChannelFromBotOAuthScope). */

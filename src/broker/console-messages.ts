@@ -1,13 +1,15 @@
 import { and, asc, desc, eq, inArray, isNull, sql } from "drizzle-orm";
-import { newId } from "../../broker/ids.js";
-import type { Database } from "../../db/client.js";
-import { consoleMessages } from "../../db/schema.js";
-import type { MessageView } from "../view-model.js";
+import { newId } from "./ids.js";
+import type { Database } from "../db/client.js";
+import { consoleMessages } from "../db/schema.js";
 
 export type ConsoleMessageKind = "channel" | "dm" | "ephemeral";
 
-/** One message of the console's chat (a row of `console_messages`). */
-export interface ConsoleMessage {
+/**
+ * One message of the console's chat (a row of `console_messages`). `V` is the rendered view, which
+ * the broker stores without knowing its shape (the bot's V).
+ */
+export interface ConsoleMessage<V = unknown> {
   id: string;
   seq: number;
   kind: ConsoleMessageKind;
@@ -16,29 +18,29 @@ export interface ConsoleMessage {
   threadId: string | null;
   /** Who sees a `dm` or an `ephemeral` message. */
   userId: string | null;
-  view: MessageView;
+  view: V;
   createdAt: Date;
   updatedAt: Date;
 }
 
 /** A root message of the channel with the replies in its thread, oldest reply first. */
-export interface ConsoleThread {
-  root: ConsoleMessage;
-  replies: ConsoleMessage[];
+export interface ConsoleThread<V = unknown> {
+  root: ConsoleMessage<V>;
+  replies: ConsoleMessage<V>[];
 }
 
 type Row = typeof consoleMessages.$inferSelect;
 
-const toMessage = (row: Row): ConsoleMessage => ({ ...row, view: row.view as unknown as MessageView });
+const toMessage = <V>(row: Row): ConsoleMessage<V> => ({ ...row, view: row.view as V });
 
 /** The console's messages in the database, where every replica reads and writes them. */
-export class ConsoleStore {
+export class ConsoleStore<V = unknown> {
   constructor(
     private readonly db: Database,
     private readonly now: () => Date,
   ) {}
 
-  async insert(message: { kind: ConsoleMessageKind; channel: string; threadId?: string | null; userId?: string | null; view: MessageView }): Promise<ConsoleMessage> {
+  async insert(message: { kind: ConsoleMessageKind; channel: string; threadId?: string | null; userId?: string | null; view: V }): Promise<ConsoleMessage<V>> {
     const at = this.now();
     const [row] = await this.db
       .insert(consoleMessages)
@@ -53,26 +55,26 @@ export class ConsoleStore {
         updatedAt: at,
       })
       .returning();
-    return toMessage(row!);
+    return toMessage<V>(row!);
   }
 
   /** Replaces a message's view; undefined when there is no such message. */
-  async update(id: string, view: MessageView): Promise<ConsoleMessage | undefined> {
+  async update(id: string, view: V): Promise<ConsoleMessage<V> | undefined> {
     const [row] = await this.db
       .update(consoleMessages)
       .set({ view: view as unknown as Record<string, unknown>, updatedAt: this.now() })
       .where(eq(consoleMessages.id, id))
       .returning();
-    return row ? toMessage(row) : undefined;
+    return row ? toMessage<V>(row) : undefined;
   }
 
-  async find(id: string): Promise<ConsoleMessage | undefined> {
+  async find(id: string): Promise<ConsoleMessage<V> | undefined> {
     const [row] = await this.db.select().from(consoleMessages).where(eq(consoleMessages.id, id));
-    return row ? toMessage(row) : undefined;
+    return row ? toMessage<V>(row) : undefined;
   }
 
   /** The channel's latest root messages (newest first), each with its whole thread. */
-  async channel(channel: string, limit = 30): Promise<ConsoleThread[]> {
+  async channel(channel: string, limit = 30): Promise<ConsoleThread<V>[]> {
     const roots = await this.db
       .select()
       .from(consoleMessages)
@@ -86,30 +88,30 @@ export class ConsoleStore {
       .where(and(eq(consoleMessages.kind, "channel"), inArray(consoleMessages.threadId, roots.map((r) => r.id))))
       .orderBy(asc(consoleMessages.seq));
     return roots.map((root) => ({
-      root: toMessage(root),
-      replies: replies.filter((r) => r.threadId === root.id).map(toMessage),
+      root: toMessage<V>(root),
+      replies: replies.filter((r) => r.threadId === root.id).map((r) => toMessage<V>(r)),
     }));
   }
 
   /** A thread by any of its messages' ids. */
-  async thread(messageId: string): Promise<ConsoleThread | undefined> {
+  async thread(messageId: string): Promise<ConsoleThread<V> | undefined> {
     const message = await this.find(messageId);
     if (!message) return undefined;
     const root = message.threadId ? await this.find(message.threadId) : message;
     if (!root) return undefined;
     const replies = await this.db.select().from(consoleMessages).where(eq(consoleMessages.threadId, root.id)).orderBy(asc(consoleMessages.seq));
-    return { root, replies: replies.map(toMessage) };
+    return { root, replies: replies.map((r) => toMessage<V>(r)) };
   }
 
   /** Messages of one kind addressed to one user, newest first. */
-  async addressedTo(userId: string, kind: "dm" | "ephemeral", limit: number): Promise<ConsoleMessage[]> {
+  async addressedTo(userId: string, kind: "dm" | "ephemeral", limit: number): Promise<ConsoleMessage<V>[]> {
     const rows = await this.db
       .select()
       .from(consoleMessages)
       .where(and(eq(consoleMessages.kind, kind), eq(consoleMessages.userId, userId)))
       .orderBy(desc(consoleMessages.seq))
       .limit(limit);
-    return rows.map(toMessage);
+    return rows.map((r) => toMessage<V>(r));
   }
 
   /** The highest `seq` so far (0 when there are no messages). */

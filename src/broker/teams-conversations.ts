@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.js";
-import { chatConversations } from "../../db/schema.js";
+import type { Database } from "../db/client.js";
+import { chatConversations } from "../db/schema.js";
 
 /** A stored Bot Framework conversation reference (`TurnContext.getConversationReference`). */
 export interface StoredConversation {
