@@ -235,7 +235,7 @@ export function buildCli(): Command {
         return;
       }
       // The digest is posted by a gateway's worker, through the same job and chat outboxes as the daily one.
-      const connection = connectRedis(config.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+      const connection = connectRedis(config.redis ?? "redis://127.0.0.1:6379");
       const jobs = await withStorage(config, async (storage) => {
         // The job goes where this deployment's gateways take it: its prefix, carrying its id.
         const deployment = await deploymentId(storage.db);

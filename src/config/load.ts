@@ -52,6 +52,8 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(source, ["(root): expected a mapping of settings"]);
   }
+  // No `redis:` in the file: REDIS_URL from the environment, as `redis: ${REDIS_URL}` would say.
+  if (!("redis" in raw) && env.REDIS_URL) (raw as Record<string, unknown>).redis = "${REDIS_URL}";
   const substituted = substituteEnv(raw, env);
   // reportInput: an issue carries the offending value, which tells "missing" from "wrong type".
   const result = configSchema.safeParse(substituted.value, { reportInput: true });

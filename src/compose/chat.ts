@@ -1,0 +1,137 @@
+import type { Queue } from "bullmq";
+import type { DecideResult } from "../broker/index.js";
+import { startConsole, type ConsoleAdapter } from "../bot/console/console-app.js";
+import { createDemoConsoleAuth, LOGIN_PATH as DEMO_LOGIN_PATH } from "../bot/console/demo-auth.js";
+import { chatJobTarget } from "../bot/scheduled-messages.js";
+import { startSlack, type SlackAdapter } from "../bot/slack/slack-app.js";
+import { startTeams, type TeamsAdapter, type TeamsCloudOptions } from "../bot/teams/teams-app.js";
+import type { Clock } from "../broker/index.js";
+import { mountAuditPages } from "../http/audit/audit-pages.js";
+import { mountOperations } from "../http/operations.js";
+import type { Cleanups } from "../infra/cleanups.js";
+import type { Logger } from "../infra/logger.js";
+import { closeBullmq, pingRedis } from "../infra/redis.js";
+import type { ConsoleAuth } from "../infra/web/console-auth.js";
+import { HttpServer } from "../infra/web/http-server.js";
+import { ChatJobTargets } from "../jobs/chat-targets.js";
+import { DigestJobs } from "../jobs/digest.js";
+import { reminderWorker } from "../jobs/reminders.js";
+import type { OidcConsoleAuth } from "../oidc/console-login.js";
+import type { Core } from "./core.js";
+import type { Domain } from "./domain.js";
+
+/** The HTTP listener (not yet listening), the chat platforms on it, and the jobs that post to them. */
+export interface Chat {
+  http: HttpServer;
+  slack: SlackAdapter | undefined;
+  teams: TeamsAdapter | undefined;
+  console: { adapter: ConsoleAdapter; auth: ConsoleAuth } | undefined;
+  chatTargets: ChatJobTargets;
+  digest: DigestJobs;
+  /** Receivers stop first at shutdown: they are registered once the listener listens (see main.ts). */
+  receivers: { name: string; run: () => Promise<void> }[];
+  /**
+   * A step-up approval's connection line: to the platform the request was made on, else to the
+   * first platform that knows the requester. Answers a note when no platform could deliver it.
+   */
+  deliverConnection(result: DecideResult): Promise<string | undefined>;
+}
+
+export async function startChat(
+  core: Core,
+  domain: Domain,
+  options: { clock: Clock; logger: Logger; teamsCloud?: TeamsCloudOptions | undefined; oidcConsoleAuth: OidcConsoleAuth | undefined },
+  cleanups: Cleanups,
+): Promise<Chat> {
+  const { config, storage, connection, ownership, onBackgroundError } = core;
+  const { broker, cluster, scheduler, reminders, reviews } = domain;
+  const { clock, logger } = options;
+  const prefix = config.redisPrefix;
+  const common = { broker, events: cluster.events, db: storage.db, connection, prefix, logger, ownership };
+
+  const http = new HttpServer((error, path) => logger.error({ err: error, path }, "HTTP handler failed"));
+  // Read at scrape time: queues started below (chat outboxes, digest) are added to it.
+  const queues: Queue[] = [scheduler.grantExpiry, scheduler.requestTimeout, reminders.queue as Queue, reviews.queue as Queue];
+  mountOperations(http, {
+    db: storage.db,
+    checks: [
+      { name: "database", check: () => storage.ping() },
+      { name: "redis", check: () => pingRedis(connection) },
+    ],
+    queues,
+    now: () => clock.now(),
+  });
+  // Outboxes close after the HTTP listener (clicks in flight still enqueue) and the proxies
+  // (session summaries are rendered while they drain), and before Redis.
+  const slack = config.slack ? await startSlack({ ...common, config: config.slack, http }) : undefined;
+  if (slack) {
+    queues.push(slack.outbox.queue as unknown as Queue);
+    cleanups.add("slack outbox", () => slack.closeOutbox());
+  }
+  const teams = config.teams
+    ? await startTeams({ ...common, config: config.teams, http, ...(options.teamsCloud ? { cloud: options.teamsCloud } : {}) })
+    : undefined;
+  if (teams) {
+    queues.push(teams.outbox.queue as unknown as Queue);
+    cleanups.add("teams outbox", () => teams.closeOutbox());
+  }
+  // Jobs that post on their own start once the chat platforms are registered, and stop before their outboxes.
+  const chatTargets = new ChatJobTargets();
+  if (slack) chatTargets.register(slack.jobTarget);
+  // Teams: reminders into its threads; its digest needs a conversation to go to (none configurable yet).
+  if (teams) {
+    chatTargets.register(
+      chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }),
+    );
+  }
+  const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix, ownership, onError: onBackgroundError });
+  cleanups.add("reminder worker", () => closeBullmq([reminding], connection));
+  const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix, ownership, timezone: config.digest.timezone, onError: onBackgroundError });
+  cleanups.add("digest jobs", () => digest.close());
+  await digest.schedule(config.digest.cron, config.digest.timezone);
+  queues.push(digest.queue as Queue);
+
+  // The console: people pick themselves in demo mode, and log in with OIDC otherwise (the schema
+  // refuses console.enabled without oidc: outside demo mode).
+  const consoleAuth: ConsoleAuth | undefined = config.demo.enabled
+    ? createDemoConsoleAuth({ broker, users: config.console.users, http })
+    : config.console.enabled
+      ? options.oidcConsoleAuth
+      : undefined;
+  const consoleChat = consoleAuth ? await startConsole({ ...common, config, http, redisUrl: core.redis.url, auth: consoleAuth }) : undefined;
+  if (consoleChat) {
+    queues.push(consoleChat.outbox.queue as unknown as Queue);
+    cleanups.add("console outbox", () => consoleChat.closeOutbox());
+    chatTargets.register(consoleChat.jobTarget);
+  }
+  // The audit pages read the database only; they sit behind the console's login.
+  if (consoleAuth) {
+    const switchHref = consoleAuth.kind === "demo" ? (returnTo: string) => `${DEMO_LOGIN_PATH}?returnTo=${encodeURIComponent(returnTo)}` : undefined;
+    mountAuditPages(http, { broker, auth: consoleAuth, switchHref });
+  }
+
+  const adapters = { slack, teams, console: consoleChat };
+  return {
+    http,
+    slack,
+    teams,
+    console: consoleChat && consoleAuth ? { adapter: consoleChat, auth: consoleAuth } : undefined,
+    chatTargets,
+    digest,
+    receivers: [
+      ...(slack ? [{ name: "slack receiver", run: () => slack.closeReceiver() }] : []),
+      ...(teams ? [{ name: "teams receiver", run: () => teams.closeReceiver() }] : []),
+      ...(consoleChat ? [{ name: "console receiver", run: () => consoleChat.closeReceiver() }] : []),
+    ],
+    async deliverConnection(result) {
+      const origin = adapters[result.request.origin as keyof typeof adapters];
+      const order = [origin, slack, teams, consoleChat].filter((a, i, all) => a !== undefined && all.indexOf(a) === i);
+      let notice: string | undefined = "No chat platform is configured: the connection line was not delivered.";
+      for (const adapter of order) {
+        notice = await adapter!.deliverConnection(result);
+        if (notice === undefined) return undefined;
+      }
+      return notice;
+    },
+  };
+}

@@ -1,0 +1,71 @@
+import type { AddressInfo } from "node:net";
+import { SessionBroker } from "../broker/sessions.js";
+import { SshKeys } from "../broker/ssh-keys.js";
+import { StatementLog } from "../broker/statement-log.js";
+import { openStorage } from "../db/client.js";
+import type { Cleanups } from "../infra/cleanups.js";
+import type { Logger } from "../infra/logger.js";
+import type { OidcVerifier } from "../oidc/verifier.js";
+import { PgProxyServer } from "../proxy/postgres/server.js";
+import { SshProxyServer } from "../proxy/ssh/server.js";
+import { loadSqlParser } from "../rules/sql-classifier.js";
+import type { Core } from "./core.js";
+import type { Domain } from "./domain.js";
+
+export interface Proxies {
+  sessions: SessionBroker;
+  postgres: { server: PgProxyServer; address: AddressInfo } | undefined;
+  ssh: { server: SshProxyServer; address: AddressInfo } | undefined;
+}
+
+/** Starts the proxies that are configured; their cleanups drain them before the outboxes and workers stop. */
+export async function startProxies(
+  core: Core,
+  domain: Domain,
+  options: { logger: Logger; oidc: OidcVerifier | undefined; postgresListen?: string | undefined; sshListen?: string | undefined },
+  cleanups: Cleanups,
+): Promise<Proxies> {
+  const { config, onBackgroundError } = core;
+  const { broker, cluster } = domain;
+  const { logger } = options;
+  const sessions = new SessionBroker(broker);
+  // What both proxies are given.
+  const common = {
+    broker,
+    sessions,
+    events: cluster.events,
+    redis: core.connection,
+    targets: config.targets,
+    requestCommand: config.slack?.command ?? "/access",
+    oidc: options.oidc,
+    onError: onBackgroundError,
+  };
+  let postgres: Proxies["postgres"];
+  if (config.proxy.postgres) {
+    await loadSqlParser();
+    // The statement timeline is written on every statement's path: its own pool commits without
+    // waiting for the WAL flush (see StatementLog), the rest of the data keeps full durability.
+    const timeline = config.database
+      ? await openStorage({ url: config.database, dataDir: config.dataDir, poolSize: 4, asynchronousCommit: true })
+      : undefined;
+    if (timeline) cleanups.add("statement timeline pool", () => timeline.close());
+    const statements = new StatementLog(timeline?.db ?? broker.db, (error) => onBackgroundError(error, "statement outcomes"));
+    const server = new PgProxyServer({ ...common, statements, redisPrefix: config.redisPrefix, config: config.proxy.postgres });
+    const address = await server.listen(options.postgresListen ?? config.proxy.postgres.listen);
+    cleanups.add("postgres proxy", async () => {
+      await server.close();
+      await statements.flushOutcomes();
+    });
+    postgres = { server, address };
+    logger.debug({ address }, "postgres proxy listening");
+  }
+  let ssh: Proxies["ssh"];
+  if (config.proxy.ssh) {
+    const server = new SshProxyServer({ ...common, keys: new SshKeys(broker), config: config.proxy.ssh });
+    const address = await server.listen(options.sshListen ?? config.proxy.ssh.listen);
+    cleanups.add("ssh proxy", () => server.close());
+    ssh = { server, address };
+    logger.debug({ address }, "ssh proxy listening");
+  }
+  return { sessions, postgres, ssh };
+}
