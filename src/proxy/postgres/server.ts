@@ -9,7 +9,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../../rules/sql-classifier.js";
+import { classifySql, compileRules, normalizeSql, type ClassifiedStatement as SqlVerdict, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -67,14 +67,17 @@ interface TargetRuntime {
   rules: CompiledRules;
   masking: Masking;
   /** Classification by statement text: clients repeat the same statements all the time. */
-  cache: Map<string, ClassifiedStatement[]>;
+  cache: Map<string, SqlVerdict[]>;
   /** Whether number literals can be folded in the cache key (no regex rules; see `classify`). */
   foldNumbers: boolean;
 }
 
-// A whole number token: the same statement with another constant gets the same built-in verdict.
-const NUMBER_TOKEN = /\b\d+\b/g;
+// A run of digits that is not part of a name (`t1`, `a$1`, `é1`) or a parameter (`$1`).
+const NUMBER_TOKEN = /(?<![\w$\u0080-\uffff])\d+(?![\w$\u0080-\uffff])/g;
 const ONE_STATEMENT = /^[^;]*;?\s*$/;
+// Digits inside a string, a quoted name or a dollar-quoted body are text, not numbers: a DO body,
+// an E'\144' escape or a U&'\0061' escape would change meaning if they were folded.
+const QUOTING = /['"$\\]/;
 
 const CACHE_LIMIT = 2_000;
 
@@ -82,7 +85,7 @@ const CACHE_LIMIT = 2_000;
  * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
  * with masking rules it would be a way around them. It is refused there; COPY … FROM STDIN is not.
  */
-function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): ClassifiedStatement {
+function guardCopyOut(statement: SqlVerdict, runtime: TargetRuntime): SqlVerdict {
   if (statement.kind !== "copy" || runtime.config.mask.length === 0 || statement.verdict === "block") return statement;
   if (/\bFROM\s+STDIN\b/i.test(normalizeSql(statement.text))) return statement;
   return { ...statement, verdict: "block", rule: "copy-out-on-masked-target" };
@@ -227,17 +230,21 @@ export class PgProxyServer {
       upstream: parseUpstreamUrl(runtime.config.upstream),
       attach: (end) => admitted.attach(end),
       classify(sql) {
-        // Built-in rules look at the statement's structure, never at a number's value, so
+        // Built-in rules look at the statement's structure, not at a number's value, so
         // `… WHERE aid = 17` and `… WHERE aid = 42` share a cache entry. That is only done for
-        // one-statement texts (whose recorded text is then the text itself) and targets without
-        // regex rules (a regex may well look at numbers).
-        const folded = runtime.foldNumbers && ONE_STATEMENT.test(sql);
+        // one-statement texts without quoting (so a folded digit is always a number literal, and
+        // two texts with one key parse to the same tree but for the numbers' values), on targets
+        // without regex rules (a regex may well look at numbers); a verdict that did read a
+        // number (`EXPLAIN (ANALYZE 0)`) is cached for its exact text only.
+        const folded = runtime.foldNumbers && ONE_STATEMENT.test(sql) && !QUOTING.test(sql);
         const key = folded ? sql.replace(NUMBER_TOKEN, "0") : sql;
         let result = runtime.cache.get(key);
         if (!result) {
           result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
+          const storeKey = folded && result.some((statement) => statement.readsNumbers) ? undefined : key;
+          if (storeKey === undefined) return result;
           if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
-          runtime.cache.set(key, result);
+          runtime.cache.set(storeKey, result);
           return result;
         }
         if (folded && result.length === 1 && result[0]!.text !== sql.trim()) {
