@@ -18,6 +18,7 @@ import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type 
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 import type { EndReason } from "../live-sessions.js";
+import { INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
 export class ProxyRefusal extends Error {
@@ -280,7 +281,7 @@ export class PgProxyConnection {
     }
     this.#reader.startupPhase = false;
     this.#user = user;
-    this.#startupParams = message.params;
+    this.#upstreamParams = upstreamStartupParams(message.params);
     this.#state = "auth";
     this.#plan = await this.hooks.onStartup({
       user,
@@ -350,14 +351,9 @@ export class PgProxyConnection {
     if (this.#isClosed()) return this.#finishSession(this.#summary.endReason);
     session.attach((reason) => this.terminate(reason));
     if (this.#isClosed()) return;
-    const passThrough: Record<string, string> = {};
-    for (const key of ["application_name", "client_encoding", "DateStyle", "TimeZone", "options", "search_path"]) {
-      const value = this.#startupParams[key];
-      if (value !== undefined) passThrough[key] = value;
-    }
     let upstream: UpstreamSession;
     try {
-      upstream = await openUpstream(session.upstream, passThrough);
+      upstream = await openUpstream(session.upstream, this.#upstreamParams);
     } catch (error) {
       await this.#finishSession("error");
       throw new ProxyRefusal("08006", `jitgate could not reach the target: ${(error as Error).message}`);
@@ -365,6 +361,12 @@ export class PgProxyConnection {
     if (this.#isClosed()) {
       upstream.socket.destroy();
       return;
+    }
+    const changed = upstream.parameterFrames.map(pinnedSettingChange).find((problem) => problem !== undefined);
+    if (changed !== undefined) {
+      upstream.socket.destroy();
+      await this.#finishSession("error");
+      throw new ProxyRefusal("55000", changed);
     }
     this.#upstream = upstream;
     const key = this.hooks.newCancelKey();
@@ -384,7 +386,7 @@ export class PgProxyConnection {
     this.#state = "ready";
   }
 
-  #startupParams: Record<string, string> = {};
+  #upstreamParams: Record<string, string> = {};
 
   // A method, not a comparison: the state changes under awaits that TypeScript's narrowing cannot see.
   #isClosed(): boolean {
@@ -436,7 +438,7 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        const statements = session.classify(message.sql);
+        const statements = this.#classify(message);
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         const starts = statements.map((statement) => this.#start("simple", statement, null));
@@ -446,7 +448,7 @@ export class PgProxyConnection {
         return;
       }
       case "parse": {
-        const statements = session.classify(message.sql);
+        const statements = this.#classify(message);
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         if (refusal !== undefined) {
@@ -505,6 +507,12 @@ export class PgProxyConnection {
     }
   }
 
+  /** Text that is not UTF-8 is not read the way the server reads it: it is refused, not classified. */
+  #classify(message: { sql: string; invalidUtf8?: true }): ClassifiedStatement[] {
+    if (message.invalidUtf8) return [{ text: message.sql, kind: "error", verdict: "block", rule: INVALID_ENCODING_RULE }];
+    return this.#session!.classify(message.sql);
+  }
+
   /** Applies block and review to a message's statements; returns the refusal to run instead, if any. */
   async #decide(statements: ClassifiedStatement[]): Promise<string | undefined> {
     const session = this.#session!;
@@ -552,6 +560,7 @@ export class PgProxyConnection {
     let modified = this.#upstreamReader.pendingLength > 0;
     try {
       this.#upstreamReader.push(chunk, (type, frame) => {
+        if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
         if (this.#swallow.length > 0 && this.#swallow[0] === type) {
           this.#swallow.shift();
           modified = true;
@@ -566,6 +575,7 @@ export class PgProxyConnection {
       this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
       return;
     }
+    if (this.#state === "closed") return;
     if (this.#upstreamReader.pendingLength > 0) modified = true;
     // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
     const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
@@ -575,6 +585,15 @@ export class PgProxyConnection {
       this.#upstream?.socket.pause();
       this.#client.once("drain", () => this.#upstream?.socket.resume());
     }
+  }
+
+  /** Ends the session (fail closed) when the target reports a pinned setting changed; see session-settings.ts. */
+  #pinnedSettingChanged(frame: Buffer): boolean {
+    if (this.#state === "closed") return true;
+    const problem = pinnedSettingChange(frame);
+    if (problem === undefined) return false;
+    this.#fatal({ severity: "FATAL", code: "55000", message: problem });
+    return true;
   }
 
   #inspect(type: number, frame: Buffer): Buffer {
