@@ -601,7 +601,7 @@ describe("pinned settings: standard_conforming_strings stays on, client_encoding
 });
 
 describe("statements inside other statements", () => {
-  const rules: RuleSet = { block: ["drop-database"], review: ["delete-without-where", "ddl"], unverifiable: "block" };
+  const rules: RuleSet = { block: ["drop-database", "server-files"], review: ["delete-without-where", "ddl"], unverifiable: "block" };
   const cases: { name: string; sql: string; verdict: "allow" | "review" | "block"; rule?: string }[] = [
     { name: "DELETE in a DO block", sql: "do $$begin delete from orders; end$$", verdict: "review", rule: "delete-without-where" },
     { name: "DO with explicit language", sql: "DO LANGUAGE plpgsql $x$ BEGIN DELETE FROM orders; END $x$", verdict: "review", rule: "delete-without-where" },
@@ -626,6 +626,9 @@ describe("statements inside other statements", () => {
     { name: "a body that does not parse", sql: "DO $$ BEGIN nonsense END $$", verdict: "block", rule: "unverifiable" },
     { name: "query_to_xml over built text", sql: "SELECT query_to_xml('SELECT ' || 'pg_read_file(1)', true, true, '')", verdict: "block", rule: "unverifiable" },
     { name: "an expression in an assignment", sql: "DO $$DECLARE x text; BEGIN x := (SELECT count(*) FROM (DELETE FROM orders RETURNING 1) d); END$$", verdict: "block", rule: "unparseable" },
+    { name: "a subscript of an assignment target", sql: "DO $$DECLARE x int[]; BEGIN x[length(pg_read_file('/etc/passwd'))] := 1; END$$", verdict: "block", rule: "server-files" },
+    { name: "an assignment to a record field", sql: "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.v := pg_read_file('/etc/passwd'); RETURN NEW; END$$", verdict: "block", rule: "server-files" },
+    { name: "a cursor declared over a DELETE", sql: "DO $$DECLARE c CURSOR FOR DELETE FROM orders RETURNING *; BEGIN OPEN c; END$$", verdict: "review", rule: "delete-without-where" },
     { name: "PREPARE of a held statement", sql: "PREPARE p AS DELETE FROM orders", verdict: "review", rule: "delete-without-where" },
     { name: "an honest DO block", sql: "DO $$BEGIN UPDATE orders SET status = 'x' WHERE id = 1; RAISE NOTICE 'done %', 1; END$$", verdict: "allow" },
     { name: "an honest function", sql: "CREATE FUNCTION f(a int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN a + 1; END$$", verdict: "review", rule: "ddl" },

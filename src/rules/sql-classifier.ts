@@ -738,7 +738,7 @@ function analyzePlpgsqlExpression(expr: Record<string, unknown>, found: Findings
 
 function assignmentOperator(query: string): { start: number; end: number } | undefined {
   try {
-    const token = scanSync(query).tokens.find((t) => t.tokenName === "COLON_EQUALS");
+    const token = scanSync(query).tokens.find((t) => t.text === ":=");
     if (token === undefined) return undefined;
     // Token offsets are in UTF-8 bytes.
     const bytes = utf8.encode(query);
