@@ -20,6 +20,7 @@ import {
   type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+import { ClassificationCache } from "./classification-cache.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
@@ -66,20 +67,8 @@ interface TargetRuntime {
   config: PostgresTargetConfig;
   rules: CompiledRules;
   masking: Masking;
-  /** Classification by statement text: clients repeat the same statements all the time. */
-  cache: Map<string, SqlVerdict[]>;
-  /** Whether number literals can be folded in the cache key (no regex rules; see `classify`). */
-  foldNumbers: boolean;
+  cache: ClassificationCache;
 }
-
-// A run of digits that is not part of a name (`t1`, `a$1`, `é1`) or a parameter (`$1`).
-const NUMBER_TOKEN = /(?<![\w$\u0080-\uffff])\d+(?![\w$\u0080-\uffff])/g;
-const ONE_STATEMENT = /^[^;]*;?\s*$/;
-// Digits inside a string, a quoted name or a dollar-quoted body are text, not numbers: a DO body,
-// an E'\144' escape or a U&'\0061' escape would change meaning if they were folded.
-const QUOTING = /['"$\\]/;
-
-const CACHE_LIMIT = 2_000;
 
 /**
  * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
@@ -107,13 +96,16 @@ export class PgProxyServer {
     for (const target of options.targets) {
       if (target.kind !== "postgres") continue;
       const rules = compileRules(target.commands);
-      this.#targets.set(target.name, {
+      const runtime: TargetRuntime = {
         config: target,
         rules,
         masking: compileMasking(target.mask),
-        cache: new Map(),
-        foldNumbers: [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
-      });
+        cache: new ClassificationCache(
+          (sql) => classifySql(sql, rules).map((statement) => guardCopyOut(statement, runtime)),
+          [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
+        ),
+      };
+      this.#targets.set(target.name, runtime);
     }
     if (options.config.tls) {
       this.#secureContext = createSecureContext({
@@ -229,29 +221,7 @@ export class PgProxyServer {
     const hooks: SessionHooks = {
       upstream: parseUpstreamUrl(runtime.config.upstream),
       attach: (end) => admitted.attach(end),
-      classify(sql) {
-        // Built-in rules look at the statement's structure, not at a number's value, so
-        // `… WHERE aid = 17` and `… WHERE aid = 42` share a cache entry. That is only done for
-        // one-statement texts without quoting (so a folded digit is always a number literal, and
-        // two texts with one key parse to the same tree but for the numbers' values), on targets
-        // without regex rules (a regex may well look at numbers); a verdict that did read a
-        // number (`EXPLAIN (ANALYZE 0)`) is cached for its exact text only.
-        const folded = runtime.foldNumbers && ONE_STATEMENT.test(sql) && !QUOTING.test(sql);
-        const key = folded ? sql.replace(NUMBER_TOKEN, "0") : sql;
-        let result = runtime.cache.get(key);
-        if (!result) {
-          result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
-          const storeKey = folded && result.some((statement) => statement.readsNumbers) ? undefined : key;
-          if (storeKey === undefined) return result;
-          if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
-          runtime.cache.set(storeKey, result);
-          return result;
-        }
-        if (folded && result.length === 1 && result[0]!.text !== sql.trim()) {
-          return [{ ...result[0]!, text: sql.trim().replace(/;\s*$/, "") }];
-        }
-        return result;
-      },
+      classify: (sql) => runtime.cache.get(sql),
       onStatements: (starts) =>
         statements.record(
           starts.map((s) => ({
