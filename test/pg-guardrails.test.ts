@@ -161,7 +161,9 @@ describe("the classifier reads what the server reads", () => {
   it("refuses SET standard_conforming_strings = off, so the quote trick stays one bad literal", async () => {
     const { uri } = await grant("guarded-db");
     const result = await psql(uri, ["SET standard_conforming_strings = off", PAYLOAD, "show standard_conforming_strings"]);
-    expect(result.stderr).toContain('statement blocked by rule "pinned-setting"');
+    expect(result.stderr).toContain(
+      'ERROR:  jitgate: statement blocked by rule "pinned-setting": standard_conforming_strings stays on through jitgate, so that the gateway reads statements as the server does',
+    );
     expect(result.stdout.trim().split("\n")).toEqual([PAYLOAD_READ, "on"]);
     expect(await ordersOnTarget()).toBe(ORDERS);
   });
@@ -247,7 +249,10 @@ describe("the classifier reads what the server reads", () => {
       // In SJIS, 0x95 0x5C is one character (表); read as anything else, 0x5C is a backslash.
       const sjis = Buffer.concat([Buffer.from("select '"), Buffer.from([0x95, 0x5c]), Buffer.from("'; delete from orders; --'")]);
       const refused = await rawQuery(session, sjis);
-      expect(refused.errors[0]).toMatchObject({ C: "42501", M: 'jitgate: statement blocked by rule "invalid-encoding"' });
+      expect(refused.errors[0]).toMatchObject({
+        C: "42501",
+        M: 'jitgate: statement blocked by rule "invalid-encoding": the statement is not valid UTF-8, and client_encoding stays UTF8 through jitgate',
+      });
       expect(await ordersOnTarget()).toBe(ORDERS);
       const honest = await rawQuery(session, Buffer.from("select '表'"));
       expect(honest).toEqual({ errors: [], rows: 1 });

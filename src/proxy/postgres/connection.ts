@@ -18,7 +18,7 @@ import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type 
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 import type { EndReason } from "../live-sessions.js";
-import { INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
+import { INVALID_ENCODING_DETAIL, INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
 export class ProxyRefusal extends Error {
@@ -36,6 +36,8 @@ export interface ClassifiedStatement {
   kind: string;
   verdict: "allow" | "review" | "block";
   rule?: string | undefined;
+  /** Why, for rules that explain themselves (pinned-setting, unverifiable, unparseable). */
+  detail?: string | undefined;
 }
 
 export interface StatementStart {
@@ -509,7 +511,7 @@ export class PgProxyConnection {
 
   /** Text that is not UTF-8 is not read the way the server reads it: it is refused, not classified. */
   #classify(message: { sql: string; invalidUtf8?: true }): ClassifiedStatement[] {
-    if (message.invalidUtf8) return [{ text: message.sql, kind: "error", verdict: "block", rule: INVALID_ENCODING_RULE }];
+    if (message.invalidUtf8) return [{ text: message.sql, kind: "error", verdict: "block", rule: INVALID_ENCODING_RULE, detail: INVALID_ENCODING_DETAIL }];
     return this.#session!.classify(message.sql);
   }
 
@@ -520,7 +522,8 @@ export class PgProxyConnection {
     if (blocked) {
       this.#summary.blocked += 1;
       await session.onBlocked(blocked);
-      return refusalSql("42501", `jitgate: statement blocked by rule "${blocked.rule ?? "block"}"`);
+      const why = blocked.detail === undefined ? "" : `: ${blocked.detail}`;
+      return refusalSql("42501", `jitgate: statement blocked by rule "${blocked.rule ?? "block"}"${why}`);
     }
     for (const statement of statements.filter((s) => s.verdict === "review")) {
       // What is already queued goes out first: the server must not wait behind the held statement.

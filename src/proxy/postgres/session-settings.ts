@@ -127,3 +127,4 @@ export function pinnedSettingChange(frame: Buffer): string | undefined {
 
 /** The rule a statement whose bytes are not valid UTF-8 is blocked under. */
 export const INVALID_ENCODING_RULE = "invalid-encoding";
+export const INVALID_ENCODING_DETAIL = "the statement is not valid UTF-8, and client_encoding stays UTF8 through jitgate";
