@@ -13,6 +13,7 @@ import type {
   VariableSetStmt,
 } from "libpg-query";
 import {
+  DEFERRED_SQL_FUNCTIONS,
   LARGE_OBJECT_FUNCTIONS,
   REMOTE_CONNECTION_FUNCTIONS,
   REMOTE_CONNECTION_STATEMENTS,
@@ -484,6 +485,7 @@ function rulesOfFunctionName(name: string, found: Findings): void {
   if (REMOTE_CONNECTION_FUNCTIONS.has(name)) found.fired.add("remote-connection");
   if (REPLICATION_FUNCTIONS.has(name)) found.fired.add("replication");
   if (SQL_TEXT_FUNCTIONS.has(name)) found.unverifiable ??= `${name} runs SQL text that is only known when it runs`;
+  if (DEFERRED_SQL_FUNCTIONS.has(name)) found.unverifiable ??= `${name} runs SQL later, outside this session`;
   if (name === SET_CONFIG) found.pinned ??= "set_config may only be called directly, with a constant setting name";
 }
 

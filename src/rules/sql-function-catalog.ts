@@ -129,5 +129,16 @@ export const SQL_TEXT_FUNCTIONS: ReadonlyMap<string, readonly number[]> = new Ma
   ["xpath_table", []],
 ]);
 
+/**
+ * Functions that run SQL later or elsewhere, outside the session and past the grant's end
+ * (pg_cron jobs, pg_background workers): what they run cannot be verified under this grant.
+ */
+export const DEFERRED_SQL_FUNCTIONS: ReadonlySet<string> = new Set([
+  "schedule",
+  "schedule_in_database",
+  "alter_job",
+  "pg_background_launch",
+]);
+
 /** The function that changes any setting (the same as SET); see `PINNED_SETTINGS`. */
 export const SET_CONFIG = "set_config";
