@@ -261,6 +261,24 @@ describe("the classifier reads what the server reads", () => {
     }
   });
 
+  it("refuses set_config with a bound setting name in the extended protocol, and runs the honest form", async () => {
+    const { uri } = await grant("guarded-db");
+    const client = new pg.Client({ connectionString: uri });
+    await client.connect();
+    try {
+      await expect(client.query({ text: "select set_config($1, 'off', false)", values: ["standard_conforming_strings"] })).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringContaining('rule "pinned-setting"'),
+      });
+      await expect(client.query({ text: "select set_config('standard_conforming_strings', $1, false)", values: ["off"] })).rejects.toMatchObject({ code: "42501" });
+      const honest = await client.query({ text: "select set_config('search_path', $1, false) as path", values: ["public"] });
+      expect(honest.rows).toEqual([{ path: "public" }]);
+      expect((await client.query("show standard_conforming_strings")).rows).toEqual([{ standard_conforming_strings: "on" }]);
+    } finally {
+      await client.end();
+    }
+  });
+
   it("ends the session when the server reports a pinned setting changed by a way the rules let through", async () => {
     // lenient-db lets unverifiable statements run, so dynamic SQL reaches the server.
     const { uri } = await grant("lenient-db");
