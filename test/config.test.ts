@@ -132,6 +132,7 @@ describe("a full configuration", () => {
         commands: {
           block: ["drop-database", "^ALTER SYSTEM"],
           review: ["ddl", "truncate", "delete-without-where", "update-without-where"],
+          unverifiable: "review",
         },
         mask: [{ column: "email" }, { column: "card_number" }, { detect: "credit-card" }],
         stepUp: false,
@@ -226,7 +227,12 @@ targets:
       kind: "postgres",
       upstream: "postgresql://h/db",
       approvers: ["a@example.com"],
-      commands: { block: [], review: [] },
+      // No `commands`: the baseline.
+      commands: {
+        block: ["copy-program", "alter-system", "server-files", "replication"],
+        review: ["set-role", "large-objects", "remote-connection"],
+        unverifiable: "review",
+      },
       mask: [],
       stepUp: false,
     });
@@ -325,7 +331,7 @@ targets:
       `targets:\n${valid.pg}    commands: { review: [delete-wihtout-where] }\n`,
       {},
       [
-        'targets[0].commands.review[0]: "delete-wihtout-where" is not a built-in rule (did you mean "delete-without-where"?); built-in rules are ddl, drop-database, truncate, delete-without-where, update-without-where, grant-revoke, alter-system, copy-program, do. To match text, write a regex that is not a bare lower-case word, e.g. "\\bdelete-wihtout-where\\b"',
+        'targets[0].commands.review[0]: "delete-wihtout-where" is not a built-in rule (did you mean "delete-without-where"?); built-in rules are ddl, drop-database, truncate, delete-without-where, update-without-where, grant-revoke, alter-system, copy-program, do, server-files, large-objects, set-role, remote-connection, replication. To match text, write a regex that is not a bare lower-case word, e.g. "\\bdelete-wihtout-where\\b"',
       ],
     ],
     [

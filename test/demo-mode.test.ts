@@ -88,7 +88,11 @@ describe("the demo configuration", () => {
       kind: "postgres",
       upstream: "postgres://demo:demo@127.0.0.1:15499/postgres",
       approvers: ["lead@demo.jitgate.local"],
-      commands: { block: ["drop-database"], review: ["delete-without-where", "update-without-where", "ddl", "truncate"] },
+      commands: {
+        block: ["drop-database", "alter-system", "copy-program", "server-files", "replication"],
+        review: ["delete-without-where", "update-without-where", "ddl", "truncate", "grant-revoke", "set-role", "large-objects", "remote-connection"],
+        unverifiable: "review",
+      },
       mask: [{ detect: "email" }, { detect: "credit-card" }],
     });
   });

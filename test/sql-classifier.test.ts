@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  BASELINE_SQL_RULES,
   BUILTIN_SQL_RULES,
   InvalidCommandRule,
   classifySql,
@@ -176,6 +177,41 @@ describe("built-in rules, each configured alone", () => {
     { rule: "do", sql: "DO LANGUAGE plpgsql 'BEGIN NULL; END'", fires: true },
     { rule: "do", sql: "SELECT 'DO $$ BEGIN END $$'", fires: false },
     { rule: "do", sql: "CALL p()", fires: false },
+    // server-files
+    { rule: "server-files", sql: "SELECT pg_read_file('/etc/passwd')", fires: true },
+    { rule: "server-files", sql: "SELECT pg_catalog.pg_read_binary_file('postgresql.conf')", fires: true },
+    { rule: "server-files", sql: "SELECT * FROM pg_ls_dir('.')", fires: true },
+    { rule: "server-files", sql: "SELECT lo_import('/etc/passwd')", fires: true },
+    { rule: "server-files", sql: "SELECT lo_export(16400, '/tmp/x')", fires: true },
+    { rule: "server-files", sql: "COPY t TO '/tmp/t.csv'", fires: true },
+    { rule: "server-files", sql: "COPY t FROM '/etc/passwd'", fires: true },
+    { rule: "server-files", sql: "CREATE OPERATOR ### (FUNCTION = pg_read_file, RIGHTARG = text)", fires: true },
+    { rule: "server-files", sql: "CREATE VIEW v AS SELECT pg_read_file('/etc/passwd')", fires: true },
+    { rule: "server-files", sql: "SELECT 'pg_read_file'", fires: false },
+    { rule: "server-files", sql: "COPY t TO STDOUT", fires: false },
+    { rule: "server-files", sql: "SELECT read_file FROM t", fires: false },
+    // large-objects
+    { rule: "large-objects", sql: "SELECT lo_get(16400)", fires: true },
+    { rule: "large-objects", sql: "SELECT lo_from_bytea(0, 'x')", fires: true },
+    { rule: "large-objects", sql: "SELECT loid FROM pg_largeobject_metadata", fires: false },
+    // set-role
+    { rule: "set-role", sql: "SET ROLE postgres", fires: true },
+    { rule: "set-role", sql: "SET LOCAL ROLE postgres", fires: true },
+    { rule: "set-role", sql: "SET SESSION AUTHORIZATION postgres", fires: true },
+    { rule: "set-role", sql: "SELECT set_config('role', 'postgres', false)", fires: true },
+    { rule: "set-role", sql: "RESET ROLE", fires: false },
+    { rule: "set-role", sql: "SET search_path = public", fires: false },
+    // remote-connection
+    { rule: "remote-connection", sql: "SELECT dblink_exec('dbname=orders', 'DELETE FROM orders')", fires: true },
+    { rule: "remote-connection", sql: "SELECT * FROM dblink('host=10.0.0.9', 'SELECT 1') AS t(a int)", fires: true },
+    { rule: "remote-connection", sql: "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'x')", fires: true },
+    { rule: "remote-connection", sql: "CREATE USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (user 'postgres')", fires: true },
+    { rule: "remote-connection", sql: "SELECT * FROM pg_foreign_server", fires: false },
+    // replication
+    { rule: "replication", sql: "SELECT pg_create_logical_replication_slot('s', 'test_decoding')", fires: true },
+    { rule: "replication", sql: "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)", fires: true },
+    { rule: "replication", sql: "CREATE PUBLICATION p FOR ALL TABLES", fires: true },
+    { rule: "replication", sql: "SELECT * FROM pg_replication_slots", fires: false },
   ];
 
   it.each(cases)("$rule on `$sql` fires: $fires", ({ rule, sql, fires }) => {
@@ -511,5 +547,169 @@ describe("parser loading", () => {
     expect(() => fresh.classifySql("SELECT 1", rules)).toThrow(/loadSqlParser/);
     await Promise.all([fresh.loadSqlParser(), fresh.loadSqlParser()]);
     expect(fresh.classifySql("SELECT 1", rules)).toMatchObject([{ verdict: "allow" }]);
+  });
+});
+
+describe("pinned settings: standard_conforming_strings stays on, client_encoding UTF8", () => {
+  const refused = [
+    "SET standard_conforming_strings = off",
+    "SET standard_conforming_strings TO 0",
+    "SET standard_conforming_strings = 1",
+    "set local standard_conforming_strings = 'off'",
+    "SET SESSION \"standard_conforming_strings\" = false",
+    'SET U&"standard\\005fconforming\\005fstrings" = off',
+    "SET client_encoding = 'SJIS'",
+    "SET client_encoding TO BIG5",
+    "SET NAMES 'GBK'",
+    "set client_encoding = gb18030",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "SELECT pg_catalog.set_config('client_encoding', 'SJIS', true)",
+    "SELECT 1 FROM t WHERE set_config('standard_conforming_strings', 'off', false) IS NOT NULL",
+    "SELECT set_config(name, 'off', false) FROM (VALUES ('standard_conforming_strings')) v(name)",
+    "SELECT set_config('standard_' || 'conforming_strings', 'off', false)",
+    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+    "WITH x AS (UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings' RETURNING 1) SELECT 1",
+    "CREATE VIEW v AS SELECT * FROM pg_settings",
+    "CREATE AGGREGATE a(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'standard_conforming_strings')",
+    "ALTER ROLE CURRENT_USER SET standard_conforming_strings = off",
+    "ALTER DATABASE orders SET client_encoding = 'SJIS'",
+    "ALTER SYSTEM SET standard_conforming_strings = off",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET standard_conforming_strings = off AS 'SELECT 1'",
+    "ALTER FUNCTION f() SET standard_conforming_strings = off",
+    "DO $$BEGIN SET standard_conforming_strings = off; END$$",
+    "DO $$BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END$$",
+    "DO $$DECLARE x text := set_config('standard_conforming_strings', 'off', false); BEGIN END$$",
+    "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT set_config('standard_conforming_strings', 'off', false)$$",
+  ];
+  it.each(refused)("blocks `%s` under every rule set", (sql) => {
+    for (const rules of [{ block: [], review: [], unverifiable: "allow" as const }, BASELINE_SQL_RULES]) {
+      const statement = classifyOne(sql, rules);
+      expect(statement).toMatchObject({ verdict: "block", rule: "pinned-setting" });
+      expect(statement.detail).toMatch(/standard_conforming_strings|client_encoding|set_config|pg_settings/);
+    }
+  });
+
+  const allowed = [
+    "SET standard_conforming_strings = on",
+    "SET standard_conforming_strings TO true",
+    "SET client_encoding = 'UTF8'",
+    "SET NAMES 'utf-8'",
+    "RESET standard_conforming_strings",
+    "RESET client_encoding",
+    "RESET ALL",
+    "DISCARD ALL",
+    "SET standard_conforming_strings TO DEFAULT",
+    "SELECT set_config('search_path', 'public', false)",
+    "SELECT set_config('standard_conforming_strings', 'on', false)",
+    "SELECT current_setting('standard_conforming_strings')",
+    "SELECT name, setting FROM pg_settings WHERE name = 'standard_conforming_strings'",
+    "SELECT 'set_config'",
+    "SHOW client_encoding",
+  ];
+  it.each(allowed)("allows `%s`", (sql) => {
+    expect(classifyOne(sql, { block: [], review: [] }).verdict).toBe("allow");
+  });
+});
+
+describe("statements inside other statements", () => {
+  const rules: RuleSet = { block: ["drop-database", "server-files"], review: ["delete-without-where", "ddl"], unverifiable: "block" };
+  const cases: { name: string; sql: string; verdict: "allow" | "review" | "block"; rule?: string }[] = [
+    { name: "DELETE in a DO block", sql: "do $$begin delete from orders; end$$", verdict: "review", rule: "delete-without-where" },
+    { name: "DO with explicit language", sql: "DO LANGUAGE plpgsql $x$ BEGIN DELETE FROM orders; END $x$", verdict: "review", rule: "delete-without-where" },
+    { name: "DO with a quoted body", sql: "DO 'BEGIN DELETE FROM orders; END'", verdict: "review", rule: "delete-without-where" },
+    { name: "DO with an E'' body", sql: "DO E'BEGIN DELETE FROM orders; END'", verdict: "review", rule: "delete-without-where" },
+    { name: "DO with an escaped body", sql: "DO E'BEGIN \\144ELETE FROM orders; END'", verdict: "review", rule: "delete-without-where" },
+    { name: "DELETE in a nested block", sql: "DO $$BEGIN BEGIN IF true THEN DELETE FROM orders; END IF; END; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "DELETE in an exception handler", sql: "DO $$BEGIN PERFORM 1/0; EXCEPTION WHEN others THEN DELETE FROM orders; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "DROP DATABASE through EXECUTE of a constant", sql: "DO $$BEGIN EXECUTE 'DROP DATABASE orders'; END$$", verdict: "block", rule: "drop-database" },
+    { name: "EXECUTE of built text", sql: "do $$begin execute 'delete ' || 'from orders'; end$$", verdict: "block", rule: "unverifiable" },
+    { name: "EXECUTE format()", sql: "DO $$BEGIN EXECUTE format('DELETE FROM %I', 'orders'); END$$", verdict: "block", rule: "unverifiable" },
+    { name: "FOR … IN EXECUTE", sql: "DO $$DECLARE r record; BEGIN FOR r IN EXECUTE 'DELETE FROM ' || 'orders RETURNING *' LOOP END LOOP; END$$", verdict: "block", rule: "unverifiable" },
+    { name: "RETURN QUERY EXECUTE", sql: "CREATE FUNCTION f() RETURNS SETOF int LANGUAGE plpgsql AS $$BEGIN RETURN QUERY EXECUTE 'x' || 'y'; END$$", verdict: "block", rule: "unverifiable" },
+    { name: "a PL/pgSQL function", sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM orders; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "a procedure", sql: "CREATE PROCEDURE p() LANGUAGE plpgsql AS $$BEGIN DELETE FROM orders; COMMIT; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "a SQL function", sql: "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM orders'", verdict: "review", rule: "delete-without-where" },
+    { name: "a SQL function with BEGIN ATOMIC", sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC DELETE FROM orders; SELECT 1; END", verdict: "review", rule: "delete-without-where" },
+    { name: "a trigger function", sql: "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM orders; RETURN NEW; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "a rule", sql: "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM orders", verdict: "review", rule: "delete-without-where" },
+    { name: "a function that creates a function", sql: "DO $$BEGIN CREATE FUNCTION g() RETURNS void LANGUAGE sql AS 'DELETE FROM orders'; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "a body in another language", sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpython3u AS 'plpy.execute(\"DELETE FROM orders\")'", verdict: "block", rule: "unverifiable" },
+    { name: "a body that does not parse", sql: "DO $$ BEGIN nonsense END $$", verdict: "block", rule: "unverifiable" },
+    { name: "query_to_xml over built text", sql: "SELECT query_to_xml('SELECT ' || 'pg_read_file(1)', true, true, '')", verdict: "block", rule: "unverifiable" },
+    { name: "an expression in an assignment", sql: "DO $$DECLARE x text; BEGIN x := (SELECT count(*) FROM (DELETE FROM orders RETURNING 1) d); END$$", verdict: "block", rule: "unparseable" },
+    { name: "a subscript of an assignment target", sql: "DO $$DECLARE x int[]; BEGIN x[length(pg_read_file('/etc/passwd'))] := 1; END$$", verdict: "block", rule: "server-files" },
+    { name: "an assignment to a record field", sql: "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.v := pg_read_file('/etc/passwd'); RETURN NEW; END$$", verdict: "block", rule: "server-files" },
+    { name: "a cursor declared over a DELETE", sql: "DO $$DECLARE c CURSOR FOR DELETE FROM orders RETURNING *; BEGIN OPEN c; END$$", verdict: "review", rule: "delete-without-where" },
+    { name: "a DO block inside a DO block", sql: "DO $a$BEGIN DO $b$BEGIN DELETE FROM orders; END$b$; END$a$", verdict: "review", rule: "delete-without-where" },
+    { name: "a function call in RAISE", sql: "DO $$BEGIN RAISE NOTICE '%', pg_read_file('/etc/passwd'); END$$", verdict: "block", rule: "server-files" },
+    { name: "a function call in PERFORM", sql: "DO $$BEGIN PERFORM lo_export(1, '/tmp/x'); END$$", verdict: "block", rule: "server-files" },
+    { name: "a function call in a variable's default", sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$DECLARE x text := pg_read_file('/etc/passwd'); BEGIN END$$", verdict: "block", rule: "server-files" },
+    { name: "EXECUTE of a constant USING a parameter", sql: "DO $$BEGIN EXECUTE 'DELETE FROM orders WHERE id = $1' USING 1; END$$", verdict: "allow" },
+    { name: "a column default", sql: "CREATE TABLE x (a text DEFAULT pg_read_file('/etc/passwd'))", verdict: "block", rule: "server-files" },
+    { name: "a pg_cron job", sql: "SELECT cron.schedule('wipe', '* * * * *', 'SELECT 1')", verdict: "block", rule: "unverifiable" },
+    { name: "a pg_cron job through search_path", sql: "SELECT schedule('* * * * *', $$DELETE FROM orders$$)", verdict: "block", rule: "unverifiable" },
+    { name: "a background worker", sql: "SELECT pg_background_launch('DELETE FROM orders')", verdict: "block", rule: "unverifiable" },
+    { name: "PREPARE of a held statement", sql: "PREPARE p AS DELETE FROM orders", verdict: "review", rule: "delete-without-where" },
+    { name: "an honest DO block", sql: "DO $$BEGIN UPDATE orders SET status = 'x' WHERE id = 1; RAISE NOTICE 'done %', 1; END$$", verdict: "allow" },
+    { name: "an honest function", sql: "CREATE FUNCTION f(a int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN a + 1; END$$", verdict: "review", rule: "ddl" },
+    { name: "EXECUTE of an honest constant", sql: "DO $$BEGIN EXECUTE 'SELECT 1'; END$$", verdict: "allow" },
+    { name: "CALL", sql: "CALL p(1)", verdict: "allow" },
+    { name: "EXPLAIN ANALYZE", sql: "EXPLAIN ANALYZE SELECT 1", verdict: "allow" },
+  ];
+  it.each(cases)("$name: `$sql`", ({ sql, verdict, rule }) => {
+    const statement = classifyOne(sql, rules);
+    if (rule === "unparseable") {
+      // A DELETE inside a subquery is not valid SQL; the server refuses it too. Nothing is allowed.
+      expect(statement.verdict).not.toBe("allow");
+      return;
+    }
+    expect(statement).toMatchObject({ verdict, ...(rule ? { rule } : {}) });
+  });
+
+  it("gives the unverifiable verdict the target configures, review by default", () => {
+    const sql = "DO $$BEGIN EXECUTE 'DELETE ' || 'FROM orders'; END$$";
+    expect(classifyOne(sql, { block: [], review: [] })).toMatchObject({ verdict: "review", rule: "unverifiable" });
+    expect(classifyOne(sql, { block: [], review: [], unverifiable: "block" })).toMatchObject({ verdict: "block", rule: "unverifiable" });
+    expect(classifyOne(sql, { block: [], review: [], unverifiable: "allow" }).verdict).toBe("allow");
+  });
+
+  it("matches regex rules against the statements of a body too", () => {
+    const statement = classifyOne("DO $$BEGIN DELETE FROM audit_log WHERE id = 1; END$$", { block: ["^DELETE FROM audit_log"], review: [] });
+    expect(statement).toMatchObject({ verdict: "block", rule: "^DELETE FROM audit_log" });
+  });
+});
+
+describe("baseline", () => {
+  const cases: { sql: string; verdict: "allow" | "review" | "block" }[] = [
+    { sql: "COPY t FROM PROGRAM 'id'", verdict: "block" },
+    { sql: "ALTER SYSTEM SET work_mem = '1GB'", verdict: "block" },
+    { sql: "SELECT pg_read_file('/etc/passwd')", verdict: "block" },
+    { sql: "SELECT lo_export(1, '/tmp/x')", verdict: "block" },
+    { sql: "SELECT pg_create_logical_replication_slot('s', 'test_decoding')", verdict: "block" },
+    { sql: "SET ROLE postgres", verdict: "review" },
+    { sql: "SELECT lo_get(1)", verdict: "review" },
+    { sql: "SELECT dblink_connect('host=10.0.0.9')", verdict: "review" },
+    { sql: "DO $$BEGIN EXECUTE 'SELECT ' || 'pg_read_file(1)'; END$$", verdict: "review" },
+    { sql: "SELECT * FROM orders WHERE id = 1", verdict: "allow" },
+    { sql: "UPDATE orders SET status = 'x' WHERE id = 1", verdict: "allow" },
+  ];
+  it.each(cases)("`$sql` → $verdict", ({ sql, verdict }) => {
+    expect(classifyOne(sql, BASELINE_SQL_RULES).verdict).toBe(verdict);
+  });
+});
+
+describe("numbers the proxy's cache folds", () => {
+  it("marks a verdict that read a number outside quotes", () => {
+    const rules: RuleSet = { block: [], review: ["delete-without-where"] };
+    expect(classifyOne("EXPLAIN (ANALYZE 0) DELETE FROM orders", rules)).toMatchObject({ verdict: "allow", readsNumbers: true });
+    expect(classifyOne("EXPLAIN (ANALYZE 1) DELETE FROM orders", rules)).toMatchObject({ verdict: "review", readsNumbers: true });
+    expect(classifyOne("EXPLAIN (ANALYZE 99999999999) DELETE FROM orders", rules)).toMatchObject({ verdict: "review", readsNumbers: true });
+    expect(classifyOne("SELECT * FROM orders WHERE id = 1", rules).readsNumbers).toBeUndefined();
+  });
+
+  it("gives a pinned setting the same verdict whatever number it is set to", () => {
+    for (const value of ["0", "1", "2", "99999999999", "1.5", "-1"]) {
+      expect(classifyOne(`SET standard_conforming_strings = ${value}`, { block: [], review: [] }), value).toMatchObject({ verdict: "block", rule: "pinned-setting" });
+    }
   });
 });

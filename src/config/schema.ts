@@ -2,7 +2,7 @@ import { z } from "zod";
 import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./duration.js";
 // Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
-import { sqlRuleProblem } from "../rules/sql-classifier.js";
+import { BASELINE_SQL_RULES, sqlRuleProblem } from "../rules/sql-classifier.js";
 import { shellRuleProblem } from "../rules/shell-classifier.js";
 
 /** `30m`, `2h`, `1d` → milliseconds; the message names what was wrong. */
@@ -112,6 +112,8 @@ const sqlRule = nonEmpty.superRefine((entry, ctx) => {
 const sqlCommandRules = z.strictObject({
   block: z.array(sqlRule).default([]),
   review: z.array(sqlRule).default([]),
+  /** The verdict for what cannot be read before it runs (EXECUTE of built text, other languages). */
+  unverifiable: z.enum(["allow", "review", "block"]).default("review"),
 });
 
 const maskRule = z.union([
@@ -137,7 +139,12 @@ const postgresTarget = z.strictObject({
   ...targetCommon,
   kind: z.literal("postgres"),
   upstream: url(["postgres:", "postgresql:"], "postgres://user:password@host:5432/db"),
-  commands: sqlCommandRules.prefault({}),
+  // Without `commands`, the baseline; with it, exactly the rules it lists.
+  commands: sqlCommandRules.default({
+    block: [...BASELINE_SQL_RULES.block],
+    review: [...BASELINE_SQL_RULES.review],
+    unverifiable: BASELINE_SQL_RULES.unverifiable,
+  }),
   mask: z.array(maskRule).default([]),
 });
 

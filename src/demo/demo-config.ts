@@ -60,8 +60,9 @@ targets:
     approvers: [${DEMO_USERS[1].email}]
     maxDuration: 8h
     commands:
-      block: [drop-database]
-      review: [delete-without-where, update-without-where, ddl, truncate]
+      block: [drop-database, alter-system, copy-program, server-files, replication]
+      review: [delete-without-where, update-without-where, ddl, truncate, grant-revoke, set-role, large-objects, remote-connection]
+      unverifiable: review
     mask:
       - { detect: email }
       - { detect: credit-card }

@@ -1,4 +1,4 @@
-import { loadModule, parseSync, scanSync } from "libpg-query";
+import { loadModule, parsePlPgSQLSync, parseSync, scanSync } from "libpg-query";
 import type {
   CopyStmt,
   DefElem,
@@ -10,7 +10,20 @@ import type {
   ScanToken,
   SelectStmt,
   UpdateStmt,
+  VariableSetStmt,
 } from "libpg-query";
+import {
+  DEFERRED_SQL_FUNCTIONS,
+  LARGE_OBJECT_FUNCTIONS,
+  REMOTE_CONNECTION_FUNCTIONS,
+  REMOTE_CONNECTION_STATEMENTS,
+  REPLICATION_FUNCTIONS,
+  REPLICATION_STATEMENTS,
+  SERVER_FILE_FUNCTIONS,
+  SET_CONFIG,
+  SQL_TEXT_FUNCTIONS,
+} from "./sql-function-catalog.js";
+import { isPinnedSetting, keepsPinnedValue, PINNED_SETTING_RULE, PINNED_SETTINGS } from "./sql-pinned-settings.js";
 
 /**
  * The classifier the PostgreSQL proxy applies to every statement a client sends (DESIGN.md, path 3).
@@ -19,13 +32,26 @@ import type {
  * comments, case, quoting and whitespace cannot hide a statement from them. Configured regexes are
  * matched against a normalized text (see `normalizeSql`). Nothing here does I/O.
  *
+ * Statements are classified wherever they hide: the statements of a DO block or of a function or
+ * procedure body (SQL, `BEGIN ATOMIC`, PL/pgSQL through libpg_query's PL/pgSQL parser, every
+ * expression included) count as the statement's own, so `CREATE FUNCTION` and `DO` take the
+ * strictest verdict of their bodies. What cannot be read before it runs (`EXECUTE <expression>`
+ * in PL/pgSQL, a body in another language, SQL text built at run time for query_to_xml & co.) is
+ * *unverifiable* and gets the target's `unverifiable` verdict. A statement that would change a
+ * pinned setting (see sql-pinned-settings.ts) is always blocked, whatever the rules.
+ *
  * Known limits, by design of a syntactic classifier (regexes or the server's own privileges are
  * the answer to these):
  * - A WHERE clause is a WHERE clause: `DELETE FROM t WHERE true` or `WHERE 1 = 1` is not
  *   `delete-without-where`; neither is `MERGE … ON true WHEN MATCHED THEN DELETE`.
- * - A function can do anything: `SELECT f()`, `CALL p()`, `SELECT dblink_exec(…)` are classified
- *   by their own shape, not by what the function body does.
+ * - A function that already exists in the target is classified by its call, not by its body:
+ *   `SELECT f()`, `CALL p()`, a trigger on an existing function. Functions created through the
+ *   gateway were classified by their body when they were created.
  * - `EXECUTE p` is allowed: the statement behind `p` was classified when it was `PREPARE`d.
+ *
+ * No verdict depends on the value of a number outside quotes (a number in a SET of a pinned
+ * setting is refused whatever it is; `EXPLAIN (ANALYZE 0)` reports itself as reading one), so
+ * the proxy's cache may fold numbers: see `readsNumbers`.
  */
 
 export type Verdict = "allow" | "review" | "block";
@@ -60,6 +86,11 @@ export const BUILTIN_SQL_RULES = [
   "alter-system",
   "copy-program",
   "do",
+  "server-files",
+  "large-objects",
+  "set-role",
+  "remote-connection",
+  "replication",
 ] as const;
 
 export type BuiltinSqlRule = (typeof BUILTIN_SQL_RULES)[number];
@@ -67,11 +98,29 @@ export type BuiltinSqlRule = (typeof BUILTIN_SQL_RULES)[number];
 /** The rule that fires when the input cannot be parsed; not configurable, it always blocks. */
 export const UNPARSEABLE_RULE = "unparseable";
 
+/** The rule that fires for what cannot be read before it runs; its verdict is configured per target. */
+export const UNVERIFIABLE_RULE = "unverifiable";
+
+export { PINNED_SETTING_RULE } from "./sql-pinned-settings.js";
+
 /** A target's `commands` section: each entry is a built-in rule name or a regex. */
 export interface RuleSet {
   readonly block: readonly string[];
   readonly review: readonly string[];
+  /** The verdict for what cannot be verified before it runs; `review` when absent. */
+  readonly unverifiable?: Verdict | undefined;
 }
+
+/**
+ * The rules of a PostgreSQL target whose configuration has no `commands`: what reaches past the
+ * database (server files, other servers, replication streams, the server's configuration) is
+ * refused, and what changes who the session is or reads data no table rule sees is held.
+ */
+export const BASELINE_SQL_RULES = {
+  block: ["copy-program", "alter-system", "server-files", "replication"],
+  review: ["set-role", "large-objects", "remote-connection"],
+  unverifiable: "review",
+} as const satisfies RuleSet;
 
 export type CompiledRule =
   | { readonly type: "builtin"; readonly name: BuiltinSqlRule }
@@ -80,6 +129,7 @@ export type CompiledRule =
 export interface CompiledRules {
   readonly block: readonly CompiledRule[];
   readonly review: readonly CompiledRule[];
+  readonly unverifiable: Verdict;
 }
 
 export interface ClassifiedStatement {
@@ -89,8 +139,13 @@ export interface ClassifiedStatement {
   verdict: Verdict;
   /** The built-in rule name or regex source that decided a non-allow verdict. */
   rule?: string;
-  /** The parser's message, when `rule` is `unparseable`. */
+  /** Why, when `rule` is `unparseable`, `unverifiable` or `pinned-setting`. */
   detail?: string;
+  /**
+   * Set when the verdict depends on the value of a number written outside quotes, so that a text
+   * differing only in its numbers may be classified differently (see the proxy's cache).
+   */
+  readsNumbers?: true;
 }
 
 export class InvalidCommandRule extends Error {
@@ -176,6 +231,7 @@ export function compileRules(rules: RuleSet): CompiledRules {
   return {
     block: rules.block.map((entry, index) => compileRule(entry, "block", index)),
     review: rules.review.map((entry, index) => compileRule(entry, "review", index)),
+    unverifiable: rules.unverifiable ?? "review",
   };
 }
 
@@ -206,6 +262,22 @@ function unparseable(text: string, detail: string): ClassifiedStatement {
   return { text: text.trim(), kind: "error", verdict: "block", rule: UNPARSEABLE_RULE, detail };
 }
 
+/** What a walk over one statement (and the statements it holds) found. */
+interface Findings {
+  fired: Set<BuiltinSqlRule>;
+  /** Why the statement would change a pinned setting, if it would. */
+  pinned?: string;
+  /** Why part of the statement cannot be read before it runs, if so. */
+  unverifiable?: string;
+  /** Statements found inside bodies and SQL-text arguments, for the regex rules. */
+  nested: string[];
+  readsNumbers: boolean;
+}
+
+function newFindings(): Findings {
+  return { fired: new Set(), nested: [], readsNumbers: false };
+}
+
 function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: CompiledRules): ClassifiedStatement {
   // stmt_location and stmt_len are byte offsets into the UTF-8 text; both are omitted when 0, and
   // the last statement has no stmt_len when it runs to the end of the input.
@@ -214,25 +286,36 @@ function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: Compile
   const text = utf8Decoder.decode(sqlBytes.subarray(start, end)).trim();
   if (raw.stmt === undefined) return unparseable(text, "the parser returned no statement");
 
-  const fired = new Set<BuiltinSqlRule>();
-  collectBuiltinRules(raw.stmt, fired);
-  let normalized = "";
+  const found = newFindings();
+  analyzeStatement(raw.stmt, text, found, 0);
+  let normalized: string[] = [];
   if ([...rules.block, ...rules.review].some((rule) => rule.type === "pattern")) {
     try {
-      normalized = normalizeSql(text);
+      normalized = [text, ...found.nested].map(normalizeSql);
     } catch (error) {
       return unparseable(text, error instanceof Error ? error.message : String(error));
     }
   }
   const matches = (rule: CompiledRule): boolean =>
-    rule.type === "builtin" ? fired.has(rule.name) : rule.regex.test(normalized);
+    rule.type === "builtin" ? found.fired.has(rule.name) : normalized.some((one) => rule.regex.test(one));
 
   const kind = statementKind(raw.stmt);
-  const blockedBy = rules.block.find(matches);
-  if (blockedBy !== undefined) return { text, kind, verdict: "block", rule: ruleLabel(blockedBy) };
-  const reviewedBy = rules.review.find(matches);
-  if (reviewedBy !== undefined) return { text, kind, verdict: "review", rule: ruleLabel(reviewedBy) };
-  return { text, kind, verdict: "allow" };
+  const result = ((): ClassifiedStatement => {
+    if (found.pinned !== undefined) return { text, kind, verdict: "block", rule: PINNED_SETTING_RULE, detail: found.pinned };
+    const blockedBy = rules.block.find(matches);
+    if (blockedBy !== undefined) return { text, kind, verdict: "block", rule: ruleLabel(blockedBy) };
+    if (found.unverifiable !== undefined && rules.unverifiable === "block") {
+      return { text, kind, verdict: "block", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
+    }
+    const reviewedBy = rules.review.find(matches);
+    if (reviewedBy !== undefined) return { text, kind, verdict: "review", rule: ruleLabel(reviewedBy) };
+    if (found.unverifiable !== undefined && rules.unverifiable === "review") {
+      return { text, kind, verdict: "review", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
+    }
+    return { text, kind, verdict: "allow" };
+  })();
+  if (found.readsNumbers) result.readsNumbers = true;
+  return result;
 }
 
 function ruleLabel(rule: CompiledRule): string {
@@ -289,29 +372,45 @@ function isDdl(type: string, fields: Record<string, unknown>): boolean {
  * rejects anything else, and when ANALYZE is given twice, any true one is enough here.
  * https://www.postgresql.org/docs/current/sql-explain.html
  */
-function explainRunsStatement(explain: ExplainStmt): boolean {
+function explainRunsStatement(explain: ExplainStmt, found?: Findings): boolean {
   return (explain.options ?? []).some((option) => {
     if (!("DefElem" in option)) return false;
     const elem: DefElem = option.DefElem;
     if (elem.defname !== "analyze") return false;
     const arg = elem.arg;
     if (arg === undefined) return true;
-    if ("Integer" in arg) return (arg.Integer.ival ?? 0) !== 0;
+    if ("Integer" in arg || "Float" in arg) {
+      if (found) found.readsNumbers = true;
+      return !("Integer" in arg) || (arg.Integer.ival ?? 0) !== 0;
+    }
     if ("Boolean" in arg) return arg.Boolean.boolval === true;
     if ("String" in arg) return !["false", "off", "0"].includes((arg.String.sval ?? "").toLowerCase());
     return true;
   });
 }
 
-function rulesOfStatement(type: string, fields: Record<string, unknown>, fired: Set<BuiltinSqlRule>): void {
+function rulesOfStatement(type: string, fields: Record<string, unknown>, found: Findings): void {
+  const fired = found.fired;
   if (isDdl(type, fields)) fired.add("ddl");
   if (GRANT_STATEMENTS.has(type)) fired.add("grant-revoke");
+  if (REMOTE_CONNECTION_STATEMENTS.has(type)) fired.add("remote-connection");
+  if (REPLICATION_STATEMENTS.has(type)) fired.add("replication");
   switch (type) {
     case "DeleteStmt":
       if ((fields as DeleteStmt).whereClause === undefined) fired.add("delete-without-where");
+      changesSettingsView(fields, found);
       break;
     case "UpdateStmt":
       if ((fields as UpdateStmt).whereClause === undefined) fired.add("update-without-where");
+      changesSettingsView(fields, found);
+      break;
+    case "InsertStmt":
+    case "MergeStmt":
+      changesSettingsView(fields, found);
+      break;
+    case "ViewStmt":
+      // A view over pg_settings is updatable through pg_settings' own rules.
+      if (mentionsRelation(fields["query"], SETTINGS_VIEW)) found.pinned ??= "a view over pg_settings can change any setting";
       break;
     case "TruncateStmt":
       fired.add("truncate");
@@ -319,37 +418,355 @@ function rulesOfStatement(type: string, fields: Record<string, unknown>, fired: 
     case "DropdbStmt":
       fired.add("drop-database");
       break;
-    case "AlterSystemStmt":
-      fired.add("alter-system");
+    case "CopyStmt": {
+      const copy = fields as CopyStmt;
+      if (copy.is_program === true) fired.add("copy-program");
+      else if (copy.filename !== undefined) fired.add("server-files");
       break;
-    case "CopyStmt":
-      if ((fields as CopyStmt).is_program === true) fired.add("copy-program");
-      break;
+    }
     case "DoStmt":
       fired.add("do");
       break;
+    case "VariableSetStmt":
+      checkVariableSet(fields as VariableSetStmt, found);
+      break;
+    case "AlterRoleSetStmt":
+    case "AlterDatabaseSetStmt":
+    case "AlterSystemStmt":
+      if (type === "AlterSystemStmt") fired.add("alter-system");
+      // Their SET is a bare struct, not a node the walk would recognize.
+      if (isRecord(fields["setstmt"])) checkVariableSet(fields["setstmt"] as VariableSetStmt, found);
+      break;
   }
+}
+
+const SETTINGS_VIEW = "pg_settings";
+
+/** pg_settings is a view whose UPDATE rule calls set_config: changing its rows changes settings. */
+function changesSettingsView(fields: Record<string, unknown>, found: Findings): void {
+  const relation = fields["relation"];
+  if (isRecord(relation) && relation["relname"] === SETTINGS_VIEW) {
+    found.pinned ??= "changing pg_settings changes settings, standard_conforming_strings and client_encoding among them";
+  }
+}
+
+function mentionsRelation(node: unknown, relname: string): boolean {
+  if (Array.isArray(node)) return node.some((item) => mentionsRelation(item, relname));
+  if (!isRecord(node)) return false;
+  const range = node["RangeVar"];
+  if (isRecord(range) && range["relname"] === relname) return true;
+  return Object.values(node).some((value) => mentionsRelation(value, relname));
+}
+
+/**
+ * SET, SET LOCAL, SET … TO DEFAULT, RESET and the SET clauses of ALTER ROLE / ALTER DATABASE /
+ * CREATE FUNCTION / ALTER FUNCTION are all this node. RESET and DEFAULT go back to the session's
+ * start-up value, which the proxy pins (session-settings.ts), so only a new value is a change.
+ */
+function checkVariableSet(set: VariableSetStmt, found: Findings): void {
+  const name = (set.name ?? "").toLowerCase();
+  if (name === "role" || name === "session_authorization") {
+    if (set.kind !== "VAR_RESET" && set.kind !== "VAR_SET_DEFAULT") found.fired.add("set-role");
+    return;
+  }
+  if (!isPinnedSetting(name) || set.kind !== "VAR_SET_VALUE") return;
+  const args = set.args ?? [];
+  const [arg] = args;
+  const value = args.length === 1 && arg !== undefined && "A_Const" in arg ? arg.A_Const.sval?.sval : undefined;
+  if (value === undefined || !keepsPinnedValue(name, value)) {
+    found.pinned ??= `${name} stays ${PINNED_SETTINGS[name]} through jitgate, so that the gateway reads statements as the server does`;
+  }
+}
+
+/** The rules a function's name fires, wherever the name appears. */
+function rulesOfFunctionName(name: string, found: Findings): void {
+  if (SERVER_FILE_FUNCTIONS.has(name)) found.fired.add("server-files");
+  if (LARGE_OBJECT_FUNCTIONS.has(name)) found.fired.add("large-objects");
+  if (REMOTE_CONNECTION_FUNCTIONS.has(name)) found.fired.add("remote-connection");
+  if (REPLICATION_FUNCTIONS.has(name)) found.fired.add("replication");
+  if (SQL_TEXT_FUNCTIONS.has(name)) found.unverifiable ??= `${name} runs SQL text that is only known when it runs`;
+  if (DEFERRED_SQL_FUNCTIONS.has(name)) found.unverifiable ??= `${name} runs SQL later, outside this session`;
+  if (name === SET_CONFIG) found.pinned ??= "set_config may only be called directly, with a constant setting name";
+}
+
+function stringConstant(node: unknown): string | undefined {
+  if (!isRecord(node)) return undefined;
+  const constant = node["A_Const"];
+  if (!isRecord(constant)) return undefined;
+  const sval = constant["sval"];
+  return isRecord(sval) && typeof sval["sval"] === "string" ? sval["sval"] : undefined;
+}
+
+function functionName(names: unknown): string | undefined {
+  if (!Array.isArray(names)) return undefined;
+  const last: unknown = names[names.length - 1];
+  if (!isRecord(last)) return undefined;
+  const value = last["String"];
+  return isRecord(value) && typeof value["sval"] === "string" ? value["sval"] : undefined;
+}
+
+/** A call: its name's rules, set_config's arguments, and the SQL text of SQL-running functions. */
+function checkFunctionCall(fields: Record<string, unknown>, found: Findings, depth: number): void {
+  const name = functionName(fields["funcname"]);
+  if (name === undefined) return;
+  const args = Array.isArray(fields["args"]) ? (fields["args"] as unknown[]) : [];
+  if (name === SET_CONFIG) {
+    const setting = stringConstant(args[0])?.toLowerCase();
+    if (setting === undefined) {
+      found.pinned ??= "set_config with a setting name that is not a constant could change a pinned setting";
+    } else if (setting === "role" || setting === "session_authorization") {
+      found.fired.add("set-role");
+    } else if (isPinnedSetting(setting)) {
+      const value = stringConstant(args[1]);
+      if (value === undefined || !keepsPinnedValue(setting, value)) {
+        found.pinned ??= `${setting} stays ${PINNED_SETTINGS[setting]} through jitgate, so that the gateway reads statements as the server does`;
+      }
+    }
+    return;
+  }
+  if (SQL_TEXT_FUNCTIONS.has(name)) {
+    const positions = SQL_TEXT_FUNCTIONS.get(name)!;
+    const texts = positions.map((position) => stringConstant(args[position]));
+    if (positions.length === 0 || texts.some((text) => text === undefined)) {
+      found.unverifiable ??= `${name} runs SQL text that is only known when it runs`;
+      return;
+    }
+    for (const text of texts) analyzeNestedSql(text!, found, depth + 1, `the SQL text given to ${name}`);
+    return;
+  }
+  rulesOfFunctionName(name, found);
 }
 
 /**
  * Walks the whole tree, so statements nested anywhere are seen: data-modifying CTEs
  * (`WITH x AS (DELETE FROM t RETURNING *) SELECT …`), PREPARE bodies, COPY (query), EXPLAIN
- * ANALYZE, rule actions, SQL-standard function bodies. Only a plain EXPLAIN's statement is
- * skipped, because it is planned and never run.
+ * ANALYZE, rule actions, SQL-standard function bodies; DO blocks and function bodies through
+ * `analyzeBody`. Only a plain EXPLAIN's statement is skipped, because it is planned and never run.
+ * `text` is the statement's own text when `node` is a whole statement, which DO and CREATE
+ * FUNCTION always are.
  */
-function collectBuiltinRules(node: unknown, fired: Set<BuiltinSqlRule>): void {
+function analyzeStatement(node: unknown, text: string | undefined, found: Findings, depth: number): void {
   if (Array.isArray(node)) {
-    for (const item of node) collectBuiltinRules(item, fired);
+    for (const item of node) analyzeStatement(item, undefined, found, depth);
     return;
   }
   if (!isRecord(node)) return;
   const wrapped = unwrapNode(node);
-  if (wrapped !== undefined) {
-    const [type, fields] = wrapped;
-    if (type === "ExplainStmt" && !explainRunsStatement(fields as ExplainStmt)) return;
-    rulesOfStatement(type, fields, fired);
+  if (wrapped === undefined) {
+    for (const value of Object.values(node)) analyzeStatement(value, undefined, found, depth);
+    return;
   }
-  for (const value of Object.values(node)) collectBuiltinRules(value, fired);
+  const [type, fields] = wrapped;
+  switch (type) {
+    case "ExplainStmt":
+      if (!explainRunsStatement(fields as ExplainStmt, found)) return;
+      break;
+    case "String": {
+      const sval = fields["sval"];
+      if (typeof sval === "string") rulesOfFunctionName(sval, found);
+      return;
+    }
+    case "FuncCall": {
+      checkFunctionCall(fields, found, depth);
+      // The name is handled; everything else (arguments, FILTER, OVER) is walked.
+      for (const [key, value] of Object.entries(fields)) if (key !== "funcname") analyzeStatement(value, undefined, found, depth);
+      return;
+    }
+    case "DoStmt":
+    case "CreateFunctionStmt":
+      analyzeBody(type, fields, text, found, depth);
+      break;
+  }
+  rulesOfStatement(type, fields, found);
+  for (const value of Object.values(fields)) analyzeStatement(value, undefined, found, depth);
+}
+
+/** Bodies nested deeper than this are not followed; what lies below is unverifiable. */
+const MAX_NESTING = 10;
+
+/**
+ * Classifies SQL found inside a statement (a function body, a constant given to EXECUTE or to
+ * query_to_xml) as if it had been sent on its own; its findings become the outer statement's.
+ */
+function analyzeNestedSql(sql: string, found: Findings, depth: number, what: string): void {
+  if (depth > MAX_NESTING) {
+    found.unverifiable ??= `${what} is nested more than ${MAX_NESTING} levels deep`;
+    return;
+  }
+  if (sql.includes("\0")) {
+    found.unverifiable ??= `${what} contains a NUL byte`;
+    return;
+  }
+  let parsed: ParseResult;
+  try {
+    parsed = parseSync(sql);
+  } catch (error) {
+    found.unverifiable ??= `${what} does not parse: ${error instanceof Error ? error.message : String(error)}`;
+    return;
+  }
+  const bytes = utf8.encode(sql);
+  for (const raw of parsed.stmts ?? []) {
+    const start = raw.stmt_location ?? 0;
+    const end = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : start + raw.stmt_len;
+    const text = utf8Decoder.decode(bytes.subarray(start, end)).trim();
+    found.nested.push(text);
+    analyzeStatement(raw.stmt, text, found, depth);
+  }
+}
+
+function defElems(list: unknown): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  if (!Array.isArray(list)) return out;
+  for (const item of list) {
+    const elem = isRecord(item) ? item["DefElem"] : undefined;
+    if (isRecord(elem) && typeof elem["defname"] === "string") out.set(elem["defname"], elem["arg"]);
+  }
+  return out;
+}
+
+/** CREATE FUNCTION's `AS` is a list: one string for a body, two (file, symbol) for C functions. */
+function onlyStringOfList(node: unknown): string | undefined {
+  const list = isRecord(node) ? node["List"] : undefined;
+  const items = isRecord(list) ? list["items"] : undefined;
+  return Array.isArray(items) && items.length === 1 ? stringValue(items[0]) : undefined;
+}
+
+function stringValue(node: unknown): string | undefined {
+  if (!isRecord(node)) return undefined;
+  const value = node["String"];
+  return isRecord(value) && typeof value["sval"] === "string" ? value["sval"] : undefined;
+}
+
+/**
+ * The body of a DO block or of CREATE FUNCTION / PROCEDURE: SQL bodies are parsed as SQL
+ * (a `BEGIN ATOMIC` body is already part of the tree), PL/pgSQL bodies with libpg_query's PL/pgSQL
+ * parser, and a body in any other language cannot be read.
+ * https://www.postgresql.org/docs/current/sql-createfunction.html, https://www.postgresql.org/docs/current/sql-do.html
+ */
+function analyzeBody(type: "DoStmt" | "CreateFunctionStmt", fields: Record<string, unknown>, text: string | undefined, found: Findings, depth: number): void {
+  const options = defElems(type === "DoStmt" ? fields["args"] : fields["options"]);
+  const as = options.get("as");
+  if (as === undefined) return; // No body, or a BEGIN ATOMIC one, which the walk reaches.
+  const language = (stringValue(options.get("language")) ?? (type === "DoStmt" ? "plpgsql" : "")).toLowerCase();
+  const what = type === "DoStmt" ? "the DO block" : "the function body";
+  if (language === "sql") {
+    const body = stringValue(as) ?? onlyStringOfList(as);
+    if (body === undefined) found.unverifiable ??= `${what} is not a single string`;
+    else analyzeNestedSql(body, found, depth + 1, what);
+    return;
+  }
+  if (language !== "plpgsql") {
+    found.unverifiable ??= `${what} is in language ${JSON.stringify(language)}, which jitgate cannot read`;
+    return;
+  }
+  if (text === undefined || depth > MAX_NESTING) {
+    found.unverifiable ??= `${what} is nested where jitgate cannot read it`;
+    return;
+  }
+  let functions: unknown;
+  try {
+    functions = (parsePlPgSQLSync(text) as unknown as { plpgsql_funcs?: unknown }).plpgsql_funcs;
+  } catch (error) {
+    found.unverifiable ??= `${what} does not parse as PL/pgSQL: ${error instanceof Error ? error.message : String(error)}`;
+    return;
+  }
+  if (!Array.isArray(functions) || functions.length !== 1) {
+    found.unverifiable ??= `${what} did not yield one PL/pgSQL function`;
+    return;
+  }
+  analyzePlpgsql(functions, undefined, found, depth + 1);
+}
+
+/** PL/pgSQL statements whose query (under the given key) is SQL text computed when it runs. */
+const DYNAMIC_SQL: Readonly<Record<string, string>> = {
+  PLpgSQL_stmt_dynexecute: "query",
+  PLpgSQL_stmt_dynfors: "query",
+  PLpgSQL_stmt_open: "dynquery",
+  PLpgSQL_stmt_return_query: "dynquery",
+};
+
+/** https://github.com/postgres/postgres/blob/master/src/include/parser/parser.h (RawParseMode) */
+const PARSE_MODE_DEFAULT = 0;
+const PARSE_MODE_ASSIGN = new Set([3, 4, 5]);
+
+/**
+ * Every PL/pgSQL expression and statement is SQL that the server parses with its own grammar:
+ * statements (mode 0) as they are, expressions (`IF`, `RAISE`, defaults, cursor queries…) as the
+ * target list of a SELECT, assignments as a SELECT of both sides. The query of EXECUTE, FOR …
+ * EXECUTE, OPEN … FOR EXECUTE and RETURN QUERY EXECUTE is classified too when it is one string
+ * constant, and is unverifiable otherwise.
+ */
+function analyzePlpgsql(node: unknown, statementType: string | undefined, found: Findings, depth: number): void {
+  if (Array.isArray(node)) {
+    for (const item of node) analyzePlpgsql(item, statementType, found, depth);
+    return;
+  }
+  if (!isRecord(node)) return;
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "PLpgSQL_expr" && isRecord(value)) {
+      analyzePlpgsqlExpression(value, found, depth);
+      continue;
+    }
+    if (key.startsWith("PLpgSQL_stmt_")) {
+      const dynamicKey = DYNAMIC_SQL[key];
+      if (dynamicKey !== undefined && isRecord(value)) {
+        const expr = isRecord(value[dynamicKey]) ? (value[dynamicKey] as Record<string, unknown>)["PLpgSQL_expr"] : undefined;
+        if (isRecord(expr) && typeof expr["query"] === "string") analyzeDynamicSql(expr["query"], found, depth);
+      }
+      analyzePlpgsql(value, key, found, depth);
+      continue;
+    }
+    analyzePlpgsql(value, statementType, found, depth);
+  }
+}
+
+function analyzePlpgsqlExpression(expr: Record<string, unknown>, found: Findings, depth: number): void {
+  const query = expr["query"];
+  if (typeof query !== "string") return;
+  const mode = typeof expr["parseMode"] === "number" ? expr["parseMode"] : PARSE_MODE_DEFAULT;
+  if (mode === PARSE_MODE_DEFAULT) {
+    analyzeNestedSql(query, found, depth, "a statement in the PL/pgSQL body");
+    return;
+  }
+  let sql = query;
+  if (PARSE_MODE_ASSIGN.has(mode)) {
+    // `target := value` (or `target = value`): the target's subscripts and the value are both
+    // expressions; a SELECT of both reads them.
+    const assign = assignmentOperator(query);
+    if (assign !== undefined) sql = `${query.slice(0, assign.start)}, ${query.slice(assign.end)}`;
+  }
+  analyzeNestedSql(`SELECT ${sql}`, found, depth, "an expression in the PL/pgSQL body");
+}
+
+function assignmentOperator(query: string): { start: number; end: number } | undefined {
+  try {
+    const token = scanSync(query).tokens.find((t) => t.text === ":=");
+    if (token === undefined) return undefined;
+    // Token offsets are in UTF-8 bytes.
+    const bytes = utf8.encode(query);
+    return { start: utf8Decoder.decode(bytes.subarray(0, token.start)).length, end: utf8Decoder.decode(bytes.subarray(0, token.end)).length };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The SQL text given to EXECUTE: classified when it is one string constant, unverifiable otherwise. */
+function analyzeDynamicSql(expression: string, found: Findings, depth: number): void {
+  let constant: string | undefined;
+  try {
+    const [raw, ...more] = parseSync(`SELECT ${expression}`).stmts ?? [];
+    const select = raw?.stmt !== undefined && "SelectStmt" in raw.stmt ? raw.stmt.SelectStmt : undefined;
+    const targets = select?.targetList ?? [];
+    const [only] = targets;
+    if (more.length === 0 && targets.length === 1 && only !== undefined && "ResTarget" in only) constant = stringConstant(only.ResTarget.val);
+  } catch {
+    constant = undefined;
+  }
+  if (constant === undefined) {
+    found.unverifiable ??= `EXECUTE of SQL text built when it runs (${expression.length > 60 ? `${expression.slice(0, 60)}…` : expression})`;
+    return;
+  }
+  analyzeNestedSql(constant, found, depth + 1, "the SQL text given to EXECUTE");
 }
 
 const KIND_OF_TYPE: Readonly<Record<string, StatementKind>> = {

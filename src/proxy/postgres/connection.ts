@@ -18,6 +18,7 @@ import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type 
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 import type { EndReason } from "../live-sessions.js";
+import { INVALID_ENCODING_DETAIL, INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
 export class ProxyRefusal extends Error {
@@ -35,6 +36,8 @@ export interface ClassifiedStatement {
   kind: string;
   verdict: "allow" | "review" | "block";
   rule?: string | undefined;
+  /** Why, for rules that explain themselves (pinned-setting, unverifiable, unparseable). */
+  detail?: string | undefined;
 }
 
 export interface StatementStart {
@@ -280,7 +283,7 @@ export class PgProxyConnection {
     }
     this.#reader.startupPhase = false;
     this.#user = user;
-    this.#startupParams = message.params;
+    this.#upstreamParams = upstreamStartupParams(message.params);
     this.#state = "auth";
     this.#plan = await this.hooks.onStartup({
       user,
@@ -350,14 +353,9 @@ export class PgProxyConnection {
     if (this.#isClosed()) return this.#finishSession(this.#summary.endReason);
     session.attach((reason) => this.terminate(reason));
     if (this.#isClosed()) return;
-    const passThrough: Record<string, string> = {};
-    for (const key of ["application_name", "client_encoding", "DateStyle", "TimeZone", "options", "search_path"]) {
-      const value = this.#startupParams[key];
-      if (value !== undefined) passThrough[key] = value;
-    }
     let upstream: UpstreamSession;
     try {
-      upstream = await openUpstream(session.upstream, passThrough);
+      upstream = await openUpstream(session.upstream, this.#upstreamParams);
     } catch (error) {
       await this.#finishSession("error");
       throw new ProxyRefusal("08006", `jitgate could not reach the target: ${(error as Error).message}`);
@@ -365,6 +363,12 @@ export class PgProxyConnection {
     if (this.#isClosed()) {
       upstream.socket.destroy();
       return;
+    }
+    const changed = upstream.parameterFrames.map(pinnedSettingChange).find((problem) => problem !== undefined);
+    if (changed !== undefined) {
+      upstream.socket.destroy();
+      await this.#finishSession("error");
+      throw new ProxyRefusal("55000", changed);
     }
     this.#upstream = upstream;
     const key = this.hooks.newCancelKey();
@@ -384,7 +388,7 @@ export class PgProxyConnection {
     this.#state = "ready";
   }
 
-  #startupParams: Record<string, string> = {};
+  #upstreamParams: Record<string, string> = {};
 
   // A method, not a comparison: the state changes under awaits that TypeScript's narrowing cannot see.
   #isClosed(): boolean {
@@ -436,7 +440,7 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        const statements = session.classify(message.sql);
+        const statements = this.#classify(message);
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         const starts = statements.map((statement) => this.#start("simple", statement, null));
@@ -446,7 +450,7 @@ export class PgProxyConnection {
         return;
       }
       case "parse": {
-        const statements = session.classify(message.sql);
+        const statements = this.#classify(message);
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         if (refusal !== undefined) {
@@ -505,6 +509,12 @@ export class PgProxyConnection {
     }
   }
 
+  /** Text that is not UTF-8 is not read the way the server reads it: it is refused, not classified. */
+  #classify(message: { sql: string; invalidUtf8?: true }): ClassifiedStatement[] {
+    if (message.invalidUtf8) return [{ text: message.sql, kind: "error", verdict: "block", rule: INVALID_ENCODING_RULE, detail: INVALID_ENCODING_DETAIL }];
+    return this.#session!.classify(message.sql);
+  }
+
   /** Applies block and review to a message's statements; returns the refusal to run instead, if any. */
   async #decide(statements: ClassifiedStatement[]): Promise<string | undefined> {
     const session = this.#session!;
@@ -512,7 +522,8 @@ export class PgProxyConnection {
     if (blocked) {
       this.#summary.blocked += 1;
       await session.onBlocked(blocked);
-      return refusalSql("42501", `jitgate: statement blocked by rule "${blocked.rule ?? "block"}"`);
+      const why = blocked.detail === undefined ? "" : `: ${blocked.detail}`;
+      return refusalSql("42501", `jitgate: statement blocked by rule "${blocked.rule ?? "block"}"${why}`);
     }
     for (const statement of statements.filter((s) => s.verdict === "review")) {
       // What is already queued goes out first: the server must not wait behind the held statement.
@@ -552,6 +563,7 @@ export class PgProxyConnection {
     let modified = this.#upstreamReader.pendingLength > 0;
     try {
       this.#upstreamReader.push(chunk, (type, frame) => {
+        if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
         if (this.#swallow.length > 0 && this.#swallow[0] === type) {
           this.#swallow.shift();
           modified = true;
@@ -566,6 +578,7 @@ export class PgProxyConnection {
       this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
       return;
     }
+    if (this.#state === "closed") return;
     if (this.#upstreamReader.pendingLength > 0) modified = true;
     // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
     const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
@@ -575,6 +588,15 @@ export class PgProxyConnection {
       this.#upstream?.socket.pause();
       this.#client.once("drain", () => this.#upstream?.socket.resume());
     }
+  }
+
+  /** Ends the session (fail closed) when the target reports a pinned setting changed; see session-settings.ts. */
+  #pinnedSettingChanged(frame: Buffer): boolean {
+    if (this.#state === "closed") return true;
+    const problem = pinnedSettingChange(frame);
+    if (problem === undefined) return false;
+    this.#fatal({ severity: "FATAL", code: "55000", message: problem });
+    return true;
   }
 
   #inspect(type: number, frame: Buffer): Buffer {

@@ -1,3 +1,5 @@
+import { isUtf8 } from "node:buffer";
+
 /**
  * Frames and decodes what a PostgreSQL client sends (the "frontend" messages of
  * https://www.postgresql.org/docs/current/protocol-message-formats.html). No I/O: bytes in, typed
@@ -26,8 +28,9 @@ export type StartupMessage =
   | { type: "cancel"; processId: number; secretKey: number };
 
 export type FrontendMessage =
-  | { type: "query"; sql: string; raw: Buffer }
-  | { type: "parse"; statement: string; sql: string; paramTypes: number[]; raw: Buffer }
+  /** `invalidUtf8` when the statement's bytes are not UTF-8 (they were decoded with replacements). */
+  | { type: "query"; sql: string; raw: Buffer; invalidUtf8?: true }
+  | { type: "parse"; statement: string; sql: string; paramTypes: number[]; raw: Buffer; invalidUtf8?: true }
   | { type: "bind"; portal: string; statement: string; paramFormats: number[]; params: (Buffer | null)[]; raw: Buffer }
   | { type: "execute"; portal: string; maxRows: number; raw: Buffer }
   | { type: "describe"; target: "S" | "P"; name: string; raw: Buffer }
@@ -65,8 +68,14 @@ class Cursor {
     const end = this.buffer.indexOf(0, this.offset);
     if (end < 0) throw new ProtocolViolation("unterminated string in message");
     const value = this.buffer.toString("utf8", this.offset, end);
+    this.#lastString = this.buffer.subarray(this.offset, end);
     this.offset = end + 1;
     return value;
+  }
+  #lastString: Buffer | undefined;
+  /** The last string read was not valid UTF-8 (toString replaced what was not). */
+  lastWasInvalidUtf8(): boolean {
+    return this.#lastString !== undefined && !isUtf8(this.#lastString);
   }
   bytes(length: number): Buffer {
     this.need(length);
@@ -99,15 +108,18 @@ export function decodeFrontend(type: number, raw: Buffer): FrontendMessage {
   const cursor = new Cursor(raw);
   cursor.offset = 5;
   switch (type) {
-    case 0x51 /* Q */:
-      return { type: "query", sql: cursor.cstring(), raw };
+    case 0x51 /* Q */: {
+      const sql = cursor.cstring();
+      return cursor.lastWasInvalidUtf8() ? { type: "query", sql, raw, invalidUtf8: true } : { type: "query", sql, raw };
+    }
     case 0x50 /* P */: {
       const statement = cursor.cstring();
       const sql = cursor.cstring();
+      const invalidUtf8 = cursor.lastWasInvalidUtf8();
       const count = cursor.int16();
       const paramTypes: number[] = [];
       for (let i = 0; i < count; i++) paramTypes.push(cursor.int32());
-      return { type: "parse", statement, sql, paramTypes, raw };
+      return invalidUtf8 ? { type: "parse", statement, sql, paramTypes, raw, invalidUtf8 } : { type: "parse", statement, sql, paramTypes, raw };
     }
     case 0x42 /* B */: {
       const portal = cursor.cstring();

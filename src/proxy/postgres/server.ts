@@ -9,7 +9,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../../rules/sql-classifier.js";
+import { classifySql, compileRules, normalizeSql, type ClassifiedStatement as SqlVerdict, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -20,6 +20,7 @@ import {
   type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+import { ClassificationCache } from "./classification-cache.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
@@ -66,23 +67,14 @@ interface TargetRuntime {
   config: PostgresTargetConfig;
   rules: CompiledRules;
   masking: Masking;
-  /** Classification by statement text: clients repeat the same statements all the time. */
-  cache: Map<string, ClassifiedStatement[]>;
-  /** Whether number literals can be folded in the cache key (no regex rules; see `classify`). */
-  foldNumbers: boolean;
+  cache: ClassificationCache;
 }
-
-// A whole number token: the same statement with another constant gets the same built-in verdict.
-const NUMBER_TOKEN = /\b\d+\b/g;
-const ONE_STATEMENT = /^[^;]*;?\s*$/;
-
-const CACHE_LIMIT = 2_000;
 
 /**
  * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
  * with masking rules it would be a way around them. It is refused there; COPY … FROM STDIN is not.
  */
-function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): ClassifiedStatement {
+function guardCopyOut(statement: SqlVerdict, runtime: TargetRuntime): SqlVerdict {
   if (statement.kind !== "copy" || runtime.config.mask.length === 0 || statement.verdict === "block") return statement;
   if (/\bFROM\s+STDIN\b/i.test(normalizeSql(statement.text))) return statement;
   return { ...statement, verdict: "block", rule: "copy-out-on-masked-target" };
@@ -104,13 +96,16 @@ export class PgProxyServer {
     for (const target of options.targets) {
       if (target.kind !== "postgres") continue;
       const rules = compileRules(target.commands);
-      this.#targets.set(target.name, {
+      const runtime: TargetRuntime = {
         config: target,
         rules,
         masking: compileMasking(target.mask),
-        cache: new Map(),
-        foldNumbers: [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
-      });
+        cache: new ClassificationCache(
+          (sql) => classifySql(sql, rules).map((statement) => guardCopyOut(statement, runtime)),
+          [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
+        ),
+      };
+      this.#targets.set(target.name, runtime);
     }
     if (options.config.tls) {
       this.#secureContext = createSecureContext({
@@ -226,25 +221,7 @@ export class PgProxyServer {
     const hooks: SessionHooks = {
       upstream: parseUpstreamUrl(runtime.config.upstream),
       attach: (end) => admitted.attach(end),
-      classify(sql) {
-        // Built-in rules look at the statement's structure, never at a number's value, so
-        // `… WHERE aid = 17` and `… WHERE aid = 42` share a cache entry. That is only done for
-        // one-statement texts (whose recorded text is then the text itself) and targets without
-        // regex rules (a regex may well look at numbers).
-        const folded = runtime.foldNumbers && ONE_STATEMENT.test(sql);
-        const key = folded ? sql.replace(NUMBER_TOKEN, "0") : sql;
-        let result = runtime.cache.get(key);
-        if (!result) {
-          result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
-          if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
-          runtime.cache.set(key, result);
-          return result;
-        }
-        if (folded && result.length === 1 && result[0]!.text !== sql.trim()) {
-          return [{ ...result[0]!, text: sql.trim().replace(/;\s*$/, "") }];
-        }
-        return result;
-      },
+      classify: (sql) => runtime.cache.get(sql),
       onStatements: (starts) =>
         statements.record(
           starts.map((s) => ({
