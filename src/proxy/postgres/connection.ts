@@ -17,6 +17,7 @@ import {
 import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
+import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
@@ -135,6 +136,8 @@ export class PgProxyConnection {
   readonly #reader: FrontendReader;
   readonly #upstreamReader = new BackendReader();
   #state: "startup" | "auth" | "connecting" | "ready" | "closed" = "startup";
+  /** The grant ended: nothing more goes to the upstream backend or comes back from it. */
+  #ending = false;
   #work: Promise<void> = Promise.resolve();
   #queued = 0;
   #tls = false;
@@ -231,7 +234,7 @@ export class PgProxyConnection {
 
   async #handleFrames(frames: Buffer[]): Promise<void> {
     for (let i = 0; i < frames.length; i++) {
-      if (this.#state === "closed") return;
+      if (this.#state === "closed" || this.#ending) return;
       const frame = frames[i]!;
       if (this.#state === "startup") {
         await this.#handleStartup(frame);
@@ -401,6 +404,7 @@ export class PgProxyConnection {
   }
 
   #flushUpstream(): void {
+    if (this.#ending) this.#outgoing = [];
     if (this.#outgoing.length === 0 || !this.#upstream) return;
     const out = this.#outgoing.length === 1 ? this.#outgoing[0]! : Buffer.concat(this.#outgoing);
     this.#outgoing = [];
@@ -548,6 +552,7 @@ export class PgProxyConnection {
   // ------------------------------------------------------------------ relay: upstream → client
 
   #onUpstreamData(chunk: Buffer): void {
+    if (this.#ending) return;
     const out: Buffer[] = [];
     let modified = this.#upstreamReader.pendingLength > 0;
     try {
@@ -648,12 +653,29 @@ export class PgProxyConnection {
 
   // ------------------------------------------------------------------ ending
 
-  /** Ends the session because its grant ended: FATAL 57P01 to the client, both sockets closed. */
+  /**
+   * Ends the session because its grant ended. The work ends first: the upstream backend's running
+   * statement is cancelled and the backend terminated (its open transaction rolls back), and only
+   * then does the client get FATAL 57P01 and both sockets close. Meanwhile nothing more is relayed
+   * either way, so nothing the client sends after the grant's end reaches the target.
+   */
   terminate(reason: EndReason): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#ending) return;
     const message =
       reason === "expired" ? "access grant expired" : reason === "revoked" ? "access grant revoked" : "jitgate is shutting down";
-    this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+    const upstream = this.#upstream;
+    const target = this.#session?.upstream;
+    if (!upstream || !target) {
+      this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+      return;
+    }
+    this.#ending = true;
+    this.#outgoing = [];
+    this.#client.pause();
+    void endUpstreamBackend(target, upstream.processId, upstream.secretKey).then(() => {
+      this.#ending = false;
+      this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+    });
   }
 
   #fatal(fields: ErrorFields, reason = "error"): void {
@@ -663,7 +685,9 @@ export class PgProxyConnection {
   }
 
   #end(reason: string): void {
-    if (this.#state === "closed") return;
+    // While the backend is being ended its socket closes, and the client may go: the session
+    // ends when that is done, with the grant's reason.
+    if (this.#state === "closed" || this.#ending) return;
     this.#state = "closed";
     this.#summary.endReason = reason;
     this.#upstream?.socket.destroy();
