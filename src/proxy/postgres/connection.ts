@@ -13,6 +13,7 @@ import {
   encodeDataRow,
   rowsOfCommandTag,
   type ErrorFields,
+  type RowField,
 } from "./backend-codec.js";
 import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
@@ -58,6 +59,19 @@ export interface RowMasker {
   mask(values: readonly (Buffer | null)[]): { values: readonly (Buffer | null)[]; masked: number };
 }
 
+/**
+ * Masking on a target with masking rules (issue 13, musts 3 and 4): results are traced to where
+ * their values come from, and every other text the server sends is masked too.
+ */
+export interface SessionMasking {
+  /** The masker for a result of the statement `statement` (its text; undefined when unknown). */
+  forResult(fields: RowField[], statement: string | undefined): RowMasker | undefined | Promise<RowMasker | undefined>;
+  /** An ErrorResponse, NoticeResponse, NotificationResponse, ParameterStatus or CopyData frame to forward instead. */
+  serverText(type: number, frame: Buffer, statement: string | undefined): Buffer;
+  /** Refuses what cannot be masked (COPY out of masked columns); resolves with the statements to decide on. */
+  vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]>;
+}
+
 /** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
 export interface SessionHooks {
   upstream: UpstreamTarget;
@@ -75,6 +89,8 @@ export interface SessionHooks {
   onHold(statement: ClassifiedStatement): Promise<"approved" | "denied" | "timed_out">;
   /** The masker for a result, or undefined when nothing in it can need masking. */
   onRowDescription(fields: { name: string; dataTypeID: number; format: 0 | 1 }[]): RowMasker | undefined;
+  /** Present on targets with masking rules; then it, not onRowDescription, masks. */
+  masking?: SessionMasking | undefined;
   /** Redacts bind parameters for the record. */
   redactParameters(values: (Buffer | null)[], formats: number[]): (string | null)[];
   onClose(summary: ConnectionSummary): Promise<void>;
@@ -112,7 +128,20 @@ interface Inflight {
   /** The number of the Sync (or Query) whose ReadyForQuery ends it at the latest. */
   sync: number;
   rows: number;
+  /** The statements' texts, by position, for tracing results and messages to them. */
+  texts: string[];
+  /** Our own substitute (a refusal): its error is the gateway's text, not the server's. */
+  ours: boolean;
 }
+
+/** Server messages that carry text other than result rows (masked on masked targets). */
+const SERVER_TEXT_TYPES: ReadonlySet<number> = new Set([
+  BackendType.ErrorResponse,
+  BackendType.NoticeResponse,
+  BackendType.ParameterStatus,
+  BackendType.CopyData,
+  0x41, // NotificationResponse
+]);
 
 const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
 
@@ -370,6 +399,7 @@ export class PgProxyConnection {
       return;
     }
     this.#upstream = upstream;
+    this.#masking = session.masking;
     const key = this.hooks.newCancelKey();
     await session.registerCancelKey(key, {
       host: session.upstream.host,
@@ -415,8 +445,8 @@ export class PgProxyConnection {
     this.#summary.statementsByKind[kind] = (this.#summary.statementsByKind[kind] ?? 0) + 1;
   }
 
-  #track(kind: Inflight["kind"], seqs: number[], sync: number): void {
-    this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0 });
+  #track(kind: Inflight["kind"], seqs: number[], sync: number, texts: string[] = [], ours = false): void {
+    this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0, texts, ours });
   }
 
   async #handleMessage(message: FrontendMessage): Promise<void> {
@@ -432,7 +462,7 @@ export class PgProxyConnection {
       this.#send(serialize.parse({ text: refusal }));
       this.#send(serialize.bind({}));
       this.#send(serialize.execute({}));
-      this.#track("execute", this.#refusedSeq === undefined ? [] : [this.#refusedSeq], this.#syncCount + 1);
+      this.#track("execute", this.#refusedSeq === undefined ? [] : [this.#refusedSeq], this.#syncCount + 1, [], true);
       this.#refusedSeq = undefined;
       this.#send(message.raw);
       this.#syncCount += 1;
@@ -440,17 +470,17 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        const statements = session.classify(message.sql);
+        const statements = await this.#vet(session.classify(message.sql));
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         const starts = statements.map((statement) => this.#start("simple", statement, null));
         await this.#record(starts);
         this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
-        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount);
+        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
         return;
       }
       case "parse": {
-        const statements = session.classify(message.sql);
+        const statements = await this.#vet(session.classify(message.sql));
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         if (refusal !== undefined) {
@@ -479,10 +509,20 @@ export class PgProxyConnection {
         const statement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
         const start = this.#start("extended", statement, portal?.params ?? null);
         await this.#record([start]);
+        if (session.masking) {
+          // The result's row shape, whether or not the client asked for it: without a
+          // RowDescription the proxy would not know which values to mask. Its answer is ours.
+          this.#send(serialize.describe({ type: "P", name: message.portal }));
+          this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
+        }
         this.#send(message.raw);
-        this.#track("execute", [start.seq], this.#syncCount + 1);
+        this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
         return;
       }
+      case "describe":
+        if (session.masking) this.#describes.push({ injected: false, text: undefined, sync: this.#syncCount + 1 });
+        this.#send(message.raw);
+        return;
       case "sync":
         this.#syncCount += 1;
         this.#send(message.raw);
@@ -507,6 +547,11 @@ export class PgProxyConnection {
       default:
         this.#send(message.raw);
     }
+  }
+
+  async #vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]> {
+    const masking = this.#session?.masking;
+    return masking ? masking.vet(statements) : statements;
   }
 
   /** Applies block and review to a message's statements; returns the refusal to run instead, if any. */
@@ -553,6 +598,11 @@ export class PgProxyConnection {
 
   #onUpstreamData(chunk: Buffer): void {
     if (this.#ending) return;
+    if (this.#masking) {
+      if (this.#upstreamHeld) this.#upstreamHeld.push(chunk);
+      else this.#relayMasked(chunk);
+      return;
+    }
     const out: Buffer[] = [];
     let modified = this.#upstreamReader.pendingLength > 0;
     try {
@@ -574,12 +624,117 @@ export class PgProxyConnection {
     if (this.#upstreamReader.pendingLength > 0) modified = true;
     // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
     const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
-    if (written.length === 0) return;
+    this.#writeClient(written);
+  }
+
+  #writeClient(written: Buffer): void {
+    if (written.length === 0 || this.#state === "closed") return;
     this.#summary.bytesOut += written.length;
     if (this.#client.write(written) === false) {
       this.#upstream?.socket.pause();
-      this.#client.once("drain", () => this.#upstream?.socket.resume());
+      this.#client.once("drain", () => {
+        if (!this.#upstreamHeld) this.#upstream?.socket.resume();
+      });
     }
+  }
+
+  // On a masked target: frames are relayed one by one, and a result whose masking needs the
+  // target's catalog holds everything after it until the masker is known.
+
+  #masking: SessionMasking | undefined;
+  /** Chunks that arrived while a masker was being resolved. */
+  #upstreamHeld: Buffer[] | undefined;
+  /** Describe answers (RowDescription or NoData) still to come, in order: ours are not the client's to see. */
+  readonly #describes: { injected: boolean; text: string | undefined; sync: number }[] = [];
+
+  #relayMasked(chunk: Buffer): void {
+    const frames: [number, Buffer][] = [];
+    try {
+      this.#upstreamReader.push(chunk, (type, frame) => frames.push([type, frame]));
+    } catch (error) {
+      this.options.onError?.(error);
+      this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
+      return;
+    }
+    this.#relayFrames(frames, 0);
+  }
+
+  #relayFrames(frames: [number, Buffer][], start: number): void {
+    const out: Buffer[] = [];
+    for (let i = start; i < frames.length; i++) {
+      if (this.#ending || this.#state === "closed") return;
+      const [type, frame] = frames[i]!;
+      const result = this.#inspectMasked(type, frame);
+      if (result instanceof Promise) {
+        this.#writeClient(Buffer.concat(out));
+        this.#upstreamHeld = [];
+        this.#upstream?.socket.pause();
+        void result
+          .catch((error: unknown) => {
+            this.options.onError?.(error);
+            this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not resolve which values of a result to mask; the session is closed" });
+            return null;
+          })
+          .then((forward) => {
+            if (this.#ending || this.#state === "closed") return;
+            if (forward) this.#writeClient(forward);
+            const held = this.#upstreamHeld ?? [];
+            this.#upstreamHeld = undefined;
+            this.#relayFrames(frames, i + 1);
+            for (const chunk of held) this.#onUpstreamData(chunk);
+            if (!this.#upstreamHeld) this.#upstream?.socket.resume();
+          });
+        return;
+      }
+      if (result) out.push(result);
+    }
+    this.#writeClient(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  #currentText(): string | undefined {
+    const current = this.#inflight[0];
+    return current?.texts[current.next];
+  }
+
+  /** A frame to forward, null to swallow, or the promise of either once a masker is resolved. */
+  #inspectMasked(type: number, frame: Buffer): Buffer | null | Promise<Buffer | null> {
+    if (this.#swallow.length > 0 && this.#swallow[0] === type) {
+      this.#swallow.shift();
+      return null;
+    }
+    const masking = this.#masking!;
+    if (type === BackendType.RowDescription || type === BackendType.NoData) {
+      const describe = this.#describes.shift();
+      if (describe && !describe.injected) return frame;
+      if (type === BackendType.NoData) {
+        this.#masker = undefined;
+        return describe ? null : frame;
+      }
+      const resolved = masking.forResult(decodeRowDescription(frame), describe ? describe.text : this.#currentText());
+      const forward = describe ? null : frame;
+      if (resolved instanceof Promise) {
+        return resolved.then((masker) => {
+          this.#masker = masker;
+          return forward;
+        });
+      }
+      this.#masker = resolved;
+      return forward;
+    }
+    if (SERVER_TEXT_TYPES.has(type)) {
+      const current = this.#inflight[0];
+      const ours = type === BackendType.ErrorResponse && current?.ours === true;
+      if (!ours) frame = masking.serverText(type, frame, this.#currentText());
+      if (type === BackendType.ErrorResponse) {
+        // The server skips the rest of the extended batch up to its Sync: those Describes go unanswered.
+        const batch = this.#syncsAnswered + 1;
+        while (this.#describes.length > 0 && this.#describes[0]!.sync <= batch) this.#describes.shift();
+      }
+    }
+    if (type === BackendType.ReadyForQuery) {
+      while (this.#describes.length > 0 && this.#describes[0]!.sync <= this.#syncsAnswered + 1) this.#describes.shift();
+    }
+    return this.#inspect(type, frame);
   }
 
   #inspect(type: number, frame: Buffer): Buffer {

@@ -9,7 +9,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, normalizeSql, type CompiledRules } from "../../rules/sql-classifier.js";
+import { classifySql, compileRules, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -20,6 +20,7 @@ import {
   type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+import { MaskingSession } from "./masking-session.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
@@ -77,16 +78,6 @@ const NUMBER_TOKEN = /\b\d+\b/g;
 const ONE_STATEMENT = /^[^;]*;?\s*$/;
 
 const CACHE_LIMIT = 2_000;
-
-/**
- * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
- * with masking rules it would be a way around them. It is refused there; COPY … FROM STDIN is not.
- */
-function guardCopyOut(statement: ClassifiedStatement, runtime: TargetRuntime): ClassifiedStatement {
-  if (statement.kind !== "copy" || runtime.config.mask.length === 0 || statement.verdict === "block") return statement;
-  if (/\bFROM\s+STDIN\b/i.test(normalizeSql(statement.text))) return statement;
-  return { ...statement, verdict: "block", rule: "copy-out-on-masked-target" };
-}
 
 /**
  * The PostgreSQL proxy listener: admits connections under live grants, wires each connection's
@@ -222,9 +213,14 @@ export class PgProxyServer {
     const self = this;
     const masking = runtime.masking;
     const paramMasker = masking.forResult([{ name: "$", dataTypeID: 25, format: 0 }]);
+    const upstreamTarget = parseUpstreamUrl(runtime.config.upstream);
+    // COPY … TO on a masked target is vetted by the masking session (what it copies is traced).
+    const maskingSession = runtime.config.mask.length > 0 ? new MaskingSession(masking, upstreamTarget) : undefined;
+    const recordedText = (text: string) => (masking.detectors ? (masking.detectors.mask(Buffer.from(text, "utf8"))?.toString("utf8") ?? text) : text);
 
     const hooks: SessionHooks = {
-      upstream: parseUpstreamUrl(runtime.config.upstream),
+      upstream: upstreamTarget,
+      masking: maskingSession,
       attach: (end) => admitted.attach(end),
       classify(sql) {
         // Built-in rules look at the statement's structure, never at a number's value, so
@@ -235,11 +231,13 @@ export class PgProxyServer {
         const key = folded ? sql.replace(NUMBER_TOKEN, "0") : sql;
         let result = runtime.cache.get(key);
         if (!result) {
-          result = classifySql(sql, runtime.rules).map((statement) => guardCopyOut(statement, runtime));
+          result = classifySql(sql, runtime.rules);
           if (runtime.cache.size >= CACHE_LIMIT) runtime.cache.delete(runtime.cache.keys().next().value!);
           runtime.cache.set(key, result);
+          maskingSession?.onStatements(result);
           return result;
         }
+        maskingSession?.onStatements(result);
         if (folded && result.length === 1 && result[0]!.text !== sql.trim()) {
           return [{ ...result[0]!, text: sql.trim().replace(/;\s*$/, "") }];
         }
@@ -252,7 +250,9 @@ export class PgProxyServer {
             seq: s.seq,
             protocol: s.protocol,
             kind: s.statement.kind,
-            text: s.statement.text,
+            // What the user typed may hold a value the detectors find (`… WHERE email = '…'`); the
+            // log and the audit pages show it to others.
+            text: recordedText(s.statement.text),
             parameters: s.parameters,
             verdict: s.statement.verdict,
             rule: s.statement.rule ?? null,
@@ -260,7 +260,7 @@ export class PgProxyServer {
           })),
         ),
       onStatementEnd: (end) => statements.complete({ sessionId: session.id, ...end }),
-      onBlocked: (statement) => sessions.blocked(snapshot, statement.text, statement.rule ?? "block"),
+      onBlocked: (statement) => sessions.blocked(snapshot, recordedText(statement.text), statement.rule ?? "block"),
       onHold: (statement) => self.#hold(snapshot, statement),
       onRowDescription: (fields) => masking.forResult(fields),
       redactParameters(values, formats) {
@@ -277,6 +277,7 @@ export class PgProxyServer {
         await redis.set(cancelKey, JSON.stringify(upstream), "EX", 7 * 24 * 3600);
       },
       onClose: async (summary: ConnectionSummary) => {
+        maskingSession?.close();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
         const { startedAt, endedAt, ...counts } = summary;

@@ -1,5 +1,5 @@
 import { serialize } from "pg-protocol";
-import { BackendReader, BackendType, decodeDataRow, decodeErrorFields } from "./backend-codec.js";
+import { BackendReader, BackendType, decodeDataRow, decodeErrorFields, decodeRowDescription, type RowField } from "./backend-codec.js";
 import { openUpstream, UpstreamError, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 
 /**
@@ -10,7 +10,9 @@ import { openUpstream, UpstreamError, type UpstreamSession, type UpstreamTarget 
 export class UpstreamQueries {
   readonly #reader = new BackendReader(64 * 1024 * 1024);
   #queue: Promise<unknown> = Promise.resolve();
-  #waiting: { rows: (string | null)[][]; error: Error | undefined; resolve: (rows: (string | null)[][]) => void; reject: (error: Error) => void } | undefined;
+  #waiting:
+    | { rows: (string | null)[][]; fields: RowField[] | undefined; error: Error | undefined; resolve: (rows: (string | null)[][]) => void; reject: (error: Error) => void }
+    | undefined;
   #closed = false;
 
   private constructor(readonly session: UpstreamSession) {
@@ -30,19 +32,28 @@ export class UpstreamQueries {
 
   /** Runs one statement; resolves with its rows as text, rejects with the server's error. */
   query(sql: string, params: (string | null)[] = []): Promise<(string | null)[][]> {
+    return this.#exchange([serialize.parse({ text: sql }), serialize.bind({ values: params }), serialize.execute({}), serialize.sync()]).then((r) => r.rows);
+  }
+
+  /** The row shape of a statement without running it (Parse and Describe); undefined when it returns no rows. */
+  describe(sql: string): Promise<RowField[] | undefined> {
+    return this.#exchange([serialize.parse({ text: sql }), serialize.describe({ type: "S", name: "" }), serialize.sync()]).then((r) => r.fields);
+  }
+
+  #exchange(messages: Buffer[]): Promise<{ rows: (string | null)[][]; fields: RowField[] | undefined }> {
     const run = this.#queue.then(
       () =>
-        new Promise<(string | null)[][]>((resolve, reject) => {
+        new Promise<{ rows: (string | null)[][]; fields: RowField[] | undefined }>((resolve, reject) => {
           if (this.#closed) return reject(new UpstreamError("the gateway's own session on the target is closed"));
-          this.#waiting = { rows: [], error: undefined, resolve, reject };
-          this.session.socket.write(
-            Buffer.concat([
-              serialize.parse({ text: sql }),
-              serialize.bind({ values: params }),
-              serialize.execute({}),
-              serialize.sync(),
-            ]),
-          );
+          const waiting = {
+            rows: [] as (string | null)[][],
+            fields: undefined as RowField[] | undefined,
+            error: undefined as Error | undefined,
+            resolve: () => resolve({ rows: waiting.rows, fields: waiting.fields }),
+            reject,
+          };
+          this.#waiting = waiting;
+          this.session.socket.write(Buffer.concat(messages));
         }),
     );
     this.#queue = run.catch(() => {});
@@ -61,7 +72,8 @@ export class UpstreamQueries {
       this.#reader.push(chunk, (type, frame) => {
         const waiting = this.#waiting;
         if (!waiting) return;
-        if (type === BackendType.DataRow) waiting.rows.push(decodeDataRow(frame).map((v) => (v === null ? null : v.toString("utf8"))));
+        if (type === BackendType.RowDescription) waiting.fields = decodeRowDescription(frame);
+        else if (type === BackendType.DataRow) waiting.rows.push(decodeDataRow(frame).map((v) => (v === null ? null : v.toString("utf8"))));
         else if (type === BackendType.ErrorResponse) {
           const fields = decodeErrorFields(frame);
           waiting.error = new UpstreamError(fields.M ?? "error", fields.C ?? "XX000");
