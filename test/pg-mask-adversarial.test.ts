@@ -174,6 +174,37 @@ describe("masked values leave by no other way", () => {
     expectNoLeakInWire();
   });
 
+  it("writing masked values elsewhere, to be read back under another name, is refused; honest writes run", async () => {
+    const { uri } = await grant();
+    const output = await psql(
+      uri,
+      [
+        "CREATE TABLE copy1 AS SELECT email AS x FROM orders;",
+        "CREATE TABLE copy2 AS SELECT * FROM orders;",
+        "SELECT upper(card_number) AS y INTO copy3 FROM orders;",
+        "CREATE TABLE sink (id int, v text);",
+        "INSERT INTO sink SELECT id, email FROM orders;",
+        "INSERT INTO sink SELECT id, o::text FROM orders o;",
+        "INSERT INTO sink (v) SELECT contact FROM contacts;",
+        "UPDATE orders SET status = email WHERE id = 2;",
+        "UPDATE sink SET v = o.card_number FROM orders o WHERE o.id = sink.id;",
+        "SELECT v FROM sink;",
+        "SELECT status FROM orders;",
+      ].join("\n") + "\n",
+    );
+    expect(leaked(output)).toEqual([]);
+    expect(output.match(/copy-of-masked-columns/g)?.length).toBe(8);
+    expectNoLeakInWire();
+    const honest = await psql(
+      uri,
+      "INSERT INTO sink SELECT id, status FROM orders;\nUPDATE orders SET status = 'shipped' WHERE id = 2 AND email LIKE '%corp.test';\nCREATE TABLE copy4 AS SELECT id, status FROM orders;\nSELECT count(*) FROM sink;\n",
+    );
+    expect(honest).toContain("INSERT 0 2");
+    expect(honest).toContain("UPDATE 1");
+    expect(honest).toContain("SELECT 2");
+    expect(honest).not.toContain("ERROR");
+  });
+
   it("errors, notices, notifications and reported parameters do not carry masked values", async () => {
     const { uri } = await grant();
     const output = await psql(

@@ -131,6 +131,23 @@ export class ResultOrigins {
     return masked;
   }
 
+  /**
+   * Whether the values a writing statement stores (see storedValuesShape) can come from a masked
+   * column: then they would be readable later under another name.
+   */
+  async storesMaskedData(shape: StatementShape): Promise<boolean> {
+    if (shape.opaque || shape.namesMaskedColumn || shape.wholeRow) return true;
+    if (shape.relations.length === 0 && shape.functions.length === 0 && shape.operators.length === 0) return false;
+    const rows = await this.lookup({ oids: [], relations: shape.relations, functions: shape.functions.map((f) => f.name), operators: shape.operators });
+    if (shape.star) {
+      const named = relationsByOid(rows.filter((r) => r.what === "relation"));
+      for (const relation of named.values()) {
+        if ([...relation.columns.values()].some((name) => this.isMaskedName(name.toLowerCase()))) return true;
+      }
+    }
+    return !(await this.#shapeClean({ ...shape, star: false }, rows, 0));
+  }
+
   async #relationClean(relation: Relation, depth: number): Promise<boolean> {
     if (TABLE_KINDS.has(relation.kind)) return true;
     if (!VIEW_KINDS.has(relation.kind) || relation.viewDefinition === null || depth >= MAX_VIEW_DEPTH) return false;

@@ -80,10 +80,46 @@ export function statementShape(sql: string, isMaskedName: (lowerName: string) =>
   if (stmts.length !== 1) return { ...shape, opaque: stmts.length > 1 };
   const stmt = stmts[0]!.stmt ?? {};
   const type = Object.keys(stmt)[0] ?? "";
-  if (!TRACEABLE.has(type)) {
-    // COPY (query) TO carries a query that is traced like a SELECT; everything else is opaque.
-    shape.opaque = type !== "CopyStmt";
+  // COPY (query) TO carries a query that is traced like a SELECT; everything else is opaque.
+  return { ...nodeShape(stmt, isMaskedName), opaque: !TRACEABLE.has(type) && type !== "CopyStmt" };
+}
+
+/**
+ * The parts of a writing statement whose values end up stored: what INSERT inserts, what UPDATE
+ * sets, what MERGE writes, the query of CREATE TABLE AS and SELECT INTO. Undefined when the
+ * statement stores no values it read (or does not parse: the classifier refuses that).
+ */
+export function storedValuesShape(sql: string, isMaskedName: (lowerName: string) => boolean): StatementShape | undefined {
+  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
+  try {
+    tree = parseSync(sql) as typeof tree;
+  } catch {
+    return undefined;
   }
+  const stmt = tree.stmts?.[0]?.stmt ?? {};
+  const [type, body] = Object.entries(stmt)[0] ?? [];
+  const node = body as Record<string, unknown> | undefined;
+  if (!node) return undefined;
+  let parts: unknown[];
+  if (type === "InsertStmt") parts = [node.selectStmt, node.withClause];
+  else if (type === "UpdateStmt") parts = [node.targetList, node.fromClause, node.withClause];
+  else if (type === "MergeStmt") parts = [node.sourceRelation, node.mergeWhenClauses, node.withClause];
+  else if (type === "CreateTableAsStmt") parts = [node.query];
+  else if (type === "SelectStmt" && node.intoClause) parts = [node];
+  else return undefined;
+  return nodeShape({ parts }, isMaskedName);
+}
+
+function nodeShape(stmt: unknown, isMaskedName: (lowerName: string) => boolean): StatementShape {
+  const shape: StatementShape = {
+    opaque: false,
+    namesMaskedColumn: false,
+    wholeRow: false,
+    star: false,
+    relations: [],
+    functions: [],
+    operators: [],
+  };
   const names = new Set<string>();
   const ctes = new Set<string>();
   const singleRefs: string[] = [];

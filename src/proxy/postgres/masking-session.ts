@@ -2,6 +2,7 @@ import { parseSync, scanSync } from "libpg-query";
 import type { Masking } from "../masking/masker.js";
 import { CATALOG_SQL, catalogParams, catalogRows, ResultOrigins } from "../masking/result-origins.js";
 import { ServerTextMasking } from "../masking/server-text.js";
+import { storedValuesShape } from "../masking/statement-shape.js";
 import { BackendType } from "./backend-codec.js";
 import type { ClassifiedStatement, SessionMasking } from "./connection.js";
 import type { UpstreamTarget } from "./upstream.js";
@@ -74,12 +75,16 @@ export class MaskingSession implements SessionMasking {
   async vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]> {
     const out: ClassifiedStatement[] = [];
     for (const statement of statements) {
-      if (statement.kind !== "copy" || statement.verdict === "block") {
-        out.push(statement);
-        continue;
-      }
-      const why = await this.#copyProblem(statement.text);
-      out.push(why === undefined ? statement : { ...statement, verdict: "block", rule: why });
+      if (statement.verdict === "block") out.push(statement);
+      else if (statement.kind === "copy") {
+        const why = await this.#copyProblem(statement.text);
+        out.push(why === undefined ? statement : { ...statement, verdict: "block", rule: why });
+      } else if (this.#origins && STORING_KINDS.has(statement.kind)) {
+        // Masked values written elsewhere would be read back under a name no rule masks.
+        const stored = storedValuesShape(statement.text, this.masking.isMaskedName);
+        const copies = stored !== undefined && (await this.#origins.storesMaskedData(stored));
+        out.push(copies ? { ...statement, verdict: "block", rule: "copy-of-masked-columns" } : statement);
+      } else out.push(statement);
     }
     return out;
   }
@@ -112,6 +117,8 @@ export class MaskingSession implements SessionMasking {
     return masked.size > 0 ? "copy-of-masked-columns" : undefined;
   }
 }
+
+const STORING_KINDS = new Set(["insert", "update", "merge", "ddl", "select", "other"]);
 
 /** The text of `(…)` in `COPY (query) TO …`, by the scanner's token offsets (bytes). */
 function innerQueryText(sql: string): string | undefined {
