@@ -262,7 +262,7 @@ describe("COPY, replicas and failures", () => {
     expect(rows).toEqual([
       { text: "COPY  scratch FROM STDIN WITH (FORMAT csv)", kind: "copy", tag: "COPY 2" },
       { text: "copy (SELECT id, email FROM orders ORDER BY id) TO STDOUT WITH (FORMAT csv)", kind: "copy", tag: null },
-      { text: "COPY (SELECT id FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT", kind: "copy", tag: null },
+      { text: "COPY (SELECT id FROM scratch WHERE id > 100 ORDER BY id) TO STDOUT", kind: "copy", tag: "COPY 2" },
     ]);
   });
 

@@ -139,8 +139,11 @@ function nodeShape(stmt: unknown, isMaskedName: (lowerName: string) => boolean):
         if (rv.relname) relations.add(rv.relname);
         if (rv.relname) names.add(rv.relname);
         if (rv.alias?.aliasname) names.add(rv.alias.aliasname);
-      } else if (k === "alias" && v && typeof v === "object" && "aliasname" in v) {
-        names.add(String((v as { aliasname: unknown }).aliasname));
+      } else if (k === "RangeSubselect" || k === "JoinExpr") {
+        // A subquery's or join's alias used as a value is its whole row. (A function's alias is not listed:
+        // for a scalar function it is the value, and a function returning rows is not PostgreSQL's own.)
+        const alias = (v as { alias?: { aliasname?: string } }).alias?.aliasname;
+        if (alias) names.add(alias);
       } else if (k === "CommonTableExpr") {
         const cte = v as { ctename?: string };
         if (cte.ctename) {

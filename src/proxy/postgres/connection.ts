@@ -649,6 +649,7 @@ export class PgProxyConnection {
 
   #relayMasked(chunk: Buffer): void {
     const frames: [number, Buffer][] = [];
+    const whole = this.#upstreamReader.pendingLength === 0;
     try {
       this.#upstreamReader.push(chunk, (type, frame) => frames.push([type, frame]));
     } catch (error) {
@@ -656,11 +657,13 @@ export class PgProxyConnection {
       this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
       return;
     }
-    this.#relayFrames(frames, 0);
+    // A chunk of whole messages that nothing changes goes out as it came.
+    this.#relayFrames(frames, 0, whole && this.#upstreamReader.pendingLength === 0 ? chunk : undefined);
   }
 
-  #relayFrames(frames: [number, Buffer][], start: number): void {
+  #relayFrames(frames: [number, Buffer][], start: number, chunk?: Buffer): void {
     const out: Buffer[] = [];
+    let modified = chunk === undefined;
     for (let i = start; i < frames.length; i++) {
       if (this.#ending || this.#state === "closed") return;
       const [type, frame] = frames[i]!;
@@ -686,9 +689,10 @@ export class PgProxyConnection {
           });
         return;
       }
+      if (result !== frame) modified = true;
       if (result) out.push(result);
     }
-    this.#writeClient(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.#writeClient(!modified ? chunk! : out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 
   #currentText(): string | undefined {
