@@ -470,7 +470,9 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        const statements = await this.#vet(session.classify(message.sql));
+        const classified = session.classify(message.sql);
+        // Only a masked target vets (an await per message would cost every other target).
+        const statements = session.masking ? await session.masking.vet(classified) : classified;
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         const starts = statements.map((statement) => this.#start("simple", statement, null));
@@ -480,7 +482,9 @@ export class PgProxyConnection {
         return;
       }
       case "parse": {
-        const statements = await this.#vet(session.classify(message.sql));
+        const classified = session.classify(message.sql);
+        // Only a masked target vets (an await per message would cost every other target).
+        const statements = session.masking ? await session.masking.vet(classified) : classified;
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         if (refusal !== undefined) {
@@ -547,11 +551,6 @@ export class PgProxyConnection {
       default:
         this.#send(message.raw);
     }
-  }
-
-  async #vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]> {
-    const masking = this.#session?.masking;
-    return masking ? masking.vet(statements) : statements;
   }
 
   /** Applies block and review to a message's statements; returns the refusal to run instead, if any. */
