@@ -36,7 +36,9 @@ beforeAll(async () => {
       (2, 'bob.qx7secret@corp.test', '7777 3131 5151 9192', 'paid');
     CREATE VIEW contacts AS SELECT id, email AS contact FROM orders;
     CREATE VIEW statuses AS SELECT id, upper(status) AS shout FROM orders;
-    CREATE FUNCTION leak() RETURNS text LANGUAGE sql AS 'SELECT string_agg(email, '','') FROM orders';`);
+    CREATE FUNCTION leak() RETURNS text LANGUAGE sql AS 'SELECT string_agg(email, '','') FROM orders';
+    CREATE FUNCTION peek(int, int) RETURNS text LANGUAGE sql AS 'SELECT string_agg(email, '','') FROM orders';
+    CREATE OPERATOR +++ (LEFTARG = int, RIGHTARG = int, FUNCTION = peek);`);
   await seed.end();
   test = await startTestGateway(
     "maskadv",
@@ -126,6 +128,8 @@ describe("masked values leave by no other way", () => {
       "SELECT contact FROM contacts;",
       "SELECT upper(contact) FROM contacts;",
       "SELECT leak();",
+      "SELECT 1 +++ 2;",
+      "SELECT id OPERATOR(public.+++) 2 FROM orders;",
       "SELECT query_to_xml('select email from orders', true, false, '');",
       "SELECT table_to_xml('orders', true, false, '');",
       "SELECT format('%s', email) FROM orders;",

@@ -1,5 +1,5 @@
 import type { Masking } from "./masker.js";
-import type { StatementShape } from "./statement-shape.js";
+import { PLAIN_OPERATORS, type StatementShape } from "./statement-shape.js";
 
 /**
  * Masking of the server's text that is not a result row (issue 13, must 4): ErrorResponse and
@@ -34,7 +34,6 @@ const SAFE_CLASSES = new Set(["08", "0A", "0B", "25", "28", "2D", "3B", "3D", "3
 
 /** Functions whose error messages cannot carry a value the statement did not name (PostgreSQL's own). */
 const PLAIN_FUNCTIONS = new Set(["count", "sum", "avg", "min", "max", "now", "lower", "upper", "length", "coalesce", "greatest", "least", "abs", "round", "date_trunc", "pg_sleep", "version", "current_database", "pg_backend_pid"]);
-const PLAIN_OPERATORS = new Set(["=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "%", "||", "~~", "!~~", "~~*", "!~~*", "~", "!~", "~*", "!~*"]);
 
 /** Parameters whose reported values have a fixed form set by the server, not free text. */
 const FIXED_PARAMETERS = new Set([

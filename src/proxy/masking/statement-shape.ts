@@ -59,6 +59,14 @@ export const OPAQUE_BUILTINS: ReadonlySet<string> = new Set([
   "lo_export",
 ]);
 
+/**
+ * Operators taken as PostgreSQL's own without a catalog look-up: pg_catalog is searched first
+ * (https://www.postgresql.org/docs/current/ddl-schemas.html#DDL-SCHEMAS-CATALOG), so for the
+ * built-in types they resolve to the built-in operators. Keeps arithmetic and comparisons — the
+ * common path — free of a round trip to the target.
+ */
+export const PLAIN_OPERATORS: ReadonlySet<string> = new Set(["=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "%", "||", "~~", "!~~", "~~*", "!~~*", "~", "!~", "~*", "!~*"]);
+
 /** The shape of one statement's text; a text that does not parse is opaque. */
 export function statementShape(sql: string, isMaskedName: (lowerName: string) => boolean): StatementShape {
   const shape: StatementShape = {
@@ -158,9 +166,10 @@ function nodeShape(stmt: unknown, isMaskedName: (lowerName: string) => boolean):
         const name = parts[parts.length - 1] ?? "";
         shape.functions.push({ schema: parts.length > 1 ? parts[parts.length - 2] : undefined, name });
       } else if (k === "A_Expr") {
-        for (const part of (v as { name?: { String?: { sval?: string } }[] }).name ?? []) {
-          if (part.String?.sval) shape.operators.push(part.String.sval);
-        }
+        const parts = ((v as { name?: { String?: { sval?: string } }[] }).name ?? []).map((part) => part.String?.sval ?? "");
+        const name = parts[parts.length - 1] ?? "";
+        // A schema-qualified OPERATOR(s.op) is looked up like any other.
+        if (parts.length > 1 || !PLAIN_OPERATORS.has(name)) shape.operators.push(parts.length > 1 ? `${parts[0]}.${name}` : name);
       }
       walk(v, k);
     }

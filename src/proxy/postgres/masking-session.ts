@@ -79,7 +79,7 @@ export class MaskingSession implements SessionMasking {
       else if (statement.kind === "copy") {
         const why = await this.#copyProblem(statement.text);
         out.push(why === undefined ? statement : { ...statement, verdict: "block", rule: why });
-      } else if (this.#origins && STORING_KINDS.has(statement.kind)) {
+      } else if (this.#origins && STORING_KINDS.has(statement.kind) && (statement.kind !== "select" || /\binto\b/i.test(statement.text))) {
         // Masked values written elsewhere would be read back under a name no rule masks.
         const stored = storedValuesShape(statement.text, this.masking.isMaskedName);
         const copies = stored !== undefined && (await this.#origins.storesMaskedData(stored));
