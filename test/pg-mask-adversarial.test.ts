@@ -139,6 +139,10 @@ describe("masked values leave by no other way", () => {
       "SELECT 'x' AS a UNION ALL SELECT email FROM orders;",
       "BEGIN; DECLARE c CURSOR FOR SELECT email AS e, id FROM orders; FETCH ALL FROM c; COMMIT;",
       "BEGIN; DECLARE d CURSOR FOR SELECT upper(email) FROM orders; FETCH 1 FROM d; CLOSE d; COMMIT;",
+      "PREPARE p AS SELECT upper(email), email AS e FROM orders; EXECUTE p;",
+      "SELECT 1 AS one \\; SELECT lower(email) FROM orders \\; SELECT 2 AS two;",
+      "SELECT s.x, s.x || '' FROM (SELECT id, email FROM orders) AS s(i, x) JOIN orders ON orders.id = s.i;",
+      "SELECT j FROM (orders o JOIN orders p USING (id)) AS j;",
     ];
     const output = await psql(uri, attacks.join("\n") + "\n");
     expect(leaked(output)).toEqual([]);
