@@ -91,15 +91,17 @@ describe("FrontendReader", () => {
 
 describe("backend messages", () => {
   // RowDescription (https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-ROWDESCRIPTION)
-  const field = (name: string, type: number, format: number) => {
+  const field = (name: string, type: number, format: number, table = 0, column = 0) => {
     const tail = Buffer.alloc(18);
+    tail.writeUInt32BE(table, 0);
+    tail.writeInt16BE(column, 4);
     tail.writeInt32BE(type, 6);
     tail.writeInt16BE(-1, 10);
     tail.writeInt32BE(-1, 12);
     tail.writeInt16BE(format, 16);
     return Buffer.concat([Buffer.from(`${name}\0`), tail]);
   };
-  const fields = Buffer.concat([Buffer.from([0, 2]), field("id", 23, 0), field("f", 25, 1)]);
+  const fields = Buffer.concat([Buffer.from([0, 2]), field("id", 23, 0, 3_000_000_000, 1), field("f", 25, 1)]);
   const header = Buffer.alloc(5);
   header[0] = 0x54;
   header.writeInt32BE(fields.length + 4, 1);
@@ -121,8 +123,9 @@ describe("backend messages", () => {
 
   it("decodes RowDescription, DataRow, ErrorResponse and command tags", () => {
     expect(decodeRowDescription(rowDescription)).toEqual([
-      { name: "id", dataTypeID: 23, format: 0 },
-      { name: "f", dataTypeID: 25, format: 1 },
+      // A table OID above 2^31 is still an OID (unsigned), not a negative number.
+      { name: "id", tableID: 3_000_000_000, columnID: 1, dataTypeID: 23, format: 0 },
+      { name: "f", tableID: 0, columnID: 0, dataTypeID: 25, format: 1 },
     ]);
     expect(decodeDataRow(row)).toEqual([Buffer.from("1"), null, Buffer.from("ann@example.com")]);
     expect(decodeErrorFields(backend.error({ severity: "FATAL", code: "57P01", message: "access grant expired" }))).toEqual({

@@ -38,9 +38,16 @@ export interface RowMasker {
 export interface Masking {
   /**
    * Called once per RowDescription; undefined when nothing in this result can need masking,
-   * so the proxy forwards its DataRows untouched.
+   * so the proxy forwards its DataRows untouched. `wholly` lists columns to mask whole whatever
+   * their name (their values come from a masked column: see result-origins.ts).
    */
-  forResult(fields: readonly FieldInfo[]): RowMasker | undefined;
+  forResult(fields: readonly FieldInfo[], wholly?: ReadonlySet<number>): RowMasker | undefined;
+  /** Whether a column of this (lower-case) name is masked by a column rule. */
+  isMaskedName(lowerName: string): boolean;
+  /** Whether the target has column rules (then results are traced to their origins). */
+  readonly hasColumnRules: boolean;
+  /** The detectors, for server text that is not a result (errors, notices, notifications, COPY data). */
+  readonly detectors: TextMasker | undefined;
 }
 
 /**
@@ -94,11 +101,14 @@ export function compileMasking(rules: readonly MaskRule[]): Masking {
   };
 
   return {
-    forResult(fields) {
+    isMaskedName: columnRuleMatches,
+    hasColumnRules: exactColumns.size > 0 || columnGlobs.length > 0,
+    detectors,
+    forResult(fields, wholly) {
       const indexes: number[] = [];
       const actions: ColumnAction[] = [];
       fields.forEach((field, index) => {
-        const action = actionFor(field, columnRuleMatches(field.name), detectors !== undefined);
+        const action = actionFor(field, wholly?.has(index) === true || columnRuleMatches(field.name), detectors !== undefined);
         if (action === undefined) return;
         indexes.push(index);
         actions.push(action);
@@ -109,7 +119,7 @@ export function compileMasking(rules: readonly MaskRule[]): Masking {
   };
 }
 
-const NO_MASKING: Masking = { forResult: () => undefined };
+const NO_MASKING: Masking = { forResult: () => undefined, isMaskedName: () => false, hasColumnRules: false, detectors: undefined };
 
 function actionFor(field: FieldInfo, columnRule: boolean, haveDetectors: boolean): ColumnAction | undefined {
   const textBytes = field.format === 0 || TEXT_SEND_TYPES.has(field.dataTypeID);

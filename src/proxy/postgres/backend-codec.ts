@@ -127,6 +127,9 @@ export function decodeErrorFields(frame: Buffer): Record<string, string> {
 
 export interface RowField {
   name: string;
+  /** The OID of the table of a plain column reference, else 0; `columnID` its attribute number. */
+  tableID: number;
+  columnID: number;
   dataTypeID: number;
   format: 0 | 1;
 }
@@ -139,9 +142,11 @@ export function decodeRowDescription(frame: Buffer): RowField[] {
     const end = frame.indexOf(0, offset);
     const name = frame.toString("utf8", offset, end);
     offset = end + 1;
+    const tableID = frame.readUInt32BE(offset);
+    const columnID = frame.readInt16BE(offset + 4);
     const dataTypeID = frame.readInt32BE(offset + 6);
     const format = frame.readInt16BE(offset + 16) === 1 ? 1 : 0;
-    fields.push({ name, dataTypeID, format });
+    fields.push({ name, tableID, columnID, dataTypeID, format });
     offset += 18;
   }
   return fields;

@@ -13,10 +13,12 @@ import {
   encodeDataRow,
   rowsOfCommandTag,
   type ErrorFields,
+  type RowField,
 } from "./backend-codec.js";
 import { decodeFrontend, decodeStartup, FrontendReader, ProtocolViolation, type FrontendMessage } from "./frontend-codec.js";
 import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
+import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
 import { INVALID_ENCODING_DETAIL, INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 
@@ -60,6 +62,19 @@ export interface RowMasker {
   mask(values: readonly (Buffer | null)[]): { values: readonly (Buffer | null)[]; masked: number };
 }
 
+/**
+ * Masking on a target with masking rules (issue 13, musts 3 and 4): results are traced to where
+ * their values come from, and every other text the server sends is masked too.
+ */
+export interface SessionMasking {
+  /** The masker for a result of the statement `statement` (its text; undefined when unknown). */
+  forResult(fields: RowField[], statement: string | undefined): RowMasker | undefined | Promise<RowMasker | undefined>;
+  /** An ErrorResponse, NoticeResponse, NotificationResponse, ParameterStatus or CopyData frame to forward instead. */
+  serverText(type: number, frame: Buffer, statement: string | undefined): Buffer;
+  /** Refuses what cannot be masked (COPY out of masked columns); resolves with the statements to decide on. */
+  vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]>;
+}
+
 /** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
 export interface SessionHooks {
   upstream: UpstreamTarget;
@@ -77,6 +92,8 @@ export interface SessionHooks {
   onHold(statement: ClassifiedStatement): Promise<"approved" | "denied" | "timed_out">;
   /** The masker for a result, or undefined when nothing in it can need masking. */
   onRowDescription(fields: { name: string; dataTypeID: number; format: 0 | 1 }[]): RowMasker | undefined;
+  /** Present on targets with masking rules; then it, not onRowDescription, masks. */
+  masking?: SessionMasking | undefined;
   /** Redacts bind parameters for the record. */
   redactParameters(values: (Buffer | null)[], formats: number[]): (string | null)[];
   onClose(summary: ConnectionSummary): Promise<void>;
@@ -114,7 +131,20 @@ interface Inflight {
   /** The number of the Sync (or Query) whose ReadyForQuery ends it at the latest. */
   sync: number;
   rows: number;
+  /** The statements' texts, by position, for tracing results and messages to them. */
+  texts: string[];
+  /** Our own substitute (a refusal): its error is the gateway's text, not the server's. */
+  ours: boolean;
 }
+
+/** Server messages that carry text other than result rows (masked on masked targets). */
+const SERVER_TEXT_TYPES: ReadonlySet<number> = new Set([
+  BackendType.ErrorResponse,
+  BackendType.NoticeResponse,
+  BackendType.ParameterStatus,
+  BackendType.CopyData,
+  0x41, // NotificationResponse
+]);
 
 const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
 
@@ -138,6 +168,8 @@ export class PgProxyConnection {
   readonly #reader: FrontendReader;
   readonly #upstreamReader = new BackendReader();
   #state: "startup" | "auth" | "connecting" | "ready" | "closed" = "startup";
+  /** The grant ended: nothing more goes to the upstream backend or comes back from it. */
+  #ending = false;
   #work: Promise<void> = Promise.resolve();
   #queued = 0;
   #tls = false;
@@ -234,7 +266,7 @@ export class PgProxyConnection {
 
   async #handleFrames(frames: Buffer[]): Promise<void> {
     for (let i = 0; i < frames.length; i++) {
-      if (this.#state === "closed") return;
+      if (this.#state === "closed" || this.#ending) return;
       const frame = frames[i]!;
       if (this.#state === "startup") {
         await this.#handleStartup(frame);
@@ -371,6 +403,7 @@ export class PgProxyConnection {
       throw new ProxyRefusal("55000", changed);
     }
     this.#upstream = upstream;
+    this.#masking = session.masking;
     const key = this.hooks.newCancelKey();
     await session.registerCancelKey(key, {
       host: session.upstream.host,
@@ -405,6 +438,7 @@ export class PgProxyConnection {
   }
 
   #flushUpstream(): void {
+    if (this.#ending) this.#outgoing = [];
     if (this.#outgoing.length === 0 || !this.#upstream) return;
     const out = this.#outgoing.length === 1 ? this.#outgoing[0]! : Buffer.concat(this.#outgoing);
     this.#outgoing = [];
@@ -415,8 +449,8 @@ export class PgProxyConnection {
     this.#summary.statementsByKind[kind] = (this.#summary.statementsByKind[kind] ?? 0) + 1;
   }
 
-  #track(kind: Inflight["kind"], seqs: number[], sync: number): void {
-    this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0 });
+  #track(kind: Inflight["kind"], seqs: number[], sync: number, texts: string[] = [], ours = false): void {
+    this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0, texts, ours });
   }
 
   async #handleMessage(message: FrontendMessage): Promise<void> {
@@ -432,7 +466,7 @@ export class PgProxyConnection {
       this.#send(serialize.parse({ text: refusal }));
       this.#send(serialize.bind({}));
       this.#send(serialize.execute({}));
-      this.#track("execute", this.#refusedSeq === undefined ? [] : [this.#refusedSeq], this.#syncCount + 1);
+      this.#track("execute", this.#refusedSeq === undefined ? [] : [this.#refusedSeq], this.#syncCount + 1, [], true);
       this.#refusedSeq = undefined;
       this.#send(message.raw);
       this.#syncCount += 1;
@@ -440,17 +474,21 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        const statements = this.#classify(message);
+        const classified = this.#classify(message);
+        // Only a masked target vets (an await per message would cost every other target).
+        const statements = session.masking ? await session.masking.vet(classified) : classified;
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         const starts = statements.map((statement) => this.#start("simple", statement, null));
         await this.#record(starts);
         this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
-        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount);
+        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
         return;
       }
       case "parse": {
-        const statements = this.#classify(message);
+        const classified = this.#classify(message);
+        // Only a masked target vets (an await per message would cost every other target).
+        const statements = session.masking ? await session.masking.vet(classified) : classified;
         const refusal = await this.#decide(statements);
         if (this.#state === "closed") return;
         if (refusal !== undefined) {
@@ -479,10 +517,20 @@ export class PgProxyConnection {
         const statement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
         const start = this.#start("extended", statement, portal?.params ?? null);
         await this.#record([start]);
+        if (session.masking) {
+          // The result's row shape, whether or not the client asked for it: without a
+          // RowDescription the proxy would not know which values to mask. Its answer is ours.
+          this.#send(serialize.describe({ type: "P", name: message.portal }));
+          this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
+        }
         this.#send(message.raw);
-        this.#track("execute", [start.seq], this.#syncCount + 1);
+        this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
         return;
       }
+      case "describe":
+        if (session.masking) this.#describes.push({ injected: false, text: undefined, sync: this.#syncCount + 1 });
+        this.#send(message.raw);
+        return;
       case "sync":
         this.#syncCount += 1;
         this.#send(message.raw);
@@ -559,6 +607,12 @@ export class PgProxyConnection {
   // ------------------------------------------------------------------ relay: upstream → client
 
   #onUpstreamData(chunk: Buffer): void {
+    if (this.#ending) return;
+    if (this.#masking) {
+      if (this.#upstreamHeld) this.#upstreamHeld.push(chunk);
+      else this.#relayMasked(chunk);
+      return;
+    }
     const out: Buffer[] = [];
     let modified = this.#upstreamReader.pendingLength > 0;
     try {
@@ -582,11 +636,17 @@ export class PgProxyConnection {
     if (this.#upstreamReader.pendingLength > 0) modified = true;
     // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
     const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
-    if (written.length === 0) return;
+    this.#writeClient(written);
+  }
+
+  #writeClient(written: Buffer): void {
+    if (written.length === 0 || this.#state === "closed") return;
     this.#summary.bytesOut += written.length;
     if (this.#client.write(written) === false) {
       this.#upstream?.socket.pause();
-      this.#client.once("drain", () => this.#upstream?.socket.resume());
+      this.#client.once("drain", () => {
+        if (!this.#upstreamHeld) this.#upstream?.socket.resume();
+      });
     }
   }
 
@@ -597,6 +657,110 @@ export class PgProxyConnection {
     if (problem === undefined) return false;
     this.#fatal({ severity: "FATAL", code: "55000", message: problem });
     return true;
+  }
+
+  // On a masked target: frames are relayed one by one, and a result whose masking needs the
+  // target's catalog holds everything after it until the masker is known.
+
+  #masking: SessionMasking | undefined;
+  /** Chunks that arrived while a masker was being resolved. */
+  #upstreamHeld: Buffer[] | undefined;
+  /** Describe answers (RowDescription or NoData) still to come, in order: ours are not the client's to see. */
+  readonly #describes: { injected: boolean; text: string | undefined; sync: number }[] = [];
+
+  #relayMasked(chunk: Buffer): void {
+    const frames: [number, Buffer][] = [];
+    const whole = this.#upstreamReader.pendingLength === 0;
+    try {
+      this.#upstreamReader.push(chunk, (type, frame) => frames.push([type, frame]));
+    } catch (error) {
+      this.options.onError?.(error);
+      this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
+      return;
+    }
+    // A chunk of whole messages that nothing changes goes out as it came.
+    this.#relayFrames(frames, 0, whole && this.#upstreamReader.pendingLength === 0 ? chunk : undefined);
+  }
+
+  #relayFrames(frames: [number, Buffer][], start: number, chunk?: Buffer): void {
+    const out: Buffer[] = [];
+    let modified = chunk === undefined;
+    for (let i = start; i < frames.length; i++) {
+      if (this.#ending || this.#state === "closed") return;
+      const [type, frame] = frames[i]!;
+      const result = this.#inspectMasked(type, frame);
+      if (result instanceof Promise) {
+        this.#writeClient(Buffer.concat(out));
+        this.#upstreamHeld = [];
+        this.#upstream?.socket.pause();
+        void result
+          .catch((error: unknown) => {
+            this.options.onError?.(error);
+            this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not resolve which values of a result to mask; the session is closed" });
+            return null;
+          })
+          .then((forward) => {
+            if (this.#ending || this.#state === "closed") return;
+            if (forward) this.#writeClient(forward);
+            const held = this.#upstreamHeld ?? [];
+            this.#upstreamHeld = undefined;
+            this.#relayFrames(frames, i + 1);
+            for (const chunk of held) this.#onUpstreamData(chunk);
+            if (!this.#upstreamHeld) this.#upstream?.socket.resume();
+          });
+        return;
+      }
+      if (result !== frame) modified = true;
+      if (result) out.push(result);
+    }
+    this.#writeClient(!modified ? chunk! : out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  #currentText(): string | undefined {
+    const current = this.#inflight[0];
+    return current?.texts[current.next];
+  }
+
+  /** A frame to forward, null to swallow, or the promise of either once a masker is resolved. */
+  #inspectMasked(type: number, frame: Buffer): Buffer | null | Promise<Buffer | null> {
+    if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return null;
+    if (this.#swallow.length > 0 && this.#swallow[0] === type) {
+      this.#swallow.shift();
+      return null;
+    }
+    const masking = this.#masking!;
+    if (type === BackendType.RowDescription || type === BackendType.NoData) {
+      const describe = this.#describes.shift();
+      if (describe && !describe.injected) return frame;
+      if (type === BackendType.NoData) {
+        this.#masker = undefined;
+        return describe ? null : frame;
+      }
+      const resolved = masking.forResult(decodeRowDescription(frame), describe ? describe.text : this.#currentText());
+      const forward = describe ? null : frame;
+      if (resolved instanceof Promise) {
+        return resolved.then((masker) => {
+          this.#masker = masker;
+          return forward;
+        });
+      }
+      this.#masker = resolved;
+      return forward;
+    }
+    if (SERVER_TEXT_TYPES.has(type)) {
+      const current = this.#inflight[0];
+      const ours = type === BackendType.ErrorResponse && current?.ours === true;
+      if (!ours) frame = masking.serverText(type, frame, this.#currentText());
+      if (type === BackendType.ErrorResponse) {
+        // The server skips the rest of the extended batch up to its Sync: those Describes go unanswered.
+        const batch = this.#syncsAnswered + 1;
+        while (this.#describes.length > 0 && this.#describes[0]!.sync <= batch) this.#describes.shift();
+      }
+    }
+    if (type === BackendType.ReadyForQuery) {
+      while (this.#describes.length > 0 && this.#describes[0]!.sync <= this.#syncsAnswered + 1) this.#describes.shift();
+    }
+    return this.#inspect(type, frame);
   }
 
   #inspect(type: number, frame: Buffer): Buffer {
@@ -670,12 +834,29 @@ export class PgProxyConnection {
 
   // ------------------------------------------------------------------ ending
 
-  /** Ends the session because its grant ended: FATAL 57P01 to the client, both sockets closed. */
+  /**
+   * Ends the session because its grant ended. The work ends first: the upstream backend's running
+   * statement is cancelled and the backend terminated (its open transaction rolls back), and only
+   * then does the client get FATAL 57P01 and both sockets close. Meanwhile nothing more is relayed
+   * either way, so nothing the client sends after the grant's end reaches the target.
+   */
   terminate(reason: EndReason): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#ending) return;
     const message =
       reason === "expired" ? "access grant expired" : reason === "revoked" ? "access grant revoked" : "jitgate is shutting down";
-    this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+    const upstream = this.#upstream;
+    const target = this.#session?.upstream;
+    if (!upstream || !target) {
+      this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+      return;
+    }
+    this.#ending = true;
+    this.#outgoing = [];
+    this.#client.pause();
+    void endUpstreamBackend(target, upstream.processId, upstream.secretKey).then(() => {
+      this.#ending = false;
+      this.#fatal({ severity: "FATAL", code: "57P01", message }, reason);
+    });
   }
 
   #fatal(fields: ErrorFields, reason = "error"): void {
@@ -685,7 +866,9 @@ export class PgProxyConnection {
   }
 
   #end(reason: string): void {
-    if (this.#state === "closed") return;
+    // While the backend is being ended its socket closes, and the client may go: the session
+    // ends when that is done, with the grant's reason.
+    if (this.#state === "closed" || this.#ending) return;
     this.#state = "closed";
     this.#summary.endReason = reason;
     this.#upstream?.socket.destroy();

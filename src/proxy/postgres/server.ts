@@ -9,7 +9,7 @@ import type { SessionBroker } from "../../broker/sessions.js";
 import type { StatementLog } from "../../broker/statement-log.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, normalizeSql, type ClassifiedStatement as SqlVerdict, type CompiledRules } from "../../rules/sql-classifier.js";
+import { classifySql, compileRules, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -21,6 +21,7 @@ import {
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { ClassificationCache } from "./classification-cache.js";
+import { MaskingSession } from "./masking-session.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
@@ -71,16 +72,6 @@ interface TargetRuntime {
 }
 
 /**
- * COPY … TO sends rows as CopyData, not DataRow, so masking cannot see its columns: on a target
- * with masking rules it would be a way around them. It is refused there; COPY … FROM STDIN is not.
- */
-function guardCopyOut(statement: SqlVerdict, runtime: TargetRuntime): SqlVerdict {
-  if (statement.kind !== "copy" || runtime.config.mask.length === 0 || statement.verdict === "block") return statement;
-  if (/\bFROM\s+STDIN\b/i.test(normalizeSql(statement.text))) return statement;
-  return { ...statement, verdict: "block", rule: "copy-out-on-masked-target" };
-}
-
-/**
  * The PostgreSQL proxy listener: admits connections under live grants, wires each connection's
  * hooks to the broker (sessions, statement log, held statements), and ends sessions when their
  * grant ends on any replica.
@@ -101,7 +92,7 @@ export class PgProxyServer {
         rules,
         masking: compileMasking(target.mask),
         cache: new ClassificationCache(
-          (sql) => classifySql(sql, rules).map((statement) => guardCopyOut(statement, runtime)),
+          (sql) => classifySql(sql, rules),
           [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
         ),
       };
@@ -217,11 +208,20 @@ export class PgProxyServer {
     const self = this;
     const masking = runtime.masking;
     const paramMasker = masking.forResult([{ name: "$", dataTypeID: 25, format: 0 }]);
+    const upstreamTarget = parseUpstreamUrl(runtime.config.upstream);
+    // COPY … TO on a masked target is vetted by the masking session (what it copies is traced).
+    const maskingSession = runtime.config.mask.length > 0 ? new MaskingSession(masking, upstreamTarget) : undefined;
+    const recordedText = (text: string) => (masking.detectors ? (masking.detectors.mask(Buffer.from(text, "utf8"))?.toString("utf8") ?? text) : text);
 
     const hooks: SessionHooks = {
-      upstream: parseUpstreamUrl(runtime.config.upstream),
+      upstream: upstreamTarget,
+      masking: maskingSession,
       attach: (end) => admitted.attach(end),
-      classify: (sql) => runtime.cache.get(sql),
+      classify(sql) {
+        const result = runtime.cache.get(sql);
+        maskingSession?.onStatements(result);
+        return result;
+      },
       onStatements: (starts) =>
         statements.record(
           starts.map((s) => ({
@@ -229,7 +229,9 @@ export class PgProxyServer {
             seq: s.seq,
             protocol: s.protocol,
             kind: s.statement.kind,
-            text: s.statement.text,
+            // What the user typed may hold a value the detectors find (`… WHERE email = '…'`); the
+            // log and the audit pages show it to others.
+            text: recordedText(s.statement.text),
             parameters: s.parameters,
             verdict: s.statement.verdict,
             rule: s.statement.rule ?? null,
@@ -237,7 +239,7 @@ export class PgProxyServer {
           })),
         ),
       onStatementEnd: (end) => statements.complete({ sessionId: session.id, ...end }),
-      onBlocked: (statement) => sessions.blocked(snapshot, statement.text, statement.rule ?? "block"),
+      onBlocked: (statement) => sessions.blocked(snapshot, recordedText(statement.text), statement.rule ?? "block"),
       onHold: (statement) => self.#hold(snapshot, statement),
       onRowDescription: (fields) => masking.forResult(fields),
       redactParameters(values, formats) {
@@ -254,6 +256,7 @@ export class PgProxyServer {
         await redis.set(cancelKey, JSON.stringify(upstream), "EX", 7 * 24 * 3600);
       },
       onClose: async (summary: ConnectionSummary) => {
+        maskingSession?.close();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
         const { startedAt, endedAt, ...counts } = summary;
