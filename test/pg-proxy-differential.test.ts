@@ -57,7 +57,7 @@ targets:
     kind: postgres
     upstream: \${UPSTREAM_URL}
     approvers: [lead@example.com]
-    commands: { block: [drop-database] }
+    commands: { block: [drop-database], unverifiable: allow }
 `,
     { UPSTREAM_URL: proxied.url },
   );
