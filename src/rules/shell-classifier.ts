@@ -179,6 +179,7 @@ const WRAPPERS: Record<string, OptionSpec> = {
   chroot: { longFlags: ["--skip-chdir"], longValued: ["--userspec", "--groups"], positional: 1 },
   command: { flags: "pvV" },
   builtin: {},
+  coproc: {},
   exec: { flags: "cl", valued: "a" },
   xargs: {
     flags: "0prtxo",
