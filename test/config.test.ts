@@ -143,7 +143,7 @@ describe("a full configuration", () => {
         privateKeyFile: "./secrets/web-1",
         hostKey: HOST_KEY,
         approvers: ["lead@example.com"],
-        commands: { block: ["rm -rf /"], review: ["^sudo ", "^systemctl "] },
+        commands: { block: ["rm -rf /"], review: ["^sudo ", "^systemctl "], unverifiable: "review", shell: "review" },
         allowPortForwarding: false,
         allowAgentForwarding: false,
         stepUp: false,

@@ -146,7 +146,8 @@ describe("shell classifier (real bash grammar)", () => {
     const blockShell = compileShellRules({ block: [], review: ["^sudo "], shell: "block" });
     expect((await classifyCommand("bash", blockShell)).verdict).toBe("block");
     // `sudo -i` meets the review rule `^sudo ` and starts a shell: the stricter verdict wins.
-    expect(await classifyCommand("sudo -i", blockShell)).toMatchObject({ verdict: "block", reason: "shell" });
+    expect(await classifyCommand("sudo -i", blockShell)).toMatchObject({ verdict: "block", reason: "shell", startsShell: true });
+    expect(await classifyCommand("sudo -i", allowShell)).toMatchObject({ verdict: "review", reason: "rule", startsShell: true });
     expect(await classifyCommand("sudo -s", blockShell)).toMatchObject({ verdict: "block", reason: "shell" });
     // A script file is an ordinary command (what it runs is not seen).
     expect(await verdict("bash ./deploy.sh")).toBe("allow");

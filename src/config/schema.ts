@@ -99,9 +99,14 @@ const shellRule = nonEmpty.superRefine((entry, ctx) => {
   const problem = shellRuleProblem(entry);
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
+const shellVerdict = z.enum(["allow", "review", "block"]);
 const commandRules = z.strictObject({
   block: z.array(shellRule).default([]),
   review: z.array(shellRule).default([]),
+  /** What cannot be checked before it runs (`$x f`, `… | sh`, `eval "$y"`). */
+  unverifiable: shellVerdict.default("review"),
+  /** Starting an interactive shell, whose typed lines are checked only best-effort. */
+  shell: shellVerdict.default("review"),
 });
 
 /** SQL rules: built-in names (checked for typos) or regexes. */

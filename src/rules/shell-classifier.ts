@@ -46,6 +46,8 @@ export interface ClassifiedCommand {
   rule?: string | undefined;
   /** Why the verdict is what it is: a configured rule, an unverifiable part, a shell start. */
   reason?: "rule" | "unverifiable" | "shell" | undefined;
+  /** The line starts an interactive shell (whatever decided the verdict). */
+  startsShell?: boolean | undefined;
 }
 
 /** A simple command as the shell would run it. */
@@ -606,11 +608,20 @@ export async function classifyCommand(line: string, rules: CompiledShellRules): 
   const text = normalizeCommand(line);
   if (!hasShellRules(rules) || text === "") return { text, verdict: "allow" };
   const analysis = await analyzeCommand(line);
-  const forms = new Set([text, ...analysis.commands.map((command) => normalizeCommand(command.text))]);
-  const match = (list: ShellRule[]) => list.find((rule) => [...forms].some((form) => rule.pattern.test(form)));
+  const decided = decide(text, analysis, rules);
+  return analysis.shells.length > 0 ? { ...decided, startsShell: true } : decided;
+}
+
+/** The strictest verdict over the line's commands, its unverifiable parts and the shells it starts. */
+function decide(text: string, analysis: CommandAnalysis, rules: CompiledShellRules): ClassifiedCommand {
+  const forms = [text, ...analysis.commands.map((command) => normalizeCommand(command.text))];
+  const match = (list: ShellRule[]) => list.find((rule) => forms.some((form) => rule.pattern.test(form)));
   const blocked = match(rules.block);
   if (blocked) return { text, verdict: "block", rule: blocked.source, reason: "rule" };
-  const unverifiable = analysis.unverifiable[0] !== undefined ? { text, verdict: rules.unverifiable, rule: `${UNVERIFIABLE_PREFIX}${analysis.unverifiable[0]}`, reason: "unverifiable" as const } : undefined;
+  const unverifiable =
+    analysis.unverifiable[0] !== undefined
+      ? { text, verdict: rules.unverifiable, rule: `${UNVERIFIABLE_PREFIX}${analysis.unverifiable[0]}`, reason: "unverifiable" as const }
+      : undefined;
   const shell = analysis.shells[0] !== undefined ? { text, verdict: rules.shell, rule: SHELL_RULE, reason: "shell" as const } : undefined;
   if (unverifiable?.verdict === "block") return unverifiable;
   if (shell?.verdict === "block") return shell;

@@ -8,7 +8,7 @@ import type { SshKeys } from "../../broker/ssh-keys.js";
 import type { Config, SshTargetConfig } from "../../config/schema.js";
 import { listenOn } from "../../infra/listen.js";
 import { holdForDecision } from "../held-decision.js";
-import { classifyCommand, compileShellRules, hasShellRules, type CompiledShellRules } from "../../rules/shell-classifier.js";
+import { classifyCommand, compileShellRules, hasShellRules, loadShellGrammar, type CompiledShellRules } from "../../rules/shell-classifier.js";
 import { loadOrCreateHostKey } from "./host-key.js";
 import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
@@ -49,6 +49,9 @@ const LOGIN_METHODS: AuthContext["method"][] = ["publickey", "keyboard-interacti
 
 const MAX_PASSWORD_ATTEMPTS = 3;
 
+/** Each connection's SSH identification string (`SSH-2.0-OpenSSH_9.6`), for held shells. */
+const clients = new WeakMap<Connection, string>();
+
 /**
  * AES-GCM only (RFC 5647, OpenSSH's aes*-gcm@openssh.com): Node's OpenSSL runs it with AES-NI, and
  * the proxy decrypts and re-encrypts every byte on one thread. OpenSSH clients prefer
@@ -80,7 +83,7 @@ export class SshProxyServer {
     this.hostKeyFingerprint = hostKey.fingerprint;
     this.#server = new ssh2.Server(
       { hostKeys: [hostKey.privateKey], ident: "jitgate", algorithms: { cipher: PROXY_CIPHERS as never } },
-      (client, info) => this.#accept(client, info.ip),
+      (client, info) => this.#accept(client, info.ip, info.header.identRaw),
     );
     this.#admission = new Admission({
       protocol: "ssh",
@@ -101,12 +104,15 @@ export class SshProxyServer {
     return this.#admission.live.size;
   }
 
-  listen(address: string): Promise<AddressInfo> {
+  async listen(address: string): Promise<AddressInfo> {
+    // The shell grammar loads before the first command, not while one waits.
+    await loadShellGrammar();
     // ssh2's Server wraps a net.Server and forwards listen/address/close/"error" to it.
     return listenOn(this.#server as unknown as Server, address);
   }
 
-  #accept(client: Connection, ip: string): void {
+  #accept(client: Connection, ip: string, ident: string): void {
+    clients.set(client, ident);
     if (this.#closing) {
       client.end();
       return;
@@ -261,6 +267,8 @@ export class SshProxyServer {
       allowPortForwarding: target.allowPortForwarding,
       allowAgentForwarding: target.allowAgentForwarding,
       hasRules: hasShellRules(runtime.rules),
+      shell: runtime.rules.shell,
+      client: `${clients.get(client) ?? "an unknown client"} from ${ip}`,
       classify: (command) => classifyCommand(command, runtime.rules),
       onBlocked: (command) => sessions.blocked(snapshot, command.text, command.rule ?? "block"),
       onHold: (command, onHeld) => holdForDecision(self.options, snapshot, command.text, command.rule ?? "review", onHeld),

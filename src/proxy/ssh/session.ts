@@ -4,7 +4,7 @@ import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, S
 import type { HeldVerdict } from "../held-decision.js";
 import type { EndReason } from "../live-sessions.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
-import type { ClassifiedCommand } from "../../rules/shell-classifier.js";
+import { SHELL_RULE, type ClassifiedCommand, type ShellVerdict } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
 import { SftpAudit, SftpProtocolError, type SftpOperation } from "./sftp-audit.js";
 
@@ -28,9 +28,13 @@ export type SshSessionSummary = Pick<SessionSummary, "blocked" | "held" | "appro
 export interface SshSessionHooks {
   allowPortForwarding: boolean;
   allowAgentForwarding: boolean;
-  /** Whether any command rule exists (without, typed lines are not held back at all). */
+  /** Whether any command rule exists (without, typed lines are not held back at all, and shells start freely). */
   hasRules: boolean;
-  classify(command: string): ClassifiedCommand;
+  /** The verdict for an interactive shell (a `shell` request) on a target with rules. */
+  shell: ShellVerdict;
+  /** Who connects with what, for the thread when a shell is held: `SSH-2.0-OpenSSH_9.6 from 10.0.0.7`. */
+  client: string;
+  classify(command: string): Promise<ClassifiedCommand>;
   /** Records a blocked command; a rejection is reported, the command stays blocked. */
   onBlocked(command: ClassifiedCommand): Promise<void>;
   /** Holds a command for approval; `onHeld` runs once the hold is recorded. */
@@ -43,6 +47,9 @@ const NOTICE = "[jitgate]";
 
 /** Why a typed line that the shadow could not follow is refused (see LineDiscipline). */
 export const UNVERIFIABLE_LINE = "unverifiable-line";
+
+/** What the user, the thread and the summary are told about a shell that runs. */
+export const BEST_EFFORT = "interactive shell, lines checked best-effort";
 
 /**
  * One user's SSH connection through the proxy, after authentication: the gateway's own connection
@@ -158,11 +165,7 @@ export class SshProxySession {
       const channel = accept();
       recorder = this.#record(number, "shell", pty, null);
       register(channel);
-      this.upstream.shell(pty ? this.#ptyOptions(pty) : false, { env, ...(agent ? { agentForward: true } : {}) }, (error, stream) => {
-        if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the shell: ${error.message}`, !!pty);
-        upstreamChannel = stream;
-        this.#relayShell(channel, stream, recorder!, !!pty);
-      });
+      void this.#shell(channel, pty, env, agent, recorder, (stream) => (upstreamChannel = stream));
     });
     session.on("exec", (accept, _reject, info) => {
       const channel = accept();
@@ -205,6 +208,46 @@ export class SshProxySession {
     channel.end();
   }
 
+  /**
+   * Lets a command or a shell start, or not: block refuses it, review holds it in the request's
+   * thread until someone decides. Resolves whether it may start.
+   */
+  async #decide(classified: ClassifiedCommand, channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder): Promise<boolean> {
+    const what = classified.reason === "shell" ? "the shell" : "the command";
+    if (classified.verdict === "block") {
+      this.#summary.blocked += 1;
+      await this.hooks.onBlocked(classified).catch((error: unknown) => this.options.onError?.(error));
+      this.#notice(
+        channel,
+        classified.reason === "shell" ? `interactive shells are blocked on this target: ${classified.text}` : `command blocked by rule "${classified.rule}": ${classified.text}`,
+        isPty,
+        recorder,
+      );
+      this.#refuseChannel(channel, "", false);
+      return false;
+    }
+    if (classified.verdict === "review") {
+      this.#summary.held += 1;
+      const verdict = await this.hooks
+        .onHold(classified, () => this.#notice(channel, `waiting for approval in the request thread (${classified.rule})`, isPty, recorder))
+        .catch((error: unknown) => {
+          this.options.onError?.(error);
+          return "error" as const;
+        });
+      if (this.#state !== "open") return false;
+      if (verdict !== "approved") {
+        const why =
+          verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
+        this.#notice(channel, `${what} ${why} (rule "${classified.rule}"); it did not run`, isPty, recorder);
+        this.#refuseChannel(channel, "", false);
+        return false;
+      }
+      this.#summary.approved += 1;
+      this.#notice(channel, "approved; running", isPty, recorder);
+    }
+    return true;
+  }
+
   // ------------------------------------------------------------------ exec
 
   async #exec(
@@ -216,38 +259,23 @@ export class SshProxySession {
     recorder: AsciicastRecorder,
     started: (stream: ClientChannel) => void,
   ): Promise<void> {
-    const classified = this.hooks.classify(command);
     const isPty = !!pty;
     recorder.input(`${command}\n`);
-    if (classified.verdict === "block") {
-      this.#summary.blocked += 1;
-      await this.hooks.onBlocked(classified).catch((error: unknown) => this.options.onError?.(error));
-      this.#notice(channel, `command blocked by rule "${classified.rule}": ${classified.text}`, isPty, recorder);
-      return this.#refuseChannel(channel, "", false);
-    }
-    if (classified.verdict === "review") {
-      this.#summary.held += 1;
-      const verdict = await this.hooks
-        .onHold(classified, () => this.#notice(channel, "waiting for approval in the request thread", isPty, recorder))
-        .catch((error: unknown) => {
-          this.options.onError?.(error);
-          return "error" as const;
-        });
-      if (this.#state !== "open") return;
-      if (verdict !== "approved") {
-        const why =
-          verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
-        this.#notice(channel, `the command ${why} (rule "${classified.rule}"); it did not run`, isPty, recorder);
-        return this.#refuseChannel(channel, "", false);
-      }
-      this.#summary.approved += 1;
-      this.#notice(channel, "approved; running", isPty, recorder);
-    }
+    const classified = await this.hooks.classify(command).catch((error: unknown): ClassifiedCommand => {
+      // Fail closed: a command the classifier could not look at does not run.
+      this.options.onError?.(error);
+      return { text: command, verdict: "block", rule: "classifier error", reason: "unverifiable" };
+    });
+    if (this.#state !== "open" || !(await this.#decide(classified, channel, isPty, recorder))) return;
+    // An exec that starts a shell (`bash -i`, `ssh -t target bash`) gets what a shell gets.
+    const startsShell = classified.startsShell === true;
     this.#count("exec");
+    if (startsShell) this.#bestEffort(channel, isPty, recorder);
     const options = { ...(pty ? { pty: this.#ptyOptions(pty) } : {}), env, ...(agent ? { agentForward: true } : {}) };
     this.upstream.exec(command, options, (error, stream) => {
       if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the command: ${error.message}`, isPty);
       started(stream);
+      if (startsShell && isPty) return this.#relayShell(channel, stream, recorder, true);
       this.#track(channel, stream, recorder);
       channel.on("data", (chunk: Buffer) => {
         this.#summary.bytesIn += chunk.length;
@@ -262,6 +290,39 @@ export class SshProxySession {
   }
 
   // ------------------------------------------------------------------ shell
+
+  /** Says, once, that a shell runs whose lines are only checked best-effort. */
+  #bestEffort(channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder): void {
+    if (!this.hooks.hasRules) return;
+    this.#count(BEST_EFFORT);
+    this.#notice(channel, `${BEST_EFFORT}: jitgate cannot know what a shell will run`, isPty, recorder);
+  }
+
+  /**
+   * A `shell` request. On a target with command rules the shell is a decision of its own
+   * (`commands.shell`): what it will run is typed later, and no line classifier can know it.
+   */
+  async #shell(
+    channel: ServerChannel,
+    pty: PseudoTtyInfo | undefined,
+    env: Record<string, string>,
+    agent: boolean,
+    recorder: AsciicastRecorder,
+    started: (stream: ClientChannel) => void,
+  ): Promise<void> {
+    const isPty = !!pty;
+    if (this.hooks.hasRules) {
+      const text = `interactive shell (${pty ? `pty ${pty.term}` : "no pty"}; client ${this.hooks.client})`;
+      const classified: ClassifiedCommand = { text, verdict: this.hooks.shell, rule: SHELL_RULE, reason: "shell" };
+      if (!(await this.#decide(classified, channel, isPty, recorder))) return;
+      this.#bestEffort(channel, isPty, recorder);
+    }
+    this.upstream.shell(pty ? this.#ptyOptions(pty) : false, { env, ...(agent ? { agentForward: true } : {}) }, (error, stream) => {
+      if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the shell: ${error.message}`, isPty);
+      started(stream);
+      this.#relayShell(channel, stream, recorder, isPty);
+    });
+  }
 
   #relayShell(channel: ServerChannel, stream: ClientChannel, recorder: AsciicastRecorder, pty: boolean): void {
     const discipline = new LineDiscipline();
@@ -319,7 +380,10 @@ export class SshProxySession {
       return;
     }
     const classified: ClassifiedCommand = event.certain
-      ? this.hooks.classify(text)
+      ? await this.hooks.classify(text).catch((error: unknown): ClassifiedCommand => {
+          this.options.onError?.(error);
+          return { text, verdict: "block", rule: UNVERIFIABLE_LINE };
+        })
       : { text, verdict: "block", rule: UNVERIFIABLE_LINE };
     if (classified.verdict === "allow") {
       this.#count("shell");
