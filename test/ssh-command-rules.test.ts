@@ -1,0 +1,263 @@
+/**
+ * Issue 14, by effect on the host: a target whose rules hold `touch` for review and block `rm`,
+ * the bypasses of the issue run with real OpenSSH through the proxy, and a canary file on the
+ * host that must not appear unless the thread approved it. Most grammar cases are unit tests over
+ * the same parser (test/shell-classifier.test.ts); these are the representative set end to end.
+ */
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../src/broker/index.js";
+import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { nextEvent } from "./support/jobs.js";
+import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
+
+let sshd: PrivateSshd;
+let test: TestGateway;
+let lead: Person;
+let port: number;
+let dir: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runProcess(command: string, args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}
+
+function ssh(secret: string, args: string[]): Promise<Run> {
+  return runProcess(
+    "sshpass",
+    ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "guarded@127.0.0.1", ...args],
+    { SSHPASS: secret },
+  );
+}
+
+/** An ssh client we type into (a pty with -tt). */
+function interactiveSsh(secret: string, args: string[]) {
+  const child = spawn("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "guarded@127.0.0.1", ...args], {
+    env: { ...process.env, SSHPASS: secret },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  let seen = 0;
+  const listeners = new Set<() => void>();
+  child.stdout.on("data", (chunk) => {
+    stdout += chunk;
+    for (const listener of listeners) listener();
+  });
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<Run>((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  void exited.then(() => clearTimeout(killer));
+  return {
+    exited,
+    waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = pattern.exec(stdout.slice(seen));
+          if (!match) return false;
+          seen += match.index + match[0].length;
+          listeners.delete(listener);
+          clearTimeout(timer);
+          resolve();
+          return true;
+        };
+        const listener = () => void check();
+        const timer = setTimeout(() => {
+          listeners.delete(listener);
+          reject(new Error(`no ${pattern} in output: ${JSON.stringify(stdout.slice(seen))} (stderr ${JSON.stringify(stderr)})`));
+        }, timeoutMs);
+        if (!check()) listeners.add(listener);
+      });
+    },
+    type(keys: string): void {
+      child.stdin.write(keys);
+    },
+  };
+}
+
+let people = 0;
+async function grant(): Promise<{ secret: string; who: Person; grantId: string }> {
+  people += 1;
+  const who = await test.gateway.broker.identify({ platform: "slack", externalId: `U14${people}`, email: `dev14-${people}@example.com`, displayName: `Dev ${people}` });
+  const request = await test.gateway.broker.request(who, { target: "guarded", duration: "1h", reason: "INC-14 bypasses" });
+  const result = await test.gateway.broker.decide(lead, { requestId: request.id, verdict: "approve" });
+  return { secret: /\(password: ([^)]+)\)/.exec(result.connection!.line)![1]!, who, grantId: result.grant!.id };
+}
+
+const heldEvent = (predicate: (held: HeldSnapshot) => boolean) =>
+  nextEvent<{ held: HeldSnapshot }>((l) => test.gateway.cluster.events.on("statement.held", l), (p) => predicate(p.held), 60_000);
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "jitgate-issue14-"));
+  chmodSync(dir, 0o777);
+  sshd = await startPrivateSshd("rules");
+  // A `sudo` for the target's sessions (the test machine has none): it runs what it is given.
+  writeFileSync(join(sshd.binDir, "sudo"), '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do [ "$1" = -u ] && shift; shift; done\nexec "$@"\n', { mode: 0o755 });
+  test = await startTestGateway(
+    "sshrules",
+    `
+defaults: { reviewTimeout: 30s }
+proxy:
+  ssh: { listen: 127.0.0.1:0, publicAddress: ssh-gw.example.com:2222, hostKeyFile: ${join(dir, "gateway", "ssh_host_ed25519_key")} }
+targets:
+  - name: guarded
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${sshd.hostKey}"
+    approvers: [lead@example.com]
+    commands: { block: ["^rm "], review: ["^touch "] }
+`,
+  );
+  port = test.gateway.sshProxy!.address.port;
+  lead = await test.gateway.broker.identify({ platform: "slack", externalId: "ULEAD14", email: "lead@example.com", displayName: "Lead" });
+}, 60_000);
+
+afterAll(async () => {
+  await test?.close();
+  await sshd?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("exec commands through the proxy, by effect on the host", () => {
+  it("every bypass of issue 14 is held (touch) and, denied, leaves no file; `ls` still runs", async () => {
+    const { secret, who } = await grant();
+    const canary = (n: number) => join(dir, `canary-${n}`);
+    const b64 = (text: string) => Buffer.from(text).toString("base64");
+    const cases: { line: (file: string) => string; rule: RegExp }[] = [
+      { line: (f) => `! touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `if :; then touch ${f}; fi`, rule: /^\^touch $/ },
+      { line: (f) => `for i in 1; do touch ${f}; done`, rule: /^\^touch $/ },
+      { line: (f) => `/usr/bin/touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `time -p touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `nice -n 5 touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `echo ${f} | xargs touch`, rule: /^\^touch $/ },
+      { line: (f) => `sh -c 'touch ${f}'`, rule: /^\^touch $/ },
+      { line: (f) => `eval 'touch ${f}'`, rule: /^\^touch $/ },
+      { line: (f) => `'to'uch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `t\\ouch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `env -i touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `sudo -u nobody touch ${f}`, rule: /^\^touch $/ },
+      { line: (f) => `find ${dir} -maxdepth 0 -exec touch ${f} \\;`, rule: /^\^touch $/ },
+      { line: (f) => `f(){ touch ${f}; }; f`, rule: /^\^touch $/ },
+      { line: (f) => `x=touch; $x ${f}`, rule: /^unverifiable: the command name is not a literal: \$x$/ },
+      { line: (f) => `$(echo touch) ${f}`, rule: /^unverifiable: the command name is not a literal/ },
+      { line: (f) => `echo ${b64(`touch ${f}`)} | base64 -d | sh`, rule: /^unverifiable: text is fed to a shell: sh$/ },
+      { line: (f) => `sh <<EOF\ntouch ${f}\nEOF`, rule: /^unverifiable: text is fed to a shell/ },
+    ];
+    await Promise.all(
+      cases.map(async ({ line, rule }, n) => {
+        const command = line(canary(n));
+        const held = heldEvent((h) => h.personId === who.id && h.text === command.replace(/\s+/g, " ").trim());
+        const run = ssh(secret, [command]);
+        const { payload } = await held;
+        expect(payload.held.rule, command).toMatch(rule);
+        await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "denied" });
+        const result = await run;
+        expect({ command, code: result.code }).toEqual({ command, code: 1 });
+        expect(result.stderr, command).toContain("was denied in the request thread");
+        expect(existsSync(canary(n)), command).toBe(false);
+      }),
+    );
+    const honest = await ssh(secret, [`ls -d ${dir}`]);
+    expect(honest.stdout).toBe(`${dir}\n`);
+    expect(honest.code).toBe(0);
+  }, 180_000);
+
+  it("rm in any disguise is blocked and the file stays; a reviewed command approved in the thread runs", async () => {
+    const { secret, who } = await grant();
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "keep");
+    for (const command of [`/bin/rm ${victim}`, `sudo -u root rm ${victim}`, `echo ${victim} | xargs rm`, `bash -c 'r\\m ${victim}'`, `ls; command rm ${victim}`]) {
+      const result = await ssh(secret, [command]);
+      expect({ command, code: result.code }).toEqual({ command, code: 1 });
+      expect(result.stderr, command).toContain('[jitgate] command blocked by rule "^rm "');
+      expect(existsSync(victim), command).toBe(true);
+    }
+    const approvedFile = join(dir, "approved");
+    const command = `nice -n 1 touch ${approvedFile}`;
+    const held = heldEvent((h) => h.personId === who.id && h.text === command);
+    const run = ssh(secret, [command]);
+    const { payload } = await held;
+    await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "approved" });
+    const result = await run;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("approved; running");
+    expect(existsSync(approvedFile)).toBe(true);
+  }, 120_000);
+});
+
+describe("interactive shells need their own approval", () => {
+  it("a shell is held with who, target and client; denied, no shell starts; approved, it runs with lines checked best-effort", async () => {
+    const { secret, who, grantId } = await grant();
+    const deniedHeld = heldEvent((h) => h.personId === who.id);
+    const denied = interactiveSsh(secret, ["-tt"]);
+    const { payload: first } = await deniedHeld;
+    expect(first.held.rule).toBe("interactive shell");
+    expect(first.held.text).toMatch(/^interactive shell \(pty \S+; client SSH-2\.0-OpenSSH\S* from 127\.0\.0\.1\)$/);
+    expect(first.held.target).toBe("guarded");
+    await test.gateway.sessions.decide(lead, { heldId: first.held.id, verdict: "denied" });
+    const refused = await denied.exited;
+    expect(refused.stdout).toContain("the shell was denied in the request thread");
+    expect(refused.code).not.toBe(0);
+
+    const closed = nextEvent<{ session: SessionSnapshot; summary: SessionSummary }>(
+      (l) => test.gateway.cluster.events.on("session.closed", l),
+      (p) => p.session.grantId === grantId && (p.summary.statementsByKind["exec"] ?? 0) === 0 && p.summary.approved > 0,
+      60_000,
+    );
+    const approvedHeld = heldEvent((h) => h.personId === who.id && h.rule === "interactive shell");
+    const shell = interactiveSsh(secret, ["-tt"]);
+    const { payload: second } = await approvedHeld;
+    await test.gateway.sessions.decide(lead, { heldId: second.held.id, verdict: "approved" });
+    await shell.waitFor(/interactive shell, lines checked best-effort/);
+    await shell.waitFor(/[#$] $/);
+    shell.type("echo typed$((6*7))\r");
+    await shell.waitFor(/typed42[\s\S]*[#$] $/);
+    // A typed `touch` is still held (best-effort line checks), here denied.
+    const lineHeld = heldEvent((h) => h.personId === who.id && h.rule === "^touch ");
+    shell.type(`touch ${join(dir, "typed-canary")}\r`);
+    const { payload: third } = await lineHeld;
+    await test.gateway.sessions.decide(lead, { heldId: third.held.id, verdict: "denied" });
+    await shell.waitFor(/line not run: it was denied/);
+    shell.type("\rexit\r");
+    await shell.exited;
+    expect(existsSync(join(dir, "typed-canary"))).toBe(false);
+    const { payload } = await closed;
+    expect(payload.summary.statementsByKind["interactive shell, lines checked best-effort"]).toBe(1);
+  }, 120_000);
+
+  it("an exec that starts a shell (`ssh -t target bash -i`) is held as a shell", async () => {
+    const { secret, who } = await grant();
+    const held = heldEvent((h) => h.personId === who.id);
+    const run = ssh(secret, ["-tt", "bash -i"]);
+    const { payload } = await held;
+    expect(payload.held.rule).toBe("interactive shell");
+    expect(payload.held.text).toBe("bash -i");
+    await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "denied" });
+    const result = await run;
+    expect(result.stdout + result.stderr).toContain("was denied in the request thread");
+    expect(result.code).not.toBe(0);
+  }, 60_000);
+});
