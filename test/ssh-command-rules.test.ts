@@ -166,20 +166,27 @@ describe("exec commands through the proxy, by effect on the host", () => {
       { line: (f) => `echo ${b64(`touch ${f}`)} | base64 -d | sh`, rule: /^unverifiable: text is fed to a shell: sh$/ },
       { line: (f) => `sh <<EOF\ntouch ${f}\nEOF`, rule: /^unverifiable: text is fed to a shell/ },
     ];
-    await Promise.all(
-      cases.map(async ({ line, rule }, n) => {
+    const check = async ({ line, rule }: (typeof cases)[number], n: number) => {
         const command = line(canary(n));
         const held = heldEvent((h) => h.personId === who.id && h.text === command.replace(/\s+/g, " ").trim());
         const run = ssh(secret, [command]);
-        const { payload } = await held;
+        const { payload } = await Promise.race([
+          held,
+          run.then((result): never => {
+            throw new Error(`${command} ended without being held: ${JSON.stringify(result)}`);
+          }),
+        ]);
         expect(payload.held.rule, command).toMatch(rule);
         await test.gateway.sessions.decide(lead, { heldId: payload.held.id, verdict: "denied" });
         const result = await run;
         expect({ command, code: result.code }).toEqual({ command, code: 1 });
         expect(result.stderr, command).toContain("was denied in the request thread");
         expect(existsSync(canary(n)), command).toBe(false);
-      }),
-    );
+    };
+    // A few at a time: sshd refuses bursts of unauthenticated connections (MaxStartups).
+    for (let start = 0; start < cases.length; start += 4) {
+      await Promise.all(cases.slice(start, start + 4).map((entry, k) => check(entry, start + k)));
+    }
     const honest = await ssh(secret, [`ls -d ${dir}`]);
     expect(honest.stdout).toBe(`${dir}\n`);
     expect(honest.code).toBe(0);
@@ -215,7 +222,7 @@ describe("interactive shells need their own approval", () => {
     const denied = interactiveSsh(secret, ["-tt"]);
     const { payload: first } = await deniedHeld;
     expect(first.held.rule).toBe("interactive shell");
-    expect(first.held.text).toMatch(/^interactive shell \(pty \S+; client SSH-2\.0-OpenSSH\S* from 127\.0\.0\.1\)$/);
+    expect(first.held.text).toMatch(/^interactive shell \(pty \S+; client SSH-2\.0-OpenSSH[^)]* from 127\.0\.0\.1\)$/);
     expect(first.held.target).toBe("guarded");
     await test.gateway.sessions.decide(lead, { heldId: first.held.id, verdict: "denied" });
     const refused = await denied.exited;
