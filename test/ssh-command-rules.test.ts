@@ -248,9 +248,13 @@ describe("interactive shells need their own approval", () => {
     const { payload: third } = await lineHeld;
     await test.gateway.sessions.decide(lead, { heldId: third.held.id, verdict: "denied" });
     await shell.waitFor(/line not run: it was denied/);
+    // Ctrl-U then Ctrl-_ (readline's undo) would bring the killed `touch` back: refused as unverifiable.
+    shell.type(`\rtouch ${join(dir, "undo-canary")}\x15ls\x1f\x1f\r`);
+    await shell.waitFor(/line not run: it was edited with history or completion keys/);
     shell.type("\rexit\r");
     await shell.exited;
     expect(existsSync(join(dir, "typed-canary"))).toBe(false);
+    expect(existsSync(join(dir, "undo-canary"))).toBe(false);
     const { payload } = await closed;
     expect(payload.summary.statementsByKind["interactive shell, lines checked best-effort"]).toBe(1);
   }, 120_000);

@@ -7,7 +7,8 @@
  * goes through. The shadow follows the editing keys of readline's emacs mode that do not need the
  * shell's state: printable text, backspace, Ctrl-U/K/W/A/E/B/F, Ctrl-C, the arrow keys left and
  * right, Home, End and Delete. Keys whose effect only the shell knows (history with Up/Down or
- * Ctrl-R/P/N, and Tab completion whose echo is not plain text) make the line *uncertain*: the
+ * Ctrl-R/P/N, undo with Ctrl-_, Ctrl-O, any other control key it does not model, and Tab
+ * completion whose echo is not plain text) make the line *uncertain*: the
  * caller gets the text it saw and `certain: false`, and should not trust it.
  *
  * Inside full-screen programs (the alternate screen, as vim, less and top use it) typed lines are
@@ -227,8 +228,14 @@ export class LineDiscipline {
       case 0x0a:
         this.#reset();
         return;
+      case 0x0c: // Ctrl-L: redraw
+      case 0x1a: // Ctrl-Z, Ctrl-\: signals, no effect on the line
+      case 0x1c:
+        return;
       default:
-        // Ctrl-L (redraw), Ctrl-Z, Ctrl-\ …: no effect on the line.
+        // Ctrl-_ (undo), Ctrl-O (operate-and-get-next), Ctrl-] (search), Ctrl-@ (mark), Ctrl-G …:
+        // keys whose effect on the line only the shell knows.
+        this.#certain = false;
         return;
     }
   }
