@@ -22,3 +22,26 @@ describe("line discipline: editing keys it does not model (issue 14)", () => {
     }
   });
 });
+
+describe("line discipline: a password prompt is believed only when the target does not echo (issue 14)", () => {
+  it("a prompt set to look like a password prompt echoes the keys back: the line is not hidden", () => {
+    const shadow = new LineDiscipline();
+    shadow.output(Buffer.from("password: "));
+    expect(shadow.hidden).toBe(true);
+    shadow.push(Buffer.from("t"));
+    shadow.output(Buffer.from("t"));
+    expect(lineOf(shadow.push(Buffer.from("ouch f\r")))).toMatchObject({ text: "touch f", hidden: false });
+  });
+
+  it("a real prompt (echo off, or only masking stars) keeps the answer hidden", () => {
+    const quiet = new LineDiscipline();
+    quiet.output(Buffer.from("[sudo] password for dev: "));
+    quiet.push(Buffer.from("hun"));
+    expect(lineOf(quiet.push(Buffer.from("ter2\r")))).toMatchObject({ hidden: true });
+    const stars = new LineDiscipline();
+    stars.output(Buffer.from("[sudo] password for dev: "));
+    stars.push(Buffer.from("hu"));
+    stars.output(Buffer.from("**"));
+    expect(lineOf(stars.push(Buffer.from("\r")))).toMatchObject({ text: "hu", hidden: true });
+  });
+});

@@ -251,10 +251,16 @@ describe("interactive shells need their own approval", () => {
     // Ctrl-U then Ctrl-_ (readline's undo) would bring the killed `touch` back: refused as unverifiable.
     shell.type(`\rtouch ${join(dir, "undo-canary")}\x15ls\x1f\x1f\r`);
     await shell.waitFor(/line not run: it was edited with history or completion keys/);
+    // A prompt set to look like a password prompt: a pasted `touch` is not waved through as a password.
+    shell.type("\rPS1='password: '\r");
+    await shell.waitFor(/password: $/);
+    shell.type(`touch ${join(dir, "prompt-canary")}\r`);
+    await shell.waitFor(/line not run: it answered what looks like a password prompt and meets rule "\^touch "/);
     shell.type("\rexit\r");
     await shell.exited;
     expect(existsSync(join(dir, "typed-canary"))).toBe(false);
     expect(existsSync(join(dir, "undo-canary"))).toBe(false);
+    expect(existsSync(join(dir, "prompt-canary"))).toBe(false);
     const { payload } = await closed;
     expect(payload.summary.statementsByKind["interactive shell, lines checked best-effort"]).toBe(1);
   }, 120_000);

@@ -51,6 +51,8 @@ export class LineDiscipline {
   #fullScreen = false;
   #outputTail = "";
   #hidden = false;
+  /** The target echoed what was typed after a password prompt: it is not a hidden answer. */
+  #echoed = false;
   /** The last chunk ended with a "\r" line end (a "\n" may follow in the next one). */
   #endedWithCr = false;
   /** Inside a bracketed paste (ESC[200~ … ESC[201~) text is literal. */
@@ -101,7 +103,7 @@ export class LineDiscipline {
           type: "line",
           text: this.#line.join(""),
           certain: this.#certain && !this.#awaitingCompletion,
-          hidden: this.#hidden,
+          hidden: this.#hidden && !this.#echoed,
           terminator: chunk.subarray(i, end),
         });
         this.#reset();
@@ -142,9 +144,13 @@ export class LineDiscipline {
     const lastLine = text.lastIndexOf("\n");
     this.#outputTail = (lastLine >= 0 ? text.slice(lastLine + 1) : this.#outputTail + text).slice(-PROMPT_TAIL);
     if (this.#line.length === 0) this.#hidden = PASSWORD_PROMPT.test(this.#outputTail);
+    // A real password prompt turns echo off; a prompt that only looks like one (PS1='password: ')
+    // echoes the keys back. Masking stars (pwfeedback) are not an echo.
+    else if (this.#hidden && /[^*\s]/.test(text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "").replace(/[\x00-\x1f\x7f]/g, ""))) this.#echoed = true;
   }
 
   #reset(): void {
+    this.#echoed = false;
     this.#line = [];
     this.#cursor = 0;
     this.#certain = true;

@@ -369,11 +369,12 @@ export class SshProxySession {
     pty: boolean,
   ): Promise<void> {
     const text = event.text.trim();
-    // An answer to a password prompt is not a command, and an empty line runs nothing.
-    if (event.hidden || text === "") {
+    // An empty line runs nothing.
+    if (text === "") {
       stream.write(event.terminator);
       return;
     }
+    if (event.hidden) return this.#hiddenLine(text, event.terminator, channel, stream, recorder, pty);
     if (!this.hooks.hasRules) {
       this.#count("shell");
       stream.write(event.terminator);
@@ -421,6 +422,27 @@ export class SshProxySession {
     stream.write(INTERRUPT);
     const why = verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
     this.#notice(channel, `line not run: it ${why} (rule "${classified.rule}")`, pty, recorder);
+  }
+
+  /**
+   * The answer to what looks like a password prompt, with nothing echoed. It may be a password (not
+   * to be shown in a thread, nor held) or a command typed after a fake prompt (a pasted line is not
+   * echoed before Enter either): a line that meets a block or review rule is refused, redacted.
+   */
+  async #hiddenLine(text: string, terminator: Buffer, channel: ServerChannel, stream: ClientChannel, recorder: AsciicastRecorder, pty: boolean): Promise<void> {
+    if (!this.hooks.hasRules) {
+      stream.write(terminator);
+      return;
+    }
+    const classified = await this.hooks.classify(text).catch((): ClassifiedCommand => ({ text, verdict: "allow" }));
+    if (classified.verdict === "allow" || classified.reason !== "rule") {
+      stream.write(terminator);
+      return;
+    }
+    this.#summary.blocked += 1;
+    stream.write(INTERRUPT);
+    this.#notice(channel, `line not run: it answered what looks like a password prompt and meets rule "${classified.rule}"`, pty, recorder);
+    await this.hooks.onBlocked({ text: "(input at a password prompt)", verdict: "block", rule: classified.rule, reason: "rule" }).catch((error: unknown) => this.options.onError?.(error));
   }
 
   // ------------------------------------------------------------------ output, exit, sftp
