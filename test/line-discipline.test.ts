@@ -63,10 +63,11 @@ describe("LineDiscipline", () => {
     expect(feed([Buffer.from("\r")], discipline).lines[0]).toMatchObject({ certain: false });
   });
 
-  it("reports no lines inside a full-screen program", () => {
+  it("marks lines typed inside a full-screen program (which a shell can fake) as such", () => {
     const discipline = new LineDiscipline();
     discipline.output(Buffer.from("\x1b[?1049h"));
-    expect(feed([Buffer.from(":wq\r")], discipline).lines).toEqual([]);
+    const events = discipline.push(Buffer.from(":wq\r"));
+    expect(events.find((e) => e.type === "line")).toMatchObject({ text: ":wq", fullScreen: true });
     discipline.output(Buffer.from("\x1b[?1049l$ "));
     expect(feed([Buffer.from("ls\r")], discipline).lines).toHaveLength(1);
   });

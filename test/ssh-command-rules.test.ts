@@ -256,11 +256,19 @@ describe("interactive shells need their own approval", () => {
     await shell.waitFor(/password: $/);
     shell.type(`touch ${join(dir, "prompt-canary")}\r`);
     await shell.waitFor(/line not run: it answered what looks like a password prompt and meets rule "\^touch "/);
+    // Output that fakes a full-screen program: a typed `touch` is still refused.
+    shell.type("\rPS1='$ '; printf '\\033[?1049h'\r");
+    await shell.waitFor(/\x1b\[\?1049h/);
+    shell.type(`touch ${join(dir, "screen-canary")}\r`);
+    await shell.waitFor(/line not run: it was typed in what looks like a full-screen program and meets rule "\^touch "/);
+    shell.type("\rprintf '\\033[?1049l'\r");
+    await shell.waitFor(/\x1b\[\?1049l/);
     shell.type("\rexit\r");
     await shell.exited;
     expect(existsSync(join(dir, "typed-canary"))).toBe(false);
     expect(existsSync(join(dir, "undo-canary"))).toBe(false);
     expect(existsSync(join(dir, "prompt-canary"))).toBe(false);
+    expect(existsSync(join(dir, "screen-canary"))).toBe(false);
     const { payload } = await closed;
     expect(payload.summary.statementsByKind["interactive shell, lines checked best-effort"]).toBe(1);
   }, 120_000);

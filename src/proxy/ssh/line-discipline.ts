@@ -12,7 +12,8 @@
  * caller gets the text it saw and `certain: false`, and should not trust it.
  *
  * Inside full-screen programs (the alternate screen, as vim, less and top use it) typed lines are
- * not commands to the shell, and no lines are reported.
+ * usually not commands to the shell; but the target's output alone says it is in one, and a shell
+ * can print the same bytes (`printf '\e[?1049h'`). Lines are still reported, marked `fullScreen`.
  */
 
 export type LineEvent =
@@ -22,7 +23,7 @@ export type LineEvent =
    * Enter was pressed on `text`. `terminator` (the Enter key's bytes) has not been forwarded: the
    * caller sends it when the line may run, or `INTERRUPT` to discard the line in the shell.
    */
-  | { type: "line"; text: string; certain: boolean; hidden: boolean; terminator: Buffer };
+  | { type: "line"; text: string; certain: boolean; hidden: boolean; fullScreen: boolean; terminator: Buffer };
 
 /** Ctrl-C: the shell discards the line being edited (readline's SIGINT handling). */
 export const INTERRUPT = Buffer.from([0x03]);
@@ -94,7 +95,7 @@ export class LineDiscipline {
         this.#endedWithCr = false;
         continue;
       }
-      if ((byte === 0x0d || byte === 0x0a) && !this.#fullScreen) {
+      if (byte === 0x0d || byte === 0x0a) {
         this.#flushText();
         if (i > start) events.push({ type: "forward", data: chunk.subarray(start, i) });
         // "\r\n" from a paste is one Enter.
@@ -104,6 +105,7 @@ export class LineDiscipline {
           text: this.#line.join(""),
           certain: this.#certain && !this.#awaitingCompletion,
           hidden: this.#hidden && !this.#echoed,
+          fullScreen: this.#fullScreen,
           terminator: chunk.subarray(i, end),
         });
         this.#reset();

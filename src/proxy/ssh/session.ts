@@ -374,7 +374,16 @@ export class SshProxySession {
       stream.write(event.terminator);
       return;
     }
-    if (event.hidden) return this.#hiddenLine(text, event.terminator, channel, stream, recorder, pty);
+    if (event.hidden) return this.#guardedLine(text, event.terminator, channel, stream, recorder, pty, "it answered what looks like a password prompt");
+    // In a full-screen program (vim, less) lines are not for the shell, but the program may be a
+    // fake one: what meets a rule is still refused. An uncertain line there is let through.
+    if (event.fullScreen) {
+      if (!event.certain) {
+        stream.write(event.terminator);
+        return;
+      }
+      return this.#guardedLine(text, event.terminator, channel, stream, recorder, pty, "it was typed in what looks like a full-screen program");
+    }
     if (!this.hooks.hasRules) {
       this.#count("shell");
       stream.write(event.terminator);
@@ -425,11 +434,21 @@ export class SshProxySession {
   }
 
   /**
-   * The answer to what looks like a password prompt, with nothing echoed. It may be a password (not
-   * to be shown in a thread, nor held) or a command typed after a fake prompt (a pasted line is not
-   * echoed before Enter either): a line that meets a block or review rule is refused, redacted.
+   * A line that may not be a shell command: the answer to what looks like a password prompt with
+   * nothing echoed (a password, not to be shown in a thread nor held — or a line pasted after a
+   * fake prompt, which is not echoed before Enter either), or a line typed in what looks like a
+   * full-screen program (vim — or a shell that printed the alternate-screen bytes). A line that
+   * meets a block or review rule is refused; the rest goes through.
    */
-  async #hiddenLine(text: string, terminator: Buffer, channel: ServerChannel, stream: ClientChannel, recorder: AsciicastRecorder, pty: boolean): Promise<void> {
+  async #guardedLine(
+    text: string,
+    terminator: Buffer,
+    channel: ServerChannel,
+    stream: ClientChannel,
+    recorder: AsciicastRecorder,
+    pty: boolean,
+    why: string,
+  ): Promise<void> {
     if (!this.hooks.hasRules) {
       stream.write(terminator);
       return;
@@ -441,8 +460,9 @@ export class SshProxySession {
     }
     this.#summary.blocked += 1;
     stream.write(INTERRUPT);
-    this.#notice(channel, `line not run: it answered what looks like a password prompt and meets rule "${classified.rule}"`, pty, recorder);
-    await this.hooks.onBlocked({ text: "(input at a password prompt)", verdict: "block", rule: classified.rule, reason: "rule" }).catch((error: unknown) => this.options.onError?.(error));
+    this.#notice(channel, `line not run: ${why} and meets rule "${classified.rule}"`, pty, recorder);
+    const recorded = why.includes("password") ? "(input at a password prompt)" : text;
+    await this.hooks.onBlocked({ text: recorded, verdict: "block", rule: classified.rule, reason: "rule" }).catch((error: unknown) => this.options.onError?.(error));
   }
 
   // ------------------------------------------------------------------ output, exit, sftp
