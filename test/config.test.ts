@@ -144,6 +144,7 @@ describe("a full configuration", () => {
         hostKey: HOST_KEY,
         approvers: ["lead@example.com"],
         commands: { block: ["rm -rf /"], review: ["^sudo ", "^systemctl "], unverifiable: "review", shell: "review" },
+        files: { block: [], review: [] },
         allowPortForwarding: false,
         allowAgentForwarding: false,
         stepUp: false,

@@ -5,11 +5,13 @@
  * the same parser (test/shell-classifier.test.ts); these are the representative set end to end.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { and, eq } from "drizzle-orm";
 import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../src/broker/index.js";
+import { auditEvents } from "../src/db/schema.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { nextEvent } from "./support/jobs.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
@@ -128,6 +130,7 @@ targets:
     hostKey: "${sshd.hostKey}"
     approvers: [lead@example.com]
     commands: { block: ["^rm "], review: ["^touch "] }
+    files: { block: ["/blocked/"], review: ["/held/"] }
 `,
   );
   port = test.gateway.sshProxy!.address.port;
@@ -285,4 +288,65 @@ describe("interactive shells need their own approval", () => {
     expect(result.stdout + result.stderr).toContain("was denied in the request thread");
     expect(result.code).not.toBe(0);
   }, 60_000);
+});
+
+describe("file transfers (scp, sftp)", () => {
+  const scp = (secret: string, from: string, to: string) =>
+    runProcess("sshpass", ["-e", "scp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), from, `guarded@127.0.0.1:${to}`], { SSHPASS: secret });
+  const sftp = (secret: string, commands: string) =>
+    runProcess("sshpass", ["-e", "sftp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), "guarded@127.0.0.1"], { SSHPASS: secret }, commands);
+
+  it("changes are recorded before they are forwarded; blocked paths are refused, held paths wait for the thread", async () => {
+    const { secret, who, grantId } = await grant();
+    for (const sub of ["free", "blocked", "held"]) mkdirSync(join(dir, sub), { recursive: true });
+    const local = join(dir, "local.txt");
+    writeFileSync(local, "twelve bytes");
+
+    // An ordinary upload and a chmod: both recorded as requests, and done.
+    const free = join(dir, "free", "a.txt");
+    expect((await scp(secret, local, free)).code).toBe(0);
+    await sftp(secret, `chmod 600 ${free}\nrename ${free} ${free}.2\n`);
+    expect(statSync(`${free}.2`).mode & 0o777).toBe(0o600);
+    const requests = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "ssh.file.request"), eq(auditEvents.grantId, grantId)));
+    const data = requests.map((row) => row.data);
+    expect(data).toContainEqual(expect.objectContaining({ op: "write", path: free, verdict: "allow" }));
+    // scp truncates with a setstat of the size after writing.
+    expect(data).toContainEqual(expect.objectContaining({ op: "setstat", path: free, size: 12, verdict: "allow" }));
+    expect(data).toContainEqual(expect.objectContaining({ op: "setstat", path: free, mode: 0o600, verdict: "allow" }));
+    expect(data).toContainEqual(expect.objectContaining({ op: "rename", path: free, to: `${free}.2`, verdict: "allow" }));
+
+    // A blocked path: refused, nothing written.
+    const blocked = join(dir, "blocked", "b.txt");
+    const refused = await scp(secret, local, blocked);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/permission denied/i);
+    expect(existsSync(blocked)).toBe(false);
+
+    // A held path: denied → nothing written; approved → written.
+    const heldPath = join(dir, "held", "c.txt");
+    const deniedHold = heldEvent((h) => h.personId === who.id && h.text.includes(heldPath));
+    const deniedRun = scp(secret, local, heldPath);
+    const { payload: denied } = await deniedHold;
+    expect(denied.held).toMatchObject({ rule: "/held/", text: `sftp write ${heldPath}` });
+    await test.gateway.sessions.decide(lead, { heldId: denied.held.id, verdict: "denied" });
+    expect((await deniedRun).code).not.toBe(0);
+    expect(existsSync(heldPath)).toBe(false);
+    const approvedHold = heldEvent((h) => h.personId === who.id && h.text.includes(heldPath));
+    const approvedRun = scp(secret, local, heldPath);
+    const { payload: approved } = await approvedHold;
+    await test.gateway.sessions.decide(lead, { heldId: approved.held.id, verdict: "approved" });
+    const uploaded = await approvedRun;
+    expect(uploaded.code).toBe(0);
+    expect(uploaded.stderr).not.toMatch(/denied|failed|error/i);
+    expect(existsSync(heldPath)).toBe(true);
+    // The approval covered the rest of the upload (scp's setstat of the size): one hold, not two.
+    const holds = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "ssh.file.request"), eq(auditEvents.grantId, grantId)));
+    expect(holds.map((row) => row.data).filter((d) => d.path === heldPath && d.approvedEarlier === true)).not.toEqual([]);
+  }, 120_000);
 });

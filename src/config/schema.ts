@@ -109,6 +109,12 @@ const commandRules = z.strictObject({
   shell: shellVerdict.default("review"),
 });
 
+/** SFTP rules (SSH targets): regexes over the paths a request changes. */
+const fileRules = z.strictObject({
+  block: z.array(shellRule).default([]),
+  review: z.array(shellRule).default([]),
+});
+
 /** SQL rules: built-in names (checked for typos) or regexes. */
 const sqlRule = nonEmpty.superRefine((entry, ctx) => {
   const problem = sqlRuleProblem(entry);
@@ -155,6 +161,7 @@ const sshTarget = z.strictObject({
     message: 'expected a pinned host key like "ssh-ed25519 AAAA…"',
   }),
   commands: commandRules.prefault({}),
+  files: fileRules.prefault({}),
   allowPortForwarding: z.boolean().default(false),
   allowAgentForwarding: z.boolean().default(false),
 });

@@ -9,6 +9,7 @@ import type { Config, SshTargetConfig } from "../../config/schema.js";
 import { listenOn } from "../../infra/listen.js";
 import { holdForDecision } from "../held-decision.js";
 import { classifyCommand, compileShellRules, hasShellRules, loadShellGrammar, type CompiledShellRules } from "../../rules/shell-classifier.js";
+import { compileFileRules, matchFileRule, type CompiledFileRules } from "../../rules/file-rules.js";
 import { loadOrCreateHostKey } from "./host-key.js";
 import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
@@ -39,6 +40,7 @@ export interface SshProxyOptions {
 interface TargetRuntime {
   config: SshTargetConfig;
   rules: CompiledShellRules;
+  files: CompiledFileRules;
   upstream: UpstreamTarget;
 }
 
@@ -77,7 +79,7 @@ export class SshProxyServer {
   constructor(private readonly options: SshProxyOptions) {
     for (const target of options.targets) {
       if (target.kind !== "ssh") continue;
-      this.#targets.set(target.name, { config: target, rules: compileShellRules(target.commands), upstream: resolveUpstream(target) });
+      this.#targets.set(target.name, { config: target, rules: compileShellRules(target.commands), files: compileFileRules(target.files), upstream: resolveUpstream(target) });
     }
     const hostKey = loadOrCreateHostKey(options.config.hostKeyFile);
     this.hostKeyFingerprint = hostKey.fingerprint;
@@ -263,6 +265,7 @@ export class SshProxyServer {
     }
     const { session: row, snapshot } = admitted;
     const self = this;
+    const approvedPaths = new Set<string>();
     const hooks: SshSessionHooks = {
       allowPortForwarding: target.allowPortForwarding,
       allowAgentForwarding: target.allowAgentForwarding,
@@ -284,6 +287,32 @@ export class SshProxyServer {
             data: { ...operation },
           })
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
+      },
+      onFileChange: async (change) => {
+        const paths = [change.path, ...(change.to !== undefined ? [change.to] : []), ...(change.from !== undefined ? [change.from] : [])];
+        const matched = matchFileRule(runtime.files, paths);
+        // An approval covers the paths it named for the rest of the session (scp's write is an
+        // open, writes and a setstat of the size).
+        const approvedEarlier = matched?.verdict === "review" && paths.every((path) => approvedPaths.has(path));
+        // Recorded before the request is forwarded; if it cannot be recorded, it is not forwarded.
+        await sessions.audit({
+          kind: "ssh.file.request",
+          actorId: snapshot.personId,
+          target: snapshot.target,
+          requestId: snapshot.requestId,
+          grantId: snapshot.grantId,
+          sessionId: snapshot.id,
+          data: { ...change, verdict: matched?.verdict ?? "allow", ...(matched ? { rule: matched.rule } : {}), ...(approvedEarlier ? { approvedEarlier } : {}) },
+        });
+        if (!matched || approvedEarlier) return { allowed: true };
+        const text = `sftp ${change.op} ${paths.join(" → ")}`;
+        if (matched.verdict === "block") {
+          await sessions.blocked(snapshot, text, matched.rule).catch((error: unknown) => self.options.onError?.(error, "record blocked sftp request"));
+          return { allowed: false, why: `blocked by rule "${matched.rule}"` };
+        }
+        const verdict = await holdForDecision(self.options, snapshot, text, matched.rule);
+        if (verdict === "approved") for (const path of paths) approvedPaths.add(path);
+        return verdict === "approved" ? { allowed: true } : { allowed: false, why: `${verdict === "denied" ? "denied" : "no decision"} in the request thread (rule "${matched.rule}")` };
       },
       onClose: async (summary, recordings) => {
         await sessions.storeRecordings(row.id, recordings).catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));

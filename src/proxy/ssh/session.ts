@@ -7,6 +7,7 @@ import { AsciicastRecorder } from "../recording/asciicast.js";
 import { SHELL_RULE, type ClassifiedCommand, type ShellVerdict } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
 import { SftpAudit, SftpProtocolError, type SftpOperation } from "./sftp-audit.js";
+import { fileChangeOf, requestId, SftpPacketFramer, SSH_FX_PERMISSION_DENIED, statusReply, type FileChange } from "./sftp-gate.js";
 
 /** A channel's terminal recording, handed over when the session closes. */
 export interface ChannelRecording {
@@ -40,6 +41,11 @@ export interface SshSessionHooks {
   /** Holds a command for approval; `onHeld` runs once the hold is recorded. */
   onHold(command: ClassifiedCommand, onHeld: () => void): Promise<HeldVerdict>;
   onFileOperation(operation: SftpOperation): void;
+  /**
+   * A request that changes the host, before it is forwarded: recorded, then allowed, refused or
+   * held by the target's `files` rules. Rejects (fail closed) when it cannot be recorded.
+   */
+  onFileChange(change: FileChange): Promise<{ allowed: boolean; why?: string }>;
   onClose(summary: SshSessionSummary, recordings: ChannelRecording[]): Promise<void>;
 }
 
@@ -504,15 +510,48 @@ export class SshProxySession {
         stream.close();
       }
     };
+    // Requests go one whole packet at a time: one that changes the host is recorded (and refused
+    // or held by the target's `files` rules) before it is forwarded.
+    const framer = new SftpPacketFramer();
+    const queue: Buffer[] = [];
+    let busy = false;
+    const drain = async () => {
+      busy = true;
+      try {
+        while (queue.length > 0 && this.#state === "open") {
+          const packet = queue.shift()!;
+          const change = fileChangeOf(packet, (handle) => audit.pathOf(handle));
+          const verdict = change ? await this.hooks.onFileChange(change).catch(() => ({ allowed: false, why: "could not be recorded" })) : { allowed: true };
+          if (verdict.allowed) {
+            guard(() => audit.fromClient(packet));
+            stream.write(packet);
+          } else {
+            channel.write(statusReply(requestId(packet), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof SftpProtocolError)) this.options.onError?.(error);
+        channel.close();
+        stream.close();
+      } finally {
+        busy = false;
+        if (channel.isPaused()) channel.resume();
+      }
+    };
     channel.on("data", (chunk: Buffer) => {
       this.#summary.bytesIn += chunk.length;
-      guard(() => audit.fromClient(chunk));
+      guard(() => queue.push(...framer.push(chunk)));
+      if (busy) {
+        channel.pause();
+        return;
+      }
+      void drain();
     });
     stream.on("data", (chunk: Buffer) => {
       this.#summary.bytesOut += chunk.length;
       guard(() => audit.fromServer(chunk));
     });
-    channel.pipe(stream);
+    channel.on("end", () => stream.end());
     stream.pipe(channel);
     stream.on("exit", (code: number | null) => {
       if (typeof code === "number") channel.exit(code);
