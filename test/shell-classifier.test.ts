@@ -163,6 +163,18 @@ describe("shell classifier (real bash grammar)", () => {
     expect((await analyzeCommand("echo f | xargs -0 touch")).commands.map((c) => c.text)).toEqual(["echo f", "xargs -0 touch", "touch …"]);
   });
 
+  it("in a line typed into a shell, history expansion is unverifiable", async () => {
+    for (const line of ["!!", "!-2:s/ls/rm/", "^ls^touch", "echo !$", "sudo !!"]) {
+      const result = await classifyCommand(line, touchRules, { interactive: true });
+      expect({ line, verdict: result.verdict, rule: result.rule }).toEqual({ line, verdict: "review", rule: "unverifiable: history expansion (!, ^) runs a command from the shell's history" });
+    }
+    for (const line of ["! grep -q x f", "echo 'hi!'", "[ ! -e f ]", "echo a!=b"]) {
+      expect(await classifyCommand(line, touchRules, { interactive: true }), line).toMatchObject({ verdict: "allow" });
+    }
+    // An exec command is not history-expanded (a non-interactive shell has no history).
+    expect((await classifyCommand("echo !!", touchRules)).verdict).toBe("allow");
+  });
+
   it("without rules everything is allowed; the recorded text is normalized; rules are validated", async () => {
     expect((await classifyCommand("$x f", compileShellRules({ block: [], review: [] }))).verdict).toBe("allow");
     expect(await classifyCommand("  sudo   ls  ", rules)).toEqual({ text: "sudo ls", verdict: "review", rule: "^sudo ", reason: "rule" });

@@ -604,10 +604,18 @@ export async function analyzeCommand(line: string): Promise<CommandAnalysis> {
   return { commands: analysis.commands, unverifiable: analysis.unverifiable, shells: analysis.shells };
 }
 
-export async function classifyCommand(line: string, rules: CompiledShellRules): Promise<ClassifiedCommand> {
+/**
+ * History expansion in a line typed into an interactive bash (`!!`, `!-2:s/ls/rm/`, `^ls^rm`):
+ * the shell runs a command built from its history, which the line does not show. Single quotes
+ * stop it, and a `!` before a blank, `=` or `(` is left alone (bash's rules).
+ */
+const HISTORY_EXPANSION = /(?:^|[^\\'])!(?![\s=(]|$)|^\s*\^/;
+
+export async function classifyCommand(line: string, rules: CompiledShellRules, options: { interactive?: boolean } = {}): Promise<ClassifiedCommand> {
   const text = normalizeCommand(line);
   if (!hasShellRules(rules) || text === "") return { text, verdict: "allow" };
   const analysis = await analyzeCommand(line);
+  if (options.interactive && HISTORY_EXPANSION.test(line.replace(/'[^']*'/g, "''"))) analysis.unverifiable.unshift("history expansion (!, ^) runs a command from the shell's history");
   const decided = decide(text, analysis, rules);
   return analysis.shells.length > 0 ? { ...decided, startsShell: true } : decided;
 }

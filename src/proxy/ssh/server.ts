@@ -272,7 +272,7 @@ export class SshProxyServer {
       hasRules: hasShellRules(runtime.rules),
       shell: runtime.rules.shell,
       client: `${clients.get(client) ?? "an unknown client"} from ${ip}`,
-      classify: (command) => classifyCommand(command, runtime.rules),
+      classify: (command, options) => classifyCommand(command, runtime.rules, options),
       onBlocked: (command) => sessions.blocked(snapshot, command.text, command.rule ?? "block"),
       onHold: (command, onHeld) => holdForDecision(self.options, snapshot, command.text, command.rule ?? "review", onHeld),
       onFileOperation: (operation) => {

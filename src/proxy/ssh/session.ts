@@ -35,7 +35,8 @@ export interface SshSessionHooks {
   shell: ShellVerdict;
   /** Who connects with what, for the thread when a shell is held: `SSH-2.0-OpenSSH_9.6 from 10.0.0.7`. */
   client: string;
-  classify(command: string): Promise<ClassifiedCommand>;
+  /** `interactive`: a line typed into a shell (history expansion applies). */
+  classify(command: string, options?: { interactive?: boolean }): Promise<ClassifiedCommand>;
   /** Records a blocked command; a rejection is reported, the command stays blocked. */
   onBlocked(command: ClassifiedCommand): Promise<void>;
   /** Holds a command for approval; `onHeld` runs once the hold is recorded. */
@@ -396,7 +397,7 @@ export class SshProxySession {
       return;
     }
     const classified: ClassifiedCommand = event.certain
-      ? await this.hooks.classify(text).catch((error: unknown): ClassifiedCommand => {
+      ? await this.hooks.classify(text, { interactive: true }).catch((error: unknown): ClassifiedCommand => {
           this.options.onError?.(error);
           return { text, verdict: "block", rule: UNVERIFIABLE_LINE };
         })
@@ -459,7 +460,7 @@ export class SshProxySession {
       stream.write(terminator);
       return;
     }
-    const classified = await this.hooks.classify(text).catch((): ClassifiedCommand => ({ text, verdict: "allow" }));
+    const classified = await this.hooks.classify(text, { interactive: true }).catch((): ClassifiedCommand => ({ text, verdict: "allow" }));
     if (classified.verdict === "allow" || classified.reason !== "rule") {
       stream.write(terminator);
       return;
