@@ -516,6 +516,7 @@ export class SshProxySession {
     const framer = new SftpPacketFramer();
     const queue: Buffer[] = [];
     let busy = false;
+    let ended = false;
     const drain = async () => {
       busy = true;
       try {
@@ -536,7 +537,9 @@ export class SshProxySession {
         stream.close();
       } finally {
         busy = false;
-        if (channel.isPaused()) channel.resume();
+        // The client's EOF goes upstream after the requests before it.
+        if (ended) stream.end();
+        else if (channel.isPaused()) channel.resume();
       }
     };
     channel.on("data", (chunk: Buffer) => {
@@ -552,7 +555,10 @@ export class SshProxySession {
       this.#summary.bytesOut += chunk.length;
       guard(() => audit.fromServer(chunk));
     });
-    channel.on("end", () => stream.end());
+    channel.on("end", () => {
+      ended = true;
+      if (!busy) stream.end();
+    });
     stream.pipe(channel);
     stream.on("exit", (code: number | null) => {
       if (typeof code === "number") channel.exit(code);
