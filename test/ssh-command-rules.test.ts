@@ -274,6 +274,11 @@ describe("interactive shells need their own approval", () => {
     expect(existsSync(join(dir, "screen-canary"))).toBe(false);
     const { payload } = await closed;
     expect(payload.summary.statementsByKind["interactive shell, lines checked best-effort"]).toBe(1);
+    const [started] = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "ssh.shell"), eq(auditEvents.sessionId, payload.session.id)));
+    expect(started?.data).toMatchObject({ text: expect.stringMatching(/^interactive shell \(pty /), checks: "interactive shell, lines checked best-effort" });
   }, 120_000);
 
   it("an exec that starts a shell (`ssh -t target bash -i`) is held as a shell", async () => {

@@ -451,8 +451,15 @@ describe("pty, window size and exit status", () => {
         client.shell({ rows: 24, cols: 80, term: "xterm" }, (error, stream) => {
           if (error) return reject(error);
           let text = "";
+          let resized = false;
           stream.on("data", (chunk: Buffer) => {
             text += chunk.toString();
+            // Resize once the first answer is in (the window-change travels ahead of the next line).
+            if (!resized && /size:24 80/.test(text)) {
+              resized = true;
+              stream.setWindow(40, 120, 0, 0);
+              stream.write('echo "size:$(stty size)"\r');
+            }
             if (/size:24 80[\s\S]*size:40 120/.test(text)) {
               stream.end("exit\r");
               resolve(text);
@@ -460,10 +467,6 @@ describe("pty, window size and exit status", () => {
           });
           stream.on("close", () => resolve(text));
           stream.write('echo "size:$(stty size)"\r');
-          setTimeout(() => {
-            stream.setWindow(40, 120, 0, 0);
-            setTimeout(() => stream.write('echo "size:$(stty size)"\r'), 300);
-          }, 500);
         });
       });
       expect(output).toMatch(/size:24 80/);

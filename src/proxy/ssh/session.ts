@@ -42,6 +42,8 @@ export interface SshSessionHooks {
   /** Holds a command for approval; `onHeld` runs once the hold is recorded. */
   onHold(command: ClassifiedCommand, onHeld: () => void): Promise<HeldVerdict>;
   onFileOperation(operation: SftpOperation): void;
+  /** A shell starts on a target with rules (its lines are checked only best-effort): for the audit. */
+  onShellStarted(text: string): void;
   /**
    * A request that changes the host, before it is forwarded: recorded, then allowed, refused or
    * held by the target's `files` rules. Rejects (fail closed) when it cannot be recorded.
@@ -277,7 +279,7 @@ export class SshProxySession {
     // An exec that starts a shell (`bash -i`, `ssh -t target bash`) gets what a shell gets.
     const startsShell = classified.startsShell === true;
     this.#count("exec");
-    if (startsShell) this.#bestEffort(channel, isPty, recorder);
+    if (startsShell) this.#bestEffort(channel, isPty, recorder, classified.text);
     const options = { ...(pty ? { pty: this.#ptyOptions(pty) } : {}), env, ...(agent ? { agentForward: true } : {}) };
     this.upstream.exec(command, options, (error, stream) => {
       if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the command: ${error.message}`, isPty);
@@ -299,9 +301,10 @@ export class SshProxySession {
   // ------------------------------------------------------------------ shell
 
   /** Says, once, that a shell runs whose lines are only checked best-effort. */
-  #bestEffort(channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder): void {
+  #bestEffort(channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder, text: string): void {
     if (!this.hooks.hasRules) return;
     this.#count(BEST_EFFORT);
+    this.hooks.onShellStarted(text);
     this.#notice(channel, `${BEST_EFFORT}: jitgate cannot know what a shell will run`, isPty, recorder);
   }
 
@@ -322,7 +325,7 @@ export class SshProxySession {
       const text = `interactive shell (${pty ? `pty ${pty.term}` : "no pty"}; client ${this.hooks.client})`;
       const classified: ClassifiedCommand = { text, verdict: this.hooks.shell, rule: SHELL_RULE, reason: "shell" };
       if (!(await this.#decide(classified, channel, isPty, recorder))) return;
-      this.#bestEffort(channel, isPty, recorder);
+      this.#bestEffort(channel, isPty, recorder, text);
     }
     this.upstream.shell(pty ? this.#ptyOptions(pty) : false, { env, ...(agent ? { agentForward: true } : {}) }, (error, stream) => {
       if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the shell: ${error.message}`, isPty);
