@@ -330,6 +330,15 @@ describe("file transfers (scp, sftp)", () => {
     expect(refused.stderr).toMatch(/permission denied/i);
     expect(existsSync(blocked)).toBe(false);
 
+    // sftp's rm, chmod and ln -s on a blocked path: each refused, the file untouched.
+    const kept = join(dir, "blocked", "kept.txt");
+    writeFileSync(kept, "keep", { mode: 0o644 });
+    const session = await sftp(secret, `rm ${kept}\nchmod 777 ${kept}\nln -s ${kept} ${join(dir, "blocked", "link")}\n`);
+    expect(session.stderr).toMatch(/permission denied/i);
+    expect(existsSync(kept)).toBe(true);
+    expect(statSync(kept).mode & 0o777).toBe(0o644);
+    expect(existsSync(join(dir, "blocked", "link"))).toBe(false);
+
     // A held path: denied → nothing written; approved → written.
     const heldPath = join(dir, "held", "c.txt");
     const deniedHold = heldEvent((h) => h.personId === who.id && h.text.includes(heldPath));
