@@ -63,19 +63,16 @@ describe("LineDiscipline", () => {
     expect(feed([Buffer.from("\r")], discipline).lines[0]).toMatchObject({ certain: false });
   });
 
-  // The two tests below pin what the line copy does today. The alternate-screen and password-prompt
-  // signals come from the target's output, which the user controls: `printf '\e[?1049h'` or
-  // `PS1='password: '` fake them, and the lines typed after them go unchecked. Named as gaps, not as
-  // correct behaviour, until the target's real terminal state (echo off, alternate screen) decides.
-  it("known gap (issue 14): after output that looks like a full-screen program, real or faked, no lines are reported (and so none checked)", () => {
+  it("marks lines typed inside a full-screen program (which a shell can fake) as such", () => {
     const discipline = new LineDiscipline();
     discipline.output(Buffer.from("\x1b[?1049h"));
-    expect(feed([Buffer.from(":wq\r")], discipline).lines).toEqual([]);
+    const events = discipline.push(Buffer.from(":wq\r"));
+    expect(events.find((e) => e.type === "line")).toMatchObject({ text: ":wq", fullScreen: true });
     discipline.output(Buffer.from("\x1b[?1049l$ "));
     expect(feed([Buffer.from("ls\r")], discipline).lines).toHaveLength(1);
   });
 
-  it("known gap (issue 14): the line after output that looks like a password prompt, real or faked, is hidden (and so not checked)", () => {
+  it("marks the answer to what looks like a password prompt as hidden (the session still checks it against the rules: see ssh-command-rules.test.ts)", () => {
     const discipline = new LineDiscipline();
     discipline.output(Buffer.from("[sudo] password for dev: "));
     expect(discipline.hidden).toBe(true);

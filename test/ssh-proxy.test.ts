@@ -172,7 +172,8 @@ targets:
     privateKeyFile: ${sshd.gatewayKeyFile}
     hostKey: "${sshd.hostKey}"
     approvers: [lead@example.com]
-    commands: { block: ["rm -rf /"], review: ["^sudo "] }
+    # Shells start without a hold here: held shells are tested in ssh-command-rules.test.ts.
+    commands: { block: ["rm -rf /"], review: ["^sudo "], shell: allow }
   - name: web-repinned
     kind: ssh
     upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}

@@ -99,7 +99,18 @@ const shellRule = nonEmpty.superRefine((entry, ctx) => {
   const problem = shellRuleProblem(entry);
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
+const shellVerdict = z.enum(["allow", "review", "block"]);
 const commandRules = z.strictObject({
+  block: z.array(shellRule).default([]),
+  review: z.array(shellRule).default([]),
+  /** What cannot be checked before it runs (`$x f`, `… | sh`, `eval "$y"`). */
+  unverifiable: shellVerdict.default("review"),
+  /** Starting an interactive shell, whose typed lines are checked only best-effort. */
+  shell: shellVerdict.default("review"),
+});
+
+/** SFTP rules (SSH targets): regexes over the paths a request changes. */
+const fileRules = z.strictObject({
   block: z.array(shellRule).default([]),
   review: z.array(shellRule).default([]),
 });
@@ -157,6 +168,7 @@ const sshTarget = z.strictObject({
     message: 'expected a pinned host key like "ssh-ed25519 AAAA…"',
   }),
   commands: commandRules.prefault({}),
+  files: fileRules.prefault({}),
   allowPortForwarding: z.boolean().default(false),
   allowAgentForwarding: z.boolean().default(false),
 });

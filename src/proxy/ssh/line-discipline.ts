@@ -7,11 +7,13 @@
  * goes through. The shadow follows the editing keys of readline's emacs mode that do not need the
  * shell's state: printable text, backspace, Ctrl-U/K/W/A/E/B/F, Ctrl-C, the arrow keys left and
  * right, Home, End and Delete. Keys whose effect only the shell knows (history with Up/Down or
- * Ctrl-R/P/N, and Tab completion whose echo is not plain text) make the line *uncertain*: the
+ * Ctrl-R/P/N, undo with Ctrl-_, Ctrl-O, any other control key it does not model, and Tab
+ * completion whose echo is not plain text) make the line *uncertain*: the
  * caller gets the text it saw and `certain: false`, and should not trust it.
  *
  * Inside full-screen programs (the alternate screen, as vim, less and top use it) typed lines are
- * not commands to the shell, and no lines are reported.
+ * usually not commands to the shell; but the target's output alone says it is in one, and a shell
+ * can print the same bytes (`printf '\e[?1049h'`). Lines are still reported, marked `fullScreen`.
  */
 
 export type LineEvent =
@@ -21,7 +23,7 @@ export type LineEvent =
    * Enter was pressed on `text`. `terminator` (the Enter key's bytes) has not been forwarded: the
    * caller sends it when the line may run, or `INTERRUPT` to discard the line in the shell.
    */
-  | { type: "line"; text: string; certain: boolean; hidden: boolean; terminator: Buffer };
+  | { type: "line"; text: string; certain: boolean; hidden: boolean; fullScreen: boolean; terminator: Buffer };
 
 /** Ctrl-C: the shell discards the line being edited (readline's SIGINT handling). */
 export const INTERRUPT = Buffer.from([0x03]);
@@ -50,6 +52,8 @@ export class LineDiscipline {
   #fullScreen = false;
   #outputTail = "";
   #hidden = false;
+  /** The target echoed what was typed after a password prompt: it is not a hidden answer. */
+  #echoed = false;
   /** The last chunk ended with a "\r" line end (a "\n" may follow in the next one). */
   #endedWithCr = false;
   /** Inside a bracketed paste (ESC[200~ … ESC[201~) text is literal. */
@@ -91,7 +95,7 @@ export class LineDiscipline {
         this.#endedWithCr = false;
         continue;
       }
-      if ((byte === 0x0d || byte === 0x0a) && !this.#fullScreen) {
+      if (byte === 0x0d || byte === 0x0a) {
         this.#flushText();
         if (i > start) events.push({ type: "forward", data: chunk.subarray(start, i) });
         // "\r\n" from a paste is one Enter.
@@ -100,7 +104,8 @@ export class LineDiscipline {
           type: "line",
           text: this.#line.join(""),
           certain: this.#certain && !this.#awaitingCompletion,
-          hidden: this.#hidden,
+          hidden: this.#hidden && !this.#echoed,
+          fullScreen: this.#fullScreen,
           terminator: chunk.subarray(i, end),
         });
         this.#reset();
@@ -141,9 +146,13 @@ export class LineDiscipline {
     const lastLine = text.lastIndexOf("\n");
     this.#outputTail = (lastLine >= 0 ? text.slice(lastLine + 1) : this.#outputTail + text).slice(-PROMPT_TAIL);
     if (this.#line.length === 0) this.#hidden = PASSWORD_PROMPT.test(this.#outputTail);
+    // A real password prompt turns echo off; a prompt that only looks like one (PS1='password: ')
+    // echoes the keys back. Masking stars (pwfeedback) are not an echo.
+    else if (this.#hidden && /[^*\s]/.test(text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "").replace(/[\x00-\x1f\x7f]/g, ""))) this.#echoed = true;
   }
 
   #reset(): void {
+    this.#echoed = false;
     this.#line = [];
     this.#cursor = 0;
     this.#certain = true;
@@ -227,8 +236,14 @@ export class LineDiscipline {
       case 0x0a:
         this.#reset();
         return;
+      case 0x0c: // Ctrl-L: redraw
+      case 0x1a: // Ctrl-Z, Ctrl-\: signals, no effect on the line
+      case 0x1c:
+        return;
       default:
-        // Ctrl-L (redraw), Ctrl-Z, Ctrl-\ …: no effect on the line.
+        // Ctrl-_ (undo), Ctrl-O (operate-and-get-next), Ctrl-] (search), Ctrl-@ (mark), Ctrl-G …:
+        // keys whose effect on the line only the shell knows.
+        this.#certain = false;
         return;
     }
   }

@@ -8,9 +8,10 @@ import type { SshKeys } from "../../broker/ssh-keys.js";
 import type { Config, SshTargetConfig } from "../../config/schema.js";
 import { listenOn } from "../../infra/listen.js";
 import { holdForDecision } from "../held-decision.js";
-import { classifyCommand, compileShellRules, hasShellRules, type CompiledShellRules } from "../../rules/shell-classifier.js";
+import { classifyCommand, compileShellRules, hasShellRules, loadShellGrammar, type CompiledShellRules } from "../../rules/shell-classifier.js";
+import { compileFileRules, matchFileRule, type CompiledFileRules } from "../../rules/file-rules.js";
 import { loadOrCreateHostKey } from "./host-key.js";
-import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
+import { BEST_EFFORT, SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
 import { Admission, AdmissionRefused, type Refusal } from "../admission.js";
@@ -39,6 +40,7 @@ export interface SshProxyOptions {
 interface TargetRuntime {
   config: SshTargetConfig;
   rules: CompiledShellRules;
+  files: CompiledFileRules;
   upstream: UpstreamTarget;
 }
 
@@ -48,6 +50,9 @@ const bannerText = (refusal: Refusal) => `jitgate: ${refusal.message}${refusal.h
 const LOGIN_METHODS: AuthContext["method"][] = ["publickey", "keyboard-interactive", "password"];
 
 const MAX_PASSWORD_ATTEMPTS = 3;
+
+/** Each connection's SSH identification string (`SSH-2.0-OpenSSH_9.6`), for held shells. */
+const clients = new WeakMap<Connection, string>();
 
 /**
  * AES-GCM only (RFC 5647, OpenSSH's aes*-gcm@openssh.com): Node's OpenSSL runs it with AES-NI, and
@@ -74,13 +79,13 @@ export class SshProxyServer {
   constructor(private readonly options: SshProxyOptions) {
     for (const target of options.targets) {
       if (target.kind !== "ssh") continue;
-      this.#targets.set(target.name, { config: target, rules: compileShellRules(target.commands), upstream: resolveUpstream(target) });
+      this.#targets.set(target.name, { config: target, rules: compileShellRules(target.commands), files: compileFileRules(target.files), upstream: resolveUpstream(target) });
     }
     const hostKey = loadOrCreateHostKey(options.config.hostKeyFile);
     this.hostKeyFingerprint = hostKey.fingerprint;
     this.#server = new ssh2.Server(
       { hostKeys: [hostKey.privateKey], ident: "jitgate", algorithms: { cipher: PROXY_CIPHERS as never } },
-      (client, info) => this.#accept(client, info.ip),
+      (client, info) => this.#accept(client, info.ip, info.header.identRaw),
     );
     this.#admission = new Admission({
       protocol: "ssh",
@@ -101,12 +106,15 @@ export class SshProxyServer {
     return this.#admission.live.size;
   }
 
-  listen(address: string): Promise<AddressInfo> {
+  async listen(address: string): Promise<AddressInfo> {
+    // The shell grammar loads before the first command, not while one waits.
+    await loadShellGrammar();
     // ssh2's Server wraps a net.Server and forwards listen/address/close/"error" to it.
     return listenOn(this.#server as unknown as Server, address);
   }
 
-  #accept(client: Connection, ip: string): void {
+  #accept(client: Connection, ip: string, ident: string): void {
+    clients.set(client, ident);
     if (this.#closing) {
       client.end();
       return;
@@ -257,11 +265,14 @@ export class SshProxyServer {
     }
     const { session: row, snapshot } = admitted;
     const self = this;
+    const approvedPaths = new Set<string>();
     const hooks: SshSessionHooks = {
       allowPortForwarding: target.allowPortForwarding,
       allowAgentForwarding: target.allowAgentForwarding,
       hasRules: hasShellRules(runtime.rules),
-      classify: (command) => classifyCommand(command, runtime.rules),
+      shell: runtime.rules.shell,
+      client: `${clients.get(client) ?? "an unknown client"} from ${ip}`,
+      classify: (command, options) => classifyCommand(command, runtime.rules, options),
       onBlocked: (command) => sessions.blocked(snapshot, command.text, command.rule ?? "block"),
       onHold: (command, onHeld) => holdForDecision(self.options, snapshot, command.text, command.rule ?? "review", onHeld),
       onFileOperation: (operation) => {
@@ -276,6 +287,45 @@ export class SshProxyServer {
             data: { ...operation },
           })
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
+      },
+      onShellStarted: (text) => {
+        sessions
+          .audit({
+            kind: "ssh.shell",
+            actorId: snapshot.personId,
+            target: snapshot.target,
+            requestId: snapshot.requestId,
+            grantId: snapshot.grantId,
+            sessionId: snapshot.id,
+            data: { text, checks: BEST_EFFORT },
+          })
+          .catch((error: unknown) => self.options.onError?.(error, "audit shell start"));
+      },
+      onFileChange: async (change) => {
+        const paths = [change.path, ...(change.to !== undefined ? [change.to] : []), ...(change.from !== undefined ? [change.from] : [])];
+        const matched = matchFileRule(runtime.files, paths);
+        // An approval covers the paths it named for the rest of the session (scp's write is an
+        // open, writes and a setstat of the size).
+        const approvedEarlier = matched?.verdict === "review" && paths.every((path) => approvedPaths.has(path));
+        // Recorded before the request is forwarded; if it cannot be recorded, it is not forwarded.
+        await sessions.audit({
+          kind: "ssh.file.request",
+          actorId: snapshot.personId,
+          target: snapshot.target,
+          requestId: snapshot.requestId,
+          grantId: snapshot.grantId,
+          sessionId: snapshot.id,
+          data: { ...change, verdict: matched?.verdict ?? "allow", ...(matched ? { rule: matched.rule } : {}), ...(approvedEarlier ? { approvedEarlier } : {}) },
+        });
+        if (!matched || approvedEarlier) return { allowed: true };
+        const text = `sftp ${change.op} ${paths.join(" → ")}`;
+        if (matched.verdict === "block") {
+          await sessions.blocked(snapshot, text, matched.rule).catch((error: unknown) => self.options.onError?.(error, "record blocked sftp request"));
+          return { allowed: false, why: `blocked by rule "${matched.rule}"` };
+        }
+        const verdict = await holdForDecision(self.options, snapshot, text, matched.rule);
+        if (verdict === "approved") for (const path of paths) approvedPaths.add(path);
+        return verdict === "approved" ? { allowed: true } : { allowed: false, why: `${verdict === "denied" ? "denied" : "no decision"} in the request thread (rule "${matched.rule}")` };
       },
       onClose: async (summary, recordings) => {
         await sessions.storeRecordings(row.id, recordings).catch((error: unknown) => self.options.onError?.(error, "store ssh recordings"));

@@ -4,9 +4,10 @@ import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, S
 import type { HeldVerdict } from "../held-decision.js";
 import type { EndReason } from "../live-sessions.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
-import type { ClassifiedCommand } from "../../rules/shell-classifier.js";
+import { SHELL_RULE, type ClassifiedCommand, type ShellVerdict } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
 import { SftpAudit, SftpProtocolError, type SftpOperation } from "./sftp-audit.js";
+import { fileChangeOf, requestId, SftpPacketFramer, SSH_FX_PERMISSION_DENIED, statusReply, type FileChange } from "./sftp-gate.js";
 
 /** A channel's terminal recording, handed over when the session closes. */
 export interface ChannelRecording {
@@ -28,14 +29,26 @@ export type SshSessionSummary = Pick<SessionSummary, "blocked" | "held" | "appro
 export interface SshSessionHooks {
   allowPortForwarding: boolean;
   allowAgentForwarding: boolean;
-  /** Whether any command rule exists (without, typed lines are not held back at all). */
+  /** Whether any command rule exists (without, typed lines are not held back at all, and shells start freely). */
   hasRules: boolean;
-  classify(command: string): ClassifiedCommand;
+  /** The verdict for an interactive shell (a `shell` request) on a target with rules. */
+  shell: ShellVerdict;
+  /** Who connects with what, for the thread when a shell is held: `SSH-2.0-OpenSSH_9.6 from 10.0.0.7`. */
+  client: string;
+  /** `interactive`: a line typed into a shell (history expansion applies). */
+  classify(command: string, options?: { interactive?: boolean }): Promise<ClassifiedCommand>;
   /** Records a blocked command; a rejection is reported, the command stays blocked. */
   onBlocked(command: ClassifiedCommand): Promise<void>;
   /** Holds a command for approval; `onHeld` runs once the hold is recorded. */
   onHold(command: ClassifiedCommand, onHeld: () => void): Promise<HeldVerdict>;
   onFileOperation(operation: SftpOperation): void;
+  /** A shell starts on a target with rules (its lines are checked only best-effort): for the audit. */
+  onShellStarted(text: string): void;
+  /**
+   * A request that changes the host, before it is forwarded: recorded, then allowed, refused or
+   * held by the target's `files` rules. Rejects (fail closed) when it cannot be recorded.
+   */
+  onFileChange(change: FileChange): Promise<{ allowed: boolean; why?: string }>;
   onClose(summary: SshSessionSummary, recordings: ChannelRecording[]): Promise<void>;
 }
 
@@ -43,6 +56,9 @@ const NOTICE = "[jitgate]";
 
 /** Why a typed line that the shadow could not follow is refused (see LineDiscipline). */
 export const UNVERIFIABLE_LINE = "unverifiable-line";
+
+/** What the user, the thread and the summary are told about a shell that runs. */
+export const BEST_EFFORT = "interactive shell, lines checked best-effort";
 
 /**
  * One user's SSH connection through the proxy, after authentication: the gateway's own connection
@@ -158,11 +174,7 @@ export class SshProxySession {
       const channel = accept();
       recorder = this.#record(number, "shell", pty, null);
       register(channel);
-      this.upstream.shell(pty ? this.#ptyOptions(pty) : false, { env, ...(agent ? { agentForward: true } : {}) }, (error, stream) => {
-        if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the shell: ${error.message}`, !!pty);
-        upstreamChannel = stream;
-        this.#relayShell(channel, stream, recorder!, !!pty);
-      });
+      void this.#shell(channel, pty, env, agent, recorder, (stream) => (upstreamChannel = stream));
     });
     session.on("exec", (accept, _reject, info) => {
       const channel = accept();
@@ -205,6 +217,46 @@ export class SshProxySession {
     channel.end();
   }
 
+  /**
+   * Lets a command or a shell start, or not: block refuses it, review holds it in the request's
+   * thread until someone decides. Resolves whether it may start.
+   */
+  async #decide(classified: ClassifiedCommand, channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder): Promise<boolean> {
+    const what = classified.reason === "shell" ? "the shell" : "the command";
+    if (classified.verdict === "block") {
+      this.#summary.blocked += 1;
+      await this.hooks.onBlocked(classified).catch((error: unknown) => this.options.onError?.(error));
+      this.#notice(
+        channel,
+        classified.reason === "shell" ? `interactive shells are blocked on this target: ${classified.text}` : `command blocked by rule "${classified.rule}": ${classified.text}`,
+        isPty,
+        recorder,
+      );
+      this.#refuseChannel(channel, "", false);
+      return false;
+    }
+    if (classified.verdict === "review") {
+      this.#summary.held += 1;
+      const verdict = await this.hooks
+        .onHold(classified, () => this.#notice(channel, `waiting for approval in the request thread (${classified.rule})`, isPty, recorder))
+        .catch((error: unknown) => {
+          this.options.onError?.(error);
+          return "error" as const;
+        });
+      if (this.#state !== "open") return false;
+      if (verdict !== "approved") {
+        const why =
+          verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
+        this.#notice(channel, `${what} ${why} (rule "${classified.rule}"); it did not run`, isPty, recorder);
+        this.#refuseChannel(channel, "", false);
+        return false;
+      }
+      this.#summary.approved += 1;
+      this.#notice(channel, "approved; running", isPty, recorder);
+    }
+    return true;
+  }
+
   // ------------------------------------------------------------------ exec
 
   async #exec(
@@ -216,38 +268,23 @@ export class SshProxySession {
     recorder: AsciicastRecorder,
     started: (stream: ClientChannel) => void,
   ): Promise<void> {
-    const classified = this.hooks.classify(command);
     const isPty = !!pty;
     recorder.input(`${command}\n`);
-    if (classified.verdict === "block") {
-      this.#summary.blocked += 1;
-      await this.hooks.onBlocked(classified).catch((error: unknown) => this.options.onError?.(error));
-      this.#notice(channel, `command blocked by rule "${classified.rule}": ${classified.text}`, isPty, recorder);
-      return this.#refuseChannel(channel, "", false);
-    }
-    if (classified.verdict === "review") {
-      this.#summary.held += 1;
-      const verdict = await this.hooks
-        .onHold(classified, () => this.#notice(channel, "waiting for approval in the request thread", isPty, recorder))
-        .catch((error: unknown) => {
-          this.options.onError?.(error);
-          return "error" as const;
-        });
-      if (this.#state !== "open") return;
-      if (verdict !== "approved") {
-        const why =
-          verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
-        this.#notice(channel, `the command ${why} (rule "${classified.rule}"); it did not run`, isPty, recorder);
-        return this.#refuseChannel(channel, "", false);
-      }
-      this.#summary.approved += 1;
-      this.#notice(channel, "approved; running", isPty, recorder);
-    }
+    const classified = await this.hooks.classify(command).catch((error: unknown): ClassifiedCommand => {
+      // Fail closed: a command the classifier could not look at does not run.
+      this.options.onError?.(error);
+      return { text: command, verdict: "block", rule: "classifier error", reason: "unverifiable" };
+    });
+    if (this.#state !== "open" || !(await this.#decide(classified, channel, isPty, recorder))) return;
+    // An exec that starts a shell (`bash -i`, `ssh -t target bash`) gets what a shell gets.
+    const startsShell = classified.startsShell === true;
     this.#count("exec");
+    if (startsShell) this.#bestEffort(channel, isPty, recorder, classified.text);
     const options = { ...(pty ? { pty: this.#ptyOptions(pty) } : {}), env, ...(agent ? { agentForward: true } : {}) };
     this.upstream.exec(command, options, (error, stream) => {
       if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the command: ${error.message}`, isPty);
       started(stream);
+      if (startsShell && isPty) return this.#relayShell(channel, stream, recorder, true);
       this.#track(channel, stream, recorder);
       channel.on("data", (chunk: Buffer) => {
         this.#summary.bytesIn += chunk.length;
@@ -262,6 +299,40 @@ export class SshProxySession {
   }
 
   // ------------------------------------------------------------------ shell
+
+  /** Says, once, that a shell runs whose lines are only checked best-effort. */
+  #bestEffort(channel: ServerChannel, isPty: boolean, recorder: AsciicastRecorder, text: string): void {
+    if (!this.hooks.hasRules) return;
+    this.#count(BEST_EFFORT);
+    this.hooks.onShellStarted(text);
+    this.#notice(channel, `${BEST_EFFORT}: jitgate cannot know what a shell will run`, isPty, recorder);
+  }
+
+  /**
+   * A `shell` request. On a target with command rules the shell is a decision of its own
+   * (`commands.shell`): what it will run is typed later, and no line classifier can know it.
+   */
+  async #shell(
+    channel: ServerChannel,
+    pty: PseudoTtyInfo | undefined,
+    env: Record<string, string>,
+    agent: boolean,
+    recorder: AsciicastRecorder,
+    started: (stream: ClientChannel) => void,
+  ): Promise<void> {
+    const isPty = !!pty;
+    if (this.hooks.hasRules) {
+      const text = `interactive shell (${pty ? `pty ${pty.term}` : "no pty"}; client ${this.hooks.client})`;
+      const classified: ClassifiedCommand = { text, verdict: this.hooks.shell, rule: SHELL_RULE, reason: "shell" };
+      if (!(await this.#decide(classified, channel, isPty, recorder))) return;
+      this.#bestEffort(channel, isPty, recorder, text);
+    }
+    this.upstream.shell(pty ? this.#ptyOptions(pty) : false, { env, ...(agent ? { agentForward: true } : {}) }, (error, stream) => {
+      if (error) return this.#refuseChannel(channel, `${NOTICE} the target refused the shell: ${error.message}`, isPty);
+      started(stream);
+      this.#relayShell(channel, stream, recorder, isPty);
+    });
+  }
 
   #relayShell(channel: ServerChannel, stream: ClientChannel, recorder: AsciicastRecorder, pty: boolean): void {
     const discipline = new LineDiscipline();
@@ -308,10 +379,20 @@ export class SshProxySession {
     pty: boolean,
   ): Promise<void> {
     const text = event.text.trim();
-    // An answer to a password prompt is not a command, and an empty line runs nothing.
-    if (event.hidden || text === "") {
+    // An empty line runs nothing.
+    if (text === "") {
       stream.write(event.terminator);
       return;
+    }
+    if (event.hidden) return this.#guardedLine(text, event.terminator, channel, stream, recorder, pty, "it answered what looks like a password prompt");
+    // In a full-screen program (vim, less) lines are not for the shell, but the program may be a
+    // fake one: what meets a rule is still refused. An uncertain line there is let through.
+    if (event.fullScreen) {
+      if (!event.certain) {
+        stream.write(event.terminator);
+        return;
+      }
+      return this.#guardedLine(text, event.terminator, channel, stream, recorder, pty, "it was typed in what looks like a full-screen program");
     }
     if (!this.hooks.hasRules) {
       this.#count("shell");
@@ -319,7 +400,10 @@ export class SshProxySession {
       return;
     }
     const classified: ClassifiedCommand = event.certain
-      ? this.hooks.classify(text)
+      ? await this.hooks.classify(text, { interactive: true }).catch((error: unknown): ClassifiedCommand => {
+          this.options.onError?.(error);
+          return { text, verdict: "block", rule: UNVERIFIABLE_LINE };
+        })
       : { text, verdict: "block", rule: UNVERIFIABLE_LINE };
     if (classified.verdict === "allow") {
       this.#count("shell");
@@ -357,6 +441,38 @@ export class SshProxySession {
     stream.write(INTERRUPT);
     const why = verdict === "denied" ? "was denied in the request thread" : verdict === "timed_out" ? "got no decision in time" : "could not be held for approval";
     this.#notice(channel, `line not run: it ${why} (rule "${classified.rule}")`, pty, recorder);
+  }
+
+  /**
+   * A line that may not be a shell command: the answer to what looks like a password prompt with
+   * nothing echoed (a password, not to be shown in a thread nor held — or a line pasted after a
+   * fake prompt, which is not echoed before Enter either), or a line typed in what looks like a
+   * full-screen program (vim — or a shell that printed the alternate-screen bytes). A line that
+   * meets a block or review rule is refused; the rest goes through.
+   */
+  async #guardedLine(
+    text: string,
+    terminator: Buffer,
+    channel: ServerChannel,
+    stream: ClientChannel,
+    recorder: AsciicastRecorder,
+    pty: boolean,
+    why: string,
+  ): Promise<void> {
+    if (!this.hooks.hasRules) {
+      stream.write(terminator);
+      return;
+    }
+    const classified = await this.hooks.classify(text, { interactive: true }).catch((): ClassifiedCommand => ({ text, verdict: "allow" }));
+    if (classified.verdict === "allow" || classified.reason !== "rule") {
+      stream.write(terminator);
+      return;
+    }
+    this.#summary.blocked += 1;
+    stream.write(INTERRUPT);
+    this.#notice(channel, `line not run: ${why} and meets rule "${classified.rule}"`, pty, recorder);
+    const recorded = why.includes("password") ? "(input at a password prompt)" : text;
+    await this.hooks.onBlocked({ text: recorded, verdict: "block", rule: classified.rule, reason: "rule" }).catch((error: unknown) => this.options.onError?.(error));
   }
 
   // ------------------------------------------------------------------ output, exit, sftp
@@ -398,15 +514,54 @@ export class SshProxySession {
         stream.close();
       }
     };
+    // Requests go one whole packet at a time: one that changes the host is recorded (and refused
+    // or held by the target's `files` rules) before it is forwarded.
+    const framer = new SftpPacketFramer();
+    const queue: Buffer[] = [];
+    let busy = false;
+    let ended = false;
+    const drain = async () => {
+      busy = true;
+      try {
+        while (queue.length > 0 && this.#state === "open") {
+          const packet = queue.shift()!;
+          const change = fileChangeOf(packet, (handle) => audit.pathOf(handle));
+          const verdict = change ? await this.hooks.onFileChange(change).catch(() => ({ allowed: false, why: "could not be recorded" })) : { allowed: true };
+          if (verdict.allowed) {
+            guard(() => audit.fromClient(packet));
+            stream.write(packet);
+          } else {
+            channel.write(statusReply(requestId(packet), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof SftpProtocolError)) this.options.onError?.(error);
+        channel.close();
+        stream.close();
+      } finally {
+        busy = false;
+        // The client's EOF goes upstream after the requests before it.
+        if (ended) stream.end();
+        else if (channel.isPaused()) channel.resume();
+      }
+    };
     channel.on("data", (chunk: Buffer) => {
       this.#summary.bytesIn += chunk.length;
-      guard(() => audit.fromClient(chunk));
+      guard(() => queue.push(...framer.push(chunk)));
+      if (busy) {
+        channel.pause();
+        return;
+      }
+      void drain();
     });
     stream.on("data", (chunk: Buffer) => {
       this.#summary.bytesOut += chunk.length;
       guard(() => audit.fromServer(chunk));
     });
-    channel.pipe(stream);
+    channel.on("end", () => {
+      ended = true;
+      if (!busy) stream.end();
+    });
     stream.pipe(channel);
     stream.on("exit", (code: number | null) => {
       if (typeof code === "number") channel.exit(code);

@@ -154,6 +154,11 @@ export class SftpAudit {
     this.#responses.push(chunk);
   }
 
+  /** The path a handle was opened for, while it is open. */
+  pathOf(handle: string): string | undefined {
+    return this.#files.get(handle)?.path;
+  }
+
   /** The stream ended: files still open are reported as they stand. */
   end(): void {
     for (const file of this.#files.values()) this.#reportFile(file, true);

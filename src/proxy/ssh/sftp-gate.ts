@@ -1,0 +1,162 @@
+/**
+ * The client's side of an SFTP stream (draft-ietf-secsh-filexfer-02, as OpenSSH speaks it), cut
+ * into whole request packets so that a request that changes the host can be recorded — and
+ * refused or held by the target's `files` rules — before it is forwarded. Pure: bytes in, packets
+ * and descriptions out.
+ */
+import { MAX_SFTP_PACKET, SftpProtocolError } from "./sftp-audit.js";
+
+export interface FileChange {
+  op: "write" | "setstat" | "remove" | "rename" | "mkdir" | "rmdir" | "symlink" | "hardlink" | "copy-data";
+  path: string;
+  /** rename: the new name; symlink, hardlink: what the link points to. */
+  to?: string;
+  /** copy-data: the file copied from (`path` is the file written). */
+  from?: string;
+  /** write: the open truncates the file. */
+  truncate?: boolean;
+  /** setstat: the size set (a truncation) and the permission bits set (a chmod). */
+  size?: number;
+  mode?: number;
+  /** copy-data: how many bytes are copied (0: to the end of the source). */
+  bytes?: number;
+}
+
+const T = { OPEN: 3, SETSTAT: 9, FSETSTAT: 10, REMOVE: 13, MKDIR: 14, RMDIR: 15, RENAME: 18, SYMLINK: 20, EXTENDED: 200, STATUS: 101 } as const;
+const FXF = { WRITE: 0x02, APPEND: 0x04, CREAT: 0x08, TRUNC: 0x10 } as const;
+const ATTR = { SIZE: 0x1, UIDGID: 0x2, PERMISSIONS: 0x4, ACMODTIME: 0x8 } as const;
+export const SSH_FX_PERMISSION_DENIED = 3;
+
+/** Cuts the client's bytes into whole packets (length included), refusing oversized ones. */
+export class SftpPacketFramer {
+  #buffer: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Buffer[] {
+    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    const packets: Buffer[] = [];
+    while (this.#buffer.length >= 4) {
+      const length = this.#buffer.readUInt32BE(0);
+      if (length < 5 || length > MAX_SFTP_PACKET) throw new SftpProtocolError(`SFTP packet of ${length} bytes is out of bounds`);
+      if (this.#buffer.length < 4 + length) break;
+      packets.push(this.#buffer.subarray(0, 4 + length));
+      this.#buffer = this.#buffer.subarray(4 + length);
+    }
+    return packets;
+  }
+}
+
+class Reader {
+  offset = 9; // uint32 length, byte type, uint32 request-id
+  constructor(readonly packet: Buffer) {}
+  u32(): number {
+    if (this.offset + 4 > this.packet.length) throw new SftpProtocolError("truncated SFTP request");
+    const value = this.packet.readUInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+  u64(): number {
+    const high = this.u32();
+    return high * 2 ** 32 + this.u32();
+  }
+  bytes(): Buffer {
+    const length = this.u32();
+    if (this.offset + length > this.packet.length) throw new SftpProtocolError("truncated SFTP string");
+    const value = this.packet.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+  string(): string {
+    return this.bytes().toString("utf8");
+  }
+  /** ATTRS (filexfer-02 §5): what a setstat changes. */
+  attrs(): { size?: number; mode?: number } {
+    const flags = this.u32();
+    const out: { size?: number; mode?: number } = {};
+    if (flags & ATTR.SIZE) out.size = this.u64();
+    if (flags & ATTR.UIDGID) this.offset += 8;
+    if (flags & ATTR.PERMISSIONS) out.mode = this.u32() & 0o7777;
+    return out;
+  }
+}
+
+export function requestType(packet: Buffer): number {
+  return packet[4]!;
+}
+
+export function requestId(packet: Buffer): number {
+  return packet.length >= 9 ? packet.readUInt32BE(5) : 0;
+}
+
+/**
+ * What a request changes on the host, or undefined for one that only reads. `pathOf` gives the
+ * path a handle was opened for (fsetstat, copy-data), when known.
+ */
+export function fileChangeOf(packet: Buffer, pathOf: (handle: string) => string | undefined): FileChange | undefined {
+  const r = new Reader(packet);
+  const handlePath = (handle: Buffer) => pathOf(handle.toString("hex")) ?? "(unknown handle)";
+  switch (requestType(packet)) {
+    case T.OPEN: {
+      const path = r.string();
+      const flags = r.u32();
+      if ((flags & (FXF.WRITE | FXF.APPEND | FXF.CREAT | FXF.TRUNC)) === 0) return undefined;
+      return { op: "write", path, ...((flags & FXF.TRUNC) !== 0 ? { truncate: true } : {}) };
+    }
+    case T.SETSTAT:
+      return { op: "setstat", path: r.string(), ...r.attrs() };
+    case T.FSETSTAT:
+      return { op: "setstat", path: handlePath(r.bytes()), ...r.attrs() };
+    case T.REMOVE:
+      return { op: "remove", path: r.string() };
+    case T.MKDIR:
+      return { op: "mkdir", path: r.string() };
+    case T.RMDIR:
+      return { op: "rmdir", path: r.string() };
+    case T.RENAME: {
+      const path = r.string();
+      return { op: "rename", path, to: r.string() };
+    }
+    case T.SYMLINK: {
+      // OpenSSH sends the link's target first and the link second (reversed from the draft).
+      const target = r.string();
+      return { op: "symlink", path: r.string(), to: target };
+    }
+    case T.EXTENDED: {
+      const name = r.string();
+      if (name === "posix-rename@openssh.com") {
+        const path = r.string();
+        return { op: "rename", path, to: r.string() };
+      }
+      if (name === "hardlink@openssh.com") {
+        const path = r.string();
+        return { op: "hardlink", path: r.string(), to: path };
+      }
+      if (name === "lsetstat@openssh.com") return { op: "setstat", path: r.string(), ...r.attrs() };
+      if (name === "fsetstat@openssh.com") return { op: "setstat", path: handlePath(r.bytes()), ...r.attrs() };
+      if (name === "copy-data") {
+        const from = handlePath(r.bytes());
+        r.u64();
+        const bytes = r.u64();
+        const to = handlePath(r.bytes());
+        return { op: "copy-data", path: to, from, bytes };
+      }
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A STATUS answer to a request that is not forwarded (filexfer-02 §7). */
+export function statusReply(id: number, code: number, message: string): Buffer {
+  const text = Buffer.from(message, "utf8");
+  const body = Buffer.alloc(1 + 4 + 4 + 4 + text.length + 4);
+  let offset = body.writeUInt8(T.STATUS, 0);
+  offset = body.writeUInt32BE(id, offset);
+  offset = body.writeUInt32BE(code, offset);
+  offset = body.writeUInt32BE(text.length, offset);
+  offset += text.copy(body, offset);
+  body.writeUInt32BE(0, offset); // language tag: empty
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length, 0);
+  return Buffer.concat([length, body]);
+}
