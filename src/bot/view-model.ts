@@ -1,5 +1,6 @@
 import { formatDuration } from "../config/duration.js";
 import type { SessionSummary } from "../broker/index.js";
+import type { GrantStateRecord, HeldStateRecord, RequestStateRecord } from "../broker/thread-state.js";
 
 /**
  * Platform-neutral views of what the gateway shows in chat. Every string is plain text: renderers
@@ -36,32 +37,13 @@ export interface MessageView {
   mention?: { user: string; name: string };
 }
 
-/** A request as the approval message shows it, read from the database at render time. */
-export interface RequestState {
-  id: string;
-  kind: "access" | "extension";
-  target: string;
-  requesterName: string;
-  durationMs: number;
-  reason: string;
-  state: string;
-  approvalsRequired: number;
-  approvedBy: string[];
-  deniedBy: { name: string; reason: string | null } | null;
-  /** The issued grant (access requests) or the grant to extend (extension requests). */
-  grant: GrantState | null;
-}
-
-export interface GrantState {
-  id: string;
-  target: string;
-  holderName: string;
-  state: string;
-  expiresAt: Date;
-  endedAt: Date | null;
-  endedByName: string | null;
-  reason: string | null;
-}
+/**
+ * A request, its grant and a held statement as the thread shows them: the broker's read models
+ * (broker/thread-state.ts), read from the database at render time.
+ */
+export type RequestState = RequestStateRecord;
+export type GrantState = GrantStateRecord;
+export type HeldState = HeldStateRecord;
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
 
@@ -241,17 +223,6 @@ export function connectionView(input: { target: string; grantId: string; line: s
 }
 
 /** A statement or command held by a proxy, as its thread message shows it. */
-export interface HeldState {
-  id: string;
-  target: string;
-  personName: string;
-  text: string;
-  rule: string;
-  state: string;
-  decidedByName: string | null;
-  timeoutAt: Date;
-}
-
 /** The held statement in the request's thread: what it is, and Approve / Deny while it waits. */
 export function heldView(held: HeldState, now: Date = new Date()): MessageView {
   const status: { text: string; tone: Tone } =
