@@ -306,6 +306,9 @@ describe("statements are classified wherever they hide", () => {
     ["EXPLAIN ANALYZE", ["explain analyze delete from orders"], "delete-without-where"],
     ["a Unicode-escaped quote", ["select U&'\\0027'; delete from orders; --'"], "delete-without-where"],
     ["an E'' escaped quote", ["select E'\\''; delete from orders; --'"], "delete-without-where"],
+    ["MERGE … ON true WHEN MATCHED THEN DELETE", ["merge into orders o using (select 1) s on true when matched then delete"], "delete-without-where"],
+    ["MERGE … WHEN NOT MATCHED BY SOURCE THEN DELETE", ["merge into orders o using (select 0 as id) s on o.id = s.id when not matched by source then delete"], "delete-without-where"],
+    ["MERGE … WHEN MATCHED THEN UPDATE", ["merge into orders o using orders s on o.id = s.id when matched then update set email = null"], "update-without-where"],
     ["query_to_xml of built text", ["select query_to_xml('select ' || 'set_config(''standard_conforming_strings'', ''off'', false)', true, true, '')"], "unverifiable"],
   ])("%s", async (_name, commands, rule) => {
     const { uri } = await grant("guarded-db");
@@ -331,10 +334,11 @@ describe("statements are classified wherever they hide", () => {
       "with o as (select id from orders) select count(*) from o",
       "explain (analyze, costs off, timing off, summary off) select 1",
       "call touch(1)",
+      "merge into orders o using (select 1 as id) s on o.id = s.id when matched and o.id = 1 then update set note = 'merged'",
       "select note from orders where id = 1",
     ]);
     expect(result.stderr).toBe("");
-    expect(result.stdout.trim().split("\n")).toEqual(["stamped", "2", "1", String(ORDERS), "Result (actual rows=1 loops=1)", "seen"]);
+    expect(result.stdout.trim().split("\n")).toEqual(["stamped", "2", "1", String(ORDERS), "Result (actual rows=1 loops=1)", "merged"]);
     await target.query("DROP TRIGGER stamp ON scratch; DELETE FROM scratch");
   });
 

@@ -224,14 +224,17 @@ describe("built-in rules, each configured alone", () => {
     }
   });
 
-  // Holes in delete-without-where that today's classifier lets through. Named as gaps, not as
-  // correct behaviour; each assertion pins what happens today so the fix shows up as a change here.
-  it("known gap (issue 13): MERGE … WHEN MATCHED THEN DELETE can delete every row, and delete-without-where does not fire", () => {
-    const statement = classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", { block: [], review: ["delete-without-where"] });
-    expect(statement.verdict).toBe("allow");
-    expect(statement.rule).toBeUndefined();
+  it("reads a MERGE action without a condition of its own as one without a WHERE (its ON is a join, not a filter)", () => {
+    const review = { block: [], review: ["delete-without-where", "update-without-where"] };
+    expect(classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", review)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    expect(classifyOne("MERGE INTO t USING s ON true WHEN MATCHED THEN UPDATE SET a = 1", review)).toMatchObject({ verdict: "review", rule: "update-without-where" });
+    expect(classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE", review)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    // The honest forms: an action with its own condition, and an insert-only MERGE.
+    expect(classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND s.gone THEN DELETE", review).verdict).toBe("allow");
+    expect(classifyOne("MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)", review).verdict).toBe("allow");
   });
 
+  // Named as a limit, not as correct behaviour: a syntactic rule cannot judge what a WHERE selects.
   it("known gap (issue 13, documented): any WHERE counts, so DELETE … WHERE true passes delete-without-where", () => {
     const statement = classifyOne("DELETE FROM t WHERE true", { block: [], review: ["delete-without-where"] });
     expect(statement.verdict).toBe("allow");

@@ -43,7 +43,8 @@ import { isPinnedSetting, keepsPinnedValue, PINNED_SETTING_RULE, PINNED_SETTINGS
  * Known limits, by design of a syntactic classifier (regexes or the server's own privileges are
  * the answer to these):
  * - A WHERE clause is a WHERE clause: `DELETE FROM t WHERE true` or `WHERE 1 = 1` is not
- *   `delete-without-where`; neither is `MERGE … ON true WHEN MATCHED THEN DELETE`.
+ *   `delete-without-where`. (A MERGE's ON is not a WHERE: its DELETE or UPDATE action counts as
+ *   one without a WHERE unless the action has an `AND condition` of its own.)
  * - A function that already exists in the target is classified by its call, not by its body:
  *   `SELECT f()`, `CALL p()`, a trigger on an existing function. Functions created through the
  *   gateway were classified by their body when they were created.
@@ -389,6 +390,21 @@ function explainRunsStatement(explain: ExplainStmt, found?: Findings): boolean {
   });
 }
 
+/**
+ * MERGE's ON is a join, not a filter of the target: `ON true`, or a source that holds every key,
+ * matches every row, and `WHEN NOT MATCHED BY SOURCE` reaches the rows the source lacks. A DELETE or
+ * UPDATE action without an `AND condition` of its own is read as one without a WHERE.
+ */
+function mergeActionsWithoutCondition(fields: Record<string, unknown>, fired: Set<string>): void {
+  const clauses = Array.isArray(fields["mergeWhenClauses"]) ? (fields["mergeWhenClauses"] as unknown[]) : [];
+  for (const node of clauses) {
+    const clause = isRecord(node) && isRecord(node["MergeWhenClause"]) ? node["MergeWhenClause"] : undefined;
+    if (!clause || clause["condition"] !== undefined) continue;
+    if (clause["commandType"] === "CMD_DELETE") fired.add("delete-without-where");
+    if (clause["commandType"] === "CMD_UPDATE") fired.add("update-without-where");
+  }
+}
+
 function rulesOfStatement(type: string, fields: Record<string, unknown>, found: Findings): void {
   const fired = found.fired;
   if (isDdl(type, fields)) fired.add("ddl");
@@ -404,8 +420,11 @@ function rulesOfStatement(type: string, fields: Record<string, unknown>, found: 
       if ((fields as UpdateStmt).whereClause === undefined) fired.add("update-without-where");
       changesSettingsView(fields, found);
       break;
-    case "InsertStmt":
     case "MergeStmt":
+      mergeActionsWithoutCondition(fields, fired);
+      changesSettingsView(fields, found);
+      break;
+    case "InsertStmt":
       changesSettingsView(fields, found);
       break;
     case "ViewStmt":
