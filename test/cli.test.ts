@@ -37,7 +37,7 @@ function jitgate(args: string[], env: NodeJS.ProcessEnv = {}, untilStdout?: RegE
     });
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("error", reject);
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
 

@@ -207,7 +207,7 @@ describe("daily digest", () => {
         child.stdout.on("data", (chunk) => (stdout += chunk));
         child.stderr.on("data", (chunk) => (stderr += chunk));
         child.on("error", reject);
-        child.on("exit", (code) => resolve({ code, stdout, stderr }));
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
       });
       expect(run.stderr).toBe("");
       expect(run.code).toBe(0);

@@ -36,7 +36,7 @@ function jitgate(args: string[], env: NodeJS.ProcessEnv, onUrl?: (url: string) =
     child.on("error", reject);
     // A login that never completes must not outlive the test.
     const deadline = setTimeout(() => child.kill("SIGKILL"), 45_000);
-    child.on("exit", (code) => {
+    child.on("close", (code) => {
       clearTimeout(deadline);
       void Promise.resolve(opened).then(() => resolve({ code, stdout, stderr }));
     });

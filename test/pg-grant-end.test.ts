@@ -61,7 +61,7 @@ function psql(uri: string, script: string, keepOpen = false): { child: ChildProc
   child.stderr!.on("data", (chunk) => (output += chunk));
   if (keepOpen) child.stdin!.write(script);
   else child.stdin!.end(script);
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
   return { child, output: () => output, exited };
 }
 

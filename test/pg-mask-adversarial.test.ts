@@ -97,7 +97,7 @@ function psql(uri: string, script: string): Promise<string> {
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stderr.on("data", (chunk) => (output += chunk));
     child.stdin.end(script);
-    child.on("exit", () => resolve(output));
+    child.on("close", () => resolve(output));
   });
 }
 

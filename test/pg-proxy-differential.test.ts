@@ -81,7 +81,7 @@ function transcript(uri: string, input: string): Promise<string> {
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stdin.end(input);
-    child.on("exit", () => resolve(output));
+    child.on("close", () => resolve(output));
   });
 }
 

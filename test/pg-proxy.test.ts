@@ -379,7 +379,7 @@ describe("robustness", () => {
     let bigError = "";
     big.stderr.on("data", (chunk) => (bigError += chunk));
     big.stdin.end(`SELECT length('${"x".repeat(1_100_000)}');\n`);
-    await new Promise((resolve) => big.on("exit", resolve));
+    await new Promise((resolve) => big.on("close", resolve));
     expect(bigError).toContain("message of 1100");
     expect(bigError).toContain("bytes is over the limit of 1048576");
     expect((await bystander.query("SELECT 42 AS answer")).rows).toEqual([{ answer: 42 }]);
@@ -391,7 +391,7 @@ describe("robustness", () => {
     const child = spawn("psql", [uri, "-X", "-c", "SELECT pg_sleep(60)"], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (chunk) => (stderr += chunk));
-    const exited = new Promise((resolve) => child.on("exit", resolve));
+    const exited = new Promise((resolve) => child.on("close", resolve));
     // Cancel only once the statement runs on the upstream backend.
     const observer = new pg.Client({ connectionString: upstream.url });
     await observer.connect();

@@ -70,7 +70,7 @@ function ssh(secret: string, port: number, command: string) {
   child.stderr.on("data", (chunk) => (stderr += chunk));
   const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on("exit", (code) => {
+    child.on("close", (code) => {
       clearTimeout(killer);
       resolve({ code, stdout, stderr });
     }),

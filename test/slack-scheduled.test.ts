@@ -143,7 +143,7 @@ describe("Slack: reminders, review timeouts and the digest", () => {
         child.stdout.on("data", (chunk) => (stdout += chunk));
         child.stderr.on("data", (chunk) => (stderr += chunk));
         child.on("error", reject);
-        child.on("exit", (code) => resolve({ code, stdout, stderr }));
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
       });
       expect(run.stderr).toBe("");
       expect(run.stdout).toMatch(/^digest of .* posted \(job digest-now-\d+-\d+\)\n$/);

@@ -37,7 +37,7 @@ function runProcess(command: string, args: string[], env: NodeJS.ProcessEnv, inp
     child.stderr.on("data", (chunk) => (stderr += chunk));
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     child.on("error", reject);
-    child.on("exit", (code) => {
+    child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
@@ -68,7 +68,7 @@ function interactiveSsh(secret: string, args: string[]) {
     for (const listener of listeners) listener();
   });
   child.stderr.on("data", (chunk) => (stderr += chunk));
-  const exited = new Promise<Run>((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
+  const exited = new Promise<Run>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
   const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
   void exited.then(() => clearTimeout(killer));
   return {
