@@ -526,7 +526,13 @@ export class SshProxySession {
         while (queue.length > 0 && this.#state === "open") {
           const packet = queue.shift()!;
           const change = fileChangeOf(packet, (handle) => audit.pathOf(handle));
-          const verdict = change ? await this.hooks.onFileChange(change).catch(() => ({ allowed: false, why: "could not be recorded" })) : { allowed: true };
+          const verdict = change
+            ? await this.hooks.onFileChange(change).catch((error: unknown) => {
+                // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
+                this.options.onError?.(error);
+                return { allowed: false, why: "could not be recorded" };
+              })
+            : { allowed: true };
           if (verdict.allowed) {
             guard(() => audit.fromClient(packet));
             stream.write(packet);
