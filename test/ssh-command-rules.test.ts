@@ -4,7 +4,6 @@
  * host that must not appear unless the thread approved it. Most grammar cases are unit tests over
  * the same parser (test/shell-classifier.test.ts); these are the representative set end to end.
  */
-import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../s
 import { auditEvents } from "../src/db/schema.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { nextEvent } from "./support/jobs.js";
+import { interactiveProcess, runProcess, type Run } from "./support/processes.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 
 let sshd: PrivateSshd;
@@ -22,80 +22,21 @@ let lead: Person;
 let port: number;
 let dir: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runProcess(command: string, args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
-
 function ssh(secret: string, args: string[]): Promise<Run> {
   return runProcess(
     "sshpass",
     ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "guarded@127.0.0.1", ...args],
-    { SSHPASS: secret },
+    { env: { SSHPASS: secret }, timeoutMs: 60_000 },
   );
 }
 
 /** An ssh client we type into (a pty with -tt). */
 function interactiveSsh(secret: string, args: string[]) {
-  const child = spawn("sshpass", ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "guarded@127.0.0.1", ...args], {
-    env: { ...process.env, SSHPASS: secret },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  let seen = 0;
-  const listeners = new Set<() => void>();
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-    for (const listener of listeners) listener();
-  });
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const exited = new Promise<Run>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  void exited.then(() => clearTimeout(killer));
-  return {
-    exited,
-    waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<void> {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = pattern.exec(stdout.slice(seen));
-          if (!match) return false;
-          seen += match.index + match[0].length;
-          listeners.delete(listener);
-          clearTimeout(timer);
-          resolve();
-          return true;
-        };
-        const listener = () => void check();
-        const timer = setTimeout(() => {
-          listeners.delete(listener);
-          reject(new Error(`no ${pattern} in output: ${JSON.stringify(stdout.slice(seen))} (stderr ${JSON.stringify(stderr)})`));
-        }, timeoutMs);
-        if (!check()) listeners.add(listener);
-      });
-    },
-    type(keys: string): void {
-      child.stdin.write(keys);
-    },
-  };
+  return interactiveProcess(
+    "sshpass",
+    ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "guarded@127.0.0.1", ...args],
+    { SSHPASS: secret },
+  );
 }
 
 let people = 0;
@@ -297,9 +238,9 @@ describe("interactive shells need their own approval", () => {
 
 describe("file transfers (scp, sftp)", () => {
   const scp = (secret: string, from: string, to: string) =>
-    runProcess("sshpass", ["-e", "scp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), from, `guarded@127.0.0.1:${to}`], { SSHPASS: secret });
+    runProcess("sshpass", ["-e", "scp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), from, `guarded@127.0.0.1:${to}`], { env: { SSHPASS: secret }, timeoutMs: 60_000 });
   const sftp = (secret: string, commands: string) =>
-    runProcess("sshpass", ["-e", "sftp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), "guarded@127.0.0.1"], { SSHPASS: secret }, commands);
+    runProcess("sshpass", ["-e", "sftp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), "guarded@127.0.0.1"], { env: { SSHPASS: secret }, input: commands, timeoutMs: 60_000 });
 
   it("changes are recorded before they are forwarded; blocked paths are refused, held paths wait for the thread", async () => {
     const { secret, who, grantId } = await grant();

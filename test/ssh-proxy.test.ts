@@ -13,6 +13,7 @@ import { parseCast } from "../src/proxy/recording/asciicast.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { eventually } from "./support/fake-slack.js";
 import { nextEvent, WIDE_LATENESS_MS } from "./support/jobs.js";
+import { interactiveProcess, runProcess } from "./support/processes.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 
 const execFileAsync = promisify(execFile);
@@ -24,76 +25,13 @@ let lead: Person;
 let port: number;
 let dir: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command and collects its output, whatever its exit code. */
-function runProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<Run & { endedAt: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 25_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, endedAt: Date.now() });
-    });
-    if (options.input !== undefined) child.stdin.end(options.input);
-    else child.stdin.end();
-  });
-}
-
-/** An ssh client we type into: `waitFor` output, then `type` the next keys. */
+/** An ssh client through the proxy that we type into. */
 function interactiveSsh(secret: string, target: string, args: string[]) {
-  const child = spawn(
+  return interactiveProcess(
     "sshpass",
     ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), `${target}@127.0.0.1`, ...args],
-    { env: { ...process.env, SSHPASS: secret }, stdio: ["pipe", "pipe", "pipe"] },
+    { SSHPASS: secret },
   );
-  let stdout = "";
-  let stderr = "";
-  let seen = 0;
-  const listeners = new Set<() => void>();
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-    for (const listener of listeners) listener();
-  });
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const exited = new Promise<Run>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  void exited.then(() => clearTimeout(killer));
-  return {
-    exited,
-    /** Resolves when output after the last match matches `pattern`. */
-    waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<void> {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = pattern.exec(stdout.slice(seen));
-          if (!match) return false;
-          seen += match.index + match[0].length;
-          listeners.delete(listener);
-          clearTimeout(timer);
-          resolve();
-          return true;
-        };
-        const listener = () => void check();
-        const timer = setTimeout(() => {
-          listeners.delete(listener);
-          reject(new Error(`no ${pattern} in output: ${JSON.stringify(stdout.slice(seen))} (stderr ${JSON.stringify(stderr)})`));
-        }, timeoutMs);
-        if (!check()) listeners.add(listener);
-      });
-    },
-    type(keys: string): void {
-      child.stdin.write(keys);
-    },
-  };
 }
 
 /** `ssh` through the proxy with a password (the grant's credential), via sshpass. */
