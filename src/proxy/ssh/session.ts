@@ -523,16 +523,26 @@ export class SshProxySession {
     const drain = async () => {
       busy = true;
       try {
+        // Requests that change nothing (reads, and the WRITEs of an open file) go out together.
+        const passing: Buffer[] = [];
+        const flush = () => {
+          if (passing.length > 0) stream.write(passing.length === 1 ? passing[0]! : Buffer.concat(passing));
+          passing.length = 0;
+        };
         while (queue.length > 0 && this.#state === "open") {
           const packet = queue.shift()!;
           const change = fileChangeOf(packet, (handle) => audit.pathOf(handle));
-          const verdict = change
-            ? await this.hooks.onFileChange(change).catch((error: unknown) => {
-                // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
-                this.options.onError?.(error);
-                return { allowed: false, why: "could not be recorded" };
-              })
-            : { allowed: true };
+          if (!change) {
+            guard(() => audit.fromClient(packet));
+            passing.push(packet);
+            continue;
+          }
+          flush();
+          const verdict = await this.hooks.onFileChange(change).catch((error: unknown) => {
+            // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
+            this.options.onError?.(error);
+            return { allowed: false, why: "could not be recorded" };
+          });
           if (verdict.allowed) {
             guard(() => audit.fromClient(packet));
             stream.write(packet);
@@ -540,6 +550,7 @@ export class SshProxySession {
             channel.write(statusReply(requestId(packet), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
           }
         }
+        if (this.#state === "open") flush();
       } catch (error) {
         if (!(error instanceof SftpProtocolError)) this.options.onError?.(error);
         channel.close();
