@@ -251,7 +251,7 @@ describe("file transfers (scp, sftp)", () => {
     // An ordinary upload and a chmod: both recorded as requests, and done.
     const free = join(dir, "free", "a.txt");
     const upload = await scp(secret, local, free);
-    expect(upload.code, upload.stderr).toBe(0);
+    expect(upload.code, `${upload.stderr}\n${test.logs.join("")}`).toBe(0);
     await sftp(secret, `chmod 600 ${free}\nrename ${free} ${free}.2\n`);
     expect(statSync(`${free}.2`).mode & 0o777).toBe(0o600);
     const requests = await test.gateway.storage.db

@@ -467,10 +467,10 @@ describe("file transfer", () => {
     const closed = closedEvent(g.id);
     const result = await runProcess(
       "sshpass",
-      ["-e", "scp", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), source, `web-1@127.0.0.1:${destination}`],
+      ["-e", "scp", "-v", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), source, `web-1@127.0.0.1:${destination}`],
       { env: { SSHPASS: secret } },
     );
-    expect(result.code).toBe(0);
+    expect(result.code, `${result.stderr}\n${test.logs.join("")}`).toBe(0);
     const sha = (buffer: Buffer) => createHash("sha256").update(buffer).digest("hex");
     expect(sha(readFileSync(destination))).toBe(sha(content));
     const { payload } = await closed;
