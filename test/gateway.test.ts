@@ -271,5 +271,7 @@ describe("with no Redis configured and none on the local port", () => {
       await local.close().catch(() => {});
       rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+    // PGlite's initdb and our migrations run in WASM on this thread: ~8 s of CPU on a busy 2-core
+    // machine, several times that while the rest of the suite runs beside it.
+  }, 120_000);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { SftpProtocolError } from "../src/proxy/ssh/sftp-audit.js";
-import { fileChangeOf, requestId, SftpPacketFramer, statusReply } from "../src/proxy/ssh/sftp-gate.js";
+import { fileChangeOf, requestId, requestScanner, statusReply } from "../src/proxy/ssh/sftp-gate.js";
+import { HEADER_PREFIX, SftpProtocolError, type SftpPiece } from "../src/proxy/ssh/sftp-packets.js";
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);
@@ -24,19 +24,36 @@ describe("SFTP gate: request packets and what they change", () => {
   const hardlink = packet(200, 10, str("hardlink@openssh.com"), str("/etc/passwd"), str("/tmp/p"));
   const read = packet(3, 11, str("/etc/hosts"), u32(0x01), u32(0));
 
-  it("cuts a stream into whole packets, however it is split", () => {
-    const stream = Buffer.concat([open, chmod, truncate, hardlink, read]);
-    for (let cut = 0; cut <= stream.length; cut++) {
-      const framer = new SftpPacketFramer();
-      const packets = [...framer.push(stream.subarray(0, cut)), ...framer.push(stream.subarray(cut))];
-      expect(packets.map((p) => requestId(p))).toEqual([7, 8, 9, 10, 11]);
+  const write = packet(6, 12, str(Buffer.from([1, 2])), u64(0), str(Buffer.alloc(2_000, 7)));
+
+  /** Requests back from pieces: a head and the tails after it make one packet. */
+  const reassemble = (pieces: SftpPiece[]) => {
+    const packets: { whole: boolean; bytes: Buffer[] }[] = [];
+    for (const piece of pieces) {
+      if (piece.kind === "head") packets.push({ whole: piece.whole, bytes: [piece.head] });
+      else packets.at(-1)!.bytes.push(piece.bytes);
     }
-    const bytewise = new SftpPacketFramer();
-    expect([...stream].flatMap((b) => bytewise.push(Buffer.from([b]))).map((p) => p.length)).toEqual([open, chmod, truncate, hardlink, read].map((p) => p.length));
+    return packets.map((p) => ({ whole: p.whole, packet: Buffer.concat(p.bytes) }));
+  };
+
+  it("cuts a stream into requests however it is split: those that may change the host whole, a WRITE's data as it comes", () => {
+    const requests = [open, chmod, write, truncate, hardlink, read];
+    const stream = Buffer.concat(requests);
+    const expected = requests.map((p) => ({ whole: p !== write, packet: p }));
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const scanner = requestScanner();
+      const pieces = [...scanner.push(stream.subarray(0, cut)), ...scanner.push(stream.subarray(cut))];
+      expect(reassemble(pieces)).toEqual(expected);
+      // The WRITE's head is its header, not its data.
+      expect(pieces.find((p) => p.kind === "head" && p.type === 6)).toMatchObject({ whole: false, head: write.subarray(0, HEADER_PREFIX) });
+    }
+    const bytewise = requestScanner();
+    expect(reassemble([...stream].flatMap((b) => bytewise.push(Buffer.from([b]))))).toEqual(expected);
   });
 
-  it("refuses a packet over the limit", () => {
-    expect(() => new SftpPacketFramer().push(u32(64 * 1024 * 1024))).toThrow(SftpProtocolError);
+  it("refuses a packet over the limit, or too short to hold a type and an id", () => {
+    expect(() => requestScanner().push(u32(64 * 1024 * 1024))).toThrow(SftpProtocolError);
+    expect(() => requestScanner().push(Buffer.concat([u32(1), Buffer.from([3])]))).toThrow(SftpProtocolError);
   });
 
   it("describes what a request changes (and nothing for a read)", () => {

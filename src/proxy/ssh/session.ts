@@ -6,8 +6,9 @@ import type { EndReason } from "../live-sessions.js";
 import { AsciicastRecorder } from "../recording/asciicast.js";
 import { SHELL_RULE, type ClassifiedCommand, type ShellVerdict } from "../../rules/shell-classifier.js";
 import { INTERRUPT, LineDiscipline, type LineEvent } from "./line-discipline.js";
-import { SftpAudit, SftpProtocolError, type SftpOperation } from "./sftp-audit.js";
-import { fileChangeOf, requestId, SftpPacketFramer, SSH_FX_PERMISSION_DENIED, statusReply, type FileChange } from "./sftp-gate.js";
+import { SftpAudit, type SftpOperation } from "./sftp-audit.js";
+import { fileChangeOf, requestId, requestScanner, SSH_FX_PERMISSION_DENIED, statusReply, type FileChange } from "./sftp-gate.js";
+import { SftpProtocolError, type SftpPiece } from "./sftp-packets.js";
 
 /** A channel's terminal recording, handed over when the session closes. */
 export interface ChannelRecording {
@@ -514,43 +515,67 @@ export class SshProxySession {
         stream.close();
       }
     };
-    // Requests go one whole packet at a time: one that changes the host is recorded (and refused
-    // or held by the target's `files` rules) before it is forwarded.
-    const framer = new SftpPacketFramer();
-    const queue: Buffer[] = [];
+    // A request that may change the host is read whole, recorded (and refused or held by the
+    // target's `files` rules) before it is forwarded; everything else goes on as it comes, in order.
+    const scanner = requestScanner();
+    const queue: SftpPiece[] = [];
     let busy = false;
     let ended = false;
+    const passing: Buffer[] = [];
+    let passingBytes = 0;
+    const pass = (bytes: Buffer) => {
+      passing.push(bytes);
+      passingBytes += bytes.length;
+    };
+    /** Sends what passed in one write; false when the upstream channel asks us to wait. */
+    const flush = (): boolean => {
+      if (passing.length === 0) return true;
+      const whole = passing.length === 1 ? passing[0]! : Buffer.concat(passing, passingBytes);
+      passing.length = 0;
+      passingBytes = 0;
+      return stream.write(whole);
+    };
+    const writable = () =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          stream.off("drain", done);
+          stream.off("close", done);
+          resolve();
+        };
+        stream.on("drain", done);
+        stream.on("close", done);
+      });
     const drain = async () => {
       busy = true;
       try {
-        // Requests that change nothing (reads, and the WRITEs of an open file) go out together.
-        const passing: Buffer[] = [];
-        const flush = () => {
-          if (passing.length > 0) stream.write(passing.length === 1 ? passing[0]! : Buffer.concat(passing));
-          passing.length = 0;
-        };
         while (queue.length > 0 && this.#state === "open") {
-          const packet = queue.shift()!;
-          const change = fileChangeOf(packet, (handle) => audit.pathOf(handle));
-          if (!change) {
-            guard(() => audit.fromClient(packet));
-            passing.push(packet);
+          const piece = queue.shift()!;
+          if (piece.kind === "tail") {
+            pass(piece.bytes);
             continue;
           }
-          flush();
+          const change = piece.whole ? fileChangeOf(piece.head, (handle) => audit.pathOf(handle)) : undefined;
+          if (!change) {
+            audit.request(piece.type, piece.head);
+            pass(piece.head);
+            continue;
+          }
+          if (!flush()) await writable();
           const verdict = await this.hooks.onFileChange(change).catch((error: unknown) => {
             // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
             this.options.onError?.(error);
             return { allowed: false, why: "could not be recorded" };
           });
+          if (this.#state !== "open") break;
           if (verdict.allowed) {
-            guard(() => audit.fromClient(packet));
-            stream.write(packet);
+            audit.request(piece.type, piece.head);
+            pass(piece.head);
           } else {
-            channel.write(statusReply(requestId(packet), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
+            channel.write(statusReply(requestId(piece.head), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
           }
         }
-        if (this.#state === "open") flush();
+        // Back-pressure: while the target's channel is full, the client's waits (see the data handler).
+        if (this.#state === "open" && !flush()) await writable();
       } catch (error) {
         if (!(error instanceof SftpProtocolError)) this.options.onError?.(error);
         channel.close();
@@ -564,7 +589,7 @@ export class SshProxySession {
     };
     channel.on("data", (chunk: Buffer) => {
       this.#summary.bytesIn += chunk.length;
-      guard(() => queue.push(...framer.push(chunk)));
+      guard(() => queue.push(...scanner.push(chunk)));
       if (busy) {
         channel.pause();
         return;

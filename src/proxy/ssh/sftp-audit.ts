@@ -7,6 +7,10 @@
  * Packet: uint32 length, byte type, uint32 request-id, … (filexfer-02 §3).
  */
 
+import { SftpPacketScanner, SftpProtocolError } from "./sftp-packets.js";
+
+export { MAX_SFTP_PACKET, SftpProtocolError } from "./sftp-packets.js";
+
 export interface SftpOperation {
   op: "read" | "write" | "remove" | "rename" | "mkdir" | "rmdir" | "symlink" | "setstat";
   path: string;
@@ -16,8 +20,6 @@ export interface SftpOperation {
   bytes?: number;
   ok: boolean;
 }
-
-export class SftpProtocolError extends Error {}
 
 const T = {
   OPEN: 3,
@@ -38,11 +40,6 @@ const T = {
 
 const SSH_FXF_WRITE = 0x02;
 const SSH_FX_OK = 0;
-
-/** OpenSSH caps its packets at 256 KiB (SFTP_MAX_MSG_LENGTH); anything far over it is not SFTP. */
-export const MAX_SFTP_PACKET = 1024 * 1024;
-/** What is read of a WRITE or DATA packet: its header, not its data. */
-const HEADER_PREFIX = 4 + 1 + 4 + 4 + 256 + 8 + 4;
 
 class Reader {
   offset = 0;
@@ -65,60 +62,6 @@ class Reader {
   }
 }
 
-/** Splits one direction of the stream into packets, keeping only what is needed of each. */
-class PacketScanner {
-  #head: Buffer[] = [];
-  #headLength = 0;
-  #want = 4;
-  #packetLength = -1;
-  #skip = 0;
-
-  constructor(private readonly onPacket: (type: number, packet: Buffer, fullLength: number) => void) {}
-
-  push(chunk: Buffer): void {
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.#skip > 0) {
-        const n = Math.min(this.#skip, chunk.length - offset);
-        this.#skip -= n;
-        offset += n;
-        continue;
-      }
-      const n = Math.min(this.#want - this.#headLength, chunk.length - offset);
-      this.#head.push(chunk.subarray(offset, offset + n));
-      this.#headLength += n;
-      offset += n;
-      if (this.#headLength < this.#want) continue;
-      const head = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLength);
-      if (this.#packetLength < 0) {
-        this.#packetLength = head.readUInt32BE(0);
-        if (this.#packetLength < 1 || this.#packetLength > MAX_SFTP_PACKET) {
-          throw new SftpProtocolError(`SFTP packet of ${this.#packetLength} bytes is over the limit`);
-        }
-        this.#want = 5;
-        this.#head = [head];
-        continue;
-      }
-      if (this.#headLength === 5 && this.#want === 5) {
-        const type = head[4]!;
-        const total = 4 + this.#packetLength;
-        this.#want = type === T.WRITE || type === T.DATA ? Math.min(total, HEADER_PREFIX) : total;
-        this.#head = [head];
-        if (this.#headLength < this.#want) continue;
-      }
-      const type = head[4]!;
-      const total = 4 + this.#packetLength;
-      this.#skip = total - this.#headLength;
-      this.#head = [];
-      this.#headLength = 0;
-      this.#want = 4;
-      const fullLength = this.#packetLength;
-      this.#packetLength = -1;
-      this.onPacket(type, head.subarray(5), fullLength);
-    }
-  }
-}
-
 interface OpenFile {
   path: string;
   write: boolean;
@@ -132,26 +75,31 @@ type Pending =
   | { kind: "simple"; op: SftpOperation["op"]; path: string; to?: string };
 
 export class SftpAudit {
-  readonly #requests: PacketScanner;
-  readonly #responses: PacketScanner;
+  readonly #requests = new SftpPacketScanner((type) => type !== T.WRITE);
+  readonly #responses = new SftpPacketScanner((type) => type !== T.DATA);
   readonly #pending = new Map<number, Pending>();
   readonly #files = new Map<string, OpenFile>();
   /** Requests awaiting an answer are capped too: a client cannot grow this without bound. */
   static readonly MAX_PENDING = 10_000;
 
-  constructor(private readonly onOperation: (operation: SftpOperation) => void) {
-    this.#requests = new PacketScanner((type, body) => this.#request(type, body));
-    this.#responses = new PacketScanner((type, body) => this.#response(type, body));
-  }
+  constructor(private readonly onOperation: (operation: SftpOperation) => void) {}
 
   /** Bytes from the client (requests). Throws SftpProtocolError on a packet over the limit. */
   fromClient(chunk: Buffer): void {
-    this.#requests.push(chunk);
+    for (const piece of this.#requests.push(chunk)) if (piece.kind === "head") this.request(piece.type, piece.head);
   }
 
   /** Bytes from the server (responses). */
   fromServer(chunk: Buffer): void {
-    this.#responses.push(chunk);
+    for (const piece of this.#responses.push(chunk)) if (piece.kind === "head") this.#response(piece.type, piece.head.subarray(5));
+  }
+
+  /**
+   * One request, already cut from the stream by the caller: its head (the whole packet, or for a
+   * WRITE at least its first HEADER_PREFIX bytes).
+   */
+  request(type: number, head: Buffer): void {
+    this.#request(type, head.subarray(5));
   }
 
   /** The path a handle was opened for, while it is open. */

@@ -1,10 +1,9 @@
 /**
  * The client's side of an SFTP stream (draft-ietf-secsh-filexfer-02, as OpenSSH speaks it), cut
- * into whole request packets so that a request that changes the host can be recorded — and
- * refused or held by the target's `files` rules — before it is forwarded. Pure: bytes in, packets
- * and descriptions out.
+ * into requests so that a request that changes the host can be recorded — and refused or held by
+ * the target's `files` rules — before it is forwarded. Pure: bytes in, requests and descriptions out.
  */
-import { MAX_SFTP_PACKET, SftpProtocolError } from "./sftp-audit.js";
+import { SftpPacketScanner, SftpProtocolError } from "./sftp-packets.js";
 
 export interface FileChange {
   op: "write" | "setstat" | "remove" | "rename" | "mkdir" | "rmdir" | "symlink" | "hardlink" | "copy-data";
@@ -27,22 +26,15 @@ const FXF = { WRITE: 0x02, APPEND: 0x04, CREAT: 0x08, TRUNC: 0x10 } as const;
 const ATTR = { SIZE: 0x1, UIDGID: 0x2, PERMISSIONS: 0x4, ACMODTIME: 0x8 } as const;
 export const SSH_FX_PERMISSION_DENIED = 3;
 
-/** Cuts the client's bytes into whole packets (length included), refusing oversized ones. */
-export class SftpPacketFramer {
-  #buffer: Buffer = Buffer.alloc(0);
+/** Request types that may change the host: the gate reads them whole before they go on. */
+const MAY_CHANGE: ReadonlySet<number> = new Set([T.OPEN, T.SETSTAT, T.FSETSTAT, T.REMOVE, T.MKDIR, T.RMDIR, T.RENAME, T.SYMLINK, T.EXTENDED]);
 
-  push(chunk: Buffer): Buffer[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
-    const packets: Buffer[] = [];
-    while (this.#buffer.length >= 4) {
-      const length = this.#buffer.readUInt32BE(0);
-      if (length < 5 || length > MAX_SFTP_PACKET) throw new SftpProtocolError(`SFTP packet of ${length} bytes is out of bounds`);
-      if (this.#buffer.length < 4 + length) break;
-      packets.push(this.#buffer.subarray(0, 4 + length));
-      this.#buffer = this.#buffer.subarray(4 + length);
-    }
-    return packets;
-  }
+/**
+ * Cuts the client's bytes into the pieces the gate needs: requests that may change the host come
+ * whole, the others as a head and the rest of their bytes (a WRITE's data is never copied).
+ */
+export function requestScanner(): SftpPacketScanner {
+  return new SftpPacketScanner((type) => MAY_CHANGE.has(type));
 }
 
 class Reader {
