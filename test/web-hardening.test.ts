@@ -2,6 +2,7 @@ import { request } from "node:http";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../src/config/load.js";
+import { ConsoleStore } from "../src/broker/console-messages.js";
 import { accessRequests, chatMessages, people } from "../src/db/schema.js";
 import { localPath } from "../src/infra/web/console-auth.js";
 import { startupBanner } from "../src/main.js";
@@ -433,6 +434,15 @@ describe("viewers see only their targets (must 2)", () => {
     const contractorPage = await page("contractor");
     expect(contractorPage).not.toContain(ordersId);
     expect(contractorPage).not.toContain(paymentsId);
+
+    // A root of no request (the digest counts every target): only for someone who approves every target.
+    const { port } = gw.gateway.console!.adapter;
+    await port.post(port.approvalChannel, { text: "digest-like root counting every target" });
+    for (const who of ["dev", "lead", "pay", "contractor"] as const) expect(await page(who), who).not.toContain("digest-like root");
+    const store = new ConsoleStore(gw.gateway.storage.db, () => new Date());
+    const lead = await gw.gateway.broker.identify({ platform: "oidc", externalId: "sub-lead", email: "lead@example.com", displayName: "Lead" });
+    const all = await store.channel(port.approvalChannel, 30, { personId: lead.id, targets: ["orders-db", "payments-db", "csrf-db"], approvesAll: true });
+    expect(all.map((t) => (t.root.view as { text: string }).text)).toContain("digest-like root counting every target");
   }, 60_000);
 
   it("the audit pages: an approver sees the targets they approve, not every target", async () => {

@@ -25,12 +25,16 @@ export interface ConsoleMessage<V = unknown> {
 
 /**
  * Whose view of the channel: the threads of their own requests and of requests for the targets
- * they approve. Roots of no request (the daily digest) only for people who approve some target.
+ * they approve. A root of no request (the daily digest, which counts every target) only for people
+ * who approve every target; that also covers a request's root in the instant between its post
+ * and the record that links it to its request.
  */
 export interface ConsoleVisibility {
   personId: string;
   /** The targets they approve (Broker.targetsApprovedBy). */
   targets: string[];
+  /** They approve every configured target. */
+  approvesAll: boolean;
 }
 
 /** A root message of the channel with the replies in its thread, oldest reply first. */
@@ -129,7 +133,7 @@ export class ConsoleStore<V = unknown> {
     const anyRequestMessage = this.db.select({ id: chatMessages.messageId }).from(chatMessages).where(eq(chatMessages.platform, "console"));
     return or(
       inArray(consoleMessages.id, requestRoots),
-      ...(who.targets.length > 0 ? [notInArray(consoleMessages.id, anyRequestMessage)] : []),
+      ...(who.approvesAll ? [notInArray(consoleMessages.id, anyRequestMessage)] : []),
     )!;
   }
 

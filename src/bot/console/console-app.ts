@@ -181,7 +181,11 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     // Not the whole channel: the viewer's own requests and those of the targets they approve.
     const approves = await broker.targetsApprovedBy(viewer.person);
     const [threads, dms, notes] = await Promise.all([
-      store.channel(channel, THREADS_SHOWN, { personId: viewer.person.id, targets: approves }),
+      store.channel(channel, THREADS_SHOWN, {
+        personId: viewer.person.id,
+        targets: approves,
+        approvesAll: approves.length > 0 && approves.length === broker.targets().length,
+      }),
       store.addressedTo(viewer.userId, "dm", DMS_SHOWN),
       store.addressedTo(viewer.userId, "ephemeral", NOTES_SHOWN),
     ]);
