@@ -23,6 +23,7 @@ import type { Reconciler } from "./jobs/reconciler.js";
 import type { ExpiryReminders } from "./jobs/reminders.js";
 import type { ReviewTimeouts } from "./jobs/review-timeout.js";
 import { createOidcConsoleAuth, type OidcConsoleAuth } from "./oidc/console-login.js";
+import { describeConsoleAllow } from "./oidc/console-allow.js";
 import { mountOidcRoutes } from "./oidc/routes.js";
 import { OidcVerifier } from "./oidc/verifier.js";
 import type { PgProxyServer } from "./proxy/postgres/server.js";
@@ -96,7 +97,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const verifier = config.oidc ? new OidcVerifier(config.oidc, { clock }) : undefined;
     await verifier?.discovered().catch((error: unknown) => logger.warn({ err: error }, "the OIDC provider did not answer discovery; retrying on first use"));
     // The OIDC login (console, audit pages) keeps its state in Redis: any replica completes it.
-    const oidcConsoleAuth = verifier ? createOidcConsoleAuth({ broker, verifier, redis: core.connection, redisPrefix: config.redisPrefix }) : undefined;
+    // Only `console.allow` admits anyone, and only where the OIDC login is the console's (not in demo mode).
+    const consoleAllow = config.console.enabled && !config.demo.enabled ? config.console.allow : undefined;
+    const oidcConsoleAuth = verifier
+      ? createOidcConsoleAuth({ broker, verifier, redis: core.connection, redisPrefix: config.redisPrefix, allow: consoleAllow })
+      : undefined;
     // Demo mode: the target the proxy relays to runs here; it stops after the proxy has drained.
     const demoTarget = config.demo.enabled ? await startDemoTarget({ listen: config.demo.postgresListen }) : undefined;
     if (demoTarget) cleanups.add("demo target", () => demoTarget.close());
@@ -185,7 +190,7 @@ export function startupBanner(gateway: Gateway, source: string): string {
       ? [`  ssh         ${gateway.sshProxy.address.address}:${gateway.sshProxy.address.port}  (ssh -p ${gateway.sshProxy.address.port} <target>@<host>; host key ${gateway.sshProxy.server.hostKeyFingerprint})`]
       : []),
     ...(gateway.console
-      ? [`  console     http://${host}:${http.port}/console  (${gateway.console.auth.kind === "demo" ? "demo: people pick themselves, no login" : "OIDC login"}; channel #${config.console.channel})`]
+      ? [`  console     http://${host}:${http.port}/console  (${gateway.console.auth.kind === "demo" ? "demo: people pick themselves, no login" : `OIDC login, ${describeConsoleAllow(config.console.allow)}`}; channel #${config.console.channel})`]
       : []),
     ...(gateway.demoTarget
       ? [`  demo target PGlite at ${gateway.demoTarget.address.address}:${gateway.demoTarget.address.port} (table orders), reached through target ${config.targets.find((t) => t.kind === "postgres")?.name ?? "—"}`]

@@ -315,7 +315,7 @@ describe("console outside demo mode", () => {
     // The provider does not answer: the gateway starts anyway (discovery is retried on first use) and fails closed.
     const gateway = await startTestGateway(
       "console_oidc",
-      `console: { enabled: true }
+      `console: { enabled: true, allow: { domains: [example.com] } }
 oidc: { issuer: "http://127.0.0.1:9/", clientId: jitgate, redirectUrl: "http://127.0.0.1:3000/oidc/callback" }
 `,
     );
@@ -329,7 +329,7 @@ oidc: { issuer: "http://127.0.0.1:9/", clientId: jitgate, redirectUrl: "http://1
       expect(picker.status).toBe(404); // nobody picks who they are outside demo mode
       const events = await fetch(`${base}/console/events`);
       expect(events.status).toBe(401);
-      expect(startupBanner(gateway.gateway, "test")).toContain("/console  (OIDC login; channel #access-requests)");
+      expect(startupBanner(gateway.gateway, "test")).toContain("/console  (OIDC login, open to @example.com; channel #access-requests)");
     } finally {
       await gateway.close();
     }

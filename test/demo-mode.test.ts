@@ -118,7 +118,10 @@ describe("the demo configuration", () => {
       error = caught;
     }
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).problems).toEqual(["console.enabled: needs oidc: outside demo mode (people log in to the console with OIDC)"]);
+    expect((error as ConfigError).problems).toEqual([
+      "console.enabled: needs oidc: outside demo mode (people log in to the console with OIDC)",
+      "console.allow: is required outside demo mode: say whose sign-ins may use the console and the audit pages, like allow: { domains: [example.com] } (anyone else with an account at the provider is refused)",
+    ]);
     expect(() => parseConfig("console: { enabled: true }\ndemo: { enabled: true }\nhttp: { listen: 127.0.0.1:3000 }", "jitgate.yaml", {})).not.toThrow();
   });
 

@@ -20,7 +20,7 @@ beforeAll(async () => {
   oidc = await startOidcGateway(
     "http_edge_oidc",
     provider.issuer,
-    `console: { enabled: true }
+    `console: { enabled: true, allow: { domains: [example.com] } }
 targets:
   - { name: edge-db, kind: postgres, upstream: "postgres://u:p@127.0.0.1:1/db", approvers: [lead@example.com] }
 `,

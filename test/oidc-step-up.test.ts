@@ -36,7 +36,7 @@ beforeAll(async () => {
     provider.issuer,
     `
 slack: { botToken: xoxb-test, signingSecret: ${SIGNING_SECRET}, apiUrl: "${fake.apiUrl}", approvalChannel: C0APPROVALS }
-console: { enabled: true }
+console: { enabled: true, allow: { domains: [example.com] } }
 targets:
   - name: vault-db
     kind: postgres
@@ -250,18 +250,20 @@ describe("console login with OIDC (outside demo mode)", () => {
     const authorize = new URL(start.headers.get("location")!);
     expect(authorize.searchParams.get("redirect_uri")).toBe(`${test.origin}/oidc/callback`);
     expect(authorize.searchParams.get("prompt")).toBeNull();
+    // The login is bound to this browser by a cookie; the callback completes only with it.
+    const loginCookie = start.headers.getSetCookie().find((c) => c.startsWith("jitgate_oidc_login="))!.split(";")[0]!;
     const callback = await browseUntil(authorize.toString(), `${test.origin}/oidc/callback`);
-    const answer = await fetch(callback, { redirect: "manual" });
+    const answer = await fetch(callback, { redirect: "manual", headers: { cookie: loginCookie } });
     expect(answer.status).toBe(302);
     expect(answer.headers.get("location")).toBe("/audit?target=vault-db");
-    const setCookie = answer.headers.get("set-cookie")!;
+    const setCookie = answer.headers.getSetCookie().find((c) => c.startsWith("jitgate_session="))!;
     expect(setCookie).toMatch(/^jitgate_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=43200$/);
     const cookie = setCookie.split(";")[0]!;
     const viewer = await auth.viewerOf(asRequest(cookie));
     expect(viewer?.person.id).toBe(other.id);
     expect(viewer?.displayName).toBe("Other");
     // The state is used up: the same callback again does nothing.
-    const replay = await fetch(callback, { redirect: "manual" });
+    const replay = await fetch(callback, { redirect: "manual", headers: { cookie: loginCookie } });
     expect(replay.status).toBe(400);
 
     const out = await fetch(`${test.origin}/oidc/logout`, { redirect: "manual", headers: { cookie } });
@@ -289,10 +291,12 @@ describe("the console outside demo mode", () => {
     expect(first.headers.get("location")).toBe("/oidc/login?returnTo=%2Fconsole");
     expect((await fetch(`${test.origin}/console/login`, { redirect: "manual" })).status).toBe(404); // no picker
     login("sub-dev", 0);
-    const callback = await browseUntil(`${test.origin}${first.headers.get("location")}`, `${test.origin}/oidc/callback`);
-    const signedIn = await fetch(callback, { redirect: "manual" });
+    const start = await fetch(`${test.origin}${first.headers.get("location")}`, { redirect: "manual" });
+    const loginCookie = start.headers.getSetCookie().find((c) => c.startsWith("jitgate_oidc_login="))!.split(";")[0]!;
+    const callback = await browseUntil(start.headers.get("location")!, `${test.origin}/oidc/callback`);
+    const signedIn = await fetch(callback, { redirect: "manual", headers: { cookie: loginCookie } });
     expect(signedIn.headers.get("location")).toBe("/console");
-    let cookie = signedIn.headers.get("set-cookie")!.split(";")[0]!;
+    let cookie = signedIn.headers.getSetCookie().find((c) => c.startsWith("jitgate_session="))!.split(";")[0]!;
     const page = await fetch(`${test.origin}/console`, { redirect: "manual", headers: { cookie } });
     expect(page.status).toBe(200);
     const csrfCookie = page.headers.getSetCookie().find((c) => c.startsWith("jitgate_console_csrf="))!.split(";")[0]!;

@@ -119,16 +119,16 @@ export async function requestTimeline(db: Executor, requestId: string): Promise<
   };
 }
 
-/** The owner of a request, for the access check before anything else is read. */
-export async function requestOwner(db: Executor, requestId: string): Promise<string | undefined> {
-  const [row] = await db.select({ requesterId: accessRequests.requesterId }).from(accessRequests).where(eq(accessRequests.id, requestId));
-  return row?.requesterId;
+/** Who asked for a request and for which target, for the access check before anything else is read. */
+export async function requestScope(db: Executor, requestId: string): Promise<{ ownerId: string; target: string } | undefined> {
+  const [row] = await db.select({ ownerId: accessRequests.requesterId, target: accessRequests.target }).from(accessRequests).where(eq(accessRequests.id, requestId));
+  return row;
 }
 
-/** The owner of a session, for the access check before anything else is read. */
-export async function sessionOwner(db: Executor, sessionId: string): Promise<string | undefined> {
-  const [row] = await db.select({ personId: sessions.personId }).from(sessions).where(eq(sessions.id, sessionId));
-  return row?.personId;
+/** Whose session it is and on which target, for the access check before anything else is read. */
+export async function sessionScope(db: Executor, sessionId: string): Promise<{ ownerId: string; target: string } | undefined> {
+  const [row] = await db.select({ ownerId: sessions.personId, target: sessions.target }).from(sessions).where(eq(sessions.id, sessionId));
+  return row;
 }
 
 export async function sessionDetail(

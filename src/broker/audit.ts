@@ -135,6 +135,11 @@ export interface AuditQuery {
   person?: string | undefined;
   /** A person id: only events by them or of their requests, grants and sessions (what they may see). */
   involving?: string | undefined;
+  /**
+   * What one person may see: events by them or of their requests, grants and sessions, and every
+   * event on the targets they approve (the audit pages' rule).
+   */
+  visibleTo?: { personId: string; targets: string[] } | undefined;
 }
 
 /** Events by these people, or of their requests, grants and sessions. */
@@ -174,6 +179,10 @@ export async function searchAudit(db: Executor, query: AuditQuery): Promise<Audi
     filters.push(involvingPeople(db, matches.map((m) => m.id)));
   }
   if (query.involving) filters.push(involvingPeople(db, [query.involving]));
+  if (query.visibleTo) {
+    const { personId, targets } = query.visibleTo;
+    filters.push(targets.length > 0 ? or(involvingPeople(db, [personId]), inArray(auditEvents.target, targets))! : involvingPeople(db, [personId]));
+  }
   if (query.target) filters.push(eq(auditEvents.target, query.target));
   if (query.kind) filters.push(query.kind.endsWith(".*") ? sql`${auditEvents.kind} like ${`${query.kind.slice(0, -1)}%`}` : eq(auditEvents.kind, query.kind));
   if (query.requestId) filters.push(eq(auditEvents.requestId, query.requestId));

@@ -9,7 +9,7 @@ import { BrokerError, UnknownTarget } from "./errors.js";
 import type { TypedEvents } from "./events.js";
 import { GrantsService } from "./grants.js";
 import { PeopleService } from "./people.js";
-import type { TargetPolicy } from "./policy.js";
+import { isApprover, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
 import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
@@ -130,6 +130,17 @@ export class Broker {
 
   isApprover(target: string, person: Person): Promise<boolean> {
     return this.people.isApprover(target, person);
+  }
+
+  /**
+   * The names of the targets this person approves: what the console's channel and the audit pages
+   * show them beyond their own requests. One read of their identities, then policy's own check.
+   */
+  async targetsApprovedBy(person: Person): Promise<string[]> {
+    const identity = await this.people.identity(person);
+    return this.targets()
+      .filter((target) => isApprover(target, identity))
+      .map((target) => target.name);
   }
 
   loginOf(person: Person): string {

@@ -1,7 +1,7 @@
-import { and, asc, desc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNull, notInArray, or, sql, type SQL } from "drizzle-orm";
 import { newId } from "./ids.js";
 import type { Database } from "../db/client.js";
-import { consoleMessages } from "../db/schema.js";
+import { accessRequests, chatMessages, consoleMessages } from "../db/schema.js";
 
 export type ConsoleMessageKind = "channel" | "dm" | "ephemeral";
 
@@ -21,6 +21,20 @@ export interface ConsoleMessage<V = unknown> {
   view: V;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/**
+ * Whose view of the channel: the threads of their own requests and of requests for the targets
+ * they approve. A root of no request (the daily digest, which counts every target) only for people
+ * who approve every target; that also covers a request's root in the instant between its post
+ * and the record that links it to its request.
+ */
+export interface ConsoleVisibility {
+  personId: string;
+  /** The targets they approve (Broker.targetsApprovedBy). */
+  targets: string[];
+  /** They approve every configured target. */
+  approvesAll: boolean;
 }
 
 /** A root message of the channel with the replies in its thread, oldest reply first. */
@@ -73,12 +87,22 @@ export class ConsoleStore<V = unknown> {
     return row ? toMessage<V>(row) : undefined;
   }
 
-  /** The channel's latest root messages (newest first), each with its whole thread. */
-  async channel(channel: string, limit = 30): Promise<ConsoleThread<V>[]> {
+  /**
+   * The channel's latest root messages (newest first), each with its whole thread; with `visibleTo`,
+   * only the threads that person may see (see ConsoleVisibility).
+   */
+  async channel(channel: string, limit = 30, visibleTo?: ConsoleVisibility): Promise<ConsoleThread<V>[]> {
     const roots = await this.db
       .select()
       .from(consoleMessages)
-      .where(and(eq(consoleMessages.kind, "channel"), eq(consoleMessages.channel, channel), isNull(consoleMessages.threadId)))
+      .where(
+        and(
+          eq(consoleMessages.kind, "channel"),
+          eq(consoleMessages.channel, channel),
+          isNull(consoleMessages.threadId),
+          visibleTo ? this.#visible(visibleTo) : undefined,
+        ),
+      )
       .orderBy(desc(consoleMessages.seq))
       .limit(limit);
     if (roots.length === 0) return [];
@@ -91,6 +115,26 @@ export class ConsoleStore<V = unknown> {
       root: toMessage<V>(root),
       replies: replies.filter((r) => r.threadId === root.id).map((r) => toMessage<V>(r)),
     }));
+  }
+
+  #visible(who: ConsoleVisibility): SQL {
+    // A request's root message is recorded in chat_messages (role "root"); its request names the target and the requester.
+    const requestRoots = this.db
+      .select({ id: chatMessages.messageId })
+      .from(chatMessages)
+      .innerJoin(accessRequests, eq(accessRequests.id, chatMessages.requestId))
+      .where(
+        and(
+          eq(chatMessages.platform, "console"),
+          eq(chatMessages.role, "root"),
+          or(eq(accessRequests.requesterId, who.personId), ...(who.targets.length > 0 ? [inArray(accessRequests.target, who.targets)] : [])),
+        ),
+      );
+    const anyRequestMessage = this.db.select({ id: chatMessages.messageId }).from(chatMessages).where(eq(chatMessages.platform, "console"));
+    return or(
+      inArray(consoleMessages.id, requestRoots),
+      ...(who.approvesAll ? [notInArray(consoleMessages.id, anyRequestMessage)] : []),
+    )!;
   }
 
   /** A thread by any of its messages' ids. */

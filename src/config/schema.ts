@@ -91,6 +91,14 @@ const url = (protocols: string[], example: string) =>
     { message: `is not a URL like ${example}` },
   );
 
+/** The part of an email after the `@`: `example.com`, compared whole (no wildcards, no subdomains). */
+const emailDomain = z
+  .string()
+  .regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i, {
+    message: "expected an email domain like example.com (no @, no wildcard)",
+  })
+  .transform((domain) => domain.toLowerCase());
+
 /** Chat user ids (U0LEAD42, 29:1…) or emails. */
 const approver = nonEmpty;
 
@@ -270,6 +278,20 @@ export const configSchema = z
           .default([]),
         /** The console's approval channel name. */
         channel: nonEmpty.default("access-requests"),
+        /**
+         * Who may sign in to the console and the audit pages outside demo mode: verified emails of
+         * these domains, and these addresses. Required there (nobody is admitted without it).
+         * IdP groups are meant to join as a third list (the policy issue).
+         */
+        allow: z
+          .strictObject({
+            domains: z.array(emailDomain).default([]),
+            emails: z.array(z.email().transform((e) => e.toLowerCase())).default([]),
+          })
+          .refine((allow) => allow.domains.length + allow.emails.length > 0, {
+            message: "admits nobody: list email domains (domains: [example.com]) or addresses (emails: [ann@example.com])",
+          })
+          .optional(),
       })
       .prefault({}),
     /** Demo mode: a PGlite-backed PostgreSQL target served on `demo.postgresListen`, seeded with an `orders` table. */
@@ -320,6 +342,15 @@ export const configSchema = z
       const demo = config.demo as { enabled?: unknown } | undefined;
       if (consoleSection?.enabled === true && demo?.enabled !== true && (oidc === undefined || oidc === null)) {
         ctx.addIssue({ code: "custom", path: ["console", "enabled"], message: "needs oidc: outside demo mode (people log in to the console with OIDC)" });
+      }
+      // A login at the provider is not enough: the organisation says whose logins count (fail closed).
+      if (consoleSection?.enabled === true && demo?.enabled !== true && (consoleSection as { allow?: unknown }).allow === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["console", "allow"],
+          message:
+            "is required outside demo mode: say whose sign-ins may use the console and the audit pages, like allow: { domains: [example.com] } (anyone else with an account at the provider is refused)",
+        });
       }
       // Demo mode has no login (people pick themselves): its console must not be reachable from other machines.
       const http = config.http as { listen?: unknown } | undefined;

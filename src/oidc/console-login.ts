@@ -1,15 +1,21 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
 import type { Broker } from "../broker/index.js";
-import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../infra/web/console-auth.js";
+import { localPath, type ConsoleAuth, type ConsoleViewer } from "../infra/web/console-auth.js";
+import { WebCookies } from "../infra/web/cookies.js";
 import { html, page, sendHtml } from "../infra/web/html.js";
 import { finishAuthorization, startAuthorization, type PendingLogin } from "./authorization.js";
+import { consoleAllows, type ConsoleAllow } from "./console-allow.js";
 import type { OidcVerifier } from "./verifier.js";
 
+/** The session cookie's name: `__Host-jitgate_session` when the gateway is on https (see WebCookies). */
 export const SESSION_COOKIE = "jitgate_session";
+/** Ties a pending login to the browser that started it (against login CSRF, see startLogin). */
+export const LOGIN_COOKIE = "jitgate_oidc_login";
 const SESSION_TTL_SECONDS = 12 * 3600;
 const LOGIN_TTL_SECONDS = 10 * 60;
+const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 export interface OidcConsoleAuthOptions {
   broker: Broker;
@@ -17,38 +23,59 @@ export interface OidcConsoleAuthOptions {
   redis: Redis;
   /** `config.redisPrefix`: keys are `${redisPrefix}:oidc:login:<state>` and `${redisPrefix}:oidc:session:<id>`. */
   redisPrefix: string;
+  /** `console.allow`: who may sign in; absent → nobody (fail closed). */
+  allow: ConsoleAllow | undefined;
 }
 
+/** What a console session holds in Redis. */
+interface StoredSession {
+  personId: string;
+  /** The verified email of the sign-in, checked against `console.allow` again on every request. */
+  email: string;
+  /** The key the session's CSRF tokens are bound to (ConsoleViewer.csrfBinding). */
+  csrf: string;
+}
+
+type PendingConsoleLogin = PendingLogin & { returnTo: string; browser: string };
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("base64url");
 
 /**
  * The console's login outside demo mode: an authorization code login with PKCE at the OIDC
  * provider, then a server-side session in Redis (random id, 12 h) behind an HttpOnly, SameSite=Lax
- * cookie — Secure when `oidc.redirectUrl` is https. Any replica can read the session.
+ * cookie — `__Host-` and Secure when `oidc.redirectUrl` is https. Any replica can read the session.
+ * Only people `console.allow` admits get one; everyone else gets a refusal page and nothing kept.
  */
 export class OidcConsoleAuth implements ConsoleAuth {
   readonly kind = "oidc" as const;
+  readonly cookies: WebCookies;
   readonly #options: OidcConsoleAuthOptions;
 
   constructor(options: OidcConsoleAuthOptions) {
     this.#options = options;
+    this.cookies = WebCookies.forPublicUrl(options.verifier.config.redirectUrl);
   }
 
   #key(kind: "login" | "session", id: string): string {
     return `${this.#options.redisPrefix}:oidc:${kind}:${id}`;
   }
 
-  get #secure(): boolean {
-    return new URL(this.#options.verifier.config.redirectUrl).protocol === "https:";
-  }
-
   async viewerOf(req: IncomingMessage): Promise<ConsoleViewer | undefined> {
-    const id = cookieOf(req, SESSION_COOKIE);
-    if (!id || !/^[A-Za-z0-9_-]{20,100}$/.test(id)) return undefined;
-    const personId = await this.#options.redis.get(this.#key("session", id));
-    if (!personId) return undefined;
-    const person = await this.#options.broker.person(personId);
+    const id = this.cookies.read(req, SESSION_COOKIE);
+    if (!id || !TOKEN.test(id)) return undefined;
+    const stored = await this.#options.redis.get(this.#key("session", id));
+    if (!stored) return undefined;
+    let session: StoredSession;
+    try {
+      session = JSON.parse(stored) as StoredSession;
+    } catch {
+      return undefined;
+    }
+    // A session opened before console.allow was narrowed (on this replica or another) ends here.
+    if (typeof session.csrf !== "string" || !consoleAllows(this.#options.allow, { email: session.email, emailVerified: true })) return undefined;
+    const person = await this.#options.broker.person(session.personId);
     if (!person) return undefined;
-    return { person, userId: person.email ?? person.id, displayName: person.displayName };
+    return { person, userId: person.email ?? person.id, displayName: person.displayName, csrfBinding: session.csrf };
   }
 
   challenge(_req: IncomingMessage, res: ServerResponse, returnTo: string): void {
@@ -56,47 +83,82 @@ export class OidcConsoleAuth implements ConsoleAuth {
     res.end();
   }
 
-  /** `GET /oidc/login?returnTo=…`: to the provider, with the pending login kept in Redis for 10 minutes. */
+  /**
+   * `GET /oidc/login?returnTo=…`: to the provider, with the pending login kept in Redis for 10
+   * minutes. The browser gets a random cookie whose hash the pending login keeps: the callback
+   * completes only in the browser that started the login, so nobody can sign a victim in as
+   * themselves by sending them a callback link of their own (login CSRF).
+   */
   async startLogin(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const returnTo = localPath(new URL(req.url ?? "/", "http://gateway").searchParams.get("returnTo"));
     const { url, pending } = await startAuthorization(this.#options.verifier, {});
-    await this.#options.redis.set(this.#key("login", pending.state), JSON.stringify({ ...pending, returnTo }), "EX", LOGIN_TTL_SECONDS);
-    res.writeHead(302, { location: url.toString(), "cache-control": "no-store" });
+    const browser = randomBytes(32).toString("base64url");
+    const stored: PendingConsoleLogin = { ...pending, returnTo, browser: sha256(browser) };
+    await this.#options.redis.set(this.#key("login", pending.state), JSON.stringify(stored), "EX", LOGIN_TTL_SECONDS);
+    res.writeHead(302, {
+      location: url.toString(),
+      "cache-control": "no-store",
+      // Lax: the provider sends the browser back with a top-level GET, which carries Lax cookies.
+      "set-cookie": this.cookies.header(LOGIN_COOKIE, browser, { sameSite: "Lax", maxAge: LOGIN_TTL_SECONDS }),
+    });
     res.end();
   }
 
   /** Takes the pending console login of this `state` (once), or undefined when the state is not one. */
-  async takePending(state: string): Promise<(PendingLogin & { returnTo: string }) | undefined> {
+  async takePending(state: string): Promise<PendingConsoleLogin | undefined> {
     const key = this.#key("login", state);
     const results = await this.#options.redis.multi().get(key).del(key).exec();
     const stored = results?.[0]?.[1];
     if (typeof stored !== "string") return undefined;
-    return JSON.parse(stored) as PendingLogin & { returnTo: string };
+    return JSON.parse(stored) as PendingConsoleLogin;
   }
 
-  /** The callback of a console login: verifies the sign-in, opens the session, and returns to the page. */
-  async completeLogin(callbackUrl: URL, pending: PendingLogin & { returnTo: string }, res: ServerResponse): Promise<void> {
+  /**
+   * The callback of a console login: checks that this browser started it, verifies the sign-in,
+   * checks `console.allow`, opens the session, and returns to the page. A refused sign-in gets a
+   * 403 page, no session and no person record.
+   */
+  async completeLogin(req: IncomingMessage, callbackUrl: URL, pending: PendingConsoleLogin, res: ServerResponse): Promise<void> {
+    const clearLogin = this.cookies.clear(LOGIN_COOKIE, { sameSite: "Lax" });
+    const browser = this.cookies.read(req, LOGIN_COOKIE);
+    if (!browser || !TOKEN.test(browser) || sha256(browser) !== pending.browser) {
+      return refusal(res, 400, "Sign-in failed", ["This sign-in was started in another browser (or its cookie is gone). Start again from the page you came from."], clearLogin);
+    }
     const token = await finishAuthorization(this.#options.verifier, callbackUrl, pending);
+    if (!consoleAllows(this.#options.allow, { email: token.email, emailVerified: true })) {
+      return refusal(
+        res,
+        403,
+        "Not admitted",
+        [
+          `You signed in as ${token.email}, but this jitgate console is open only to the organisation's people, and that address is not one of them.`,
+          this.#options.allow ? "Ask the gateway's administrators to add you to console.allow if you should have access." : "Its administrators have not said who may sign in (console.allow), so nobody can.",
+        ],
+        clearLogin,
+      );
+    }
     const person = await this.#options.broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
     const id = randomBytes(32).toString("base64url");
-    await this.#options.redis.set(this.#key("session", id), person.id, "EX", SESSION_TTL_SECONDS);
-    res.writeHead(302, {
-      location: localPath(pending.returnTo),
-      "set-cookie": `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_SECONDS}${this.#secure ? "; Secure" : ""}`,
-      "cache-control": "no-store",
-    });
+    const session: StoredSession = { personId: person.id, email: token.email, csrf: randomBytes(32).toString("base64url") };
+    await this.#options.redis.set(this.#key("session", id), JSON.stringify(session), "EX", SESSION_TTL_SECONDS);
+    res.appendHeader("set-cookie", clearLogin);
+    res.appendHeader("set-cookie", this.cookies.header(SESSION_COOKIE, id, { sameSite: "Lax", maxAge: SESSION_TTL_SECONDS }));
+    res.writeHead(302, { location: localPath(pending.returnTo), "cache-control": "no-store" });
     res.end();
   }
 
   /** `GET /oidc/logout`: ends the session here (not at the provider) and clears the cookie. */
   async logout(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const id = cookieOf(req, SESSION_COOKIE);
-    if (id) await this.#options.redis.del(this.#key("session", id));
+    const id = this.cookies.read(req, SESSION_COOKIE);
+    if (id && TOKEN.test(id)) await this.#options.redis.del(this.#key("session", id));
     const body = html`<section class="notice"><h1>Signed out</h1><p>You are signed out of jitgate (not of your identity provider). <a href="/console">Sign in again</a>.</p></section>`;
-    sendHtml(res, 200, page({ title: "Signed out", body }), {
-      "set-cookie": `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${this.#secure ? "; Secure" : ""}`,
-    });
+    sendHtml(res, 200, page({ title: "Signed out", body }), { "set-cookie": this.cookies.clear(SESSION_COOKIE, { sameSite: "Lax" }) });
   }
+}
+
+function refusal(res: ServerResponse, status: number, title: string, lines: string[], setCookie: string): void {
+  const body = html`<section class="notice"><h1>${title}</h1>${lines.map((line) => html`<p>${line}</p>`)}</section>`;
+  sendHtml(res, status, page({ title, body }), { "set-cookie": setCookie });
 }
 
 /** For the console (src/bot/console): the ConsoleAuth to use outside demo mode when `oidc:` is configured. */

@@ -97,7 +97,7 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
         return notice(res, 200, "Approval recorded", lines);
       }
       const pending = await consoleAuth.takePending(state);
-      if (pending) return await consoleAuth.completeLogin(callbackUrlOf(verifier.config.redirectUrl, req.url), pending, res);
+      if (pending) return await consoleAuth.completeLogin(req, callbackUrlOf(verifier.config.redirectUrl, req.url), pending, res);
       return notice(res, 400, "Sign-in failed", ["This sign-in is unknown or has expired (or was already used). Start again from the link or the page you came from."]);
     } catch (error) {
       answerFailure(res, error, options.onError);

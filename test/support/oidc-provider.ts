@@ -35,7 +35,10 @@ export const CLIENT_ID = "jitgate";
  * any port). Logins need no form: the interaction endpoint signs in `nextLogin.account` (or the
  * `login_hint`) at once, with `auth_time` `nextLogin.ageSeconds` in the past when set.
  */
-export async function startTestProvider(accounts: TestAccount[], options: { idTokenTtlSeconds?: number; deviceFlow?: boolean } = {}): Promise<TestProvider> {
+export async function startTestProvider(
+  accounts: TestAccount[],
+  options: { idTokenTtlSeconds?: number; deviceFlow?: boolean; /** More redirect URIs (an https gateway's callback). */ redirectUris?: string[] } = {},
+): Promise<TestProvider> {
   const deviceFlow = options.deviceFlow ?? true;
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
   const jwk: JWK = { ...(await exportJWK(privateKey)), kid: "test-key", alg: "RS256", use: "sig" };
@@ -80,7 +83,7 @@ export async function startTestProvider(accounts: TestAccount[], options: { idTo
         grant_types: [...(deviceFlow ? ["urn:ietf:params:oauth:grant-type:device_code"] : []), "authorization_code", "refresh_token"],
         response_types: ["code"],
         // Loopback redirects of a native client match on any port (RFC 8252 §7.3).
-        redirect_uris: ["http://127.0.0.1/callback", "http://127.0.0.1/oidc/callback"],
+        redirect_uris: ["http://127.0.0.1/callback", "http://127.0.0.1/oidc/callback", ...(options.redirectUris ?? [])],
       },
     ],
     jwks: { keys: [jwk] },

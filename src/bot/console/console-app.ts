@@ -27,7 +27,7 @@ import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EV
 import { ConsolePort } from "./console-port.js";
 import { ConsoleStore } from "../../broker/console-messages.js";
 import { LOGIN_PATH } from "./demo-auth.js";
-import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
+import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect, viewerPurpose } from "./forms.js";
 
 /** How the command words are spelled in usage lines; the console's box also takes them with this in front. */
 export const CONSOLE_COMMAND = "/access";
@@ -157,7 +157,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       sendHtml(res, error.status, page({ title: "Bad request", body: html`<p>${error.message}</p>` }));
       return undefined;
     }
-    if (!csrfValid(req, form, viewer.userId)) {
+    if (!csrfValid(req, form, viewerPurpose(viewer), auth.cookies)) {
       sendHtml(
         res,
         403,
@@ -177,9 +177,15 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     const seen = await auth.viewerOf(req);
     if (!seen) return auth.challenge(req, res, CONSOLE_PATH);
     const viewer = await withConsoleIdentity(seen);
-    const token = csrfToken(csrfSecret(req, res), viewer.userId);
+    const token = csrfToken(csrfSecret(req, res, auth.cookies), viewerPurpose(viewer));
+    // Not the whole channel: the viewer's own requests and those of the targets they approve.
+    const approves = await broker.targetsApprovedBy(viewer.person);
     const [threads, dms, notes] = await Promise.all([
-      store.channel(channel, THREADS_SHOWN),
+      store.channel(channel, THREADS_SHOWN, {
+        personId: viewer.person.id,
+        targets: approves,
+        approvesAll: approves.length > 0 && approves.length === broker.targets().length,
+      }),
       store.addressedTo(viewer.userId, "dm", DMS_SHOWN),
       store.addressedTo(viewer.userId, "ephemeral", NOTES_SHOWN),
     ]);

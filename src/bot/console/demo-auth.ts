@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Broker, Person } from "../../broker/index.js";
-import { cookieOf, localPath, type ConsoleAuth, type ConsoleViewer } from "../../infra/web/console-auth.js";
+import { localPath, type ConsoleAuth, type ConsoleViewer } from "../../infra/web/console-auth.js";
+import { WebCookies } from "../../infra/web/cookies.js";
 import { html, page, sendHtml } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import type { ConsoleUser } from "./console-port.js";
-import { cookieHeader, csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
+import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, redirect } from "./forms.js";
 
 export const CONSOLE_USER_COOKIE = "jitgate_console_user";
 export const LOGIN_PATH = "/console/login";
@@ -23,6 +24,8 @@ export interface DemoConsoleAuthOptions {
  */
 export function createDemoConsoleAuth(options: DemoConsoleAuthOptions): ConsoleAuth {
   const { broker, users, http } = options;
+  // Demo mode listens on loopback over plain http (the schema insists): plain cookie names.
+  const cookies = new WebCookies(false);
   const people = new Map<string, Promise<Person>>();
   const personOf = (user: ConsoleUser) => {
     let person = people.get(user.id);
@@ -37,8 +40,8 @@ export function createDemoConsoleAuth(options: DemoConsoleAuthOptions): ConsoleA
   http.route("GET", LOGIN_PATH, (req, res) => {
     const url = new URL(req.url ?? "/", "http://gateway");
     const returnTo = localPath(url.searchParams.get("returnTo"), "/console");
-    const token = csrfToken(csrfSecret(req, res), LOGIN_PURPOSE);
-    const current = cookieOf(req, CONSOLE_USER_COOKIE);
+    const token = csrfToken(csrfSecret(req, res, cookies), LOGIN_PURPOSE);
+    const current = cookies.read(req, CONSOLE_USER_COOKIE);
     const body = html`<section class="picker" aria-labelledby="picker-title">
 <h1 id="picker-title">Who are you?</h1>
 <p>This is demo mode: pick a person to act as. There is no password, so the gateway listens on this machine only.</p>
@@ -60,23 +63,25 @@ ${users.length === 0 ? html`<p class="empty">No people are configured: add them 
       if (error instanceof FormError) return sendHtml(res, error.status, page({ title: "Bad request", body: html`<p>${error.message}</p>` }));
       throw error;
     }
-    if (!csrfValid(req, form, LOGIN_PURPOSE)) {
+    if (!csrfValid(req, form, LOGIN_PURPOSE, cookies)) {
       return sendHtml(res, 403, page({ title: "Refused", body: html`<p>The form has expired or did not come from this page. <a href="${LOGIN_PATH}">Pick again</a>.</p>` }));
     }
     const user = users.find((u) => u.id === form.get("user"));
     if (!user) return sendHtml(res, 400, page({ title: "Unknown person", body: html`<p>No such person. <a href="${LOGIN_PATH}">Pick again</a>.</p>` }));
     await personOf(user);
-    res.appendHeader("set-cookie", cookieHeader(req, CONSOLE_USER_COOKIE, user.id));
+    res.appendHeader("set-cookie", cookies.header(CONSOLE_USER_COOKIE, user.id, { sameSite: "Strict" }));
     redirect(res, localPath(form.get("returnTo"), "/console"));
   });
 
   return {
     kind: "demo",
+    cookies,
     async viewerOf(req: IncomingMessage): Promise<ConsoleViewer | undefined> {
-      const id = cookieOf(req, CONSOLE_USER_COOKIE);
+      const id = cookies.read(req, CONSOLE_USER_COOKIE);
       const user = id ? users.find((u) => u.id === id) : undefined;
       if (!user) return undefined;
-      return { person: await personOf(user), userId: user.id, displayName: user.name };
+      // No session behind a pick (anyone on this machine may pick anyone): tokens are bound to the person picked.
+      return { person: await personOf(user), userId: user.id, displayName: user.name, csrfBinding: `demo:${user.id}` };
     },
     challenge(_req: IncomingMessage, res: ServerResponse, returnTo: string): void {
       redirect(res, `${LOGIN_PATH}?returnTo=${encodeURIComponent(localPath(returnTo, "/console"))}`);

@@ -1,37 +1,35 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { cookieOf } from "../../infra/web/console-auth.js";
+import type { ConsoleViewer } from "../../infra/web/console-auth.js";
+import type { WebCookies } from "../../infra/web/cookies.js";
 import { BadRequestInput, checkedPairs } from "../../infra/web/request-input.js";
 
 /**
  * Form posts of the console and its login picker: the body, and the CSRF check.
  *
- * CSRF: a double-submit token bound to the viewer. The browser holds a random secret in an
- * HttpOnly, SameSite=Strict cookie; each form carries HMAC(secret, purpose), where the purpose is
- * the viewer's id (or "login" on the picker). Another site can neither read the cookie nor compute
- * the token, and a page rendered for one person does not post as another after a switch. Nothing
- * is kept on the server, so any replica checks what any other rendered.
- * (https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html)
+ * CSRF: a double-submit token bound to the viewer's session. The browser holds a random secret in
+ * an HttpOnly, SameSite=Strict cookie (`__Host-` on https, so no sibling domain can plant one);
+ * each form carries HMAC(secret, purpose), where the purpose is the viewer's id and their
+ * session's CSRF binding (a secret kept with the OIDC session on the server; see
+ * ConsoleViewer.csrfBinding), or "login" on the demo picker. Another site can neither read the
+ * cookie nor compute the token; a token rendered in one session is refused in another (after a
+ * logout, a switch, or in someone else's browser), even by a browser whose CSRF cookie an
+ * attacker chose, since the binding is a secret of the session. Any replica checks what any other
+ * rendered. (https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html)
  */
 export const CSRF_COOKIE = "jitgate_console_csrf";
 export const CSRF_FIELD = "csrf";
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
 
-/** `Secure` when the browser reached us over HTTPS (directly, or through a proxy that says so). */
-export function isHttps(req: IncomingMessage): boolean {
-  return (req.socket as { encrypted?: boolean }).encrypted === true || req.headers["x-forwarded-proto"] === "https";
-}
-
-export function cookieHeader(req: IncomingMessage, name: string, value: string, extra = ""): string {
-  return `${name}=${encodeURIComponent(value)}; Path=/; HttpOnly; SameSite=Strict${isHttps(req) ? "; Secure" : ""}${extra}`;
-}
+/** The purpose a viewer's form tokens are minted for: who, in which session. */
+export const viewerPurpose = (viewer: ConsoleViewer) => `viewer\n${viewer.userId}\n${viewer.csrfBinding}`;
 
 /** The browser's CSRF secret; a new one is set on the response when it has none. Call before the headers are written. */
-export function csrfSecret(req: IncomingMessage, res: ServerResponse): string {
-  const existing = cookieOf(req, CSRF_COOKIE);
+export function csrfSecret(req: IncomingMessage, res: ServerResponse, cookies: WebCookies): string {
+  const existing = cookies.read(req, CSRF_COOKIE);
   if (existing && SECRET.test(existing)) return existing;
   const secret = randomBytes(32).toString("base64url");
-  res.appendHeader("set-cookie", cookieHeader(req, CSRF_COOKIE, secret));
+  res.appendHeader("set-cookie", cookies.header(CSRF_COOKIE, secret, { sameSite: "Strict" }));
   return secret;
 }
 
@@ -40,8 +38,8 @@ export function csrfToken(secret: string, purpose: string): string {
 }
 
 /** True when the form's token matches the browser's secret for this purpose. */
-export function csrfValid(req: IncomingMessage, form: URLSearchParams, purpose: string): boolean {
-  const secret = cookieOf(req, CSRF_COOKIE);
+export function csrfValid(req: IncomingMessage, form: URLSearchParams, purpose: string, cookies: WebCookies): boolean {
+  const secret = cookies.read(req, CSRF_COOKIE);
   const sent = form.get(CSRF_FIELD);
   if (!secret || !SECRET.test(secret) || !sent) return false;
   const expected = Buffer.from(csrfToken(secret, purpose));

@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
-import { auditChoices, recordingHeads, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
-import type { Broker, Person } from "../../broker/broker.js";
-import { isApprover } from "../../broker/policy.js";
+import { auditChoices, recordingHeads, requestScope, requestsOfGrants, requestTimeline, sessionDetail, sessionScope, sessionRecording } from "../../broker/audit-queries.js";
+import type { Broker } from "../../broker/broker.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, sendHtml, type Html } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
@@ -33,8 +32,8 @@ const SESSION_PAGE_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eva
 /**
  * The audit pages: search the log, a request's timeline, a session's statements or terminal replay.
  * Server-rendered HTML with GET forms (linkable searches); JavaScript only mounts the player.
- * Approvers of any target see everything; anyone else sees only their own requests and sessions,
- * and someone else's id answers 404 exactly like an unknown one.
+ * Everyone sees their own requests and sessions, and an approver also everything on the targets
+ * they approve (not on the others); any other id answers 404 exactly like an unknown one.
  */
 export function mountAuditPages(http: HttpServer, options: AuditPagesOptions): void {
   const pages = new AuditPages(options);
@@ -56,19 +55,20 @@ class AuditPages {
 
     const viewer = await this.options.auth.viewerOf(req);
     if (!viewer) return this.options.auth.challenge(req, res, `${url.pathname}${url.search}`);
-    const seesEverything = await this.#seesEverything(viewer.person);
-    const mayView = (ownerId: string | undefined) => ownerId !== undefined && (seesEverything || ownerId === viewer.person.id);
+    const approves = await this.options.broker.targetsApprovedBy(viewer.person);
+    const mayView = (scope: { ownerId: string; target: string } | undefined) =>
+      scope !== undefined && (scope.ownerId === viewer.person.id || approves.includes(scope.target));
 
-    if (parts.length === 0) return this.#search(res, viewer, url.searchParams, seesEverything);
+    if (parts.length === 0) return this.#search(res, viewer, url.searchParams, approves);
     const [section, id, sub, file, ...rest] = parts;
     if (!id || !ID.test(id) || rest.length > 0) return this.#notFound(res, viewer);
     if (section === "requests" && !sub) {
-      if (!mayView(await requestOwner(this.#db, id))) return this.#notFound(res, viewer);
+      if (!mayView(await requestScope(this.#db, id))) return this.#notFound(res, viewer);
       const timeline = await requestTimeline(this.#db, id);
       if (!timeline) return this.#notFound(res, viewer);
       return this.#send(res, viewer, `Request ${id}`, requestPage(timeline));
     }
-    if (section === "sessions" && !mayView(await sessionOwner(this.#db, id))) return this.#notFound(res, viewer);
+    if (section === "sessions" && !mayView(await sessionScope(this.#db, id))) return this.#notFound(res, viewer);
     if (section === "sessions" && !sub) return this.#session(res, viewer, id, url.searchParams);
     if (section === "sessions" && sub === "recordings" && file) {
       const match = /^([1-9][0-9]{0,5})\.cast$/.exec(file);
@@ -88,20 +88,13 @@ class AuditPages {
     return this.#notFound(res, viewer);
   }
 
-  /** An approver of any target: one read of the person's identities, then policy's own check per target. */
-  async #seesEverything(person: Person): Promise<boolean> {
-    const identities = await this.options.broker.identitiesOf(person);
-    const identity = { personId: person.id, email: person.email, chatIds: identities.map((i) => i.externalId) };
-    return this.options.broker.targets().some((target) => isApprover(target, identity));
-  }
-
-  async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, seesEverything: boolean): Promise<void> {
+  async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, approves: string[]): Promise<void> {
     const form = searchFormOf(params);
     const pageSize = this.options.pageSize ?? PAGE_SIZE;
     const choices = await auditChoices(this.#db);
     const parsed = parseSearch(form, { targets: choices.targets.map((t) => t.name), kinds: choices.kinds });
     if (!parsed.ok) {
-      const body = searchPage({ form, choices, errors: parsed.errors, rows: undefined, hasOlder: false, seesEverything });
+      const body = searchPage({ form, choices, errors: parsed.errors, rows: undefined, hasOlder: false, approves });
       return this.#send(res, viewer, "Audit log", body, 400);
     }
     const rows = await searchAudit(this.#db, {
@@ -111,13 +104,13 @@ class AuditPages {
       since: parsed.since,
       until: parsed.until,
       beforeSeq: parsed.beforeSeq,
-      involving: seesEverything ? undefined : viewer.person.id,
+      visibleTo: { personId: viewer.person.id, targets: approves },
       newestFirst: true,
       limit: pageSize + 1,
     });
     const page = rows.slice(0, pageSize);
     const requestOfGrant = await requestsOfGrants(this.#db, page.filter((r) => !r.requestId && r.grantId).map((r) => r.grantId!));
-    const body = searchPage({ form, choices, errors: [], rows: page, hasOlder: rows.length > pageSize, seesEverything, requestOfGrant });
+    const body = searchPage({ form, choices, errors: [], rows: page, hasOlder: rows.length > pageSize, approves, requestOfGrant });
     return this.#send(res, viewer, "Audit log", body);
   }
 

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { listenOn } from "../listen.js";
+import { clearCookieHeader } from "./cookies.js";
 import { BadRequestInput, checkRequestInput } from "./request-input.js";
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
@@ -89,7 +90,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 /** A plain-text 400 that says what was wrong, clearing the malformed cookies of ours it names. */
 export function sendBadRequest(res: ServerResponse, error: BadRequestInput): void {
   const text = `Bad request: ${error.message}.\n`;
-  for (const name of error.clearCookies) res.appendHeader("set-cookie", `${name}=; Path=/; Max-Age=0`);
+  for (const name of error.clearCookies) res.appendHeader("set-cookie", clearCookieHeader(name));
   res.writeHead(400, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
   res.end(text);
 }

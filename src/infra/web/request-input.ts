@@ -18,8 +18,12 @@ export class BadRequestInput extends Error {
   }
 }
 
-/** The cookies this gateway sets all start with this; other cookies on the host are none of ours. */
+/**
+ * The cookies this gateway sets all start with this (after `__Host-` on an https gateway, see
+ * cookies.ts); other cookies on the host are none of ours.
+ */
 export const OUR_COOKIE_PREFIX = "jitgate_";
+const isOurs = (name: string) => name.startsWith(OUR_COOKIE_PREFIX) || name.startsWith(`__Host-${OUR_COOKIE_PREFIX}`);
 
 // C0 controls and DEL. None belongs in a path, a query, a single-line form field or a cookie of ours.
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -75,7 +79,7 @@ export function ourCookies(req: IncomingMessage): Map<string, string> {
   // `cookie` keeps a value it cannot decode as it was; keeping the raw text lets us tell that case apart.
   const parsed = parseCookie(header, { decode: (value) => value });
   for (const [name, value] of Object.entries(parsed)) {
-    if (!name.startsWith(OUR_COOKIE_PREFIX) || value === undefined) continue;
+    if (!isOurs(name) || value === undefined) continue;
     const decoded = decodeStrict(value);
     if (decoded === undefined || CONTROL.test(decoded)) malformed.push(name);
     else cookies.set(name, decoded);
