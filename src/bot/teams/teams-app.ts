@@ -4,6 +4,7 @@ import {
   ConfigurationBotFrameworkAuthentication,
   TeamsActivityHandler,
   TurnContext,
+  type Activity,
   type AdaptiveCardInvokeResponse,
   type AdaptiveCardInvokeValue,
 } from "botbuilder";
@@ -135,6 +136,13 @@ class IdentityUnavailable extends ShownError {
   }
 }
 
+/** A member another tenant brought in (external access, a shared channel): jitgate knows its own tenant's people only. */
+class OutsideTenant extends ShownError {
+  constructor() {
+    super("You are not a member of this organization's Teams tenant, so jitgate cannot tell who you are.");
+  }
+}
+
 /** The person has no email in Teams: approver lists and the proxy's login name need one. */
 class NoEmail extends ShownError {
   constructor() {
@@ -237,14 +245,16 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       logger.warn({ err: error, user: context.activity.from.id }, "Teams member lookup failed");
       throw new IdentityUnavailable();
     }
+    if (user.outsider) {
+      const activity = context.activity;
+      logger.warn({ user: user.externalId, tenant: user.tenantId }, "refused a Teams member of another tenant");
+      await broker
+        .recordChatRefusal({ platform: "teams", reason: "unvouched_member", externalId: user.externalId, tenants: user.tenantId ? [user.tenantId] : [], activity: activityKind(activity) })
+        .catch((error: unknown) => logger.error({ err: error }, "could not audit a refused Teams member"));
+      throw new OutsideTenant();
+    }
     if (!user.email) throw new NoEmail();
     return broker.identify({ platform: "teams", externalId: user.externalId, email: user.email, displayName: user.displayName });
-  };
-
-  const fromOurTenant = (context: TurnContext) => {
-    if (!config.tenantId) return true;
-    const tenant = (context.activity.channelData as { tenant?: { id?: unknown } } | undefined)?.tenant?.id ?? context.activity.conversation?.tenantId;
-    return tenant === config.tenantId;
   };
 
   /** The personal chat a person wrote in: where their connection line can go later, from any replica. */
@@ -324,7 +334,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
 
   const onCardAction = async (context: TurnContext, invoke: AdaptiveCardInvokeValue): Promise<AdaptiveCardInvokeResponse> => {
     const data: unknown = invoke.action?.data;
-    if (!fromOurTenant(context) || !isCardData(data)) {
+    if (!isCardData(data)) {
       return { statusCode: 400, type: "application/vnd.microsoft.error", value: { code: "BadRequest", message: "not a jitgate card" } };
     }
     const verb = invoke.action.verb;
@@ -389,14 +399,20 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   };
 
   const onMessage = async (context: TurnContext) => {
-    if (!fromOurTenant(context)) {
-      logger.warn({ tenant: context.activity.conversation?.tenantId }, "ignored a Teams message from another tenant");
-      return;
-    }
     // Only later, proactive messages need it: a failure here must not cost the person their answer.
     await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
     await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
+  };
+
+  const refuseForeignActivity = async (context: TurnContext, tenants: string[]) => {
+    const activity = context.activity;
+    logger.warn({ user: activity.from?.id, tenants, type: activity.type }, "refused a Teams activity from another tenant");
+    try {
+      await broker.recordChatRefusal({ platform: "teams", reason: "foreign_tenant", externalId: activity.from?.id ?? null, tenants, activity: activityKind(activity) });
+    } catch (error) {
+      logger.error({ err: error }, "could not audit a refused Teams activity");
+    }
   };
 
   class JitgateBot extends TeamsActivityHandler {
@@ -426,9 +442,22 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       return;
     }
     let failed: { error: unknown } | undefined;
+    let foreign = false;
+    // After botbuilder has authenticated the activity, before the bot sees it: one from another
+    // tenant (or naming none) does nothing and is answered 403, as the Bot Framework answers a
+    // request that is authentic but not for this bot.
+    const run = async (context: TurnContext) => {
+      const tenants = activityTenants(context.activity);
+      if (config.tenantId !== undefined && !fromTenant(tenants, config.tenantId)) {
+        foreign = true;
+        await refuseForeignActivity(context, tenants);
+        return;
+      }
+      await bot.run(context);
+    };
     await inflight.track(async () => {
       try {
-        await receiveActivity(req, res, (request, response) => adapter.process(request, response, (context) => bot.run(context)));
+        await receiveActivity(req, res, (request, response) => adapter.process(request, response, run), () => (foreign ? 403 : undefined));
       } catch (error) {
         failed = { error };
       }
@@ -450,6 +479,27 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       outbox: () => delivery.close(drain),
     }),
   };
+}
+
+/**
+ * The tenants an activity names: Teams puts the tenant in `channelData.tenant.id` and in
+ * `conversation.tenantId` (https://learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-basics).
+ */
+export function activityTenants(activity: Pick<Activity, "channelData" | "conversation">): string[] {
+  const channelData = activity.channelData as { tenant?: { id?: unknown } } | null | undefined;
+  const named = [channelData?.tenant?.id, activity.conversation?.tenantId];
+  return named.filter((tenant): tenant is string => typeof tenant === "string" && tenant !== "");
+}
+
+/** From our tenant: at least one tenant named, and every one named is ours (no mixed claims). */
+export function fromTenant(tenants: string[], tenantId: string): boolean {
+  return tenants.length > 0 && tenants.every((tenant) => tenant === tenantId);
+}
+
+/** What was refused, for the audit: the activity type, and a card action's verb. */
+function activityKind(activity: Activity): string {
+  const verb = (activity.value as { action?: { verb?: unknown } } | undefined)?.action?.verb;
+  return activity.type === "invoke" && typeof verb === "string" ? `invoke:${verb.slice(0, 40)}` : String(activity.type ?? "unknown").slice(0, 40);
 }
 
 /** What CloudAdapter.process reads of a request (botbuilder's `Request`) and calls on a response (`Response`). */
@@ -474,6 +524,8 @@ async function receiveActivity(
   req: IncomingMessage,
   res: ServerResponse,
   process: (request: ProcessRequest, response: ProcessResponse) => Promise<void>,
+  /** A status that replaces botbuilder's, decided by the turn (a refused tenant's 403). */
+  statusOverride: () => number | undefined = () => undefined,
 ): Promise<void> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -497,13 +549,13 @@ async function receiveActivity(
   const response: ProcessResponse = {
     socket: req.socket,
     status(code: number) {
-      status = code;
+      status = statusOverride() ?? code;
     },
     header(name: string, value: unknown) {
       res.setHeader(name, String(value));
     },
     send(payload: unknown) {
-      if (res.headersSent) return;
+      if (res.headersSent || statusOverride() !== undefined) return;
       if (typeof payload === "string") {
         res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).write(payload);
       } else {

@@ -91,7 +91,7 @@ class AuditPages {
   /** An approver of any target: one read of the person's identities, then policy's own check per target. */
   async #seesEverything(person: Person): Promise<boolean> {
     const identities = await this.options.broker.identitiesOf(person);
-    const identity = { personId: person.id, email: person.email, chatIds: identities.map((i) => i.externalId) };
+    const identity = { personId: person.id, email: person.email, chatIds: identities };
     return this.options.broker.targets().some((target) => isApprover(target, identity));
   }
 
