@@ -207,7 +207,7 @@ describe("configuration", () => {
     expect(problems(`teams: { appId: app, appPassword: pw, approvalConversation: "19:a@thread.tacv2" }\n`)).toEqual([
       "teams.tenantId: is required when teams.appId is set: jitgate takes activities and people from this Microsoft Entra tenant only (the directory id, a GUID)",
     ]);
-    expect(problems(`teams: { appId: app, appPassword: pw, tenantId: \${MICROSOFT_TENANT_ID}, approvalConversation: "19:a@thread.tacv2" }\n`)).toEqual([
+    expect(problems(`teams: { appId: app, appPassword: pw, tenantId: "\${MICROSOFT_TENANT_ID}", approvalConversation: "19:a@thread.tacv2" }\n`)).toEqual([
       "teams.tenantId: is required when teams.appId is set: jitgate takes activities and people from this Microsoft Entra tenant only (the directory id, a GUID) (environment variable MICROSOFT_TENANT_ID is not set)",
     ]);
     // Authentication off (no app id, a development machine): no tenant to name.
