@@ -7,8 +7,8 @@ import { accessRequests, auditEvents, chatConversations, chatIdentities, decisio
 import { OidcVerifier } from "../src/oidc/verifier.js";
 import { activityText, cardStatus, cardText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER, type FakeActivity } from "./support/fake-bot-connector.js";
 import { eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
-import { startTestGateway, type TestGateway } from "./support/gateway.js";
-import { CLIENT_ID, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import type { TestGateway } from "./support/gateway.js";
+import { browse, CLIENT_ID, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { teamsActivities } from "./support/teams-activities.js";
 
 // Who a chat message or click comes from, as an attacker would try to blur it: an activity of
@@ -56,14 +56,19 @@ beforeAll(async () => {
   await fake.start();
   slack = new FakeSlack(slackUsers, BOT_TOKEN);
   await slack.start();
-  provider = await startTestProvider([{ sub: "sub-lead", email: "lead@example.com", name: "Lead" }]);
+  provider = await startTestProvider([
+    { sub: "sub-lead", email: "lead@example.com", name: "Lead" },
+    // An account at our provider whose email the provider has not verified: set to the lead's.
+    { sub: "sub-attacker", email: "lead@example.com", emailVerified: false, name: "Not The Lead" },
+  ]);
   const teamsCloud: TeamsCloudOptions = {
     openIdMetadataUrl: fake.openIdMetadataUrl,
     tokenIssuer: TEAMS_ISSUER,
     credentialsFactory: new FakeTokenCredentialsFactory(`${fake.url}/oauth2/v2.0/token`, APP_ID, APP_PASSWORD) as unknown as TeamsCloudOptions["credentialsFactory"],
   };
-  test = await startTestGateway(
+  test = await startOidcGateway(
     "chat_identity",
+    provider.issuer,
     `
 slack:
   botToken: \${SLACK_BOT_TOKEN}
@@ -82,6 +87,7 @@ targets:
   - { name: plain-db, kind: postgres, upstream: "postgres://gw@127.0.0.1:5432/plain", approvers: [U0LEAD42] }
   - { name: slack-db, kind: postgres, upstream: "postgres://gw@127.0.0.1:5432/slack", approvers: ["slack:U0LEAD42"] }
   - { name: teams-db, kind: postgres, upstream: "postgres://gw@127.0.0.1:5432/teams", approvers: ["teams:29:lead"] }
+  - { name: vault-db, kind: postgres, upstream: "postgres://gw@127.0.0.1:5432/vault", approvers: [lead@example.com], stepUp: true }
 proxy:
   postgres: { listen: 127.0.0.1:0, publicAddress: "localhost:15432" }
 `,
@@ -391,4 +397,28 @@ describe("OIDC: only a verified email links", () => {
     const { person } = await verifier.identify(test.gateway.broker, await provider.sign({ sub: "sub-lead", email: "lead@example.com", email_verified: true }));
     expect(person.id).toBe(lead!.id);
   });
+
+  it("a real sign-in with an unverified copy of the lead's email cannot complete the lead's step-up approval", async () => {
+    const requestId = await teamsRequest("29:dev", "request vault-db 30m rotate keys");
+    const view = await teams.click("29:lead", await teamsCardFor(requestId), "approve", approve(requestId));
+    const link = /(http:\/\/127\.0\.0\.1:\d+\/oidc\/approve\?challenge=[A-Za-z0-9_-]+)/.exec(cardText(view))![1]!;
+
+    // The link followed through the provider as the account with the lead's unverified email.
+    provider.nextLogin.account = "sub-attacker";
+    provider.nextLogin.ageSeconds = 0;
+    const refused = await browse(link);
+    expect(provider.logins.at(-1)).toBe("sub-attacker");
+    expect(refused.status).toBe(403);
+    expect(refused.body).not.toContain("Approval recorded");
+    expect(refused.body).toContain("has not verified the email lead@example.com");
+    expect(await decisionsOf(requestId)).toEqual([]);
+    expect((await test.gateway.broker.getRequest(requestId)).state).toBe("pending");
+    expect(await identityOf("oidc", "sub-attacker")).toBeUndefined();
+
+    // The lead's own sign-in, through the same link, approves.
+    provider.nextLogin.account = "sub-lead";
+    const page = await browse(link);
+    expect(page.body).toContain("Approval recorded");
+    expect((await test.gateway.broker.getRequest(requestId)).state).toBe("approved");
+  }, 60_000);
 });
