@@ -443,9 +443,9 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     }
     let failed: { error: unknown } | undefined;
     let foreign = false;
-    // After botbuilder has authenticated the activity, before the bot sees it: one from another
-    // tenant (or naming none) does nothing and is answered 403, as the Bot Framework answers a
-    // request that is authentic but not for this bot.
+    // After botbuilder has authenticated the activity (a bad token stays 401), before the bot sees
+    // it: one from another tenant, or naming none, does nothing and is answered 403 Forbidden, the
+    // sender being known and refused (https://www.rfc-editor.org/rfc/rfc9110#section-15.5.4).
     const run = async (context: TurnContext) => {
       const tenants = activityTenants(context.activity);
       if (config.tenantId !== undefined && !fromTenant(tenants, config.tenantId)) {
