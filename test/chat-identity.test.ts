@@ -300,9 +300,10 @@ describe("Teams: activities from another tenant, or from none", () => {
     expect(await decisionsOf(requestId)).toEqual([]);
     const stored = await db().select().from(chatConversations);
     expect(stored.map((c) => c.conversationId).filter((id) => id.includes("evil") || id.includes("none") || id.includes("mixed"))).toEqual([]);
-    // A signed message of our tenant sent after them is answered: whatever they would have sent came before it.
+    // A signed message of our tenant sent after them is answered: whatever they would have sent came
+    // before it. (Its tenant id in capitals: a GUID is the same tenant whatever the case.)
     const answered = teamsAnswers("a:personal-29:dev").length;
-    await teams.send(teams.personalMessage("29:dev", "help"));
+    await teams.send(retenanted(teams.personalMessage("29:dev", "help"), { channelData: TENANT.toUpperCase(), conversation: TENANT }));
     await eventually(() => teamsAnswers("a:personal-29:dev").slice(answered).some((t) => t.includes("Usage of")), 10_000, "the answer to help");
     expect(fake.calls.filter((c) => /personal-(evil|none|mixed)/.test(c.path))).toEqual([]);
     expect(teamsAnswers("a:personal-29:dev").slice(answered).some((t) => /Request req_\w+ sent/.test(t))).toBe(false);

@@ -34,7 +34,7 @@ import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } fro
 import { loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
 import { grantCardView, heldView, noticeView, requestView, type ButtonView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "../../broker/teams-conversations.js";
-import { TeamsChatPort } from "./teams-port.js";
+import { sameTenant, TeamsChatPort } from "./teams-port.js";
 
 export type TeamsConfig = NonNullable<Config["teams"]>;
 
@@ -409,7 +409,9 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     const activity = context.activity;
     logger.warn({ user: activity.from?.id, tenants, type: activity.type }, "refused a Teams activity from another tenant");
     try {
-      await broker.recordChatRefusal({ platform: "teams", reason: "foreign_tenant", externalId: activity.from?.id ?? null, tenants, activity: activityKind(activity) });
+      // What the activity names is kept short: the audit row is not a place to store what a sender chose.
+      const named = tenants.map((tenant) => tenant.slice(0, 100));
+      await broker.recordChatRefusal({ platform: "teams", reason: "foreign_tenant", externalId: activity.from?.id?.slice(0, 200) ?? null, tenants: named, activity: activityKind(activity) });
     } catch (error) {
       logger.error({ err: error }, "could not audit a refused Teams activity");
     }
@@ -491,9 +493,12 @@ export function activityTenants(activity: Pick<Activity, "channelData" | "conver
   return named.filter((tenant): tenant is string => typeof tenant === "string" && tenant !== "");
 }
 
-/** From our tenant: at least one tenant named, and every one named is ours (no mixed claims). */
+/**
+ * From our tenant: at least one tenant named, and every one named is ours (no mixed claims).
+ * Tenant ids are GUIDs, which are the same whatever their letters' case.
+ */
 export function fromTenant(tenants: string[], tenantId: string): boolean {
-  return tenants.length > 0 && tenants.every((tenant) => tenant === tenantId);
+  return tenants.length > 0 && tenants.every((tenant) => sameTenant(tenant, tenantId));
 }
 
 /** What was refused, for the audit: the activity type, and a card action's verb. */

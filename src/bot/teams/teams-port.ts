@@ -57,6 +57,11 @@ export function baseConversation(conversationId: string): string {
   return at === -1 ? conversationId : conversationId.slice(0, at);
 }
 
+/** Tenant ids are GUIDs: the same tenant whatever the letters' case. */
+export function sameTenant(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
 /** A Teams member as jitgate takes them: `outsider` when their tenant is not the configured one. */
 export interface TeamsChatUser extends ChatUser {
   outsider: boolean;
@@ -74,7 +79,7 @@ export interface TeamsChatUser extends ChatUser {
  */
 export function chatUserOf(member: Pick<TeamsChannelAccount, "id" | "name" | "email" | "tenantId">, tenantId: string | undefined): TeamsChatUser {
   const memberTenant = typeof member.tenantId === "string" && member.tenantId !== "" ? member.tenantId : null;
-  const outsider = tenantId !== undefined && memberTenant !== tenantId;
+  const outsider = tenantId !== undefined && (memberTenant === null || !sameTenant(memberTenant, tenantId));
   return { externalId: member.id, email: outsider ? null : (member.email ?? null), displayName: member.name || member.id, outsider, tenantId: memberTenant };
 }
 
