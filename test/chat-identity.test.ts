@@ -223,12 +223,15 @@ describe("configuration", () => {
   it("reads approver entries by platform and refuses the ones that do not say which", () => {
     const target = (approvers: string) => `targets:\n  - { name: pg, kind: postgres, upstream: "postgres://h/db", approvers: ${approvers} }\n`;
     expect(problems(target(`[lead@example.com, U0LEAD42, "slack:U0LEAD42", "teams:29:1a2b-teams-user"]`))).toEqual([]);
-    expect(problems(target(`["29:1a2b-teams-user", "discord:someone", "teams:", "slack:lead@example.com", "two words"]`))).toEqual([
+    expect(
+      problems(target(`["29:1a2b-teams-user", "discord:someone", "teams:", "slack:lead@example.com", "two words", "teams:0f8fad5b-d9cb-469f-a165-70867728950e"]`)),
+    ).toEqual([
       'targets[0].approvers[0]: "29:1a2b-teams-user" looks like a Teams user id: write it as "teams:29:1a2b-teams-user" (a plain id is a Slack user id)',
       'targets[0].approvers[1]: "discord:someone" names an unknown platform "discord" (write an email, slack:<user id> or teams:<user id>)',
       'targets[0].approvers[2]: "teams:" names no teams user id after "teams:"',
       'targets[0].approvers[3]: "slack:lead@example.com": an email needs no platform prefix (write "lead@example.com")',
       'targets[0].approvers[4]: "two words" is neither an email nor a chat user id (it contains spaces)',
+      'targets[0].approvers[5]: "teams:0f8fad5b-d9cb-469f-a165-70867728950e" is a Microsoft Entra object id: name the Teams user id instead ("teams:29:…", shown by /access whoami), or the email',
     ]);
   });
 });

@@ -23,6 +23,11 @@ export function parseApproverEntry(entry: string): ApproverEntry | { problem: st
     if (isPlatform(prefix)) {
       if (id === "") return { problem: `"${entry}" names no ${prefix} user id after "${prefix}:"` };
       if (id.includes("@")) return { problem: `"${entry}": an email needs no platform prefix (write "${id}")` };
+      // Teams knows a user by the id its activities carry (`29:…`, chat_identities.external_id);
+      // an Entra object id would silently match no one.
+      if (prefix === "teams" && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+        return { problem: `"${entry}" is a Microsoft Entra object id: name the Teams user id instead ("teams:29:…", shown by /access whoami), or the email` };
+      }
       return { kind: "chat", platform: prefix, id };
     }
     if (!text.includes("@")) {
