@@ -60,7 +60,7 @@ const base = () => `http://127.0.0.1:${gateway.httpAddress.port}`;
 beforeAll(async () => {
   slack = new FakeSlack(slackUsers, BOT_TOKEN);
   await slack.start();
-  teams = new FakeBotConnector(teamsMembers, APP_ID, APP_PASSWORD);
+  teams = new FakeBotConnector(teamsMembers, APP_ID, APP_PASSWORD, TENANT);
   await teams.start();
   database = await createTestDatabase("chat_failures");
   admin = new pg.Client({ connectionString: database.url });

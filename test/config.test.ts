@@ -737,7 +737,7 @@ describe("examples/jitgate.yaml", () => {
       "slack.botToken: is required (environment variable SLACK_BOT_TOKEN is not set)",
       "proxy.postgres.tls.cert: is required (environment variable PROXY_TLS_CERT is not set)",
       "proxy.postgres.tls.key: is required (environment variable PROXY_TLS_KEY is not set)",
-      "slack.signingSecret: is required in HTTP mode",
+      "slack.signingSecret: is required in HTTP mode (environment variable SLACK_SIGNING_SECRET is not set)",
     ]);
   });
 

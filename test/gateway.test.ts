@@ -113,7 +113,7 @@ describe("a gateway with real secrets in its configuration", () => {
       secrets.slackBotToken,
     );
     await slack.start();
-    teams = new FakeBotConnector([{ id: "29:dev", name: "Dev", email: "dev@example.com" }], APP_ID, secrets.teamsAppPassword);
+    teams = new FakeBotConnector([{ id: "29:dev", name: "Dev", email: "dev@example.com" }], APP_ID, secrets.teamsAppPassword, "tenant-gateway");
     await teams.start();
     secretsDatabase = await createTestDatabase("gateway_secrets");
     const config = parseConfig(
@@ -129,6 +129,7 @@ slack:
 teams:
   appId: ${APP_ID}
   appPassword: \${TEAMS_APP_PASSWORD}
+  tenantId: tenant-gateway
   serviceUrl: \${TEAMS_SERVICE_URL}
   approvalConversation: "19:approvals@thread.tacv2"
 oidc:

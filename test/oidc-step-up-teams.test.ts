@@ -38,7 +38,7 @@ let test: Awaited<ReturnType<typeof startOidcGateway>>;
 
 beforeAll(async () => {
   provider = await startTestProvider(accounts);
-  fake = new FakeBotConnector(members, APP_ID, APP_PASSWORD);
+  fake = new FakeBotConnector(members, APP_ID, APP_PASSWORD, TENANT);
   await fake.start();
   const teamsCloud: TeamsCloudOptions = {
     openIdMetadataUrl: fake.openIdMetadataUrl,

@@ -42,7 +42,7 @@ const prefix = testPrefix("teams");
 const endpoint = () => `http://127.0.0.1:${gateway.httpAddress.port}/api/messages`;
 
 beforeAll(async () => {
-  fake = new FakeBotConnector(members, APP_ID, APP_PASSWORD);
+  fake = new FakeBotConnector(members, APP_ID, APP_PASSWORD, TENANT);
   await fake.start();
   database = await createTestDatabase("teams");
   const config = parseConfig(

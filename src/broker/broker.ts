@@ -15,6 +15,7 @@ import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
 import type {
   AccessRequest,
+  ChatRefusal,
   DecideResult,
   Decision,
   ExpireOutcome,
@@ -118,6 +119,10 @@ export class Broker {
 
   identify(ref: IdentityRef): Promise<Person> {
     return this.people.identify(ref);
+  }
+
+  recordChatRefusal(refusal: ChatRefusal): Promise<void> {
+    return this.people.recordChatRefusal(refusal);
   }
 
   person(personId: string): Promise<Person | undefined> {

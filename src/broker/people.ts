@@ -1,10 +1,12 @@
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, inArray, or } from "drizzle-orm";
+import { parseApproverEntry } from "../config/approver-entry.js";
 import type { Executor } from "../db/client.js";
 import { chatIdentities, people } from "../db/schema.js";
+import { recordAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
 import { newId } from "./ids.js";
 import { isApprover, type Identity, type TargetPolicy } from "./policy.js";
-import type { IdentityRef, LinkedIdentity, Person } from "./types.js";
+import type { ChatRefusal, IdentityRef, LinkedIdentity, Person } from "./types.js";
 
 /** People and the identities (chat, console, OIDC) that name them; who approves what. */
 export class PeopleService {
@@ -12,7 +14,10 @@ export class PeopleService {
 
   /**
    * Finds or creates the person behind a chat identity. Identities with the same email are one
-   * person, whichever platform they come from.
+   * person, whichever platform they come from, so `ref.email` must be one the platform vouches for
+   * (Slack's confirmed `users.info` email, a Teams member of the configured tenant, an OIDC token
+   * with `email_verified: true`, the operator's `console.users`): an adapter that cannot say passes
+   * none, and an unvouched identity stays a person of its own.
    */
   async identify(ref: IdentityRef): Promise<Person> {
     const email = ref.email?.trim().toLowerCase() || null;
@@ -58,6 +63,14 @@ export class PeopleService {
     });
   }
 
+  /**
+   * A chat activity or person refused before anyone was identified (an activity from another
+   * tenant, a member whose email the platform does not vouch for): audited, nothing else is done.
+   */
+  async recordChatRefusal(refusal: ChatRefusal): Promise<void> {
+    await recordAudit(this.ctx.db, this.ctx.clock.now(), { kind: "chat.refused", data: { ...refusal } });
+  }
+
   async person(personId: string, tx: Executor = this.ctx.db): Promise<Person | undefined> {
     const [row] = await tx.select().from(people).where(eq(people.id, personId));
     return row;
@@ -65,11 +78,11 @@ export class PeopleService {
 
   /** What policy matches approvers against: the email and every chat id of the person. */
   async identity(person: Person, tx: Executor = this.ctx.db): Promise<Identity> {
-    const ids = await tx
-      .select({ externalId: chatIdentities.externalId })
+    const chatIds = await tx
+      .select({ platform: chatIdentities.platform, externalId: chatIdentities.externalId })
       .from(chatIdentities)
       .where(eq(chatIdentities.personId, person.id));
-    return { personId: person.id, email: person.email, chatIds: ids.map((i) => i.externalId) };
+    return { personId: person.id, email: person.email, chatIds };
   }
 
   /** Every identity linked to the person (chat platforms, the console, OIDC subjects), for `whoami`. */
@@ -88,23 +101,29 @@ export class PeopleService {
   /** `whocan`: a dry run of policy for a target. */
   async whocan(target: string): Promise<{ policy: TargetPolicy; approvers: { entry: string; name: string | null }[] }> {
     const policy = this.ctx.policy(target);
-    const emails = policy.approvers.filter((a) => a.includes("@")).map((a) => a.toLowerCase());
-    const ids = policy.approvers.filter((a) => !a.includes("@"));
-    const known = new Map<string, string>();
+    const entries = policy.approvers.map((entry) => ({ entry, parsed: parseApproverEntry(entry) }));
+    const emails = entries.flatMap(({ parsed }) => (!("problem" in parsed) && parsed.kind === "email" ? [parsed.email] : []));
+    const chatIds = entries.flatMap(({ parsed }) => (!("problem" in parsed) && parsed.kind === "chat" ? [parsed] : []));
+    const byEmail = new Map<string, string>();
+    const byChatId = new Map<string, string>();
+    const chatKey = (platform: string, id: string) => `${platform}\u0000${id}`;
     if (emails.length > 0) {
-      for (const p of await this.ctx.db.select().from(people).where(inArray(people.email, emails))) known.set(p.email!, p.displayName);
+      for (const p of await this.ctx.db.select().from(people).where(inArray(people.email, emails))) byEmail.set(p.email!, p.displayName);
     }
-    if (ids.length > 0) {
+    if (chatIds.length > 0) {
       const rows = await this.ctx.db
-        .select({ externalId: chatIdentities.externalId, name: people.displayName })
+        .select({ platform: chatIdentities.platform, externalId: chatIdentities.externalId, name: people.displayName })
         .from(chatIdentities)
         .innerJoin(people, eq(people.id, chatIdentities.personId))
-        .where(inArray(chatIdentities.externalId, ids));
-      for (const r of rows) known.set(r.externalId, r.name);
+        .where(or(...chatIds.map((c) => and(eq(chatIdentities.platform, c.platform), eq(chatIdentities.externalId, c.id)))));
+      for (const r of rows) byChatId.set(chatKey(r.platform, r.externalId), r.name);
     }
     return {
       policy,
-      approvers: policy.approvers.map((entry) => ({ entry, name: known.get(entry.toLowerCase()) ?? known.get(entry) ?? null })),
+      approvers: entries.map(({ entry, parsed }) => {
+        if ("problem" in parsed) return { entry, name: null };
+        return { entry, name: (parsed.kind === "email" ? byEmail.get(parsed.email) : byChatId.get(chatKey(parsed.platform, parsed.id))) ?? null };
+      }),
     };
   }
 

@@ -1,3 +1,4 @@
+import { parseApproverEntry } from "../config/approver-entry.js";
 import type { PolicyDefaults, TargetConfig } from "../config/schema.js";
 
 /** What policy says about one target, with the defaults applied. */
@@ -26,17 +27,32 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
   };
 }
 
-export interface Identity {
-  personId: string;
-  email: string | null;
-  /** chat user ids of every platform the person is known on */
-  chatIds: string[];
+/** A chat identity as stored (`chat_identities`): the platform and the id it knows the person by. */
+export interface ChatId {
+  platform: string;
+  externalId: string;
 }
 
-/** Approver lists name people by email (case-insensitive) or by chat user id. */
+export interface Identity {
+  personId: string;
+  /** The person's email: only ever one a platform vouched for (see PeopleService.identify). */
+  email: string | null;
+  /** Every identity of the person (Slack, Teams, console, OIDC subject), each with its platform. */
+  chatIds: readonly ChatId[];
+}
+
+/**
+ * Approver lists name people by email (case-insensitive) or by a chat user id on one platform
+ * (`slack:U0LEAD42`, `teams:29:…`, a plain id being Slack's). An id matches on its own platform
+ * only: a Teams user, an OIDC subject or a console user whose id happens to read `U0LEAD42` is
+ * not the Slack user U0LEAD42. An entry the configuration would refuse matches no one.
+ */
 export function isApprover(policy: TargetPolicy, who: Identity): boolean {
   const email = who.email?.toLowerCase();
-  return policy.approvers.some(
-    (entry) => (email !== undefined && entry.toLowerCase() === email) || who.chatIds.includes(entry),
-  );
+  return policy.approvers.some((text) => {
+    const entry = parseApproverEntry(text);
+    if ("problem" in entry) return false;
+    if (entry.kind === "email") return email !== undefined && entry.email === email;
+    return who.chatIds.some((chat) => chat.platform === entry.platform && chat.externalId === entry.id);
+  });
 }

@@ -21,8 +21,21 @@ export interface StepUpProof {
 export interface IdentityRef {
   platform: "slack" | "teams" | "console" | "oidc";
   externalId: string;
+  /** An email the platform vouches for (verified by it), or none: it links identities into one person. */
   email?: string | null | undefined;
   displayName?: string | null | undefined;
+}
+
+/** Why a chat platform's activity or person was refused before being identified (audit `chat.refused`). */
+export interface ChatRefusal {
+  platform: IdentityRef["platform"];
+  reason: "foreign_tenant" | "unvouched_member";
+  /** The sender's id on the platform, as the activity names it. */
+  externalId: string | null;
+  /** The tenant(s) the activity or the member lookup named (absent ones left out). */
+  tenants: string[];
+  /** What was refused: the activity type, and a card action's verb or "message". */
+  activity: string;
 }
 
 export interface DecideResult {

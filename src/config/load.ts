@@ -29,6 +29,11 @@ function describe(issue: z.core.$ZodIssue, unset: Map<string, string>, fromEnv: 
     // A mask rule or similar union: name the shapes that would have been accepted.
     return [`${path}: ${issue.message}`];
   }
+  if (issue.code === "custom" && issue.message.startsWith("is required")) {
+    // A key required by another one (teams.tenantId with teams.appId): name the unset variable too.
+    const variable = unset.get(path);
+    return [`${path}: ${issue.message}${variable ? ` (environment variable ${variable} is not set)` : ""}`];
+  }
   // Values that came from the environment are usually secrets: never echo them.
   const received =
     issue.input === undefined || typeof issue.input === "object" || fromEnv.has(path)

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CronExpressionParser } from "cron-parser";
+import { parseApproverEntry } from "./approver-entry.js";
 import { parseDuration } from "./duration.js";
 // Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
 import { BASELINE_SQL_RULES, sqlRuleProblem } from "../rules/sql-classifier.js";
@@ -100,7 +101,11 @@ const emailDomain = z
   .transform((domain) => domain.toLowerCase());
 
 /** Chat user ids (U0LEAD42, 29:1…) or emails. */
-const approver = nonEmpty;
+/** An email, `slack:<id>`, `teams:<id>`, or a plain Slack user id (see approver-entry.ts). */
+const approver = nonEmpty.superRefine((entry, ctx) => {
+  const parsed = parseApproverEntry(entry);
+  if ("problem" in parsed) ctx.addIssue({ code: "custom", message: parsed.problem });
+});
 
 /** Shell rules (SSH targets): regexes over the command line, checked here so a typo fails at start. */
 const shellRule = nonEmpty.superRefine((entry, ctx) => {
@@ -368,6 +373,15 @@ export const configSchema = z
           code: "custom",
           path: ["demo", "postgresListen"],
           message: `must be a loopback address (127.0.0.1:<port> or [::1]:<port>): the demo target accepts any password (got "${demoListen}")`,
+        });
+      }
+      // An authenticated bot takes activities from one tenant only: which one must be said.
+      const teams = config.teams as { appId?: unknown; tenantId?: unknown } | undefined;
+      if (teams && typeof teams === "object" && teams.appId !== undefined && teams.tenantId === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["teams", "tenantId"],
+          message: "is required when teams.appId is set: jitgate takes activities and people from this Microsoft Entra tenant only (the directory id, a GUID)",
         });
       }
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;

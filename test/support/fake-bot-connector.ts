@@ -15,6 +15,8 @@ export interface FakeMember {
   id: string;
   name: string;
   email: string;
+  /** The member's tenant as the member lookup gives it (`TeamsChannelAccount.tenantId`); default: the connector's tenant. */
+  tenantId?: string;
 }
 
 export interface ConnectorCall {
@@ -62,6 +64,8 @@ export class FakeBotConnector {
     /** The bot's app id and password: the token endpoint checks them; "" when authentication is off. */
     readonly appId: string,
     private readonly appPassword: string,
+    /** The tenant its members belong to unless they say otherwise (none: members carry no tenant). */
+    readonly tenantId?: string,
   ) {
     for (const member of members) this.#members.set(member.id, member);
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -162,7 +166,11 @@ export class FakeBotConnector {
     if (method === "GET" && parts[3] === "members" && parts[4]) {
       const member = this.#members.get(parts[4]);
       if (!member) return { status: 404, body: { error: { code: "MemberNotFoundInConversation", message: "member not found" } } };
-      return { status: 200, body: { id: member.id, name: member.name, email: member.email, userPrincipalName: member.email, aadObjectId: `aad-${member.id}` } };
+      const tenantId = member.tenantId ?? this.tenantId;
+      return {
+        status: 200,
+        body: { id: member.id, name: member.name, email: member.email, userPrincipalName: member.email, aadObjectId: `aad-${member.id}`, ...(tenantId ? { tenantId, userRole: "user" } : {}) },
+      };
     }
     // POST /v3/conversations/{id}/activities[/{replyToId}]
     if (method === "POST" && parts[3] === "activities") {

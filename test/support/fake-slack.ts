@@ -16,6 +16,8 @@ export interface FakeUser {
   realName: string;
   /** users.info `tz`, as Slack gives it (https://docs.slack.dev/reference/methods/users.info). */
   tz?: string;
+  /** users.info `is_email_confirmed` (default true: Slack confirms a member's email). */
+  emailConfirmed?: boolean;
 }
 
 export interface FakeMessage {
@@ -142,7 +144,7 @@ export class FakeSlack {
         if (!user) return { ok: false, error: "user_not_found" };
         return {
           ok: true,
-          user: { id: user.id, name: user.id.toLowerCase(), real_name: user.realName, ...(user.tz ? { tz: user.tz } : {}), profile: { email: user.email, real_name: user.realName, display_name: "" } },
+          user: { id: user.id, name: user.id.toLowerCase(), real_name: user.realName, is_email_confirmed: user.emailConfirmed ?? true, ...(user.tz ? { tz: user.tz } : {}), profile: { email: user.email, real_name: user.realName, display_name: "" } },
         };
       }
       case "conversations.open":

@@ -150,9 +150,12 @@ export class SlackChatPort implements ChatPort {
     // https://docs.slack.dev/reference/methods/users.info (email needs users:read.email)
     const result = await this.#call("users.info", () => this.#client.users.info({ user }));
     const profile = result.user?.profile;
+    // Slack confirms a member's email before it shows it; an account whose email Slack says is not
+    // confirmed (`is_email_confirmed: false`) has none that can link it to anyone.
+    const confirmed = result.user?.is_email_confirmed !== false;
     const resolved: ChatUser = {
       externalId: user,
-      email: profile?.email ?? null,
+      email: confirmed ? (profile?.email ?? null) : null,
       displayName: profile?.real_name || profile?.display_name || result.user?.real_name || result.user?.name || user,
       timeZone: result.user?.tz,
     };

@@ -4,6 +4,7 @@ import {
   ConfigurationBotFrameworkAuthentication,
   TeamsActivityHandler,
   TurnContext,
+  type Activity,
   type AdaptiveCardInvokeResponse,
   type AdaptiveCardInvokeValue,
 } from "botbuilder";
@@ -33,7 +34,7 @@ import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } fro
 import { loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
 import { grantCardView, heldView, noticeView, requestView, type ButtonView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "../../broker/teams-conversations.js";
-import { TeamsChatPort } from "./teams-port.js";
+import { sameTenant, TeamsChatPort } from "./teams-port.js";
 
 export type TeamsConfig = NonNullable<Config["teams"]>;
 
@@ -132,6 +133,13 @@ export interface TeamsAdapter extends ChatAdapter {
 class IdentityUnavailable extends ShownError {
   constructor() {
     super("Could not look you up in Teams just now; please try again in a moment.");
+  }
+}
+
+/** A member another tenant brought in (external access, a shared channel): jitgate knows its own tenant's people only. */
+class OutsideTenant extends ShownError {
+  constructor() {
+    super("You are not a member of this organization's Teams tenant, so jitgate cannot tell who you are.");
   }
 }
 
@@ -237,14 +245,16 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       logger.warn({ err: error, user: context.activity.from.id }, "Teams member lookup failed");
       throw new IdentityUnavailable();
     }
+    if (user.outsider) {
+      const activity = context.activity;
+      logger.warn({ user: user.externalId, tenant: user.tenantId }, "refused a Teams member of another tenant");
+      await broker
+        .recordChatRefusal({ platform: "teams", reason: "unvouched_member", externalId: user.externalId, tenants: user.tenantId ? [user.tenantId] : [], activity: activityKind(activity) })
+        .catch((error: unknown) => logger.error({ err: error }, "could not audit a refused Teams member"));
+      throw new OutsideTenant();
+    }
     if (!user.email) throw new NoEmail();
     return broker.identify({ platform: "teams", externalId: user.externalId, email: user.email, displayName: user.displayName });
-  };
-
-  const fromOurTenant = (context: TurnContext) => {
-    if (!config.tenantId) return true;
-    const tenant = (context.activity.channelData as { tenant?: { id?: unknown } } | undefined)?.tenant?.id ?? context.activity.conversation?.tenantId;
-    return tenant === config.tenantId;
   };
 
   /** The personal chat a person wrote in: where their connection line can go later, from any replica. */
@@ -324,7 +334,7 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
 
   const onCardAction = async (context: TurnContext, invoke: AdaptiveCardInvokeValue): Promise<AdaptiveCardInvokeResponse> => {
     const data: unknown = invoke.action?.data;
-    if (!fromOurTenant(context) || !isCardData(data)) {
+    if (!isCardData(data)) {
       return { statusCode: 400, type: "application/vnd.microsoft.error", value: { code: "BadRequest", message: "not a jitgate card" } };
     }
     const verb = invoke.action.verb;
@@ -389,14 +399,22 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
   };
 
   const onMessage = async (context: TurnContext) => {
-    if (!fromOurTenant(context)) {
-      logger.warn({ tenant: context.activity.conversation?.tenantId }, "ignored a Teams message from another tenant");
-      return;
-    }
     // Only later, proactive messages need it: a failure here must not cost the person their answer.
     await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
     await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
+  };
+
+  const refuseForeignActivity = async (context: TurnContext, tenants: string[]) => {
+    const activity = context.activity;
+    logger.warn({ user: activity.from?.id, tenants, type: activity.type }, "refused a Teams activity from another tenant");
+    try {
+      // What the activity names is kept short: the audit row is not a place to store what a sender chose.
+      const named = tenants.map((tenant) => tenant.slice(0, 100));
+      await broker.recordChatRefusal({ platform: "teams", reason: "foreign_tenant", externalId: activity.from?.id?.slice(0, 200) ?? null, tenants: named, activity: activityKind(activity) });
+    } catch (error) {
+      logger.error({ err: error }, "could not audit a refused Teams activity");
+    }
   };
 
   class JitgateBot extends TeamsActivityHandler {
@@ -426,9 +444,22 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       return;
     }
     let failed: { error: unknown } | undefined;
+    let foreign = false;
+    // After botbuilder has authenticated the activity (a bad token stays 401), before the bot sees
+    // it: one from another tenant, or naming none, does nothing and is answered 403 Forbidden, the
+    // sender being known and refused (https://www.rfc-editor.org/rfc/rfc9110#section-15.5.4).
+    const run = async (context: TurnContext) => {
+      const tenants = activityTenants(context.activity);
+      if (config.tenantId !== undefined && !fromTenant(tenants, config.tenantId)) {
+        foreign = true;
+        await refuseForeignActivity(context, tenants);
+        return;
+      }
+      await bot.run(context);
+    };
     await inflight.track(async () => {
       try {
-        await receiveActivity(req, res, (request, response) => adapter.process(request, response, (context) => bot.run(context)));
+        await receiveActivity(req, res, (request, response) => adapter.process(request, response, run), () => (foreign ? 403 : undefined));
       } catch (error) {
         failed = { error };
       }
@@ -450,6 +481,30 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       outbox: () => delivery.close(drain),
     }),
   };
+}
+
+/**
+ * The tenants an activity names: Teams puts the tenant in `channelData.tenant.id` and in
+ * `conversation.tenantId` (https://learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-basics).
+ */
+export function activityTenants(activity: Pick<Activity, "channelData" | "conversation">): string[] {
+  const channelData = activity.channelData as { tenant?: { id?: unknown } } | null | undefined;
+  const named = [channelData?.tenant?.id, activity.conversation?.tenantId];
+  return named.filter((tenant): tenant is string => typeof tenant === "string" && tenant !== "");
+}
+
+/**
+ * From our tenant: at least one tenant named, and every one named is ours (no mixed claims).
+ * Tenant ids are GUIDs, which are the same whatever their letters' case.
+ */
+export function fromTenant(tenants: string[], tenantId: string): boolean {
+  return tenants.length > 0 && tenants.every((tenant) => sameTenant(tenant, tenantId));
+}
+
+/** What was refused, for the audit: the activity type, and a card action's verb. */
+function activityKind(activity: Activity): string {
+  const verb = (activity.value as { action?: { verb?: unknown } } | undefined)?.action?.verb;
+  return activity.type === "invoke" && typeof verb === "string" ? `invoke:${verb.slice(0, 40)}` : String(activity.type ?? "unknown").slice(0, 40);
 }
 
 /** What CloudAdapter.process reads of a request (botbuilder's `Request`) and calls on a response (`Response`). */
@@ -474,6 +529,8 @@ async function receiveActivity(
   req: IncomingMessage,
   res: ServerResponse,
   process: (request: ProcessRequest, response: ProcessResponse) => Promise<void>,
+  /** A status that replaces botbuilder's, decided by the turn (a refused tenant's 403). */
+  statusOverride: () => number | undefined = () => undefined,
 ): Promise<void> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -497,13 +554,13 @@ async function receiveActivity(
   const response: ProcessResponse = {
     socket: req.socket,
     status(code: number) {
-      status = code;
+      status = statusOverride() ?? code;
     },
     header(name: string, value: unknown) {
       res.setHeader(name, String(value));
     },
     send(payload: unknown) {
-      if (res.headersSent) return;
+      if (res.headersSent || statusOverride() !== undefined) return;
       if (typeof payload === "string") {
         res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).write(payload);
       } else {

@@ -57,9 +57,30 @@ export function baseConversation(conversationId: string): string {
   return at === -1 ? conversationId : conversationId.slice(0, at);
 }
 
-export function chatUserOf(member: Pick<TeamsChannelAccount, "id" | "name" | "email">): ChatUser {
-  // Only `email` identifies a person: a userPrincipalName is not always an address (guests: `…#EXT#@…`).
-  return { externalId: member.id, email: member.email ?? null, displayName: member.name || member.id };
+/** Tenant ids are GUIDs: the same tenant whatever the letters' case. */
+export function sameTenant(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/** A Teams member as jitgate takes them: `outsider` when their tenant is not the configured one. */
+export interface TeamsChatUser extends ChatUser {
+  outsider: boolean;
+  /** The member's tenant, as the lookup says (`TeamsChannelAccount.tenantId`). */
+  tenantId: string | null;
+}
+
+/**
+ * The person behind a Teams member. Only `email` identifies a person (a userPrincipalName is not
+ * always an address: guests have `…#EXT#@…`), and only the email of a member of the configured
+ * tenant: Microsoft Entra ID vouches for its own directory, not for a member another tenant brings
+ * in (external access, shared channels), whose profile says whatever that tenant lets it say. An
+ * outsider's email is dropped, so it can never link them to one of our people. Without a configured
+ * tenant (authentication off, a development machine) the email is taken as it comes.
+ */
+export function chatUserOf(member: Pick<TeamsChannelAccount, "id" | "name" | "email" | "tenantId">, tenantId: string | undefined): TeamsChatUser {
+  const memberTenant = typeof member.tenantId === "string" && member.tenantId !== "" ? member.tenantId : null;
+  const outsider = tenantId !== undefined && (memberTenant === null || !sameTenant(memberTenant, tenantId));
+  return { externalId: member.id, email: outsider ? null : (member.email ?? null), displayName: member.name || member.id, outsider, tenantId: memberTenant };
 }
 
 export interface TeamsChatPortOptions {
@@ -93,7 +114,7 @@ export class TeamsChatPort implements ChatPort {
   readonly #options: TeamsChatPortOptions;
   readonly #userCacheMs: number;
   readonly #now: () => number;
-  readonly #users = new Map<string, { user: ChatUser; at: number }>();
+  readonly #users = new Map<string, { user: TeamsChatUser; at: number }>();
 
   constructor(options: TeamsChatPortOptions) {
     this.#options = options;
@@ -225,17 +246,22 @@ export class TeamsChatPort implements ChatPort {
 
   /** The member's profile (TeamsInfo.getMember), looked up in their 1:1 chat or the approval conversation. */
   async resolveUser(user: string): Promise<ChatUser> {
+    const { externalId, email, displayName } = await this.#member(user);
+    return { externalId, email, displayName };
+  }
+
+  async #member(user: string): Promise<TeamsChatUser> {
     const cached = this.#cached(user);
     if (cached) return cached;
     const stored = await this.#options.conversations.find(user);
     const member = await this.#in("getMember", this.reference(stored?.conversationId ?? this.approvalChannel), (context) =>
       TeamsInfo.getMember(context, user),
     );
-    return this.#remember(user, chatUserOf(member));
+    return this.#remember(user, chatUserOf(member, this.#options.tenantId));
   }
 
   /** The sender of an incoming activity, looked up in that turn's team or conversation. */
-  async resolveSender(context: TurnContext): Promise<ChatUser> {
+  async resolveSender(context: TurnContext): Promise<TeamsChatUser> {
     const user = context.activity.from.id;
     const cached = this.#cached(user);
     if (cached) return cached;
@@ -245,15 +271,15 @@ export class TeamsChatPort implements ChatPort {
     } catch (error) {
       throw translate("getMember", error);
     }
-    return this.#remember(user, chatUserOf(member));
+    return this.#remember(user, chatUserOf(member, this.#options.tenantId));
   }
 
-  #cached(user: string): ChatUser | undefined {
+  #cached(user: string): TeamsChatUser | undefined {
     const cached = this.#users.get(user);
     return cached && this.#now() - cached.at < this.#userCacheMs ? cached.user : undefined;
   }
 
-  #remember(user: string, resolved: ChatUser): ChatUser {
+  #remember(user: string, resolved: TeamsChatUser): TeamsChatUser {
     this.#users.set(user, { user: resolved, at: this.#now() });
     return resolved;
   }
