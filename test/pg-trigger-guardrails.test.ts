@@ -28,6 +28,7 @@ let port: number;
 let dba: pg.Client;
 let uri: string;
 let blockingUri: string;
+let ddlUri: string;
 
 const ORDERS = 5;
 const TRIGGER_ON_ORDERS = "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal ORDER BY tgname";
@@ -132,6 +133,13 @@ targets:
     commands:
       block: [delete-without-where]
       review: []
+  - name: trigger-ddl-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    commands:
+      block: []
+      review: [ddl, delete-without-where]
 `,
     { UPSTREAM_URL: upstream.url },
   );
@@ -146,6 +154,7 @@ targets:
   };
   uri = await grant("trigger-db");
   blockingUri = await grant("trigger-block-db");
+  ddlUri = await grant("trigger-ddl-db");
 });
 
 afterAll(async () => {
@@ -183,6 +192,13 @@ describe("a trigger on a function whose body would be held is held (simple proto
     expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }]);
     await insertThroughProxy(100);
     expect(await ordersOnTarget()).toBe(ORDERS + 1);
+  });
+
+  it("names the body's rule, not only DDL, where both hold the statement", async () => {
+    const { result, held } = await deniedWhileHeld("delete-without-where", () => psql(["create trigger t after insert on orders for each row execute function wipe()"], ddlUri));
+    expect(held.text).toBe("create trigger t after insert on orders for each row execute function wipe()");
+    expect(result.stderr).toContain('(rule "delete-without-where")');
+    expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }]);
   });
 
   it("names the function whose body decided, where the rule blocks", async () => {
@@ -322,6 +338,25 @@ describe("the extended protocol", () => {
       await client.query({ name: "insert", text: "insert into orders (id, note) values ($1, 'new')", values: [100] });
       const { rows } = await client.query({ name: "read", text: "select updated_at is not null as stamped from orders where id = $1", values: [100] });
       expect(rows).toEqual([{ stamped: true }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("holds again when it runs, for the body, a trigger approved at its Parse as DDL", async () => {
+    const client = new pg.Client({ connectionString: ddlUri });
+    await client.connect();
+    try {
+      const asDdl = heldEvent((h) => h.rule === "ddl");
+      const forBody = heldEvent((h) => h.rule === "delete-without-where");
+      const running = client.query({ name: "attach", text: "create trigger t after insert on orders for each row execute function wipe()" }).then(
+        () => undefined,
+        (error: Error) => error,
+      );
+      await test.gateway.sessions.decide(lead, { heldId: (await asDdl).payload.held.id, verdict: "approved" });
+      await test.gateway.sessions.decide(lead, { heldId: (await forBody).payload.held.id, verdict: "denied" });
+      expect((await running)?.message).toContain('the held statement was denied in the request thread (rule "delete-without-where")');
+      expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }]);
     } finally {
       await client.end();
     }

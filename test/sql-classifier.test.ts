@@ -750,6 +750,10 @@ describe("functions a statement attaches from the catalog (CREATE TRIGGER, ENABL
     expect(checked.functionsToInspect).toBeUndefined();
     expect(withAttachedFunctions(statement, { functions: [{ name: "public.stamp()", definition: STAMP }] }, rules)).toMatchObject({ verdict: "allow" });
     expect(withAttachedFunctions(statement, { unverifiable: "no function wipe()" }, rules)).toMatchObject({ verdict: "review", rule: "unverifiable", detail: "no function wipe()" });
+    const reviewing = compileRules({ block: [], review: ["ddl", "delete-without-where"] });
+    const reviewed = classifyOne("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", { block: [], review: ["ddl"] });
+    expect(withAttachedFunctions(reviewed, { functions: [{ name: "public.wipe()", definition: WIPE }] }, reviewing)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    expect(withAttachedFunctions(reviewed, { functions: [{ name: "public.stamp()", definition: STAMP }] }, reviewing)).toMatchObject({ verdict: "review", rule: "ddl" });
     const blocking = compileRules({ block: ["ddl"], review: ["delete-without-where"] });
     const blocked = classifyOne("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", { block: ["ddl"], review: [] });
     expect(withAttachedFunctions(blocked, { functions: [{ name: "public.wipe()", definition: WIPE }] }, blocking)).toMatchObject({ verdict: "block", rule: "ddl" });

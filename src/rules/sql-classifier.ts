@@ -331,9 +331,9 @@ export function classifyFunctionDefinition(definition: string, rules: CompiledRu
 
 /**
  * A statement with `functionsToInspect`, given what the catalog holds for them: it takes the
- * strictest verdict of its own and of every attached function's body (on a tie its own rule
- * stays); a look-up that could not be done makes it unverifiable. The result lists nothing more
- * to inspect.
+ * strictest verdict of its own and of every attached function's body (on a tie the first body's
+ * rule names it, since that is what the statement's text does not show); a look-up that could not
+ * be done makes it unverifiable. The result lists nothing more to inspect.
  */
 export function withAttachedFunctions<S extends Decided & { functionsToInspect?: unknown }>(
   statement: S,
@@ -342,8 +342,12 @@ export function withAttachedFunctions<S extends Decided & { functionsToInspect?:
 ): S {
   const { functionsToInspect: _inspected, ...own } = statement;
   let result = own as S;
+  let ownRule = true;
   const stricter = (decided: Decided, where: string) => {
-    if (SEVERITY[decided.verdict] <= SEVERITY[result.verdict]) return;
+    const rank = SEVERITY[decided.verdict] - SEVERITY[result.verdict];
+    // On a tie the body's rule names the verdict: what the approver cannot see in the text.
+    if (rank < 0 || decided.verdict === "allow" || (rank === 0 && !ownRule)) return;
+    ownRule = false;
     const detail = decided.detail === undefined ? where : `${where}: ${decided.detail}`;
     result = { ...result, verdict: decided.verdict, rule: decided.rule, detail };
   };

@@ -543,7 +543,8 @@ export class PgProxyConnection {
         if (statement.functionsToInspect) {
           // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
           const inspected = await session.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
-          const refusal = inspected.verdict === statement.verdict ? undefined : await this.#decide([inspected]);
+          const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
+          const refusal = changed ? await this.#decide([inspected]) : undefined;
           if (this.#state === "closed") return;
           statement = inspected;
           if (refusal !== undefined) {
