@@ -46,8 +46,9 @@ import { isPinnedSetting, keepsPinnedValue, PINNED_SETTING_RULE, PINNED_SETTINGS
  *   `delete-without-where`. (A MERGE's ON is not a WHERE: its DELETE or UPDATE action counts as
  *   one without a WHERE unless the action has an `AND condition` of its own.)
  * - A function that already exists in the target is classified by its call, not by its body:
- *   `SELECT f()`, `CALL p()`, a trigger on an existing function. Functions created through the
- *   gateway were classified by their body when they were created.
+ *   `SELECT f()`, `CALL p()`. Functions created through the gateway were classified by their body
+ *   when they were created. A statement that attaches one as a trigger lists it in
+ *   `functionsToInspect`: the proxy reads its body from the catalog (`withAttachedFunctions`).
  * - `EXECUTE p` is allowed: the statement behind `p` was classified when it was `PREPARE`d.
  *
  * No verdict depends on the value of a number outside quotes (a number in a SET of a pinned
