@@ -68,24 +68,39 @@ async function deniedWhileHeld<T>(rule: string, work: () => Promise<T>): Promise
 }
 
 /** Writes raw protocol messages and collects the ErrorResponses until ReadyForQuery. */
-function exchange(session: UpstreamSession, messages: Buffer[]): Promise<Record<string, string>[]> {
+async function exchange(session: UpstreamSession, messages: Buffer[]): Promise<Record<string, string>[]> {
+  return (await exchangeFrames(session, messages)).errors;
+}
+
+/** Writes raw protocol messages; the types of the messages received (as letters) and the errors, until ReadyForQuery. */
+function exchangeFrames(session: UpstreamSession, messages: Buffer[]): Promise<{ types: string; errors: Record<string, string>[] }> {
   const reader = new BackendReader();
   const errors: Record<string, string>[] = [];
+  let types = "";
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       reader.push(chunk, (type, frame) => {
+        types += String.fromCharCode(type);
         if (type === BackendType.ErrorResponse) errors.push(decodeErrorFields(frame));
         if (type === BackendType.ReadyForQuery) {
           session.socket.off("data", onData);
-          resolve(errors);
+          resolve({ types, errors });
         }
       });
     };
     session.socket.on("data", onData);
-    session.socket.once("close", () => resolve(errors));
+    session.socket.once("close", () => resolve({ types, errors }));
     session.socket.once("error", reject);
     session.socket.write(Buffer.concat(messages));
   });
+}
+
+async function rawSession(to = uri): Promise<UpstreamSession> {
+  const url = new URL(to);
+  return openUpstream(
+    { host: "127.0.0.1", port, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: url.pathname.slice(1), sslmode: "disable" },
+    {},
+  );
 }
 
 /** An insert through the proxy: the attacker's way to fire a trigger. */
@@ -362,13 +377,58 @@ describe("the extended protocol", () => {
     }
   });
 
+  it("answers a refused Execute in the order the client expects, and the session goes on", async () => {
+    const session = await rawSession();
+    try {
+      const before = await exchangeFrames(session, [serialize.parse({ text: "select 1" }), serialize.bind({}), serialize.execute({}), serialize.sync()]);
+      expect(before.types).toBe("12DCZ");
+      const { result } = await deniedWhileHeld("delete-without-where", () =>
+        exchangeFrames(session, [
+          serialize.parse({ name: "attach", text: "create trigger t after insert on orders for each row execute function wipe()" }),
+          serialize.bind({ statement: "attach" }),
+          serialize.describe({ type: "P", name: "" }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      // ParseComplete, BindComplete, NoData (the Describe), then the refusal's error, and ReadyForQuery.
+      expect(result.types).toBe("12nEZ");
+      expect(result.errors.map((e) => e.M)).toEqual([expect.stringContaining('(rule "delete-without-where")')]);
+      expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }]);
+      const after = await exchangeFrames(session, [serialize.parse({ text: "select 2" }), serialize.bind({}), serialize.execute({}), serialize.sync()]);
+      expect(after.types).toBe("12DCZ");
+    } finally {
+      session.socket.destroy();
+    }
+  });
+
+  it("answers a statement refused at its Parse after others of the same batch in order too", async () => {
+    const session = await rawSession();
+    try {
+      const { result } = await deniedWhileHeld("delete-without-where", () =>
+        exchangeFrames(session, [
+          serialize.parse({ text: "select 1" }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.parse({ text: "delete from orders" }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      // select 1's ParseComplete, BindComplete, DataRow and CommandComplete, then the refusal's error.
+      expect(result.types).toBe("12DCEZ");
+      expect(await ordersOnTarget()).toBe(ORDERS);
+      const after = await exchangeFrames(session, [serialize.parse({ text: "select 2" }), serialize.bind({}), serialize.execute({}), serialize.sync()]);
+      expect(after.types).toBe("12DCZ");
+    } finally {
+      session.socket.destroy();
+    }
+  });
+
   it("makes a trigger statement pipelined behind another one unverifiable", async () => {
     // Raw messages, because pg waits for each answer: SET then CREATE TRIGGER in one batch, one Sync.
-    const url = new URL(uri);
-    const session = await openUpstream(
-      { host: "127.0.0.1", port, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: "trigger-db", sslmode: "disable" },
-      {},
-    );
+    const session = await rawSession();
     try {
       const { result } = await deniedWhileHeld("unverifiable", () =>
         exchange(session, [

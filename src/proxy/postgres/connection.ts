@@ -198,8 +198,14 @@ export class PgProxyConnection {
   /** Discard client messages until Sync (after a refused Parse), as the server does after an error. */
   #skipUntilSync = false;
   #refusalAtSync: string | undefined;
-  /** Upstream responses to our own substitutions that the client must not see. */
-  readonly #swallow: number[] = [];
+  /**
+   * Upstream responses to our own substitutions that the client must not see: in batch `sync`,
+   * the first `pass` messages of `type` still answer the client's own messages.
+   */
+  readonly #swallow: { type: number; sync: number; pass: number }[] = [];
+  /** The client's Parse and Bind messages sent upstream since the last Sync (each gets its Complete before ours). */
+  #batchParses = 0;
+  #batchBinds = 0;
   readonly #inflight: Inflight[] = [];
   #syncCount = 0;
   #syncsAnswered = 0;
@@ -478,9 +484,11 @@ export class PgProxyConnection {
       this.#skipUntilSync = false;
       const refusal = this.#refusalAtSync!;
       this.#refusalAtSync = undefined;
-      // The server raises the error for the refused Parse; the ParseComplete and BindComplete of
-      // our substitute are not the client's to see.
-      this.#swallow.push(BackendType.ParseComplete, BackendType.BindComplete);
+      // The server raises the error for the refused statement; the ParseComplete and BindComplete
+      // of our substitute are not the client's to see (those of the client's own Parse and Bind
+      // messages earlier in the batch come first, and are).
+      const sync = this.#syncCount + 1;
+      this.#swallow.push({ type: BackendType.ParseComplete, sync, pass: this.#batchParses }, { type: BackendType.BindComplete, sync, pass: this.#batchBinds });
       this.#send(serialize.parse({ text: refusal }));
       this.#send(serialize.bind({}));
       this.#send(serialize.execute({}));
@@ -489,6 +497,7 @@ export class PgProxyConnection {
       this.#send(message.raw);
       this.#syncCount += 1;
       this.#unsynced = this.#unsyncedExecute = false;
+      this.#batchParses = this.#batchBinds = 0;
       return;
     }
     switch (message.type) {
@@ -506,6 +515,9 @@ export class PgProxyConnection {
         await this.#record(starts);
         this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
         this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
+        // Its ReadyForQuery also answers extended-protocol messages sent before it.
+        this.#unsynced = this.#unsyncedExecute = false;
+        this.#batchParses = this.#batchBinds = 0;
         return;
       }
       case "parse": {
@@ -525,11 +537,13 @@ export class PgProxyConnection {
         const [first] = statements;
         this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
         this.#unsynced = true;
+        this.#batchParses += 1;
         this.#send(message.raw);
         return;
       }
       case "bind": {
         this.#unsynced = true;
+        this.#batchBinds += 1;
         this.#portals.set(message.portal, {
           statement: message.statement,
           params: message.params.length > 0 ? session.redactParameters(message.params, message.paramFormats) : null,
@@ -578,6 +592,7 @@ export class PgProxyConnection {
       case "sync":
         this.#syncCount += 1;
         this.#unsynced = this.#unsyncedExecute = false;
+        this.#batchParses = this.#batchBinds = 0;
         this.#send(message.raw);
         return;
       case "close":
@@ -679,8 +694,7 @@ export class PgProxyConnection {
     try {
       this.#upstreamReader.push(chunk, (type, frame) => {
         if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
-        if (this.#swallow.length > 0 && this.#swallow[0] === type) {
-          this.#swallow.shift();
+        if (this.#swallowed(type)) {
           modified = true;
           return;
         }
@@ -782,13 +796,29 @@ export class PgProxyConnection {
     return current?.texts[current.next];
   }
 
+  /** Whether a message from upstream answers our own substitution (see `#swallow`). */
+  #swallowed(type: number): boolean {
+    if (this.#swallow.length === 0) return false;
+    const batch = this.#syncsAnswered + 1;
+    if (type === BackendType.ReadyForQuery) {
+      // The batch is over: what did not come (an earlier error skipped our substitute) never will.
+      for (let i = this.#swallow.length - 1; i >= 0; i--) if (this.#swallow[i]!.sync <= batch) this.#swallow.splice(i, 1);
+      return false;
+    }
+    const entry = this.#swallow.find((e) => e.type === type && e.sync === batch);
+    if (!entry) return false;
+    if (entry.pass > 0) {
+      entry.pass -= 1;
+      return false;
+    }
+    this.#swallow.splice(this.#swallow.indexOf(entry), 1);
+    return true;
+  }
+
   /** A frame to forward, null to swallow, or the promise of either once a masker is resolved. */
   #inspectMasked(type: number, frame: Buffer): Buffer | null | Promise<Buffer | null> {
     if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return null;
-    if (this.#swallow.length > 0 && this.#swallow[0] === type) {
-      this.#swallow.shift();
-      return null;
-    }
+    if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
       const describe = this.#describes.shift();
