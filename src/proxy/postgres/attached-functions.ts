@@ -64,12 +64,19 @@ export class AttachedFunctions {
   }
 
   async #query(sql: string, params: (string | null)[]): Promise<(string | null)[][]> {
-    this.#queries ??= UpstreamQueries.open(this.upstream, "jitgate: catalog", this.timeoutMs);
-    this.#queries.catch(() => (this.#queries = undefined));
-    const queries = await this.#queries;
+    const opening = (this.#queries ??= UpstreamQueries.open(this.upstream, "jitgate: catalog", this.timeoutMs));
+    opening.catch(() => {
+      if (this.#queries === opening) this.#queries = undefined;
+    });
+    const queries = await opening;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => {
+        // A session that does not answer is not asked again: the next look-up opens another.
+        if (this.#queries === opening) this.#queries = undefined;
+        queries.close();
+        reject(new Error(`no answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
     });
     try {
       return await Promise.race([queries.query(sql, params), timeout]);
