@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { HeldSnapshot, Person } from "../src/broker/index.js";
 import { createTestDatabase } from "./support/databases.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { eventually } from "./support/fake-slack.js";
 import { nextEvent } from "./support/jobs.js";
 import { serialize } from "pg-protocol";
 import { BackendReader, BackendType, decodeErrorFields } from "../src/proxy/postgres/backend-codec.js";
@@ -317,6 +318,36 @@ describe("the honest path", () => {
     expect(result.stderr).toBe("");
     expect(result.stdout.trim()).toBe("t");
     expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }, { tgname: "stamp", tgenabled: "O" }]);
+  });
+});
+
+describe("when the catalog cannot be read", () => {
+  it("holds the trigger as unverifiable, and reads the catalog again on a fresh session afterwards", async () => {
+    const client = new pg.Client({ connectionString: uri });
+    await client.connect();
+    const catalogSessions = async () =>
+      (await dba.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'jitgate: catalog'")).rows[0]!.n;
+    try {
+      await client.query("create trigger stamp before insert on orders for each row execute function stamp()");
+      await client.query("drop trigger stamp on orders");
+      expect(await catalogSessions()).toBe(1);
+      // The gateway's catalog session goes away (a restart, a DBA ending it).
+      await dba.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'jitgate: catalog'");
+      await eventually(async () => (await catalogSessions()) === 0, 10_000, "the catalog session to end");
+      const { result } = await deniedWhileHeld("unverifiable", () =>
+        client.query("create trigger stamp before insert on orders for each row execute function stamp()").then(
+          () => undefined,
+          (error: Error) => error,
+        ),
+      );
+      expect(result?.message).toContain('(rule "unverifiable")');
+      expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }]);
+      await client.query("create trigger stamp before insert on orders for each row execute function stamp()");
+      expect(await triggersOnOrders()).toEqual([{ tgname: "dormant", tgenabled: "D" }, { tgname: "stamp", tgenabled: "O" }]);
+    } finally {
+      await client.end();
+    }
+    await eventually(async () => (await catalogSessions()) === 0, 10_000, "the catalog session to close with the client's");
   });
 });
 

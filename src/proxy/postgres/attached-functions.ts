@@ -25,6 +25,7 @@ import { UpstreamQueries } from "./upstream-query.js";
  */
 export class AttachedFunctions {
   #queries: Promise<UpstreamQueries> | undefined;
+  #closed = false;
 
   constructor(
     private readonly upstream: UpstreamTarget,
@@ -47,6 +48,7 @@ export class AttachedFunctions {
   }
 
   close(): void {
+    this.#closed = true;
     void this.#queries?.then((q) => q.close(), () => {});
   }
 
@@ -64,6 +66,7 @@ export class AttachedFunctions {
   }
 
   async #query(sql: string, params: (string | null)[]): Promise<(string | null)[][]> {
+    if (this.#closed) throw new Error("the session has ended");
     const opening = (this.#queries ??= UpstreamQueries.open(this.upstream, "jitgate: catalog", this.timeoutMs));
     opening.catch(() => {
       if (this.#queries === opening) this.#queries = undefined;
@@ -71,15 +74,15 @@ export class AttachedFunctions {
     const queries = await opening;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // A session that does not answer is not asked again: the next look-up opens another.
-        if (this.#queries === opening) this.#queries = undefined;
-        queries.close();
-        reject(new Error(`no answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     try {
       return await Promise.race([queries.query(sql, params), timeout]);
+    } catch (error) {
+      // Whatever went wrong (the session may be gone), the next look-up starts on a fresh one.
+      if (this.#queries === opening) this.#queries = undefined;
+      queries.close();
+      throw error;
     } finally {
       clearTimeout(timer);
     }
