@@ -282,6 +282,22 @@ describe("what jitgate cannot check against the catalog is unverifiable, held by
     expect(await ordersOnTarget()).toBe(ORDERS + 1);
   });
 
+  it("runs once approved in the thread: a C trigger function is then attached and works", async () => {
+    const held = heldEvent((h) => h.rule === "unverifiable");
+    const running = psql([
+      "create trigger c_stamp before update on orders for each row execute function c_stamp('updated_at')",
+      "update orders set note = 'touched' where id = 1",
+      "select updated_at is not null from orders where id = 1",
+    ]);
+    await test.gateway.sessions.decide(lead, { heldId: (await held).payload.held.id, verdict: "approved" });
+    const result = await running;
+    expect(result.stderr).toBe("");
+    expect(result.stdout.trim()).toBe("t");
+    expect(await triggersOnOrders()).toEqual([{ tgname: "c_stamp", tgenabled: "O" }, { tgname: "dormant", tgenabled: "D" }]);
+    expect(await ordersOnTarget()).toBe(ORDERS);
+    await dba.query("DROP TRIGGER c_stamp ON orders; UPDATE orders SET updated_at = NULL, note = 'order 1' WHERE id = 1");
+  });
+
   it("inside a transaction block, whose own changes the gateway's session cannot see", async () => {
     const { result } = await deniedWhileHeld("unverifiable", () =>
       psql([

@@ -56,9 +56,9 @@ export class AttachedFunctions {
     const functions: { name: string; definition: string }[] = [];
     for (const one of attached) {
       const rows = await this.#query(...lookupOf(one));
-      if (rows.length === 0 && (one.via !== "trigger" || one.which === "named")) return { unverifiable: `${describe(one)} is not in the target's catalog` };
+      if (rows.length === 0 && (one.via !== "trigger" || one.which === "named")) return { unverifiable: `${nameOf(one)} is not in the target's catalog` };
       for (const [name, definition] of rows) {
-        if (typeof name !== "string" || typeof definition !== "string") return { unverifiable: `the definition of ${describe(one)} cannot be read` };
+        if (typeof name !== "string" || typeof definition !== "string") return { unverifiable: `the definition of ${nameOf(one)} cannot be read` };
         functions.push({ name, definition });
       }
     }
@@ -89,7 +89,7 @@ export class AttachedFunctions {
   }
 }
 
-function describe(one: AttachedFunction): string {
+function nameOf(one: AttachedFunction): string {
   const name = (schema: string | undefined, object: string) => (schema === undefined ? object : `${schema}.${object}`);
   switch (one.via) {
     case "function":
