@@ -3,6 +3,7 @@ import {
   BASELINE_SQL_RULES,
   BUILTIN_SQL_RULES,
   InvalidCommandRule,
+  classifyFunctionDefinition,
   classifySql,
   compileRules,
   loadSqlParser,
@@ -12,6 +13,7 @@ import {
   type ClassifiedStatement,
   type RuleSet,
   type StatementKind,
+  withAttachedFunctions,
 } from "../src/rules/sql-classifier.js";
 
 beforeAll(async () => {
@@ -679,6 +681,82 @@ describe("statements inside other statements", () => {
   it("matches regex rules against the statements of a body too", () => {
     const statement = classifyOne("DO $$BEGIN DELETE FROM audit_log WHERE id = 1; END$$", { block: ["^DELETE FROM audit_log"], review: [] });
     expect(statement).toMatchObject({ verdict: "block", rule: "^DELETE FROM audit_log" });
+  });
+});
+
+describe("functions a statement attaches from the catalog (CREATE TRIGGER, ENABLE TRIGGER)", () => {
+  const rules = compileRules({ block: [], review: ["delete-without-where"] });
+  const WIPE = "CREATE OR REPLACE FUNCTION public.wipe()\n RETURNS trigger\n LANGUAGE plpgsql\nAS $function$BEGIN DELETE FROM orders; RETURN NEW; END$function$";
+  const STAMP = "CREATE OR REPLACE FUNCTION public.stamp()\n RETURNS trigger\n LANGUAGE plpgsql\nAS $function$BEGIN NEW.updated_at := now(); RETURN NEW; END$function$";
+
+  it.each([
+    ["CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", [{ via: "function", name: "wipe" }]],
+    ['CREATE OR REPLACE TRIGGER t BEFORE UPDATE ON orders FOR EACH ROW EXECUTE PROCEDURE "Dba"."Wipe"(\'x\')', [{ via: "function", schema: "Dba", name: "Wipe" }]],
+    ["CREATE CONSTRAINT TRIGGER t AFTER INSERT ON orders DEFERRABLE FOR EACH ROW EXECUTE FUNCTION DBA.WIPE()", [{ via: "function", schema: "dba", name: "wipe" }]],
+    ["CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION wipe()", [{ via: "function", name: "wipe" }]],
+    [
+      "ALTER TABLE s.orders ENABLE TRIGGER t, ENABLE ALWAYS TRIGGER u, ENABLE TRIGGER ALL, DISABLE TRIGGER v",
+      [
+        { via: "trigger", schema: "s", table: "orders", trigger: "t", which: "named" },
+        { via: "trigger", schema: "s", table: "orders", trigger: "u", which: "named" },
+        { via: "trigger", schema: "s", table: "orders", trigger: "", which: "all" },
+      ],
+    ],
+    ["ALTER TABLE orders ENABLE REPLICA TRIGGER t", [{ via: "trigger", table: "orders", trigger: "t", which: "named" }]],
+    ["ALTER TABLE orders ENABLE TRIGGER USER", [{ via: "trigger", table: "orders", trigger: "", which: "user" }]],
+    ["ALTER EVENT TRIGGER e ENABLE ALWAYS", [{ via: "event-trigger", trigger: "e" }]],
+  ])("lists what `%s` attaches, as the server reads the names", (sql, expected) => {
+    expect(classifyOne(sql, { block: [], review: [] }).functionsToInspect).toEqual(expected);
+  });
+
+  it.each([
+    "ALTER TABLE orders DISABLE TRIGGER t",
+    "ALTER EVENT TRIGGER e DISABLE",
+    "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+    "SELECT 1",
+  ])("lists nothing for `%s`", (sql) => {
+    expect(classifyOne(sql, { block: [], review: [] }).functionsToInspect).toBeUndefined();
+  });
+
+  it.each([
+    ["inside a DO block", "DO $$BEGIN CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe(); END$$"],
+    ["inside a function body", "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'ALTER TABLE orders ENABLE TRIGGER t'"],
+    ["inside EXECUTE of a constant", "DO $$BEGIN EXECUTE 'CREATE EVENT TRIGGER e ON sql_drop EXECUTE FUNCTION wipe()'; END$$"],
+    ["inside CREATE SCHEMA", "CREATE SCHEMA s CREATE TABLE t (a int) CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION wipe()"],
+    ["a three-part function name", "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION db.s.wipe()"],
+    ["enabling a rule", "ALTER TABLE orders ENABLE RULE r"],
+  ])("makes a trigger it cannot look up unverifiable: %s", (_name, sql) => {
+    const statement = classifyOne(sql, { block: [], review: [] });
+    expect(statement).toMatchObject({ verdict: "review", rule: "unverifiable" });
+    expect(statement.functionsToInspect).toBeUndefined();
+  });
+
+  it("reads a body from the catalog as it reads a CREATE FUNCTION's, without counting the CREATE", () => {
+    expect(classifyFunctionDefinition(WIPE, rules)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    expect(classifyFunctionDefinition(STAMP, compileRules({ block: [], review: ["ddl"] }))).toEqual({ verdict: "allow" });
+    const c = "CREATE OR REPLACE FUNCTION public.f()\n RETURNS trigger\n LANGUAGE c\nAS '$libdir/x', $function$f$function$";
+    expect(classifyFunctionDefinition(c, rules)).toMatchObject({ verdict: "review", rule: "unverifiable" });
+    const sqlBody = "CREATE OR REPLACE FUNCTION public.g()\n RETURNS void\n LANGUAGE sql\nBEGIN ATOMIC\n DELETE FROM orders;\nEND";
+    expect(classifyFunctionDefinition(sqlBody, rules)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    expect(classifyFunctionDefinition("SELECT 1; DELETE FROM orders", rules)).toMatchObject({ verdict: "review", rule: "unverifiable" });
+    expect(classifyFunctionDefinition("not sql", rules)).toMatchObject({ verdict: "review", rule: "unverifiable" });
+  });
+
+  it("gives the statement the strictest verdict of its own and its functions' bodies", () => {
+    const statement = classifyOne("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", { block: [], review: ["delete-without-where"] });
+    expect(statement.verdict).toBe("allow");
+    const checked = withAttachedFunctions(statement, { functions: [{ name: "public.stamp()", definition: STAMP }, { name: "public.wipe()", definition: WIPE }] }, rules);
+    expect(checked).toMatchObject({ verdict: "review", rule: "delete-without-where", detail: "in the body of public.wipe(), which this statement attaches" });
+    expect(checked.functionsToInspect).toBeUndefined();
+    expect(withAttachedFunctions(statement, { functions: [{ name: "public.stamp()", definition: STAMP }] }, rules)).toMatchObject({ verdict: "allow" });
+    expect(withAttachedFunctions(statement, { unverifiable: "no function wipe()" }, rules)).toMatchObject({ verdict: "review", rule: "unverifiable", detail: "no function wipe()" });
+    const reviewing = compileRules({ block: [], review: ["ddl", "delete-without-where"] });
+    const reviewed = classifyOne("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", { block: [], review: ["ddl"] });
+    expect(withAttachedFunctions(reviewed, { functions: [{ name: "public.wipe()", definition: WIPE }] }, reviewing)).toMatchObject({ verdict: "review", rule: "delete-without-where" });
+    expect(withAttachedFunctions(reviewed, { functions: [{ name: "public.stamp()", definition: STAMP }] }, reviewing)).toMatchObject({ verdict: "review", rule: "ddl" });
+    const blocking = compileRules({ block: ["ddl"], review: ["delete-without-where"] });
+    const blocked = classifyOne("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", { block: ["ddl"], review: [] });
+    expect(withAttachedFunctions(blocked, { functions: [{ name: "public.wipe()", definition: WIPE }] }, blocking)).toMatchObject({ verdict: "block", rule: "ddl" });
   });
 });
 

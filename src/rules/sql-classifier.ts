@@ -46,8 +46,9 @@ import { isPinnedSetting, keepsPinnedValue, PINNED_SETTING_RULE, PINNED_SETTINGS
  *   `delete-without-where`. (A MERGE's ON is not a WHERE: its DELETE or UPDATE action counts as
  *   one without a WHERE unless the action has an `AND condition` of its own.)
  * - A function that already exists in the target is classified by its call, not by its body:
- *   `SELECT f()`, `CALL p()`, a trigger on an existing function. Functions created through the
- *   gateway were classified by their body when they were created.
+ *   `SELECT f()`, `CALL p()`. Functions created through the gateway were classified by their body
+ *   when they were created. A statement that attaches one as a trigger lists it in
+ *   `functionsToInspect`: the proxy reads its body from the catalog (`withAttachedFunctions`).
  * - `EXECUTE p` is allowed: the statement behind `p` was classified when it was `PREPARE`d.
  *
  * No verdict depends on the value of a number outside quotes (a number in a SET of a pinned
@@ -147,7 +148,30 @@ export interface ClassifiedStatement {
    * differing only in its numbers may be classified differently (see the proxy's cache).
    */
   readsNumbers?: true;
+  /**
+   * Functions in the target's catalog that this statement attaches to a table or event without
+   * running them now (`CREATE TRIGGER … EXECUTE FUNCTION f()`, `ALTER TABLE … ENABLE TRIGGER t`):
+   * their bodies are not in the text, so the proxy reads them from the catalog and the statement
+   * takes the strictest verdict of its own and theirs (see `withAttachedFunctions`). Only set for
+   * a statement sent on its own; one nested in a body, a DO block or CREATE SCHEMA is unverifiable.
+   */
+  functionsToInspect?: AttachedFunction[];
 }
+
+/**
+ * A function attached by a statement, as the statement names it. Names are as PostgreSQL reads
+ * them (quotes removed, unquoted names folded to lower case); `schema` is absent when unqualified.
+ * - `function`: CREATE [CONSTRAINT] TRIGGER / CREATE EVENT TRIGGER … EXECUTE FUNCTION name(),
+ *   looked up with no arguments as the server does;
+ * - `trigger`: ALTER TABLE … ENABLE [ALWAYS | REPLICA] TRIGGER name | ALL | USER: the function of
+ *   each named trigger of the table;
+ * - `event-trigger`: ALTER EVENT TRIGGER name ENABLE …: the function of that event trigger.
+ * https://www.postgresql.org/docs/current/sql-createtrigger.html, https://www.postgresql.org/docs/current/sql-altertable.html
+ */
+export type AttachedFunction =
+  | { readonly via: "function"; readonly schema?: string; readonly name: string }
+  | { readonly via: "trigger"; readonly schema?: string; readonly table: string; readonly trigger: string; readonly which: "named" | "all" | "user" }
+  | { readonly via: "event-trigger"; readonly trigger: string };
 
 export class InvalidCommandRule extends Error {
   readonly code = "proxy_invalid_command_rule";
@@ -259,6 +283,83 @@ export function classifySql(sql: string, rules: CompiledRules): ClassifiedStatem
   return (parsed.stmts ?? []).map((raw) => classifyRawStatement(raw, bytes, rules));
 }
 
+/** What the proxy found in the catalog for a statement's `functionsToInspect`. */
+export type AttachedFunctionLookup =
+  | { readonly functions: readonly { readonly name: string; readonly definition: string }[] }
+  | { readonly unverifiable: string };
+
+type Decided = { verdict: Verdict; rule?: string | undefined; detail?: string | undefined };
+
+const SEVERITY: Readonly<Record<Verdict, number>> = { allow: 0, review: 1, block: 2 };
+
+/**
+ * The verdict of a function's body as the catalog holds it: `definition` is what
+ * `pg_get_functiondef(oid)` returns (a CREATE OR REPLACE FUNCTION statement). The body is read by
+ * the same code as a CREATE FUNCTION sent by a client (SQL, `BEGIN ATOMIC`, PL/pgSQL; any other
+ * language is unverifiable), but the CREATE itself is not counted: it is not run. A definition
+ * that is not exactly one CREATE FUNCTION is unverifiable.
+ */
+export function classifyFunctionDefinition(definition: string, rules: CompiledRules): Decided {
+  assertParserLoaded();
+  const found = newFindings();
+  let stmts: RawStmt[] = [];
+  try {
+    if (definition.includes("\0")) throw new Error("it contains a NUL byte");
+    stmts = parseSync(definition).stmts ?? [];
+  } catch (error) {
+    found.unverifiable = `the function's definition does not parse: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  const [only] = stmts;
+  const wrapped = stmts.length === 1 ? unwrapNode(only?.stmt) : undefined;
+  if (wrapped?.[0] === "CreateFunctionStmt") {
+    const fields = wrapped[1];
+    analyzeBody("CreateFunctionStmt", fields, definition, found, 0);
+    // A BEGIN ATOMIC body, the SET clauses and the parameters' defaults run with the function.
+    for (const key of ["sql_body", "options", "parameters"]) analyzeStatement(fields[key], undefined, found, 1);
+  } else {
+    found.unverifiable ??= "the function's definition is not one CREATE FUNCTION";
+  }
+  let normalized: string[] = [];
+  if ([...rules.block, ...rules.review].some((rule) => rule.type === "pattern")) {
+    try {
+      normalized = found.nested.map(normalizeSql);
+    } catch (error) {
+      found.unverifiable ??= `the function's body cannot be tokenized: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  return verdictOf(found, normalized, rules);
+}
+
+/**
+ * A statement with `functionsToInspect`, given what the catalog holds for them: it takes the
+ * strictest verdict of its own and of every attached function's body (on a tie the first body's
+ * rule names it, since that is what the statement's text does not show); a look-up that could not
+ * be done makes it unverifiable. The result lists nothing more to inspect.
+ */
+export function withAttachedFunctions<S extends Decided & { functionsToInspect?: unknown }>(
+  statement: S,
+  lookup: AttachedFunctionLookup,
+  rules: CompiledRules,
+): S {
+  const { functionsToInspect: _inspected, ...own } = statement;
+  let result = own as S;
+  let ownRule = true;
+  const stricter = (decided: Decided, where: string) => {
+    const rank = SEVERITY[decided.verdict] - SEVERITY[result.verdict];
+    // On a tie the body's rule names the verdict: what the approver cannot see in the text.
+    if (rank < 0 || decided.verdict === "allow" || (rank === 0 && !ownRule)) return;
+    ownRule = false;
+    const detail = decided.detail === undefined ? where : `${where}: ${decided.detail}`;
+    result = { ...result, verdict: decided.verdict, rule: decided.rule, detail };
+  };
+  if ("unverifiable" in lookup) {
+    stricter({ verdict: rules.unverifiable, rule: UNVERIFIABLE_RULE }, lookup.unverifiable);
+    return result;
+  }
+  for (const fn of lookup.functions) stricter(classifyFunctionDefinition(fn.definition, rules), `in the body of ${fn.name}, which this statement attaches`);
+  return result;
+}
+
 function unparseable(text: string, detail: string): ClassifiedStatement {
   return { text: text.trim(), kind: "error", verdict: "block", rule: UNPARSEABLE_RULE, detail };
 }
@@ -273,10 +374,13 @@ interface Findings {
   /** Statements found inside bodies and SQL-text arguments, for the regex rules. */
   nested: string[];
   readsNumbers: boolean;
+  /** The statement sent on its own, the only one whose attached functions the proxy can look up. */
+  root?: unknown;
+  attaches: AttachedFunction[];
 }
 
 function newFindings(): Findings {
-  return { fired: new Set(), nested: [], readsNumbers: false };
+  return { fired: new Set(), nested: [], readsNumbers: false, attaches: [] };
 }
 
 function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: CompiledRules): ClassifiedStatement {
@@ -288,6 +392,7 @@ function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: Compile
   if (raw.stmt === undefined) return unparseable(text, "the parser returned no statement");
 
   const found = newFindings();
+  found.root = raw.stmt;
   analyzeStatement(raw.stmt, text, found, 0);
   let normalized: string[] = [];
   if ([...rules.block, ...rules.review].some((rule) => rule.type === "pattern")) {
@@ -297,26 +402,28 @@ function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: Compile
       return unparseable(text, error instanceof Error ? error.message : String(error));
     }
   }
+  const result: ClassifiedStatement = { text, kind: statementKind(raw.stmt), ...verdictOf(found, normalized, rules) };
+  if (found.readsNumbers) result.readsNumbers = true;
+  if (found.attaches.length > 0) result.functionsToInspect = found.attaches;
+  return result;
+}
+
+/** Block beats review beats allow; within a list the first matching entry names the rule. */
+function verdictOf(found: Findings, normalized: readonly string[], rules: CompiledRules): Pick<ClassifiedStatement, "verdict" | "rule" | "detail"> {
   const matches = (rule: CompiledRule): boolean =>
     rule.type === "builtin" ? found.fired.has(rule.name) : normalized.some((one) => rule.regex.test(one));
-
-  const kind = statementKind(raw.stmt);
-  const result = ((): ClassifiedStatement => {
-    if (found.pinned !== undefined) return { text, kind, verdict: "block", rule: PINNED_SETTING_RULE, detail: found.pinned };
-    const blockedBy = rules.block.find(matches);
-    if (blockedBy !== undefined) return { text, kind, verdict: "block", rule: ruleLabel(blockedBy) };
-    if (found.unverifiable !== undefined && rules.unverifiable === "block") {
-      return { text, kind, verdict: "block", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
-    }
-    const reviewedBy = rules.review.find(matches);
-    if (reviewedBy !== undefined) return { text, kind, verdict: "review", rule: ruleLabel(reviewedBy) };
-    if (found.unverifiable !== undefined && rules.unverifiable === "review") {
-      return { text, kind, verdict: "review", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
-    }
-    return { text, kind, verdict: "allow" };
-  })();
-  if (found.readsNumbers) result.readsNumbers = true;
-  return result;
+  if (found.pinned !== undefined) return { verdict: "block", rule: PINNED_SETTING_RULE, detail: found.pinned };
+  const blockedBy = rules.block.find(matches);
+  if (blockedBy !== undefined) return { verdict: "block", rule: ruleLabel(blockedBy) };
+  if (found.unverifiable !== undefined && rules.unverifiable === "block") {
+    return { verdict: "block", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
+  }
+  const reviewedBy = rules.review.find(matches);
+  if (reviewedBy !== undefined) return { verdict: "review", rule: ruleLabel(reviewedBy) };
+  if (found.unverifiable !== undefined && rules.unverifiable === "review") {
+    return { verdict: "review", rule: UNVERIFIABLE_RULE, detail: found.unverifiable };
+  }
+  return { verdict: "allow" };
 }
 
 function ruleLabel(rule: CompiledRule): string {
@@ -595,9 +702,70 @@ function analyzeStatement(node: unknown, text: string | undefined, found: Findin
     case "CreateFunctionStmt":
       analyzeBody(type, fields, text, found, depth);
       break;
+    case "CreateTrigStmt":
+    case "CreateEventTrigStmt":
+    case "AlterTableStmt":
+    case "AlterEventTrigStmt":
+      attachedFunctions(type, fields, node === found.root, found);
+      break;
   }
   rulesOfStatement(type, fields, found);
   for (const value of Object.values(fields)) analyzeStatement(value, undefined, found, depth);
+}
+
+/** ALTER TABLE subcommands that make existing triggers fire (https://www.postgresql.org/docs/current/sql-altertable.html). */
+const ENABLE_TRIGGER: Readonly<Record<string, "named" | "all" | "user">> = {
+  AT_EnableTrig: "named",
+  AT_EnableAlwaysTrig: "named",
+  AT_EnableReplicaTrig: "named",
+  AT_EnableTrigAll: "all",
+  AT_EnableTrigUser: "user",
+};
+const ENABLE_RULE: ReadonlySet<string> = new Set(["AT_EnableRule", "AT_EnableAlwaysRule", "AT_EnableReplicaRule"]);
+
+/**
+ * Statements that attach a function of the catalog (its body is not in the text) to a table or an
+ * event: see `AttachedFunction`. Sent on its own, the statement lists them for the proxy to read;
+ * nested in another statement (a body, a DO block, CREATE SCHEMA … CREATE TRIGGER), where the
+ * name may resolve differently by the time it runs, it is unverifiable.
+ */
+function attachedFunctions(type: string, fields: Record<string, unknown>, sentOnItsOwn: boolean, found: Findings): void {
+  const attaches: AttachedFunction[] = [];
+  let unreadable: string | undefined;
+  if (type === "CreateTrigStmt" || type === "CreateEventTrigStmt") {
+    const names = Array.isArray(fields["funcname"]) ? (fields["funcname"] as unknown[]).map(stringValue) : [];
+    const [first, second] = names;
+    if (names.length === 1 && first !== undefined) attaches.push({ via: "function", name: first });
+    else if (names.length === 2 && first !== undefined && second !== undefined) attaches.push({ via: "function", schema: first, name: second });
+    else unreadable = "the trigger's function name has a form jitgate does not look up";
+  } else if (type === "AlterEventTrigStmt") {
+    const trigger = fields["trigname"];
+    if (fields["tgenabled"] !== "D") {
+      if (typeof trigger === "string") attaches.push({ via: "event-trigger", trigger });
+      else unreadable = "the event trigger has no name jitgate can read";
+    }
+  } else {
+    const relation = isRecord(fields["relation"]) ? fields["relation"] : {};
+    const table = relation["relname"];
+    const schema = relation["schemaname"];
+    for (const item of Array.isArray(fields["cmds"]) ? (fields["cmds"] as unknown[]) : []) {
+      const cmd = isRecord(item) && isRecord(item["AlterTableCmd"]) ? item["AlterTableCmd"] : undefined;
+      const subtype = typeof cmd?.["subtype"] === "string" ? cmd["subtype"] : "";
+      if (ENABLE_RULE.has(subtype)) found.unverifiable ??= "enabling a rule makes actions stored in the catalog run, which jitgate does not read";
+      const which = ENABLE_TRIGGER[subtype];
+      if (which === undefined) continue;
+      const trigger = which === "named" ? cmd?.["name"] : "";
+      if (typeof table !== "string" || typeof trigger !== "string" || relation["catalogname"] !== undefined) {
+        unreadable = "the trigger or its table has a name jitgate does not look up";
+        continue;
+      }
+      attaches.push({ via: "trigger", ...(typeof schema === "string" ? { schema } : {}), table, trigger, which });
+    }
+  }
+  if (unreadable !== undefined) found.unverifiable ??= unreadable;
+  if (attaches.length === 0) return;
+  if (sentOnItsOwn) found.attaches.push(...attaches);
+  else found.unverifiable ??= "a trigger created or enabled inside another statement runs a function jitgate cannot look up before it runs";
 }
 
 /** Bodies nested deeper than this are not followed; what lies below is unverifiable. */

@@ -20,6 +20,7 @@ import { ScramError, ScramServer, type Verifier } from "./scram.js";
 import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.js";
 import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
+import type { AttachedFunction } from "../../rules/sql-classifier.js";
 import { INVALID_ENCODING_DETAIL, INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
@@ -40,6 +41,8 @@ export interface ClassifiedStatement {
   rule?: string | undefined;
   /** Why, for rules that explain themselves (pinned-setting, unverifiable, unparseable). */
   detail?: string | undefined;
+  /** Functions of the target's catalog the statement attaches; their bodies decide too (see `inspectAttached`). */
+  functionsToInspect?: readonly AttachedFunction[] | undefined;
 }
 
 export interface StatementStart {
@@ -84,6 +87,12 @@ export interface SessionHooks {
    */
   attach(end: (reason: EndReason) => void): void;
   classify(sql: string): ClassifiedStatement[];
+  /**
+   * A statement with `functionsToInspect`, with the strictest verdict of its own and of those
+   * functions' bodies as the target's catalog holds them now; unverifiable (and not looked up)
+   * when `unverifiable` says why the catalog may not be what the statement will see.
+   */
+  inspectAttached(statement: ClassifiedStatement, unverifiable: string | undefined): Promise<ClassifiedStatement>;
   /** Records statements before they are forwarded; a rejection refuses them (fail closed). */
   onStatements(statements: StatementStart[]): Promise<void>;
   onStatementEnd(end: StatementEnd): void;
@@ -148,6 +157,10 @@ const SERVER_TEXT_TYPES: ReadonlySet<number> = new Set([
 
 const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
 
+// ReadyForQuery's transaction status byte.
+const TRANSACTION_IDLE = 0x49; // I
+const TRANSACTION_FAILED = 0x45; // E
+
 /**
  * Builds a statement that makes the upstream server itself raise our error, so the client and
  * the server agree on the protocol and transaction state (a failed statement inside a
@@ -185,11 +198,22 @@ export class PgProxyConnection {
   /** Discard client messages until Sync (after a refused Parse), as the server does after an error. */
   #skipUntilSync = false;
   #refusalAtSync: string | undefined;
-  /** Upstream responses to our own substitutions that the client must not see. */
-  readonly #swallow: number[] = [];
+  /**
+   * Upstream responses to our own substitutions that the client must not see: in batch `sync`,
+   * the first `pass` messages of `type` still answer the client's own messages.
+   */
+  readonly #swallow: { type: number; sync: number; pass: number }[] = [];
+  /** The client's Parse and Bind messages sent upstream since the last Sync (each gets its Complete before ours). */
+  #batchParses = 0;
+  #batchBinds = 0;
   readonly #inflight: Inflight[] = [];
   #syncCount = 0;
   #syncsAnswered = 0;
+  /** The transaction status of the last ReadyForQuery (I, T or E). */
+  #transactionStatus = TRANSACTION_IDLE;
+  /** Extended-protocol messages (and among them an Execute) went upstream since the last Sync. */
+  #unsynced = false;
+  #unsyncedExecute = false;
   #seq = 0;
   #masker: RowMasker | undefined;
   readonly #summary: ConnectionSummary;
@@ -460,9 +484,11 @@ export class PgProxyConnection {
       this.#skipUntilSync = false;
       const refusal = this.#refusalAtSync!;
       this.#refusalAtSync = undefined;
-      // The server raises the error for the refused Parse; the ParseComplete and BindComplete of
-      // our substitute are not the client's to see.
-      this.#swallow.push(BackendType.ParseComplete, BackendType.BindComplete);
+      // The server raises the error for the refused statement; the ParseComplete and BindComplete
+      // of our substitute are not the client's to see (those of the client's own Parse and Bind
+      // messages earlier in the batch come first, and are).
+      const sync = this.#syncCount + 1;
+      this.#swallow.push({ type: BackendType.ParseComplete, sync, pass: this.#batchParses }, { type: BackendType.BindComplete, sync, pass: this.#batchBinds });
       this.#send(serialize.parse({ text: refusal }));
       this.#send(serialize.bind({}));
       this.#send(serialize.execute({}));
@@ -470,11 +496,17 @@ export class PgProxyConnection {
       this.#refusedSeq = undefined;
       this.#send(message.raw);
       this.#syncCount += 1;
+      this.#unsynced = this.#unsyncedExecute = false;
+      this.#batchParses = this.#batchBinds = 0;
       return;
     }
     switch (message.type) {
       case "query": {
-        const classified = this.#classify(message);
+        let classified = this.#classify(message);
+        if (classified.some((s) => s.functionsToInspect !== undefined)) {
+          classified = await Promise.all(classified.map((s, i) => (s.functionsToInspect ? session.inspectAttached(s, this.#notOnItsOwn("simple", i)) : s)));
+          if (this.#state === "closed") return;
+        }
         // Only a masked target vets (an await per message would cost every other target).
         const statements = session.masking ? await session.masking.vet(classified) : classified;
         const refusal = await this.#decide(statements);
@@ -483,6 +515,9 @@ export class PgProxyConnection {
         await this.#record(starts);
         this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
         this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
+        // Its ReadyForQuery also answers extended-protocol messages sent before it.
+        this.#unsynced = this.#unsyncedExecute = false;
+        this.#batchParses = this.#batchBinds = 0;
         return;
       }
       case "parse": {
@@ -501,10 +536,14 @@ export class PgProxyConnection {
         }
         const [first] = statements;
         this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
+        this.#unsynced = true;
+        this.#batchParses += 1;
         this.#send(message.raw);
         return;
       }
       case "bind": {
+        this.#unsynced = true;
+        this.#batchBinds += 1;
         this.#portals.set(message.portal, {
           statement: message.statement,
           params: message.params.length > 0 ? session.redactParameters(message.params, message.paramFormats) : null,
@@ -514,7 +553,25 @@ export class PgProxyConnection {
       }
       case "execute": {
         const portal = this.#portals.get(message.portal);
-        const statement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
+        let statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
+        if (statement.functionsToInspect) {
+          // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
+          const inspected = await session.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
+          const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
+          const refusal = changed ? await this.#decide([inspected]) : undefined;
+          if (this.#state === "closed") return;
+          statement = inspected;
+          if (refusal !== undefined) {
+            const start = this.#start("extended", statement, portal?.params ?? null);
+            await this.#record([start]);
+            this.#refusedSeq = start.seq;
+            this.#skipUntilSync = true;
+            this.#refusalAtSync = refusal;
+            return;
+          }
+        }
+        this.#unsynced = true;
+        this.#unsyncedExecute = true;
         const start = this.#start("extended", statement, portal?.params ?? null);
         await this.#record([start]);
         if (session.masking) {
@@ -528,14 +585,18 @@ export class PgProxyConnection {
         return;
       }
       case "describe":
+        this.#unsynced = true;
         if (session.masking) this.#describes.push({ injected: false, text: undefined, sync: this.#syncCount + 1 });
         this.#send(message.raw);
         return;
       case "sync":
         this.#syncCount += 1;
+        this.#unsynced = this.#unsyncedExecute = false;
+        this.#batchParses = this.#batchBinds = 0;
         this.#send(message.raw);
         return;
       case "close":
+        this.#unsynced = true;
         if (message.target === "S") this.#statements.delete(message.name);
         else this.#portals.delete(message.name);
         this.#send(message.raw);
@@ -555,6 +616,21 @@ export class PgProxyConnection {
       default:
         this.#send(message.raw);
     }
+  }
+
+  /**
+   * Why the target's catalog, as the gateway's own session reads it, may not be what the
+   * statement at `index` of its message will see when it runs, if so. That session sees committed
+   * work only, so the statement must start a transaction of its own: first in its message, outside
+   * a transaction block, with everything this session sent before it finished.
+   */
+  #notOnItsOwn(protocol: "simple" | "extended", index: number): string | undefined {
+    const what = "a statement that attaches a function is checked against the catalog only when sent on its own";
+    if (index > 0) return `${what}: here other statements of the same message run before it`;
+    if (this.#transactionStatus !== TRANSACTION_IDLE) return `${what}: here it runs inside a transaction block, whose changes jitgate cannot see`;
+    const pending = this.#inflight.length > 0 || this.#syncCount !== this.#syncsAnswered || (protocol === "simple" ? this.#unsynced : this.#unsyncedExecute);
+    if (pending) return `${what}: here statements sent before it have not finished`;
+    return undefined;
   }
 
   /** Text that is not UTF-8 is not read the way the server reads it: it is refused, not classified. */
@@ -618,8 +694,7 @@ export class PgProxyConnection {
     try {
       this.#upstreamReader.push(chunk, (type, frame) => {
         if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
-        if (this.#swallow.length > 0 && this.#swallow[0] === type) {
-          this.#swallow.shift();
+        if (this.#swallowed(type)) {
           modified = true;
           return;
         }
@@ -721,13 +796,29 @@ export class PgProxyConnection {
     return current?.texts[current.next];
   }
 
+  /** Whether a message from upstream answers our own substitution (see `#swallow`). */
+  #swallowed(type: number): boolean {
+    if (this.#swallow.length === 0) return false;
+    const batch = this.#syncsAnswered + 1;
+    if (type === BackendType.ReadyForQuery) {
+      // The batch is over: what did not come (an earlier error skipped our substitute) never will.
+      for (let i = this.#swallow.length - 1; i >= 0; i--) if (this.#swallow[i]!.sync <= batch) this.#swallow.splice(i, 1);
+      return false;
+    }
+    const entry = this.#swallow.find((e) => e.type === type && e.sync === batch);
+    if (!entry) return false;
+    if (entry.pass > 0) {
+      entry.pass -= 1;
+      return false;
+    }
+    this.#swallow.splice(this.#swallow.indexOf(entry), 1);
+    return true;
+  }
+
   /** A frame to forward, null to swallow, or the promise of either once a masker is resolved. */
   #inspectMasked(type: number, frame: Buffer): Buffer | null | Promise<Buffer | null> {
     if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return null;
-    if (this.#swallow.length > 0 && this.#swallow[0] === type) {
-      this.#swallow.shift();
-      return null;
-    }
+    if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
       const describe = this.#describes.shift();
@@ -797,6 +888,7 @@ export class PgProxyConnection {
         return frame;
       }
       case BackendType.ReadyForQuery:
+        this.#transactionStatus = frame[5] ?? TRANSACTION_FAILED;
         this.#syncsAnswered += 1;
         while (this.#inflight.length > 0 && this.#inflight[0]!.sync <= this.#syncsAnswered) this.#finishInflight(this.#inflight.shift()!);
         this.#masker = undefined;

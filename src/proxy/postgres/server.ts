@@ -20,6 +20,7 @@ import {
   type StartupPlan,
 } from "./connection.js";
 import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
+import { AttachedFunctions } from "./attached-functions.js";
 import { ClassificationCache } from "./classification-cache.js";
 import { MaskingSession } from "./masking-session.js";
 import { listenOn } from "../../infra/listen.js";
@@ -211,6 +212,8 @@ export class PgProxyServer {
     const upstreamTarget = parseUpstreamUrl(runtime.config.upstream);
     // COPY … TO on a masked target is vetted by the masking session (what it copies is traced).
     const maskingSession = runtime.config.mask.length > 0 ? new MaskingSession(masking, upstreamTarget) : undefined;
+    // Statements that attach a function of the catalog (CREATE TRIGGER …) are decided by its body too.
+    const attachedFunctions = new AttachedFunctions(upstreamTarget, runtime.rules);
     const recordedText = (text: string) => (masking.detectors ? (masking.detectors.mask(Buffer.from(text, "utf8"))?.toString("utf8") ?? text) : text);
 
     const hooks: SessionHooks = {
@@ -222,6 +225,7 @@ export class PgProxyServer {
         maskingSession?.onStatements(result);
         return result;
       },
+      inspectAttached: (statement, unverifiable) => attachedFunctions.inspect(statement, unverifiable),
       onStatements: (starts) =>
         statements.record(
           starts.map((s) => ({
@@ -257,6 +261,7 @@ export class PgProxyServer {
       },
       onClose: async (summary: ConnectionSummary) => {
         maskingSession?.close();
+        attachedFunctions.close();
         if (cancelKey) await redis.del(cancelKey).catch(() => {});
         await statements.flushOutcomes();
         const { startedAt, endedAt, ...counts } = summary;
