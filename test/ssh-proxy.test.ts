@@ -11,7 +11,7 @@ import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../s
 import { auditEvents, sessionRecordings, sessions } from "../src/db/schema.js";
 import { parseCast } from "../src/proxy/recording/asciicast.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
-import { eventually } from "./support/fake-slack.js";
+import { eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { nextEvent, WIDE_LATENESS_MS } from "./support/jobs.js";
 import { interactiveProcess, runProcess } from "./support/processes.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
@@ -19,7 +19,9 @@ import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./suppor
 const execFileAsync = promisify(execFile);
 const CLI = join(import.meta.dirname, "..", "src", "cli.ts");
 
+const APPROVALS = "C0SSHAPPROVALS";
 let sshd: PrivateSshd;
+let fake: FakeSlack;
 let test: TestGateway;
 let lead: Person;
 let port: number;
@@ -72,12 +74,12 @@ async function person(): Promise<Person> {
 }
 
 /** A grant for `who` on `target`; returns the secret from the connection line. */
-async function grant(who: Person, duration = "1h", target = "web-1") {
+async function grant(who: Person, duration = "1h", target = "web-1", origin?: "slack") {
   const { broker } = test.gateway;
-  const request = await broker.request(who, { target, duration, reason: "INC-1 check web" });
+  const request = await broker.request(who, { target, duration, reason: "INC-1 check web", ...(origin ? { origin } : {}) });
   const result = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
   const secret = /\(password: ([^)]+)\)/.exec(result.connection!.line)![1]!;
-  return { secret, grant: result.grant!, line: result.connection!.line };
+  return { secret, grant: result.grant!, line: result.connection!.line, requestId: request.id };
 }
 
 const heldEvent = (predicate: (held: HeldSnapshot) => boolean = () => true) =>
@@ -96,11 +98,19 @@ beforeAll(async () => {
   // A `sudo` for the target's sessions (the test machine has none): it says that it ran.
   writeFileSync(join(sshd.binDir, "sudo"), '#!/bin/sh\necho "sudo ran: $*"\nexec "$@"\n', { mode: 0o755 });
   await execFileAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "other_host_key")]);
+  // Requests made with origin "slack" get a thread in this fake workspace's approval channel.
+  fake = new FakeSlack([{ id: "ULEAD", email: "lead@example.com", realName: "Lead" }], "xoxb-ssh-proxy");
+  await fake.start();
   const otherHostKey = readFileSync(join(dir, "other_host_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
   test = await startTestGateway(
     "sshproxy",
     `
 defaults: { reviewTimeout: 4s }
+slack:
+  botToken: xoxb-ssh-proxy
+  signingSecret: ssh-proxy-signing-secret
+  apiUrl: ${fake.apiUrl}
+  approvalChannel: ${APPROVALS}
 proxy:
   ssh: { listen: 127.0.0.1:0, publicAddress: ssh-gw.example.com:2222, hostKeyFile: ${join(dir, "gateway", "ssh_host_ed25519_key")} }
 targets:
@@ -134,6 +144,7 @@ targets:
 
 afterAll(async () => {
   await test?.close();
+  await fake?.stop();
   await sshd?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -344,6 +355,27 @@ describe("interactive shells and recording", () => {
     });
     expect(played.stdout).toContain("rec42");
   }, 90_000);
+});
+
+describe("an allowed interactive shell is said in the request's thread", () => {
+  it("the thread gets who started a shell on which target, and that its lines are checked best-effort", async () => {
+    const dev = await person();
+    const { secret, grant: g, requestId } = await grant(dev, "1h", "web-1", "slack");
+    const root = await eventually(() => fake.rootsIn(APPROVALS).find((m) => messageText(m).includes(requestId)), 10_000, "the request's root message");
+    const closed = closedEvent(g.id);
+    const shell = interactiveSsh(secret, "web-1", ["-tt"]);
+    await shell.waitFor(/[#$] $/);
+    shell.type("exit\r");
+    await shell.exited;
+    await closed;
+    const note = await eventually(
+      () => fake.thread(APPROVALS, root.ts).map(messageText).find((text) => text.includes("started an interactive shell")),
+      10_000,
+      "the shell note in the thread",
+    );
+    expect(note).toContain(`${dev.displayName} started an interactive shell on web-1: interactive shell, lines checked best-effort`);
+    expect(note).toMatch(/interactive shell \(pty /);
+  });
 });
 
 describe("expiry", () => {

@@ -12,6 +12,7 @@ import {
   grantRevokedReply,
   requestExpiredReply,
   sessionSummaryView,
+  shellStartedReply,
   type MessageView,
 } from "./view-model.js";
 
@@ -106,6 +107,11 @@ export class RequestRenderer {
       const view = sessionSummaryView({ ...summary, sessionId: session.id, personName: session.personName, target: session.target, protocol: session.protocol });
       // The session-summary job: one per session cluster-wide, its id from the session id.
       await this.#reply(thread, view, "summary", session.id);
+    });
+    on("session.shell", async ({ session, text, at }) => {
+      const thread = await this.#grantThread(session.requestId);
+      if (!thread) return;
+      await this.#reply(thread, shellStartedReply({ personName: session.personName, target: session.target, text }), "shell", session.id, hashKey(`${at}\n${text}`));
     });
     on("statement.blocked", async ({ session, text, rule, at }) => {
       const thread = await this.#grantThread(session.requestId);

@@ -1,5 +1,5 @@
 import { formatDuration } from "../config/duration.js";
-import type { SessionSummary } from "../broker/index.js";
+import { SHELL_CHECKS, type SessionSummary } from "../broker/index.js";
 import type { GrantStateRecord, HeldStateRecord, RequestStateRecord } from "../broker/thread-state.js";
 
 /**
@@ -255,6 +255,14 @@ export function heldView(held: HeldState, now: Date = new Date()): MessageView {
 export function blockedReply(input: { personName: string; target: string; text: string; rule: string }): MessageView {
   return {
     text: `⛔ Blocked on ${input.target}: ${input.personName} tried a statement that rule ${input.rule} forbids`,
+    code: input.text,
+  };
+}
+
+/** An interactive shell started under a grant: said in the thread, because its commands are only checked best-effort. */
+export function shellStartedReply(input: { personName: string; target: string; text: string }): MessageView {
+  return {
+    text: `🐚 ${input.personName} started an interactive shell on ${input.target}: ${SHELL_CHECKS}. jitgate records every keystroke and checks each typed line, but a shell can run what no line shows.`,
     code: input.text,
   };
 }

@@ -99,6 +99,8 @@ export interface BrokerEvents {
   "session.opened": { session: SessionSnapshot };
   "session.closed": { session: SessionSnapshot; summary: SessionSummary };
   "statement.blocked": { session: SessionSnapshot; text: string; rule: string; at: string };
+  /** An interactive shell started in an SSH session: what it runs is checked best-effort only. */
+  "session.shell": { session: SessionSnapshot; text: string; at: string };
   "statement.held": { held: HeldSnapshot };
   "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
 }
@@ -119,6 +121,7 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "session.opened",
   "session.closed",
   "statement.blocked",
+  "session.shell",
   "statement.held",
   "statement.decided",
 ];

@@ -8,6 +8,9 @@ import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js"
 import { newId } from "./ids.js";
 import { storeRecordings, type ChannelCast } from "./recordings.js";
 
+/** What an interactive shell's commands get: checks of the typed lines, which a shell can evade. */
+export const SHELL_CHECKS = "interactive shell, lines checked best-effort";
+
 export type SessionRow = typeof sessions.$inferSelect;
 export type HeldRow = typeof heldStatements.$inferSelect;
 
@@ -168,6 +171,26 @@ export class SessionBroker {
       }),
     );
     this.broker.events.emit("statement.blocked", { session, text, rule, at: now.toISOString() });
+  }
+
+  /**
+   * Records that an interactive shell started (its commands are checked best-effort only, see
+   * SHELL_CHECKS) and tells the thread.
+   */
+  async shellStarted(session: SessionSnapshot, text: string): Promise<void> {
+    const now = this.broker.clock.now();
+    await this.#db.transaction((tx) =>
+      appendAudit(tx, now, {
+        kind: "ssh.shell",
+        actorId: session.personId,
+        target: session.target,
+        requestId: session.requestId,
+        grantId: session.grantId,
+        sessionId: session.id,
+        data: { text, checks: SHELL_CHECKS },
+      }),
+    );
+    this.broker.events.emit("session.shell", { session, text, at: now.toISOString() });
   }
 
   async #heldSnapshot(row: HeldRow, session: SessionSnapshot | undefined, timeoutMs: number): Promise<HeldSnapshot> {

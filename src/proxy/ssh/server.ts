@@ -11,7 +11,7 @@ import { holdForDecision } from "../held-decision.js";
 import { classifyCommand, compileShellRules, hasShellRules, loadShellGrammar, type CompiledShellRules } from "../../rules/shell-classifier.js";
 import { compileFileRules, matchFileRule, type CompiledFileRules } from "../../rules/file-rules.js";
 import { loadOrCreateHostKey } from "./host-key.js";
-import { BEST_EFFORT, SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
+import { SshProxySession, type SshSessionHooks, type SshSessionSummary } from "./session.js";
 import { connectUpstream, HostKeyMismatch, resolveUpstream, type UpstreamTarget } from "./upstream.js";
 import { sendUserauthBanner } from "./userauth-banner.js";
 import { Admission, AdmissionRefused, type Refusal } from "../admission.js";
@@ -289,17 +289,7 @@ export class SshProxyServer {
           .catch((error: unknown) => self.options.onError?.(error, "audit sftp operation"));
       },
       onShellStarted: (text) => {
-        sessions
-          .audit({
-            kind: "ssh.shell",
-            actorId: snapshot.personId,
-            target: snapshot.target,
-            requestId: snapshot.requestId,
-            grantId: snapshot.grantId,
-            sessionId: snapshot.id,
-            data: { text, checks: BEST_EFFORT },
-          })
-          .catch((error: unknown) => self.options.onError?.(error, "audit shell start"));
+        sessions.shellStarted(snapshot, text).catch((error: unknown) => self.options.onError?.(error, "record shell start"));
       },
       onFileChange: async (change) => {
         const paths = [change.path, ...(change.to !== undefined ? [change.to] : []), ...(change.from !== undefined ? [change.from] : [])];

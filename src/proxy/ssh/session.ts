@@ -1,5 +1,5 @@
 import type { Duplex } from "node:stream";
-import type { SessionSummary } from "../../broker/index.js";
+import { SHELL_CHECKS, type SessionSummary } from "../../broker/index.js";
 import type { Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session } from "ssh2";
 import type { HeldVerdict } from "../held-decision.js";
 import type { EndReason } from "../live-sessions.js";
@@ -59,7 +59,7 @@ const NOTICE = "[jitgate]";
 export const UNVERIFIABLE_LINE = "unverifiable-line";
 
 /** What the user, the thread and the summary are told about a shell that runs. */
-export const BEST_EFFORT = "interactive shell, lines checked best-effort";
+export const BEST_EFFORT = SHELL_CHECKS;
 
 /**
  * One user's SSH connection through the proxy, after authentication: the gateway's own connection
