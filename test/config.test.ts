@@ -136,6 +136,7 @@ describe("a full configuration", () => {
         },
         mask: [{ column: "email" }, { column: "card_number" }, { detect: "credit-card" }],
         stepUp: false,
+        review: { approvals: 1 },
       },
       {
         name: "web-1",
@@ -149,6 +150,7 @@ describe("a full configuration", () => {
         allowPortForwarding: false,
         allowAgentForwarding: false,
         stepUp: false,
+        review: { approvals: 1 },
       },
     ]);
   });
@@ -236,6 +238,7 @@ targets:
       },
       mask: [],
       stepUp: false,
+      review: { approvals: 1 },
     });
     expect(config.targets[1]).toMatchObject({
       commands: { block: [], review: [] },

@@ -101,6 +101,8 @@ export interface BrokerEvents {
   "statement.blocked": { session: SessionSnapshot; text: string; rule: string; at: string };
   "statement.held": { held: HeldSnapshot };
   "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
+  /** One approval of a held statement that needs more (`review.approvals`): it keeps waiting. */
+  "statement.approval": { held: HeldSnapshot; approvals: number; required: number; byId: string; byName: string };
 }
 
 export type BrokerEventName = keyof BrokerEvents;
@@ -121,6 +123,7 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "statement.blocked",
   "statement.held",
   "statement.decided",
+  "statement.approval",
 ];
 
 /**

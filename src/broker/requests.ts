@@ -166,8 +166,9 @@ export class RequestsService {
       // Step-up: the approval waits for a fresh OIDC login (everything above is checked first).
       let stepUp: { authTime: string } | undefined;
       if (input.verdict === "approve" && policy.stepUp) {
-        if (!input.stepUp) return { challenge: await this.stepUp.open(tx, request, approver, now), target: request.target };
-        stepUp = await this.stepUp.complete(tx, input.stepUp, request, approver, now);
+        const subject = { requestId: request.id, heldId: null, target: request.target, grantId: request.grantId };
+        if (!input.stepUp) return { challenge: await this.stepUp.open(tx, subject, approver, now), target: request.target };
+        stepUp = await this.stepUp.complete(tx, input.stepUp, subject, approver, now);
       }
 
       const reason = input.reason?.trim() || null;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
-import { auditChoices, recordingHeads, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
+import { auditChoices, heldDetail, recordingHeads, requestOwner, requestsOfGrants, requestTimeline, sessionDetail, sessionOwner, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker, Person } from "../../broker/broker.js";
 import { isApprover } from "../../broker/policy.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
@@ -8,6 +8,7 @@ import { html, page, sendHtml, type Html } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { auditAsset } from "./assets.js";
 import { castText } from "./cast-text.js";
+import { heldPage } from "./held-page.js";
 import { requestPage } from "./request-page.js";
 import { PAGE_SIZE, parseSearch, searchFormOf, searchPage } from "./search-page.js";
 import { sessionPage } from "./session-page.js";
@@ -68,6 +69,7 @@ class AuditPages {
       if (!timeline) return this.#notFound(res, viewer);
       return this.#send(res, viewer, `Request ${id}`, requestPage(timeline));
     }
+    if (section === "held") return this.#held(res, viewer, id, sub, file);
     if (section === "sessions" && !mayView(await sessionOwner(this.#db, id))) return this.#notFound(res, viewer);
     if (section === "sessions" && !sub) return this.#session(res, viewer, id, url.searchParams);
     if (section === "sessions" && sub === "recordings" && file) {
@@ -137,6 +139,32 @@ class AuditPages {
 <script src="/audit/assets/replay.js" defer></script>`
       : undefined;
     return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+  }
+
+  /**
+   * A held statement or command, whole (`/audit/held/<id>`, and `/text` for its exact characters):
+   * the page a chat message links to when it cannot show all of it. For the approvers of its target
+   * and the person who ran it; anyone else gets the same 404 as for an unknown id.
+   */
+  async #held(res: ServerResponse, viewer: ConsoleViewer, id: string, sub: string | undefined, file: string | undefined): Promise<void> {
+    if (file !== undefined || (sub !== undefined && sub !== "text")) return this.#notFound(res, viewer);
+    const detail = await heldDetail(this.#db, id);
+    if (!detail) return this.#notFound(res, viewer);
+    const mayRead = detail.personId === viewer.person.id || (await this.options.broker.isApprover(detail.target, viewer.person).catch(() => false));
+    if (!mayRead) return this.#notFound(res, viewer);
+    if (sub === "text") {
+      const body = Buffer.from(detail.held.text, "utf8");
+      res.writeHead(200, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": body.length,
+        "content-disposition": `inline; filename="${id}.txt"`,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      });
+      res.end(body);
+      return;
+    }
+    return this.#send(res, viewer, `Held ${id}`, heldPage(detail), 200, undefined, { "cache-control": "no-store" });
   }
 
   #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {

@@ -75,6 +75,8 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
       const outcome = str(d.heldId) ? held.get(d.heldId as string) : undefined;
       return html`Held for approval (${str(d.rule) ?? "rule"}): <code class="statement">${str(d.text) ?? ""}</code>${outcome ? html` — ${heldOutcomeText(outcome)}` : ""}`;
     }
+    case "statement.approval":
+      return html`Held statement ${str(d.heldId) ?? ""}: one approval (${num(d.approvals) ?? "?"} of ${num(d.required) ?? "?"}); it waits for more${stepUpNote(d.stepUp)}`;
     case "statement.approved":
     case "statement.denied":
     case "statement.timed_out":
