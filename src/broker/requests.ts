@@ -15,6 +15,7 @@ import {
   RequestNotFound,
   RequestNotPending,
   SelfApproval,
+  StepUpRefused,
   StepUpRequired,
 } from "./errors.js";
 import type { GrantsService } from "./grants.js";
@@ -248,6 +249,8 @@ export class RequestsService {
    */
   async approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
     const challenge = await this.stepUp.challenge(proof.challengeId);
+    // The link of a held statement's approval never approves the request in whose thread it is.
+    if (challenge.heldId) throw new StepUpRefused("this sign-in link is not for this request");
     return this.decide(person, { requestId: challenge.requestId, verdict: "approve", stepUp: proof });
   }
 
