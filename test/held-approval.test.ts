@@ -403,6 +403,52 @@ describe("a held statement that tries to format the message", () => {
   }, 60_000);
 });
 
+describe("a held statement with characters a reader cannot see", () => {
+  // Reads "… WHERE owner = 'me'" in a bidi-aware viewer if the override is applied (Trojan Source).
+  const value = "safe\u202Eem = renwo\u202C and\u200Bhidden\u0007bell";
+  const statement = `UPDATE notes SET body = '${value}'`;
+
+  it("shows each of them as ⟨U+…⟩ with a notice in Slack, Teams, the console and the audit page; the download has them as they are", async () => {
+    await target.query("UPDATE notes SET body = 'original' WHERE id = 1");
+    const { uri, requestId } = await grantOn("notes-db", "slack");
+    const root = await slackRoot(requestId);
+    const held = heldEvent();
+    const run = psql(uri, statement);
+    const first = await Promise.race([held.then((h) => h.payload), run]);
+    expect(first, JSON.stringify(first)).toHaveProperty("held");
+    const snapshot = (first as { held: HeldSnapshot }).held;
+    expect(snapshot.text).toBe(statement);
+    const posted = await slackHeldPost(root, snapshot.id);
+    const shown = messageText(posted);
+    expect(shown).toContain("4 invisible or direction-changing characters are shown as ⟨U+…⟩");
+    const marked = "UPDATE notes SET body = 'safe⟨U+202E⟩em = renwo⟨U+202C⟩ and⟨U+200B⟩hidden⟨U+0007⟩bell'";
+    expect(shown).toContain(marked);
+    for (const char of ["\u202E", "\u202C", "\u0007"]) expect(JSON.stringify(posted)).not.toContain(JSON.stringify(char).slice(1, -1));
+    expect(shown).not.toMatch(/[\u202E\u202C\u0007]/);
+
+    const view = heldView((await test.gateway.broker.threads.held(snapshot.id)).held);
+    const { toAdaptiveCard } = await import("../src/bot/render/adaptive-card.js");
+    const cardShown = cardText(toAdaptiveCard(view));
+    expect(cardShown).toContain(marked);
+    expect(cardShown).not.toMatch(/[\u202E\u202C\u0007]/);
+    const html = messageHtml(view, { id: "m2" }).text;
+    expect(html).toContain('<mark class="hidden-char" title="an invisible or direction-changing character">⟨U+202E⟩</mark>');
+    expect(html).not.toMatch(/[\u202E\u202C\u0007]/);
+
+    const link = `${test.origin}/audit/held/${snapshot.id}`;
+    const approver = await consoleCookies("sub-lead");
+    const page = await (await fetch(link, { headers: { cookie: approver } })).text();
+    expect(page).toContain("4 invisible or direction-changing characters are shown as ⟨U+…⟩");
+    expect(page).toContain("⟨U+202E⟩</mark>");
+    expect(page).not.toMatch(/[\u202E\u202C\u0007]/);
+    expect(await (await fetch(`${link}/text`, { headers: { cookie: approver } })).text()).toBe(statement);
+
+    await test.gateway.sessions.decide(lead, { heldId: snapshot.id, verdict: "approved" });
+    expect((await run).stderr).toBe("");
+    expect(await noteOnTarget()).toBe(value);
+  }, 60_000);
+});
+
 describe("a held statement on a stepUp target", () => {
   it("is not released by an Approve click alone, nor by a stale or someone else's sign-in; a fresh sign-in by the clicker releases it", async () => {
     await target.query("UPDATE notes SET body = 'original' WHERE id = 1");

@@ -1,5 +1,5 @@
 import type { ActionKind, ButtonView, MessageView, Tone } from "../view-model.js";
-import { excerpt, excerptNotice } from "./excerpt.js";
+import { presentCode } from "./excerpt.js";
 
 /**
  * Adaptive Cards from the same view model as Block Kit (https://adaptivecards.io/explorer/).
@@ -98,18 +98,15 @@ export function toAdaptiveCard(view: MessageView, options: AdaptiveCardOptions =
   for (const line of view.lines ?? []) body.push(richText([run(line)]));
   const openFullText: Record<string, unknown>[] = [];
   if (view.code !== undefined) {
-    const shown = excerpt(view.code, TEXT_MAX, (char) => (char === "{" ? 2 : char.length));
-    if (shown.whole) body.push(richText([code(shown.text)]));
-    else {
-      const notice = excerptNotice(shown, view.fullText);
-      // A TextRun is never a link: the URL is shown as text, and opened by a button
-      // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
-      body.push(richText([run(notice.text, { weight: "Bolder" }), ...(notice.url ? [run(` ${notice.url}`)] : [])]));
-      body.push(richText([code(shown.head)]));
-      body.push(richText([run(`✂️ … ${shown.totalChars - shown.headChars - shown.tailChars} characters not shown … the last ${shown.tailChars}:`, { isSubtle: true })]));
-      body.push(richText([code(shown.tail)]));
-      if (notice.url) openFullText.push({ type: "Action.OpenUrl", title: "Read the full text", url: notice.url });
-    }
+    const shown = presentCode(view.code, TEXT_MAX, (char) => (char === "{" ? 2 : char.length), view.fullText);
+    // A TextRun is never a link: the URL is shown as text, and opened by a button
+    // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
+    if (shown.notice) body.push(richText([run(shown.notice, { weight: "Bolder" }), ...(shown.url ? [run(` ${shown.url}`)] : [])]));
+    shown.parts.forEach((part, index) => {
+      if (index > 0 && shown.gap) body.push(richText([run(shown.gap, { isSubtle: true })]));
+      body.push(richText([code(part)]));
+    });
+    if (shown.url) openFullText.push({ type: "Action.OpenUrl", title: "Read the full text", url: shown.url });
   }
   if (view.status) body.push(richText([run(view.status.text, { color: TONE_COLOR[view.status.tone], weight: "Bolder" })], { id: "status" }));
   body.push(...(options.extraBody ?? []));

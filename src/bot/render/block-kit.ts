@@ -1,5 +1,5 @@
 import type { ActionKind, MessageView } from "../view-model.js";
-import { excerpt, excerptNotice } from "./excerpt.js";
+import { presentCode } from "./excerpt.js";
 
 /** Block Kit action ids of the view model's buttons (https://docs.slack.dev/reference/block-kit/block-elements/button-element). */
 export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
@@ -49,17 +49,18 @@ const codeSection = (text: string) => ({ type: "section", text: { type: "mrkdwn"
 
 /** The code block, or its start and end under a plain notice with the link to all of it. */
 function codeBlocks(view: MessageView): Record<string, unknown>[] {
-  const shown = excerpt(view.code ?? "", CODE_MAX, codeCost);
-  if (shown.whole) return [codeSection(shown.text)];
-  const notice = excerptNotice(shown, view.fullText);
-  // https://docs.slack.dev/messaging/formatting-message-text#linking-urls: `<url|label>`; the URL is the gateway's own.
-  const link = notice.url ? ` <${notice.url.replace(/[<>|]/g, encodeURIComponent)}|${escapeMrkdwn(notice.url)}>` : "";
-  return [
-    { type: "section", text: { type: "mrkdwn", text: escapeMrkdwn(notice.text) + link } },
-    codeSection(shown.head),
-    { type: "context", elements: [{ type: "mrkdwn", text: escapeMrkdwn(`✂️ … ${shown.totalChars - shown.headChars - shown.tailChars} characters not shown … the last ${shown.tailChars}:`) }] },
-    codeSection(shown.tail),
-  ];
+  const shown = presentCode(view.code ?? "", CODE_MAX, codeCost, view.fullText);
+  const blocks: Record<string, unknown>[] = [];
+  if (shown.notice) {
+    // https://docs.slack.dev/messaging/formatting-message-text#linking-urls: `<url|label>`; the URL is the gateway's own.
+    const link = shown.url ? ` <${shown.url.replace(/[<>|]/g, encodeURIComponent)}|${escapeMrkdwn(shown.url)}>` : "";
+    blocks.push({ type: "section", text: { type: "mrkdwn", text: escapeMrkdwn(shown.notice) + link } });
+  }
+  shown.parts.forEach((part, index) => {
+    if (index > 0 && shown.gap) blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: escapeMrkdwn(shown.gap) }] });
+    blocks.push(codeSection(part));
+  });
+  return blocks;
 }
 
 export interface SlackMessage {

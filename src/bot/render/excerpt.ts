@@ -1,13 +1,15 @@
+import { countHidden, hiddenMarker, hiddenNotice, isHidden, showHidden } from "../../infra/visible-text.js";
 import type { FullTextSource } from "../view-model.js";
 
 /**
  * What a renderer does with preformatted text (a held statement or command) that its platform
  * cannot show in one block: the start and the end, each within the block's limit, and a plain
  * notice of how much is left out and where the whole of it can be read. Nothing is cut silently:
- * an approver must know that what they read is not all that would run.
+ * an approver must know that what they read is not all that would run. Characters a reader cannot
+ * see (bidi overrides, zero-width characters, controls) are shown as `⟨U+…⟩`, with a notice.
  *
- * Counts are in characters (Unicode code points), as a person reads them; a cut never splits a
- * surrogate pair.
+ * Counts are in characters (Unicode code points) of the text itself, as a person reads them; a cut
+ * never splits a surrogate pair.
  */
 
 export type Excerpt =
@@ -37,14 +39,42 @@ export function excerpt(text: string, budget: number, cost: (char: string) => nu
   };
 }
 
-/** The notice above a cut text: how much is shown, and where to read all of it. */
-export function excerptNotice(cut: Extract<Excerpt, { whole: false }>, source: FullTextSource | undefined): { text: string; url: string | null } {
-  const omitted = cut.totalChars - cut.headChars - cut.tailChars;
-  const text =
-    `✂️ Too long to show here in full: showing the first ${cut.headChars} and last ${cut.tailChars} of ${cut.totalChars} characters` +
-    (omitted > 0 ? ` (${omitted} in between are not shown).` : " (in two parts).") +
-    (source?.url
-      ? " Read the whole text before you approve:"
-      : ` The whole text is in the audit log${source ? ` (${source.reference})` : ""}; read it there before you approve.`);
-  return { text, url: source?.url ?? null };
+/** Code as a renderer shows it: one part, or the start and the end with what is between them. */
+export interface PresentedCode {
+  /** The whole, or the start and the end; hidden characters already shown as markers. */
+  parts: string[];
+  /** Plain text above the code: that it is cut, and hidden characters, when either is so. */
+  notice: string | undefined;
+  /** The page with all of it, when the code is cut and there is one (to link after the notice). */
+  url: string | null;
+  /** Between the two parts: how many characters are not shown. */
+  gap: string | undefined;
+}
+
+/**
+ * Fits `code` in blocks of `budget` (`cost` is what one character costs once rendered, before its
+ * hidden-character marker is accounted for).
+ */
+export function presentCode(code: string, budget: number, cost: (char: string) => number, source: FullTextSource | undefined): PresentedCode {
+  const markerCost = (char: string) => (isHidden(char) ? Array.from(hiddenMarker(char)).reduce((n, c) => n + cost(c), 0) : cost(char));
+  const shown = excerpt(code, budget, markerCost);
+  const hidden = countHidden(code);
+  const hiddenLine = hidden > 0 ? ` ${hiddenNotice(hidden)}` : "";
+  if (shown.whole) {
+    return { parts: [showHidden(code)], notice: hidden > 0 ? hiddenNotice(hidden) : undefined, url: null, gap: undefined };
+  }
+  const omitted = shown.totalChars - shown.headChars - shown.tailChars;
+  const where = source?.url
+    ? " Read the whole text before you decide:"
+    : ` The whole text is in the audit log${source ? ` (${source.reference})` : ""}.`;
+  return {
+    parts: [showHidden(shown.head), showHidden(shown.tail)],
+    notice:
+      `✂️ Too long to show here in full: showing the first ${shown.headChars} and last ${shown.tailChars} of ${shown.totalChars} characters` +
+      (omitted > 0 ? ` (${omitted} in between are not shown).` : " (in two parts).") +
+      hiddenLine +
+      where,
+    url: source?.url ?? null,
+    gap: `✂️ … ${omitted} characters not shown … the last ${shown.tailChars}:`,
+  };
 }

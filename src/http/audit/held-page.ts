@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { HeldDetail } from "../../broker/audit-queries.js";
+import { countHidden, hiddenMarker, hiddenNotice, splitHidden } from "../../infra/visible-text.js";
 import { html, type Html } from "../../infra/web/html.js";
 import { requestLink, sessionLink, utc } from "./event-text.js";
 
@@ -17,6 +18,7 @@ const STATE_LABEL: Record<string, string> = { held: "waiting for approval", appr
 export function heldPage(detail: HeldDetail): Html {
   const { held } = detail;
   const characters = Array.from(held.text).length;
+  const hidden = countHidden(held.text);
   const sha256 = createHash("sha256").update(held.text, "utf8").digest("hex");
   const approvals =
     held.approvalsRequired > 1 || detail.approvedBy.length > 0
@@ -36,7 +38,8 @@ export function heldPage(detail: HeldDetail): Html {
   <dt>SHA-256</dt><dd><code>${sha256}</code></dd>
 </dl>
 <h2>The whole text, exactly as it would run</h2>
-<pre class="held-text" id="held-text" tabindex="0">${held.text}</pre>
+${hidden > 0 ? html`<p class="note">${hiddenNotice(hidden)} The plain-text download has the characters themselves.</p>` : ""}
+<pre class="held-text" id="held-text" tabindex="0">${splitHidden(held.text).map((part) => (part.hidden ? html`<mark class="hidden-char" title="an invisible or direction-changing character">${hiddenMarker(part.text)}</mark>` : html`${part.text}`))}</pre>
 <p><a href="${heldTextHref(held.id)}">Download as plain text</a></p>
 </div>`;
 }
