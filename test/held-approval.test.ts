@@ -1,5 +1,8 @@
 import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { and, asc, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +16,8 @@ import { createTestDatabase } from "./support/databases.js";
 import { cardOf, cardText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { nextEvent } from "./support/jobs.js";
+import { runProcess } from "./support/processes.js";
+import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 
 /**
@@ -45,6 +50,8 @@ let upstream: Awaited<ReturnType<typeof createTestDatabase>>;
 let target: pg.Client;
 let test: Awaited<ReturnType<typeof startOidcGateway>>;
 let lead: Person, second: Person;
+let sshd: PrivateSshd;
+let dir: string;
 
 beforeAll(async () => {
   provider = await startTestProvider(accounts);
@@ -69,6 +76,9 @@ beforeAll(async () => {
     credentialsFactory: new FakeTokenCredentialsFactory(`${teams.url}/oauth2/v2.0/token`, APP_ID, APP_PASSWORD) as unknown as TeamsCloudOptions["credentialsFactory"],
   };
   const rules = "commands: { block: [], review: [update-without-where] }";
+  dir = mkdtempSync(join(tmpdir(), "jitgate-held-"));
+  chmodSync(dir, 0o777);
+  sshd = await startPrivateSshd("held");
   test = await startOidcGateway(
     "held_approval",
     provider.issuer,
@@ -84,6 +94,7 @@ console: { enabled: true }
 defaults: { reviewTimeout: 5m }
 proxy:
   postgres: { listen: 127.0.0.1:0, publicAddress: "db-gw.example.com:15432" }
+  ssh: { listen: 127.0.0.1:0, publicAddress: "ssh-gw.example.com:2222", hostKeyFile: ${join(dir, "gateway", "ssh_host_ed25519_key")} }
 targets:
   - name: notes-db
     kind: postgres
@@ -102,6 +113,15 @@ targets:
     approvers: [lead@example.com, second@example.com]
     review: { approvals: 2 }
     ${rules}
+  - name: web-1
+    kind: ssh
+    upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
+    privateKeyFile: ${sshd.gatewayKeyFile}
+    hostKey: "${sshd.hostKey}"
+    approvers: [lead@example.com, second@example.com]
+    stepUp: true
+    review: { approvals: 2 }
+    commands: { block: [], review: ["^touch "] }
 `,
     { UPSTREAM_URL: upstream.url, MICROSOFT_APP_ID: APP_ID, MICROSOFT_APP_PASSWORD: APP_PASSWORD, TEAMS_SERVICE_URL: teams.serviceUrl },
     { teamsCloud },
@@ -118,6 +138,8 @@ afterAll(async () => {
   await slack?.stop();
   await teams?.stop();
   await provider?.close();
+  await sshd?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 // ------------------------------------------------------------------ helpers
@@ -572,4 +594,67 @@ describe("review.approvals: 2", () => {
     expect(result.stderr).toContain("denied");
     expect(await noteOnTarget()).toBe("original");
   }, 60_000);
+});
+
+describe("a held SSH command on a stepUp target with review.approvals: 2", () => {
+  it("runs only after two distinct approvers each approved with a fresh sign-in; the file appears on the host only then", async () => {
+    const { broker, sessions } = test.gateway;
+    requesters += 1;
+    const requester = await broker.identify({ platform: "slack", externalId: `U0REQ${requesters}`, email: `req${requesters}@example.com`, displayName: `Requester ${requesters}` });
+    const request = await broker.request(requester, { target: "web-1", duration: "1h", reason: "INC-17 ssh", origin: "slack" });
+    const grantLink = await broker.decide(lead, { requestId: request.id, verdict: "approve" }).then(
+      () => undefined,
+      (e: unknown) => (e as StepUpRequired).link,
+    );
+    login("sub-lead");
+    expect((await browse(grantLink!)).body).toContain("Approval recorded");
+    const dm = await eventually(() => slack.rootsIn(`DU0REQ${requesters}`).find((m) => messageText(m).includes("web-1")), 10_000, "the DM with the connection line");
+    const secret = /\(password: ([^)]+)\)/.exec(messageText(dm))![1]!;
+    const port = test.gateway.sshProxy!.address.port;
+
+    const canary = join(dir, "approved-by-two");
+    const command = `touch ${canary}`;
+    const held = heldEvent();
+    const run = runProcess(
+      "sshpass",
+      ["-e", "ssh", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-p", String(port), "web-1@127.0.0.1", command],
+      { env: { SSHPASS: secret }, timeoutMs: 90_000 },
+    );
+    const { held: snapshot } = (await held).payload;
+    expect(snapshot.text).toBe(command);
+
+    // The first approver: a click alone records nothing; the fresh sign-in records one of two.
+    const first = await sessions.decide(lead, { heldId: snapshot.id, verdict: "approved" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(first).toBeInstanceOf(StepUpRequired);
+    expect(await broker.db.select().from(heldDecisions).where(eq(heldDecisions.heldId, snapshot.id))).toEqual([]);
+    login("sub-lead");
+    const page = await browse((first as StepUpRequired).link);
+    expect(page.body).toContain("It runs once the other approvals it needs are given.");
+    expect(await broker.db.select().from(heldDecisions).where(eq(heldDecisions.heldId, snapshot.id))).toHaveLength(1);
+    const [waiting] = await broker.db.select().from(heldStatements).where(eq(heldStatements.id, snapshot.id));
+    expect(waiting!.state).toBe("held");
+    expect(existsSync(canary)).toBe(false);
+
+    // The second approver, the same way: now it runs.
+    const secondClick = await sessions.decide(second, { heldId: snapshot.id, verdict: "approved" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(secondClick).toBeInstanceOf(StepUpRequired);
+    expect(existsSync(canary)).toBe(false);
+    login("sub-second");
+    expect((await browse((secondClick as StepUpRequired).link)).body).toContain("It has run (or runs now)");
+    const result = await run;
+    expect(result.code).toBe(0);
+    expect(existsSync(canary)).toBe(true);
+    const events = await broker.db.select().from(auditEvents).where(eq(auditEvents.sessionId, snapshot.sessionId)).orderBy(asc(auditEvents.seq));
+    const decided = events.filter((e) => e.kind === "statement.approval" || e.kind === "statement.approved");
+    expect(decided.map((e) => [e.kind, (e.data as { approvals: number }).approvals, typeof (e.data as { stepUp?: unknown }).stepUp])).toEqual([
+      ["statement.approval", 1, "object"],
+      ["statement.approved", 2, "object"],
+    ]);
+  }, 120_000);
 });
