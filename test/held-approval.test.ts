@@ -13,7 +13,8 @@ import { heldView } from "../src/bot/view-model.js";
 import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { auditEvents, heldDecisions, heldStatements, stepUpChallenges } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
-import { cardOf, cardText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
+import { cardOf, cardStatus, cardText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
+import { teamsActivities } from "./support/teams-activities.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { nextEvent } from "./support/jobs.js";
 import { runProcess } from "./support/processes.js";
@@ -538,6 +539,65 @@ describe("a held statement on a stepUp target", () => {
     await eventually(() => /Approved by Lead: it ran/.test(messageText(slackHeldMessage(root, snapshot.id)!)), 10_000, "the held message updated");
     // Used once.
     expect((await browse(link)).body).toContain("already been used");
+  }, 90_000);
+});
+
+describe("a held statement on a stepUp target, approved in Teams", () => {
+  const { click } = teamsActivities({
+    fake: () => teams,
+    endpoint: () => `${test.origin}/api/messages`,
+    members: [{ id: "29:lead", name: "Lead" }],
+    appId: APP_ID,
+    tenant: TENANT,
+    team: "19:team-general@thread.tacv2",
+    channel: TEAMS_CHANNEL,
+  });
+
+  it("answers the click with a sign-in button on the clicker's card; the statement runs only after the fresh sign-in", async () => {
+    await target.query("UPDATE notes SET body = 'original' WHERE id = 1");
+    const { broker } = test.gateway;
+    requesters += 1;
+    const requester = await broker.identify({ platform: "teams", externalId: `29:req${requesters}`, email: `req${requesters}@example.com`, displayName: `Requester ${requesters}` });
+    const request = await broker.request(requester, { target: "vault-db", duration: "1h", reason: "INC-17 vault from Teams", origin: "teams" });
+    const grantLink = await broker.decide(lead, { requestId: request.id, verdict: "approve" }).then(
+      () => undefined,
+      (e: unknown) => (e as StepUpRequired).link,
+    );
+    login("sub-lead");
+    const granted = await browse(grantLink!);
+    expect(granted.body).toContain("Approval recorded");
+    const grant = (await broker.activeGrants()).find((g) => g.requestId === request.id)!;
+    // The connection line is in the requester's Teams DM.
+    const root = await eventually(() => teams.rootsIn(TEAMS_CHANNEL).find((a) => JSON.stringify(a.activity).includes(request.id)), 10_000, "the Teams approval card");
+    const dm = await eventually(
+      () => [...teams.activities.values()].find((a) => !a.conversation.startsWith("19:") && JSON.stringify(a.activity).includes(grant.id)),
+      10_000,
+      "the DM with the connection line",
+    );
+    const line = /postgres:\/\/[^\s"\\]+/.exec(JSON.stringify(dm.activity))![0];
+    const uri = line.replace("db-gw.example.com:15432", `127.0.0.1:${test.gateway.postgresProxy!.address.port}`);
+
+    const held = heldEvent();
+    const run = psql(uri, "UPDATE notes SET body = 'vault from teams'");
+    const { held: snapshot } = (await held).payload;
+    const card = await eventually(
+      () => teams.thread(TEAMS_CHANNEL, root.id).find((a) => JSON.stringify(a.activity).includes(snapshot.id)),
+      15_000,
+      "the held card in the Teams thread",
+    );
+    const answer = await click("29:lead", card, "approve-statement", { jitgate: 1, subject: "held", id: snapshot.id });
+    expect(cardText(answer)).toContain(`held statement ${snapshot.id} on vault-db needs a fresh sign-in`);
+    const signIn = (answer.actions as { type: string; title?: string; url?: string }[]).find((a) => a.type === "Action.OpenUrl" && a.title === "Sign in to approve");
+    expect(signIn?.url).toMatch(new RegExp(`^${test.origin}/oidc/approve\\?challenge=`));
+    expect(cardStatus(answer)).toMatch(/Waiting for approval/);
+    const [row] = await broker.db.select().from(heldStatements).where(eq(heldStatements.id, snapshot.id));
+    expect(row!.state).toBe("held");
+    expect(await noteOnTarget()).toBe("original");
+
+    login("sub-lead", 0);
+    expect((await browse(signIn!.url!)).body).toContain(`Your approval of held statement ${snapshot.id} (vault-db) is recorded`);
+    expect((await run).stderr).toBe("");
+    expect(await noteOnTarget()).toBe("vault from teams");
   }, 90_000);
 });
 
