@@ -262,6 +262,8 @@ export class SessionBroker {
     const outcome = await this.#db.transaction(async (tx): Promise<Outcome | undefined> => {
       const [current] = await tx.select().from(heldStatements).where(eq(heldStatements.id, held.id)).for("update");
       if (!current || current.state !== "held") return undefined;
+      // Past its review timeout a held statement takes no approval, even before the timer records it.
+      if (actor && now.getTime() >= current.createdAt.getTime() + this.reviewTimeoutMs) throw new RequestNotPending(held.id, "expired", []);
       let approvals = 0;
       let stepUp: { authTime: string } | undefined;
       if (actor && input.verdict !== "timed_out") {
