@@ -345,6 +345,18 @@ targets:
       ["targets[0].approvals: a quorum of 2 can never be met by 1 approver"],
     ],
     [
+      "a held-statement quorum larger than the approver list",
+      `targets:\n${valid.pg}    review: { approvals: 2 }\n`,
+      {},
+      ["targets[0].review.approvals: held statements would wait for 2 approvals that 1 approver can never give"],
+    ],
+    [
+      "a held-statement quorum that is not a whole number of at least 1",
+      `targets:\n${valid.pg}    review: { approvals: 0 }\n  - name: b\n    kind: postgres\n    upstream: postgres://h/db\n    approvers: [a@example.com]\n    review: { approvals: many }\n`,
+      {},
+      ["targets[0].review.approvals: expected a whole number of approvals, at least 1 (got 0)", 'targets[1].review.approvals: expected a whole number of approvals, at least 1 (got "many")'],
+    ],
+    [
       "default quorum larger than a target's approver list",
       `defaults: { approvals: 3 }\ntargets:\n${valid.ssh}`,
       {},
