@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { and, asc, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StepUpRequired, type HeldSnapshot, type Person } from "../src/broker/index.js";
+import { Broker, SessionBroker, StepUpRequired, type HeldSnapshot, type Person } from "../src/broker/index.js";
 import { SLACK_ACTION_IDS, toBlockKit } from "../src/bot/render/block-kit.js";
 import { messageHtml } from "../src/bot/render/html.js";
 import { heldView } from "../src/bot/view-model.js";
@@ -639,6 +639,25 @@ describe("review.approvals: 2", () => {
     await eventually(() => /Approved by Lead, Second: it ran/.test(messageText(slackHeldMessage(root, snapshot.id)!)), 10_000, "the held message updated");
     const kinds = (await broker.db.select().from(auditEvents).where(eq(auditEvents.sessionId, snapshot.sessionId)).orderBy(asc(auditEvents.seq))).map((e) => e.kind);
     expect(kinds.filter((k) => k.startsWith("statement."))).toEqual(["statement.held", "statement.approval", "statement.approved"]);
+  }, 60_000);
+
+  it("takes no approval once its review timeout has passed, even before the timer records it", async () => {
+    await target.query("UPDATE notes SET body = 'original' WHERE id = 1");
+    const { broker, sessions } = test.gateway;
+    const { uri } = await grantOn("quorum-db", "slack");
+    const held = heldEvent();
+    const run = psql(uri, "UPDATE notes SET body = 'too late'");
+    const { held: snapshot } = (await held).payload;
+    await sessions.decide(lead, { heldId: snapshot.id, verdict: "approved" });
+    // Another replica whose clock reads a moment after the timeout (5m): the second approval is refused.
+    const later = new Broker({ db: broker.db, config: broker.context.config, clock: { now: () => new Date(Date.parse(snapshot.createdAt) + 5 * 60_000) } });
+    await expect(new SessionBroker(later).decide(second, { heldId: snapshot.id, verdict: "approved" })).rejects.toThrow(/already expired/);
+    const [row] = await broker.db.select().from(heldStatements).where(eq(heldStatements.id, snapshot.id));
+    expect(row!.state).toBe("held");
+    expect(await noteOnTarget()).toBe("original");
+    await sessions.decide(second, { heldId: snapshot.id, verdict: "denied" });
+    await run;
+    expect(await noteOnTarget()).toBe("original");
   }, 60_000);
 
   it("is denied by one denial, whatever approvals came before", async () => {
