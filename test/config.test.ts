@@ -136,6 +136,7 @@ describe("a full configuration", () => {
         },
         mask: [{ column: "email" }, { column: "card_number" }, { detect: "credit-card" }],
         stepUp: false,
+        review: { approvals: 1 },
       },
       {
         name: "web-1",
@@ -149,6 +150,7 @@ describe("a full configuration", () => {
         allowPortForwarding: false,
         allowAgentForwarding: false,
         stepUp: false,
+        review: { approvals: 1 },
       },
     ]);
   });
@@ -236,6 +238,7 @@ targets:
       },
       mask: [],
       stepUp: false,
+      review: { approvals: 1 },
     });
     expect(config.targets[1]).toMatchObject({
       commands: { block: [], review: [] },
@@ -340,6 +343,18 @@ targets:
       `targets:\n${valid.pg}    approvals: 2\n`,
       {},
       ["targets[0].approvals: a quorum of 2 can never be met by 1 approver"],
+    ],
+    [
+      "a held-statement quorum larger than the approver list",
+      `targets:\n${valid.pg}    review: { approvals: 2 }\n`,
+      {},
+      ["targets[0].review.approvals: held statements would wait for 2 approvals that 1 approver can never give"],
+    ],
+    [
+      "a held-statement quorum that is not a whole number of at least 1",
+      `targets:\n${valid.pg}    review: { approvals: 0 }\n  - name: b\n    kind: postgres\n    upstream: postgres://h/db\n    approvers: [a@example.com]\n    review: { approvals: many }\n`,
+      {},
+      ["targets[0].review.approvals: expected a whole number of approvals, at least 1 (got 0)", 'targets[1].review.approvals: expected a whole number of approvals, at least 1 (got "many")'],
     ],
     [
       "default quorum larger than a target's approver list",

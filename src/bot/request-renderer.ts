@@ -101,6 +101,11 @@ export class RequestRenderer {
       if (!(await this.#grantThread(held.requestId))) return;
       await this.#enqueue({ kind: "held", platform: this.options.platform, heldId: held.id }, "held", held.id, verdict);
     });
+    // One approval of several: the held message shows who approved so far.
+    on("statement.approval", async ({ held, byId }) => {
+      if (!(await this.#grantThread(held.requestId))) return;
+      await this.#enqueue({ kind: "held", platform: this.options.platform, heldId: held.id }, "held", held.id, "approval", byId);
+    });
     on("session.closed", async ({ session, summary }) => {
       const thread = await this.#grantThread(session.requestId);
       if (!thread) return;

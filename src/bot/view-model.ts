@@ -27,14 +27,27 @@ export interface MessageView {
   status?: { text: string; tone: Tone };
   fields?: { label: string; value: string }[];
   lines?: string[];
-  /** Preformatted text, ready to copy (the connection line). */
+  /** Preformatted text, ready to copy (the connection line), or a statement exactly as it would run. */
   code?: string;
+  /**
+   * Where the whole of `code` can be read when a platform cannot show all of it in one message:
+   * renderers that cut `code` say so and link here (render/excerpt.ts).
+   */
+  fullText?: FullTextSource;
   buttons?: ButtonView[];
   /**
    * The person this message addresses, by their id on the platform it goes to: renderers put the
    * platform's mention (Slack `<@U…>`, Teams `<at>name</at>` with its mention entity) before the text.
    */
   mention?: { user: string; name: string };
+}
+
+/** Where the whole of a view's `code` can be read. */
+export interface FullTextSource {
+  /** A page of the gateway (a held statement's audit page), when there is one. */
+  url: string | null;
+  /** What names it in the audit log when there is no page to link (`held hld_…`). */
+  reference: string;
 }
 
 /**
@@ -222,14 +235,24 @@ export function connectionView(input: { target: string; grantId: string; line: s
   };
 }
 
-/** A statement or command held by a proxy, as its thread message shows it. */
-/** The held statement in the request's thread: what it is, and Approve / Deny while it waits. */
+/**
+ * The held statement in the request's thread: what it is, exactly, and Approve / Deny while it
+ * waits. The text is the view's `code`; a platform that cannot show all of it shows its start and
+ * end, says so, and links `fullText` (its audit page).
+ */
 export function heldView(held: HeldState, now: Date = new Date()): MessageView {
+  const quorum = held.approvalsRequired > 1;
+  const approvedBy = held.approvedBy.length > 0 ? ` by ${held.approvedBy.join(", ")}` : held.decidedByName ? ` by ${held.decidedByName}` : "";
   const status: { text: string; tone: Tone } =
     held.state === "held"
-      ? { text: `⏸ Waiting for approval until ${formatTime(held.timeoutAt, now)}`, tone: "pending" }
+      ? {
+          text:
+            (held.approvedBy.length > 0 ? `⏸ Approved${approvedBy} (${held.approvedBy.length} of ${held.approvalsRequired}); ` : "⏸ ") +
+            `${held.approvedBy.length > 0 ? "w" : "W"}aiting for ${quorum ? `${plural(held.approvalsRequired - held.approvedBy.length, "more approval")}` : "approval"} until ${formatTime(held.timeoutAt, now)}`,
+          tone: "pending",
+        }
       : held.state === "approved"
-        ? { text: `✅ Approved${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it ran`, tone: "good" }
+        ? { text: `✅ Approved${approvedBy}: it ran`, tone: "good" }
         : held.state === "denied"
           ? { text: `❌ Denied${held.decidedByName ? ` by ${held.decidedByName}` : ""}: it did not run`, tone: "bad" }
           : { text: "⌛ Expired without a decision: it did not run", tone: "neutral" };
@@ -237,9 +260,11 @@ export function heldView(held: HeldState, now: Date = new Date()): MessageView {
     text: `⏸ ${held.personName} wants to run on ${held.target} (rule ${held.rule}) — ${status.text}`,
     title: `Held on ${held.target}: ${held.personName} wants to run`,
     code: held.text,
+    fullText: { url: held.fullTextUrl, reference: `held ${held.id}` },
     fields: [
       { label: "Rule", value: held.rule },
       { label: "Held", value: held.id },
+      ...(quorum ? [{ label: "Approvals needed", value: String(held.approvalsRequired) }] : []),
     ],
     status,
   };

@@ -6,6 +6,7 @@ import {
   auditEvents,
   decisions,
   grants,
+  heldDecisions,
   heldStatements,
   people,
   sessionRecordings,
@@ -218,4 +219,42 @@ export async function auditChoices(db: Executor): Promise<{ targets: { name: str
   // node-postgres and PGlite both answer { rows }.
   const rows = (result as unknown as { rows: { kind: string | null }[] }).rows;
   return { targets: targetRows, kinds: rows.map((k) => k.kind!) };
+}
+
+/** A held statement or command whole, with whose session it was and where, for its audit page. */
+export interface HeldDetail {
+  held: typeof heldStatements.$inferSelect;
+  target: string;
+  personId: string;
+  person: PersonRef;
+  requestId: string | null;
+  decidedByName: string | null;
+  approvedBy: string[];
+}
+
+export async function heldDetail(db: Executor, heldId: string): Promise<HeldDetail | undefined> {
+  const [row] = await db
+    .select({ held: heldStatements, target: sessions.target, personId: sessions.personId, requestId: grants.requestId })
+    .from(heldStatements)
+    .innerJoin(sessions, eq(sessions.id, heldStatements.sessionId))
+    .leftJoin(grants, eq(grants.id, heldStatements.grantId))
+    .where(eq(heldStatements.id, heldId));
+  if (!row) return undefined;
+  const [person] = await db.select({ id: people.id, displayName: people.displayName, email: people.email }).from(people).where(eq(people.id, row.personId));
+  const [decider] = row.held.decidedBy ? await db.select({ name: people.displayName }).from(people).where(eq(people.id, row.held.decidedBy)) : [];
+  const approvals = await db
+    .select({ name: people.displayName })
+    .from(heldDecisions)
+    .innerJoin(people, eq(people.id, heldDecisions.approverId))
+    .where(and(eq(heldDecisions.heldId, heldId), eq(heldDecisions.verdict, "approve")))
+    .orderBy(asc(heldDecisions.createdAt));
+  return {
+    held: row.held,
+    target: row.target,
+    personId: row.personId,
+    person: person ?? { id: row.personId, displayName: row.personId, email: null },
+    requestId: row.requestId,
+    decidedByName: decider?.name ?? null,
+    approvedBy: approvals.map((a) => a.name),
+  };
 }

@@ -95,8 +95,9 @@ export class AlreadyDecided extends BrokerError {
   constructor(
     readonly requestId: string,
     readonly verdict: string,
+    what = "request",
   ) {
-    super(`you have already ${verdict === "approve" ? "approved" : "denied"} request ${requestId}`);
+    super(`you have already ${verdict === "approve" ? "approved" : "denied"} ${what} ${requestId}`);
   }
 }
 
@@ -182,8 +183,10 @@ export class StepUpRequired extends BrokerError {
     readonly link: string,
     readonly expiresAt: Date,
     validForMs: number,
+    /** What the approval is of: access, or a held statement (`held hld_…`). */
+    what = `access to ${target}`,
   ) {
-    super(`approving access to ${target} needs a fresh sign-in: open ${link} within ${formatDuration(validForMs)} to sign in again; your approval is recorded after it`);
+    super(`approving ${what} needs a fresh sign-in: open ${link} within ${formatDuration(validForMs)} to sign in again; your approval is recorded after it`);
   }
 }
 

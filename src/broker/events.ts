@@ -103,6 +103,8 @@ export interface BrokerEvents {
   "session.shell": { session: SessionSnapshot; text: string; at: string };
   "statement.held": { held: HeldSnapshot };
   "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
+  /** One approval of a held statement that needs more (`review.approvals`): it keeps waiting. */
+  "statement.approval": { held: HeldSnapshot; approvals: number; required: number; byId: string; byName: string };
 }
 
 export type BrokerEventName = keyof BrokerEvents;
@@ -124,6 +126,7 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "session.shell",
   "statement.held",
   "statement.decided",
+  "statement.approval",
 ];
 
 /**

@@ -12,6 +12,8 @@ export interface TargetPolicy {
   requestTtlMs: number;
   /** An approval counts only after the approver's fresh OIDC login (step-up). */
   stepUp: boolean;
+  /** Distinct approvals a held statement or command needs before it runs (`review.approvals`). */
+  heldApprovals: number;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {
@@ -24,6 +26,7 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
     reasonPattern: target.reasonPattern === undefined ? undefined : new RegExp(target.reasonPattern),
     requestTtlMs: defaults.requestTtl,
     stepUp: target.stepUp,
+    heldApprovals: target.review.approvals,
   };
 }
 

@@ -15,6 +15,7 @@ import {
   RequestNotFound,
   RequestNotPending,
   SelfApproval,
+  StepUpRefused,
   StepUpRequired,
 } from "./errors.js";
 import type { GrantsService } from "./grants.js";
@@ -166,8 +167,9 @@ export class RequestsService {
       // Step-up: the approval waits for a fresh OIDC login (everything above is checked first).
       let stepUp: { authTime: string } | undefined;
       if (input.verdict === "approve" && policy.stepUp) {
-        if (!input.stepUp) return { challenge: await this.stepUp.open(tx, request, approver, now), target: request.target };
-        stepUp = await this.stepUp.complete(tx, input.stepUp, request, approver, now);
+        const subject = { requestId: request.id, heldId: null, target: request.target, grantId: request.grantId };
+        if (!input.stepUp) return { challenge: await this.stepUp.open(tx, subject, approver, now), target: request.target };
+        stepUp = await this.stepUp.complete(tx, input.stepUp, subject, approver, now);
       }
 
       const reason = input.reason?.trim() || null;
@@ -247,6 +249,8 @@ export class RequestsService {
    */
   async approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
     const challenge = await this.stepUp.challenge(proof.challengeId);
+    // The link of a held statement's approval never approves the request in whose thread it is.
+    if (challenge.heldId) throw new StepUpRefused("this sign-in link is not for this request");
     return this.decide(person, { requestId: challenge.requestId, verdict: "approve", stepUp: proof });
   }
 

@@ -1,12 +1,13 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
-import { grants, heldStatements, people, sessions } from "../db/schema.js";
+import { grants, heldDecisions, heldStatements, people, sessions } from "../db/schema.js";
 import { appendAudit, type AuditInput } from "./audit.js";
 import type { Broker, Person } from "./broker.js";
-import { GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval } from "./errors.js";
+import { AlreadyDecided, GrantNotFound, NoLiveGrant, NotAnApprover, RequestNotPending, SelfApproval, StepUpRefused, StepUpRequired } from "./errors.js";
 import type { HeldSnapshot, SessionSnapshot, SessionSummary } from "./events.js";
 import { newId } from "./ids.js";
 import { storeRecordings, type ChannelCast } from "./recordings.js";
+import { STEP_UP_LINK_TTL_MS, type StepUpChallenge, type StepUpProof } from "./types.js";
 
 /** What an interactive shell's commands get: checks of the typed lines, which a shell can evade. */
 export const SHELL_CHECKS = "interactive shell, lines checked best-effort";
@@ -221,7 +222,15 @@ export class SessionBroker {
     const row = await this.#db.transaction(async (tx) => {
       const [held] = await tx
         .insert(heldStatements)
-        .values({ id: newId("hld"), sessionId: session.id, grantId: session.grantId, text, rule, createdAt: now })
+        .values({
+          id: newId("hld"),
+          sessionId: session.id,
+          grantId: session.grantId,
+          text,
+          rule,
+          approvalsRequired: this.broker.policy(session.target).heldApprovals,
+          createdAt: now,
+        })
         .returning();
       await appendAudit(tx, now, {
         kind: "statement.held",
@@ -230,7 +239,7 @@ export class SessionBroker {
         requestId: session.requestId,
         grantId: session.grantId,
         sessionId: session.id,
-        data: { heldId: held!.id, text, rule },
+        data: { heldId: held!.id, text, rule, approvalsRequired: held!.approvalsRequired },
       });
       return held!;
     });
@@ -250,41 +259,99 @@ export class SessionBroker {
   }
 
   /**
-   * Approves or denies a held statement: an approver of the target, not the session's owner, once.
-   * One conditional update, so the first decision from any replica wins.
+   * Approves or denies a held statement: an approver of the target, not the session's owner, once
+   * each. One denial denies it; it is approved (and runs) once `approvalsRequired` distinct
+   * approvers approved (the target's `review.approvals`). On a `stepUp` target an approval counts
+   * only with a fresh sign-in, as for access: without `stepUp` proof the approver gets a
+   * StepUpRequired with the link, and nothing is recorded but the challenge. Decisions on one
+   * statement are serialized by a row lock, so the first final decision from any replica wins.
+   * `actor` null is the review timeout.
    */
-  async decide(actor: Person | null, input: { heldId: string; verdict: "approved" | "denied" | "timed_out" }): Promise<HeldSnapshot> {
+  async decide(
+    actor: Person | null,
+    input: { heldId: string; verdict: "approved" | "denied" | "timed_out"; stepUp?: StepUpProof | undefined },
+  ): Promise<HeldSnapshot> {
     const now = this.broker.clock.now();
     const held = await this.getHeld(input.heldId);
     if (!held) throw new RequestNotPending(input.heldId, "unknown", []);
     const [session] = await this.#db.select().from(sessions).where(eq(sessions.id, held.sessionId));
+    const [grant] = await this.#db.select({ requestId: grants.requestId }).from(grants).where(eq(grants.id, held.grantId));
     if (actor) {
       if (actor.id === session!.personId) throw new SelfApproval();
       if (!(await this.broker.isApprover(session!.target, actor))) throw new NotAnApprover(session!.target);
     }
-    const decided = await this.#db.transaction(async (tx) => {
+    const policy = this.broker.policy(session!.target);
+    type Outcome = { row: HeldRow; approvals: number } | { challenge: StepUpChallenge };
+    const outcome = await this.#db.transaction(async (tx): Promise<Outcome | undefined> => {
+      const [current] = await tx.select().from(heldStatements).where(eq(heldStatements.id, held.id)).for("update");
+      if (!current || current.state !== "held") return undefined;
+      // Past its review timeout a held statement takes no approval, even before the timer records it.
+      if (actor && now.getTime() >= current.createdAt.getTime() + this.reviewTimeoutMs) throw new RequestNotPending(held.id, "expired", []);
+      let approvals = 0;
+      let stepUp: { authTime: string } | undefined;
+      if (actor && input.verdict !== "timed_out") {
+        const verdict = input.verdict === "approved" ? "approve" : "deny";
+        const [previous] = await tx
+          .select()
+          .from(heldDecisions)
+          .where(and(eq(heldDecisions.heldId, held.id), eq(heldDecisions.approverId, actor.id)));
+        if (previous) throw new AlreadyDecided(held.id, previous.verdict, "held statement");
+        if (verdict === "approve" && policy.stepUp) {
+          const subject = { requestId: grant!.requestId, heldId: held.id, target: session!.target, grantId: held.grantId, sessionId: held.sessionId };
+          if (!input.stepUp) return { challenge: await this.broker.stepUp.open(tx, subject, actor, now) };
+          stepUp = await this.broker.stepUp.complete(tx, input.stepUp, subject, actor, now);
+        }
+        await tx.insert(heldDecisions).values({ id: newId("hdc"), heldId: held.id, approverId: actor.id, verdict, createdAt: now });
+        [{ approvals } = { approvals: 0 }] = await tx
+          .select({ approvals: sql<number>`count(*)::int` })
+          .from(heldDecisions)
+          .where(and(eq(heldDecisions.heldId, held.id), eq(heldDecisions.verdict, "approve")));
+      }
+      const final = input.verdict !== "approved" || approvals >= current.approvalsRequired;
+      const audit = { actorId: actor?.id ?? null, target: session!.target, requestId: grant?.requestId ?? null, grantId: held.grantId, sessionId: held.sessionId };
+      if (!final) {
+        // One approval of several: recorded, and the statement keeps waiting for the rest.
+        await appendAudit(tx, now, {
+          kind: "statement.approval",
+          ...audit,
+          data: { heldId: held.id, approvals, required: current.approvalsRequired, ...(stepUp ? { stepUp } : {}) },
+        });
+        return { row: current, approvals };
+      }
       const [row] = await tx
         .update(heldStatements)
         .set({ state: input.verdict, decidedBy: actor?.id ?? null, decidedAt: now })
         .where(and(eq(heldStatements.id, held.id), eq(heldStatements.state, "held")))
         .returning();
-      if (!row) return undefined;
+      // The row lock makes this unreachable; if it is reached, nothing is committed.
+      if (!row) throw new RequestNotPending(held.id, "decided", []);
       await appendAudit(tx, now, {
         kind: `statement.${input.verdict}`,
-        actorId: actor?.id ?? null,
-        target: session!.target,
-        grantId: held.grantId,
-        sessionId: held.sessionId,
-        data: { heldId: held.id },
+        ...audit,
+        data: { heldId: held.id, ...(actor && input.verdict === "approved" ? { approvals, required: current.approvalsRequired } : {}), ...(stepUp ? { stepUp } : {}) },
       });
-      return row;
+      return { row, approvals };
     });
-    if (!decided) {
+    if (!outcome) {
       const current = (await this.getHeld(held.id))!;
       const [decider] = current.decidedBy ? await this.#db.select().from(people).where(eq(people.id, current.decidedBy)) : [];
       throw new RequestNotPending(held.id, current.state.replace("_", " "), decider ? [decider.displayName] : []);
     }
-    const snapshot = await this.#heldSnapshot(decided, undefined, this.reviewTimeoutMs);
+    if ("challenge" in outcome) {
+      const { challenge } = outcome;
+      throw new StepUpRequired(session!.target, challenge.id, this.broker.stepUpLink(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS, `held statement ${held.id} on ${session!.target}`);
+    }
+    const snapshot = await this.#heldSnapshot(outcome.row, undefined, this.reviewTimeoutMs);
+    if (outcome.row.state === "held") {
+      this.broker.events.emit("statement.approval", {
+        held: snapshot,
+        approvals: outcome.approvals,
+        required: outcome.row.approvalsRequired,
+        byId: actor!.id,
+        byName: actor!.displayName,
+      });
+      return snapshot;
+    }
     this.broker.events.emit("statement.decided", {
       held: snapshot,
       verdict: input.verdict,
@@ -292,5 +359,15 @@ export class SessionBroker {
       byName: actor?.displayName ?? null,
     });
     return snapshot;
+  }
+
+  /**
+   * Records the approval of a held statement behind a step-up challenge once the approver signed
+   * in again (the OIDC callback): the challenge is used up in the same transaction as the approval.
+   */
+  async approveWithStepUp(person: Person, proof: StepUpProof): Promise<HeldSnapshot> {
+    const challenge = await this.broker.stepUpChallenge(proof.challengeId);
+    if (!challenge.heldId) throw new StepUpRefused("this sign-in link is not for a held statement");
+    return this.decide(person, { heldId: challenge.heldId, verdict: "approved", stepUp: proof });
   }
 }

@@ -6,7 +6,16 @@ import { appendAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
 import { StepUpRefused } from "./errors.js";
 import { iso } from "./snapshots.js";
-import { STEP_UP_LINK_TTL_MS, type AccessRequest, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+import { STEP_UP_LINK_TTL_MS, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+
+/** What an approval waiting for a fresh sign-in is of: a request, or a statement held in its thread. */
+export interface StepUpSubject {
+  requestId: string;
+  heldId: string | null;
+  target: string;
+  grantId: string | null;
+  sessionId?: string | null;
+}
 
 /**
  * Step-up approval: an approval on a target that demands it waits for the approver to sign in again
@@ -22,12 +31,17 @@ export class StepUpService {
     return `${origin}/oidc/approve?challenge=${encodeURIComponent(challengeId)}`;
   }
 
-  async open(tx: Executor, request: AccessRequest, approver: Person, now: Date): Promise<StepUpChallenge> {
+  /**
+   * Opens the challenge of an approval waiting for a fresh sign-in: of the request itself, or
+   * (`heldId`) of a statement or command held in the request's thread.
+   */
+  async open(tx: Executor, subject: StepUpSubject, approver: Person, now: Date): Promise<StepUpChallenge> {
     const [challenge] = await tx
       .insert(stepUpChallenges)
       .values({
         id: randomBytes(24).toString("base64url"),
-        requestId: request.id,
+        requestId: subject.requestId,
+        heldId: subject.heldId,
         approverId: approver.id,
         createdAt: now,
         expiresAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
@@ -36,22 +50,27 @@ export class StepUpService {
     await appendAudit(tx, now, {
       kind: "step_up.challenged",
       actorId: approver.id,
-      target: request.target,
-      requestId: request.id,
-      grantId: request.grantId,
-      data: { expiresAt: iso(challenge!.expiresAt) },
+      target: subject.target,
+      requestId: subject.requestId,
+      grantId: subject.grantId,
+      sessionId: subject.sessionId ?? null,
+      data: { expiresAt: iso(challenge!.expiresAt), ...(subject.heldId ? { heldId: subject.heldId } : {}) },
     });
     return challenge!;
   }
 
   /**
    * Marks a challenge used, in the decision's transaction (so the link works once and only with the
-   * decision): it must be this approver's, on this request, unused and unexpired, and the login
-   * behind it fresh: `auth_time` no earlier than the challenge and within `oidc.stepUpMaxAge`.
+   * decision): it must be this approver's, for this very approval (the request, or the held
+   * statement: a link opened to approve one never approves the other), unused and unexpired, and
+   * the login behind it fresh: `auth_time` no earlier than the challenge and within
+   * `oidc.stepUpMaxAge`.
    */
-  async complete(tx: Executor, proof: StepUpProof, request: AccessRequest, approver: Person, now: Date): Promise<{ authTime: string }> {
+  async complete(tx: Executor, proof: StepUpProof, subject: Pick<StepUpSubject, "requestId" | "heldId">, approver: Person, now: Date): Promise<{ authTime: string }> {
     const [challenge] = await tx.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, proof.challengeId)).for("update");
-    if (!challenge || challenge.requestId !== request.id) throw new StepUpRefused("this sign-in link is not for this request");
+    if (!challenge || challenge.requestId !== subject.requestId || challenge.heldId !== subject.heldId) {
+      throw new StepUpRefused(`this sign-in link is not for this ${subject.heldId ? "held statement" : "request"}`);
+    }
     if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");
     if (challenge.expiresAt.getTime() <= now.getTime()) throw new StepUpRefused("this sign-in link has expired; click Approve again for a new one");
     if (challenge.approverId !== approver.id) {

@@ -1,6 +1,6 @@
-import { and, desc, eq } from "drizzle-orm";
+import { and, asc, desc, eq } from "drizzle-orm";
 import type { Database, Executor } from "../db/client.js";
-import { auditEvents, chatIdentities, chatMessages, grants, heldStatements, people, sessions } from "../db/schema.js";
+import { auditEvents, chatIdentities, chatMessages, grants, heldDecisions, heldStatements, people, sessions } from "../db/schema.js";
 import type { BrokerContext } from "./context.js";
 import type { GrantsService } from "./grants.js";
 import { newId } from "./ids.js";
@@ -46,6 +46,29 @@ export interface HeldStateRecord {
   state: string;
   decidedByName: string | null;
   timeoutAt: Date;
+  /** Distinct approvals it needs to run, and who approved so far (oldest first). */
+  approvalsRequired: number;
+  approvedBy: string[];
+  /** The audit page that shows the whole text (`/audit/held/<id>`), when the gateway serves one at a known address. */
+  fullTextUrl: string | null;
+}
+
+/**
+ * Where a browser reaches the gateway's audit pages, if it serves them: behind the console's OIDC
+ * login, at the origin of `oidc.redirectUrl` (the address people's browsers already use for it);
+ * in demo mode, on its loopback listener.
+ */
+export function auditPagesOrigin(config: BrokerContext["config"]): string | undefined {
+  const demo = config.demo?.enabled === true;
+  if (config.oidc && (config.console?.enabled === true || demo)) return new URL(config.oidc.redirectUrl).origin;
+  if (demo && config.http && !/:0$/.test(config.http.listen)) return `http://${config.http.listen}`;
+  return undefined;
+}
+
+/** The audit page of one held statement or command: its whole text, behind the audit pages' login. */
+export function heldTextUrl(config: BrokerContext["config"], heldId: string): string | null {
+  const origin = auditPagesOrigin(config);
+  return origin ? `${origin}/audit/held/${encodeURIComponent(heldId)}` : null;
 }
 
 export class ThreadStates {
@@ -79,6 +102,16 @@ export class ThreadStates {
         state: row.held.state,
         decidedByName: await names(row.held.decidedBy),
         timeoutAt: new Date(row.held.createdAt.getTime() + this.ctx.config.defaults.reviewTimeout),
+        approvalsRequired: row.held.approvalsRequired,
+        approvedBy: (
+          await db
+            .select({ name: people.displayName })
+            .from(heldDecisions)
+            .innerJoin(people, eq(people.id, heldDecisions.approverId))
+            .where(and(eq(heldDecisions.heldId, heldId), eq(heldDecisions.verdict, "approve")))
+            .orderBy(asc(heldDecisions.createdAt))
+        ).map((r) => r.name),
+        fullTextUrl: heldTextUrl(this.ctx.config, heldId),
       },
     };
   }

@@ -157,6 +157,13 @@ const targetCommon = {
   reasonPattern: regexText.optional(),
   /** An approval counts only after the approver completes a fresh OIDC login (needs `oidc:`). */
   stepUp: z.boolean().default(false),
+  /** Statements and commands the proxy holds for review (the `commands.review` rules, SFTP file changes). */
+  review: z
+    .strictObject({
+      /** Distinct approvers (never the session's owner) that must approve a held statement before it runs. */
+      approvals: z.number({ error: "expected a whole number of approvals, at least 1" }).int({ error: "expected a whole number of approvals, at least 1" }).min(1, { error: "expected a whole number of approvals, at least 1" }).default(1),
+    })
+    .prefault({}),
 };
 
 const postgresTarget = z.strictObject({
@@ -333,6 +340,14 @@ export const configSchema = z
             code: "custom",
             path: ["targets", index, typeof target.approvals === "number" ? "approvals" : "approvers"],
             message: `a quorum of ${quorum} can never be met by ${target.approvers.length} approver${target.approvers.length === 1 ? "" : "s"}`,
+          });
+        }
+        const review = (t as { review?: { approvals?: unknown } } | null)?.review;
+        if (Array.isArray(target.approvers) && target.approvers.length > 0 && typeof review?.approvals === "number" && review.approvals > target.approvers.length) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["targets", index, "review", "approvals"],
+            message: `held statements would wait for ${review.approvals} approvals that ${target.approvers.length} approver${target.approvers.length === 1 ? "" : "s"} can never give`,
           });
         }
       });

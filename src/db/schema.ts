@@ -230,10 +230,29 @@ export const heldStatements = pgTable(
     rule: text("rule").notNull(),
     state: text("state", { enum: ["held", "approved", "denied", "timed_out"] }).notNull().default("held"),
     decidedBy: text("decided_by"),
+    /** Distinct approvals it needs to run (the target's `review.approvals` when it was held). */
+    approvalsRequired: integer("approvals_required").notNull().default(1),
     createdAt: at("created_at").notNull(),
     decidedAt: at("decided_at"),
   },
   (t) => [index("held_statements_session_idx").on(t.sessionId)],
+);
+
+/** Each approver's decision on a held statement: one per approver, counted towards `approvalsRequired`. */
+export const heldDecisions = pgTable(
+  "held_decisions",
+  {
+    id: text("id").primaryKey(),
+    heldId: text("held_id")
+      .notNull()
+      .references(() => heldStatements.id),
+    approverId: text("approver_id")
+      .notNull()
+      .references(() => people.id),
+    verdict: text("verdict", { enum: ["approve", "deny"] }).notNull(),
+    createdAt: at("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("held_decisions_once_idx").on(t.heldId, t.approverId)],
 );
 
 /**
@@ -365,6 +384,8 @@ export const stepUpChallenges = pgTable(
     approverId: text("approver_id")
       .notNull()
       .references(() => people.id),
+    /** Set when the approval waiting for the sign-in is of a held statement (in `requestId`'s thread), not of the request. */
+    heldId: text("held_id").references(() => heldStatements.id),
     /** The OAuth `state`, PKCE verifier and nonce of the authorization request made for it. */
     state: text("state").unique(),
     codeVerifier: text("code_verifier"),

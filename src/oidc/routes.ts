@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { formatDuration } from "../config/duration.js";
 import type { Config } from "../config/schema.js";
-import { BrokerError, type Broker, type DecideResult } from "../broker/index.js";
+import { BrokerError, SessionBroker, type Broker, type DecideResult } from "../broker/index.js";
 import { html, page, sendHtml } from "../infra/web/html.js";
 import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 import { callbackUrlOf, finishAuthorization, startAuthorization } from "./authorization.js";
@@ -88,6 +88,17 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
         });
         if (!token.authTime) throw new OidcError("oidc_login_failed", "the provider did not say when you signed in (auth_time), so the sign-in cannot count as fresh");
         const person = await broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
+        if (challenge.heldId) {
+          // The approval of a statement or command held in the request's thread.
+          const held = await new SessionBroker(broker).approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
+          const outcome =
+            held.state === "approved"
+              ? "It has run (or runs now) in the session that holds it."
+              : held.state === "held"
+                ? "It runs once the other approvals it needs are given."
+                : `It is ${held.state.replace("_", " ")}.`;
+          return notice(res, 200, "Approval recorded", [`Your approval of held statement ${held.id} (${held.target}) is recorded, after a fresh sign-in as ${token.email}.`, outcome]);
+        }
         const result = await broker.approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
         const lines = [`Your approval of request ${result.request.id} (${result.request.target}) is recorded, after a fresh sign-in as ${token.email}.`];
         if (result.grant) {

@@ -1,4 +1,5 @@
 import type { ActionKind, ButtonView, MessageView, Tone } from "../view-model.js";
+import { presentCode } from "./excerpt.js";
 
 /**
  * Adaptive Cards from the same view model as Block Kit (https://adaptivecards.io/explorer/).
@@ -53,6 +54,13 @@ const cut = (text: string, max = TEXT_MAX) => (text.length > max ? `${text.slice
  * So user text (a reason) stays text without escaping, and the connection line copies exactly.
  */
 const run = (text: string, extra: Record<string, unknown> = {}) => ({ type: "TextRun", text: cut(text), ...extra });
+/**
+ * Preformatted text in a TextRun, whole (the caller cut it with a notice if it had to). `{{` gets a
+ * zero-width space between the braces so that no `{{DATE(…)}}` / `{{TIME(…)}}` in a statement is
+ * shown as a formatted date instead of what it is
+ * (https://learn.microsoft.com/adaptive-cards/authoring-cards/text-features#datetime-formatting-and-localization).
+ */
+const code = (text: string) => ({ type: "TextRun", text: text.replace(/\{(?=\{)/g, "{\u200B"), fontType: "Monospace" });
 const richText = (inlines: Record<string, unknown>[], extra: Record<string, unknown> = {}) => ({ type: "RichTextBlock", inlines, ...extra });
 
 function executeAction(button: ButtonView): Record<string, unknown> {
@@ -88,12 +96,23 @@ export function toAdaptiveCard(view: MessageView, options: AdaptiveCardOptions =
     body.push(richText([run(`${field.label}: `, { weight: "Bolder" }), run(field.value)], { spacing: "None" }));
   }
   for (const line of view.lines ?? []) body.push(richText([run(line)]));
-  if (view.code !== undefined) body.push(richText([run(view.code, { fontType: "Monospace" })]));
+  const openFullText: Record<string, unknown>[] = [];
+  if (view.code !== undefined) {
+    const shown = presentCode(view.code, TEXT_MAX, (char) => (char === "{" ? 2 : char.length), view.fullText);
+    // A TextRun is never a link: the URL is shown as text, and opened by a button
+    // (https://adaptivecards.io/explorer/Action.OpenUrl.html).
+    if (shown.notice) body.push(richText([run(shown.notice, { weight: "Bolder" }), ...(shown.url ? [run(` ${shown.url}`)] : [])]));
+    shown.parts.forEach((part, index) => {
+      if (index > 0 && shown.gap) body.push(richText([run(shown.gap, { isSubtle: true })]));
+      body.push(richText([code(part)]));
+    });
+    if (shown.url) openFullText.push({ type: "Action.OpenUrl", title: "Read the full text", url: shown.url });
+  }
   if (view.status) body.push(richText([run(view.status.text, { color: TONE_COLOR[view.status.tone], weight: "Bolder" })], { id: "status" }));
   body.push(...(options.extraBody ?? []));
 
   const buttons = view.buttons ?? [];
-  const actions = [...(options.replaceActions ? [] : buttons.map(executeAction)), ...(options.extraActions ?? [])];
+  const actions = [...(options.replaceActions ? [] : buttons.map(executeAction)), ...openFullText, ...(options.extraActions ?? [])];
   const card: AdaptiveCard = {
     type: "AdaptiveCard",
     $schema: "http://adaptivecards.io/schemas/adaptive-card.json",

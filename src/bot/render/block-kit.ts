@@ -1,4 +1,5 @@
 import type { ActionKind, MessageView } from "../view-model.js";
+import { presentCode } from "./excerpt.js";
 
 /** Block Kit action ids of the view model's buttons (https://docs.slack.dev/reference/block-kit/block-elements/button-element). */
 export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
@@ -24,6 +25,44 @@ export function escapeMrkdwn(text: string): string {
 
 const cut = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
+const ZWSP = "\u200B";
+
+/**
+ * Text inside a ``` block, inert: mrkdwn's control characters escaped (so `<!channel>`, `<@U…>` and
+ * `<http://evil|click>` stay text), and a zero-width space between adjacent backticks and at a
+ * backtick next to the fence, so that no ``` in the text can close the block early
+ * (https://docs.slack.dev/messaging/formatting-message-text#escaping: Slack has no escape for `).
+ */
+export function inertCode(text: string): string {
+  let out = escapeMrkdwn(text).replace(/`(?=`)/g, "`" + ZWSP);
+  if (out.startsWith("`")) out = ZWSP + out;
+  if (out.endsWith("`")) out += ZWSP;
+  return out;
+}
+
+/** What one character of code costs in a section's text once it is inert (an upper bound). */
+const codeCost = (char: string) => (char === "&" ? 5 : char === "<" || char === ">" ? 4 : char === "`" ? 2 : char.length);
+// The fences and the two zero-width spaces a backtick at either end may need.
+const CODE_MAX = SECTION_MAX - 6 - 2;
+
+const codeSection = (text: string) => ({ type: "section", text: { type: "mrkdwn", text: "```" + inertCode(text) + "```" } });
+
+/** The code block, or its start and end under a plain notice with the link to all of it. */
+function codeBlocks(view: MessageView): Record<string, unknown>[] {
+  const shown = presentCode(view.code ?? "", CODE_MAX, codeCost, view.fullText);
+  const blocks: Record<string, unknown>[] = [];
+  if (shown.notice) {
+    // https://docs.slack.dev/messaging/formatting-message-text#linking-urls: `<url|label>`; the URL is the gateway's own.
+    const link = shown.url ? ` <${shown.url.replace(/[<>|]/g, encodeURIComponent)}|${escapeMrkdwn(shown.url)}>` : "";
+    blocks.push({ type: "section", text: { type: "mrkdwn", text: escapeMrkdwn(shown.notice) + link } });
+  }
+  shown.parts.forEach((part, index) => {
+    if (index > 0 && shown.gap) blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: escapeMrkdwn(shown.gap) }] });
+    blocks.push(codeSection(part));
+  });
+  return blocks;
+}
+
 export interface SlackMessage {
   text: string;
   blocks: Record<string, unknown>[];
@@ -46,9 +85,7 @@ export function toBlockKit(view: MessageView): SlackMessage {
     });
   }
   for (const line of view.lines ?? []) blocks.push({ type: "section", text: mrkdwn(cut(escapeMrkdwn(line), SECTION_MAX)) });
-  if (view.code !== undefined) {
-    blocks.push({ type: "section", text: mrkdwn(cut("```" + escapeMrkdwn(view.code) + "```", SECTION_MAX)) });
-  }
+  if (view.code !== undefined) blocks.push(...codeBlocks(view));
   if (view.status) blocks.push({ type: "context", elements: [mrkdwn(cut(escapeMrkdwn(view.status.text), SECTION_MAX))] });
   if (view.buttons && view.buttons.length > 0) {
     blocks.push({

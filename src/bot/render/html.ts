@@ -1,4 +1,5 @@
 import { html, type Html } from "../../infra/web/html.js";
+import { countHidden, hiddenMarker, hiddenNotice, splitHidden } from "../../infra/visible-text.js";
 import type { ButtonView, MessageView } from "../view-model.js";
 
 /**
@@ -69,6 +70,17 @@ export function linkified(text: string): Html[] {
   return parts;
 }
 
+/**
+ * The code block: every character as text (escaped), and characters a reader cannot see (bidi
+ * overrides, zero-width characters, controls) shown as marked `⟨U+…⟩`, with a note, so what an
+ * approver reads is what would run.
+ */
+function codeHtml(code: string): Html {
+  const hidden = countHidden(code);
+  const parts = splitHidden(code).map((part) => (part.hidden ? html`<mark class="hidden-char" title="an invisible or direction-changing character">${hiddenMarker(part.text)}</mark>` : html`${part.text}`));
+  return html`${hidden > 0 ? html`<p class="line">${hiddenNotice(hidden)}</p>` : ""}<pre class="code" tabindex="0" aria-label="Text to copy"><code>${parts}</code></pre>`;
+}
+
 /** One message: headline, status, fields, lines, the copyable code block, and its buttons. */
 export function messageHtml(view: MessageView, options: HtmlMessageOptions): Html {
   const titleId = `${options.id}-title`;
@@ -82,7 +94,7 @@ export function messageHtml(view: MessageView, options: HtmlMessageOptions): Htm
 ${view.status ? html`<p class="status">${view.status.text}</p>` : ""}
 ${view.fields && view.fields.length > 0 ? html`<dl class="fields">${view.fields.map((f) => html`<div><dt>${f.label}</dt><dd>${f.value}</dd></div>`)}</dl>` : ""}
 ${(view.lines ?? []).map((line) => html`<p class="line">${linkified(line)}</p>`)}
-${view.code !== undefined ? html`<pre class="code" tabindex="0" aria-label="Text to copy"><code>${view.code}</code></pre>` : ""}
+${view.code !== undefined ? codeHtml(view.code) : ""}
 ${buttons.length > 0 && form ? html`<div class="actions">${buttons.map((b) => buttonForm(b, form, options.id, titleId))}</div>` : ""}
 </article>`;
 }

@@ -57,6 +57,7 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit code, .audit pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; }
 .audit code.statement, .audit pre.statement { white-space: pre-wrap; overflow-wrap: anywhere; }
 .audit pre.statement { margin: 0; max-height: 12rem; overflow: auto; }
+.audit pre.held-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 70vh; overflow: auto; padding: 0.5rem; border: 1px solid #ccc; }
 .audit code.data { overflow-wrap: anywhere; color: #4a5566; }
 .audit dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: .5rem 0; }
 .audit dl.facts dt { font-weight: 600; color: #4a5566; }

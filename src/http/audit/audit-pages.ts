@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
-import { auditChoices, recordingHeads, requestScope, requestsOfGrants, requestTimeline, sessionDetail, sessionScope, sessionRecording } from "../../broker/audit-queries.js";
+import { auditChoices, heldDetail, recordingHeads, requestScope, requestsOfGrants, requestTimeline, sessionDetail, sessionScope, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker } from "../../broker/broker.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, sendHtml, type Html } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
 import { auditAsset } from "./assets.js";
 import { castText } from "./cast-text.js";
+import { heldPage } from "./held-page.js";
 import { requestPage } from "./request-page.js";
 import { PAGE_SIZE, parseSearch, searchFormOf, searchPage } from "./search-page.js";
 import { sessionPage } from "./session-page.js";
@@ -68,6 +69,7 @@ class AuditPages {
       if (!timeline) return this.#notFound(res, viewer);
       return this.#send(res, viewer, `Request ${id}`, requestPage(timeline));
     }
+    if (section === "held") return this.#held(res, viewer, id, sub, file, mayView);
     if (section === "sessions" && !mayView(await sessionScope(this.#db, id))) return this.#notFound(res, viewer);
     if (section === "sessions" && !sub) return this.#session(res, viewer, id, url.searchParams);
     if (section === "sessions" && sub === "recordings" && file) {
@@ -130,6 +132,32 @@ class AuditPages {
 <script src="/audit/assets/replay.js" defer></script>`
       : undefined;
     return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+  }
+
+  /**
+   * A held statement or command, whole (`/audit/held/<id>`, and `/text` for its exact characters):
+   * the page a chat message links to when it cannot show all of it. For the approvers of its target
+   * and the person who ran it; anyone else gets the same 404 as for an unknown id.
+   */
+  async #held(res: ServerResponse, viewer: ConsoleViewer, id: string, sub: string | undefined, file: string | undefined, mayView: (scope: { ownerId: string; target: string }) => boolean): Promise<void> {
+    if (file !== undefined || (sub !== undefined && sub !== "text")) return this.#notFound(res, viewer);
+    const detail = await heldDetail(this.#db, id);
+    if (!detail) return this.#notFound(res, viewer);
+    // The same rule as every audit page: the person who ran it, or an approver of its target.
+    if (!mayView({ ownerId: detail.personId, target: detail.target })) return this.#notFound(res, viewer);
+    if (sub === "text") {
+      const body = Buffer.from(detail.held.text, "utf8");
+      res.writeHead(200, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": body.length,
+        "content-disposition": `inline; filename="${id}.txt"`,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      });
+      res.end(body);
+      return;
+    }
+    return this.#send(res, viewer, `Held ${id}`, heldPage(detail), 200, undefined, { "cache-control": "no-store" });
   }
 
   #send(res: ServerResponse, viewer: ConsoleViewer, title: string, body: Html, status = 200, extraHead?: Html, headers: Record<string, string> = {}): void {

@@ -75,10 +75,12 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
       const outcome = str(d.heldId) ? held.get(d.heldId as string) : undefined;
       return html`Held for approval (${str(d.rule) ?? "rule"}): <code class="statement">${str(d.text) ?? ""}</code>${outcome ? html` — ${heldOutcomeText(outcome)}` : ""}`;
     }
+    case "statement.approval":
+      return html`Held statement ${str(d.heldId) ?? ""}: one approval (${num(d.approvals) ?? "?"} of ${num(d.required) ?? "?"}); it waits for more${stepUpNote(d.stepUp)}`;
     case "statement.approved":
     case "statement.denied":
     case "statement.timed_out":
-      return html`Held statement ${str(d.heldId) ?? ""} ${row.kind === "statement.timed_out" ? "timed out" : row.kind.slice("statement.".length)}`;
+      return html`Held statement ${str(d.heldId) ?? ""} ${row.kind === "statement.timed_out" ? "timed out" : row.kind.slice("statement.".length)}${num(d.required) !== undefined && (d.required as number) > 1 ? ` (${num(d.approvals) ?? "?"} of ${d.required as number})` : ""}${stepUpNote(d.stepUp)}`;
     case "statement.blocked":
       return html`Blocked (${str(d.rule) ?? "rule"}): <code class="statement">${str(d.text) ?? ""}</code>`;
     case "ssh.file":
