@@ -65,7 +65,7 @@ beforeAll(async () => {
     "xoxb-held",
   );
   await slack.start();
-  teams = new FakeBotConnector([{ id: "29:lead", name: "Lead", email: "lead@example.com" }], APP_ID, APP_PASSWORD);
+  teams = new FakeBotConnector([{ id: "29:lead", name: "Lead", email: "lead@example.com" }], APP_ID, APP_PASSWORD, TENANT);
   await teams.start();
   upstream = await createTestDatabase("held_upstream");
   target = new pg.Client({ connectionString: upstream.url });
@@ -91,7 +91,7 @@ teams:
   tenantId: ${TENANT}
   serviceUrl: \${TEAMS_SERVICE_URL}
   approvalConversation: "${TEAMS_CHANNEL}"
-console: { enabled: true }
+console: { enabled: true, allow: { domains: [example.com] } }
 defaults: { reviewTimeout: 5m }
 proxy:
   postgres: { listen: 127.0.0.1:0, publicAddress: "db-gw.example.com:15432" }
@@ -265,8 +265,10 @@ async function consoleCookies(account: string): Promise<string> {
   login(account);
   const start = await fetch(`${test.origin}/oidc/login?returnTo=${encodeURIComponent("/audit")}`, { redirect: "manual" });
   expect(start.status).toBe(302);
+  // The login is bound to the browser that started it by a cookie.
+  const loginCookie = start.headers.getSetCookie().find((c) => c.startsWith("jitgate_oidc_login="))!.split(";")[0]!;
   const callback = await browseUntil(new URL(start.headers.get("location")!, test.origin).toString(), `${test.origin}/oidc/callback`);
-  const answer = await fetch(callback, { redirect: "manual" });
+  const answer = await fetch(callback, { redirect: "manual", headers: { cookie: loginCookie } });
   expect(answer.status).toBe(302);
   return answer.headers
     .getSetCookie()
