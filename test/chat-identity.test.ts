@@ -1,4 +1,3 @@
-import { createHmac } from "node:crypto";
 import { and, count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
@@ -10,6 +9,7 @@ import { eventually, FakeSlack, messageText, type FakeMessage } from "./support/
 import type { TestGateway } from "./support/gateway.js";
 import { browse, CLIENT_ID, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { teamsActivities } from "./support/teams-activities.js";
+import { slackRequests } from "./support/slack-requests.js";
 
 // Who a chat message or click comes from, as an attacker would try to blur it: an activity of
 // another tenant, a member another tenant brought in carrying our lead's email, a Teams user whose
@@ -144,47 +144,19 @@ const approve = (requestId: string) => ({ jitgate: 1, subject: "request", id: re
 
 // ------------------------------------------------------------------ Slack, as Slack sends it
 
-async function postSlack(body: string): Promise<void> {
-  const timestamp = Math.floor(Date.now() / 1000);
-  const response = await fetch(slackEndpoint(), {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-slack-request-timestamp": String(timestamp),
-      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
-    },
-    body,
-  });
-  expect(response.status).toBe(200);
-  await response.text();
-}
+const { slash, click } = slackRequests({ fake: () => slack, endpoint: slackEndpoint, signingSecret: SIGNING_SECRET });
 
 async function slackRequest(user: string, text: string): Promise<string> {
-  await postSlack(
-    new URLSearchParams({ team_id: "T0TEAM", channel_id: "C0GENERAL", user_id: user, user_name: user.toLowerCase(), command: "/access", text, response_url: slack.responseUrl(user), trigger_id: `t-${user}-${Date.now()}` }).toString(),
-  );
+  await slash(user, text);
   const answer = await eventually(() => slack.ephemeralTexts(user).find((t) => /Request req_\w+ sent/.test(t) && !seenAnswers.has(t)), 10_000, `the answer to ${user}`);
   seenAnswers.add(answer);
   return /Request (req_\w+)/.exec(answer)![1]!;
 }
 const seenAnswers = new Set<string>();
 
-let clicks = 0;
 async function slackApprove(user: string, requestId: string): Promise<void> {
   const root: FakeMessage = await eventually(() => slack.rootsIn(SLACK_CHANNEL).find((m) => messageText(m).includes(requestId)), 10_000, `the Slack message of ${requestId}`);
-  const payload = {
-    type: "block_actions",
-    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
-    api_app_id: "A0APP",
-    container: { type: "message", message_ts: root.ts, channel_id: root.channel, is_ephemeral: false },
-    trigger_id: `trigger-${user}-${++clicks}`,
-    team: { id: "T0TEAM", domain: "acme" },
-    channel: { id: root.channel, name: "approvals" },
-    message: { type: "message", ts: root.ts, text: root.text, blocks: root.blocks },
-    response_url: slack.responseUrl(user),
-    actions: [{ type: "button", action_id: "jitgate_approve", block_id: "jitgate_actions", value: requestId, text: { type: "plain_text", text: "Approve" }, action_ts: `${Date.now() / 1000}` }],
-  };
-  await postSlack(`payload=${encodeURIComponent(JSON.stringify(payload))}`);
+  await click(user, "jitgate_approve", requestId, root);
 }
 
 // ------------------------------------------------------------------ reading what happened

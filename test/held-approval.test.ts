@@ -1,5 +1,4 @@
 import { execFile } from "node:child_process";
-import { createHmac } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +19,7 @@ import { nextEvent } from "./support/jobs.js";
 import { runProcess } from "./support/processes.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import { slackRequests } from "./support/slack-requests.js";
 
 /**
  * Issue 17, must 7: what an approver sees is what runs. A held statement reaches Slack and Teams
@@ -206,35 +206,7 @@ function slackHeldMessage(root: FakeMessage, heldId: string): FakeMessage | unde
 const sectionTexts = (blocks: Record<string, unknown>[]) =>
   blocks.filter((b) => b.type === "section" && b.text).map((b) => (b.text as { text: string }).text);
 
-/** A button click exactly as Slack sends it (signed with the signing secret). */
-async function slackClick(user: string, actionId: string, value: string, message: FakeMessage): Promise<void> {
-  const payload = {
-    type: "block_actions",
-    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
-    api_app_id: "A0APP",
-    token: "unused",
-    container: { type: "message", message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
-    trigger_id: `trigger-${Date.now()}`,
-    team: { id: "T0TEAM", domain: "acme" },
-    channel: { id: message.channel, name: "approvals" },
-    message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
-    response_url: slack.responseUrl(user),
-    actions: [{ type: "button", action_id: actionId, block_id: "jitgate_actions", value, text: { type: "plain_text", text: actionId }, action_ts: `${Date.now() / 1000}` }],
-  };
-  const body = `payload=${encodeURIComponent(JSON.stringify(payload))}`;
-  const timestamp = Math.floor(Date.now() / 1000);
-  const response = await fetch(`${test.origin}/slack/events`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-slack-request-timestamp": String(timestamp),
-      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
-    },
-    body,
-  });
-  expect(response.status).toBe(200);
-  await response.text();
-}
+const { click: slackClick } = slackRequests({ fake: () => slack, endpoint: () => `${test.origin}/slack/events`, signingSecret: SIGNING_SECRET });
 
 async function ephemeralMatching(user: string, pattern: RegExp): Promise<string> {
   return eventually(() => slack.ephemeralTexts(user).find((t) => pattern.test(t)), 10_000, `an ephemeral answer to ${user} matching ${pattern}`);

@@ -1,12 +1,12 @@
-import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src/broker/index.js";
 import { auditEvents, stepUpChallenges } from "../src/db/schema.js";
 import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
-import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
+import { buttonsOf, eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import { slackRequests } from "./support/slack-requests.js";
 
 const SIGNING_SECRET = "0123456789abcdef0123456789abcdef";
 let fake: FakeSlack;
@@ -61,35 +61,7 @@ afterAll(async () => {
   await fake?.stop();
 });
 
-/** A button click exactly as Slack sends it (signed with the signing secret). */
-async function slackClick(user: string, actionId: string, value: string, message: FakeMessage): Promise<void> {
-  const payload = {
-    type: "block_actions",
-    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
-    api_app_id: "A0APP",
-    token: "unused",
-    container: { type: "message", message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
-    trigger_id: `trigger-${Date.now()}`,
-    team: { id: "T0TEAM", domain: "acme" },
-    channel: { id: message.channel, name: "approvals" },
-    message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
-    response_url: fake.responseUrl(user),
-    actions: [{ type: "button", action_id: actionId, block_id: "jitgate_actions", value, text: { type: "plain_text", text: actionId }, action_ts: `${Date.now() / 1000}` }],
-  };
-  const body = `payload=${encodeURIComponent(JSON.stringify(payload))}`;
-  const timestamp = Math.floor(Date.now() / 1000);
-  const response = await fetch(`${test.origin}/slack/events`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-slack-request-timestamp": String(timestamp),
-      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
-    },
-    body,
-  });
-  expect(response.status).toBe(200);
-  await response.text();
-}
+const { click: slackClick } = slackRequests({ fake: () => fake, endpoint: () => `${test.origin}/slack/events`, signingSecret: SIGNING_SECRET });
 
 /** A pending request on the step-up target and the link an Approve click by `approver` answers with. */
 let requesters = 0;

@@ -1,4 +1,3 @@
-import { createHmac } from "node:crypto";
 import pg from "pg";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +10,7 @@ import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.j
 import { eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { nextEvent } from "./support/jobs.js";
 import { capturedLogger } from "./support/logs.js";
+import { slackRequests } from "./support/slack-requests.js";
 
 // Issue 20: a grant whose expiry job was lost (Redis emptied) is over at its end all the same. The
 // clock is a ManualClock: "the end passes" is one `advance`, and lateness is exact.
@@ -84,53 +84,9 @@ async function flushPrefix(): Promise<void> {
 
 // ------------------------------------------------------------------ Slack as it calls the gateway
 
-async function postSigned(body: string): Promise<void> {
-  const timestamp = Math.floor(Date.now() / 1000);
-  const response = await fetch(`http://127.0.0.1:${gateway.httpAddress.port}/slack/events`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-slack-request-timestamp": String(timestamp),
-      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
-    },
-    body,
-  });
-  expect(response.status).toBe(200);
-  await response.text();
-}
+const { slash, click } = slackRequests({ fake: () => fake, endpoint: () => `http://127.0.0.1:${gateway.httpAddress.port}/slack/events`, signingSecret: SIGNING_SECRET });
 
-let triggers = 0;
-async function slash(user: string, text: string): Promise<void> {
-  await postSigned(
-    new URLSearchParams({
-      team_id: "T0TEAM",
-      channel_id: "C0GENERAL",
-      user_id: user,
-      user_name: user.toLowerCase(),
-      command: "/access",
-      text,
-      api_app_id: "A0APP",
-      response_url: fake.responseUrl(user),
-      trigger_id: `trigger-${++triggers}`,
-    }).toString(),
-  );
-}
 
-async function click(user: string, actionId: string, value: string, message: FakeMessage): Promise<void> {
-  const payload = {
-    type: "block_actions",
-    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
-    api_app_id: "A0APP",
-    container: { type: "message", message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
-    trigger_id: `trigger-${++triggers}`,
-    team: { id: "T0TEAM", domain: "acme" },
-    channel: { id: message.channel, name: "approvals" },
-    message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
-    response_url: fake.responseUrl(user),
-    actions: [{ type: "button", action_id: actionId, block_id: "jitgate_actions", value, text: { type: "plain_text", text: actionId }, action_ts: `${Date.now() / 1000}` }],
-  };
-  await postSigned(`payload=${encodeURIComponent(JSON.stringify(payload))}`);
-}
 
 const statusOf = (message: FakeMessage) =>
   (message.blocks.find((b) => b.type === "context") as { elements?: { text: string }[] } | undefined)?.elements?.[0]?.text ?? "";
