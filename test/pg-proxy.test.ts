@@ -276,7 +276,7 @@ describe("COPY, replicas and failures", () => {
       const { startGateway } = await import("../src/main.js");
       const { createLogger } = await import("../src/infra/logger.js");
       const replica = await startGateway({
-        config: { ...test.gateway.config, proxy: {} },
+        config: { ...test.gateway.config, proxy: { loginFailures: test.gateway.config.proxy.loginFailures } },
         logger: createLogger("silent"),
         httpListen: "127.0.0.1:0",
       });

@@ -24,6 +24,10 @@ export interface SshProxyOptions {
   /** Domain events from every replica. */
   events: TypedEvents;
   redis: Redis;
+  /** The deployment's Redis prefix. */
+  redisPrefix: string;
+  /** `proxy.loginFailures`. */
+  loginFailures: Config["proxy"]["loginFailures"];
   config: NonNullable<Config["proxy"]["ssh"]>;
   targets: Config["targets"];
   /** The command users type to ask for access, for refusals' hints. */
@@ -94,12 +98,19 @@ export class SshProxyServer {
       keys: options.keys,
       events: options.events,
       redis: options.redis,
+      redisPrefix: options.redisPrefix,
+      loginFailures: options.loginFailures,
       targets: this.#targets,
       requestCommand: options.requestCommand,
       oidc: options.oidc,
       onError: options.onError,
       onOpened: options.onOpened,
     });
+  }
+
+  /** Admission's counters (credential work, failed logins), for tests. */
+  get admission(): Admission<unknown, SshProxySession> {
+    return this.#admission as Admission<unknown, SshProxySession>;
   }
 
   get sessions(): number {
@@ -124,6 +135,7 @@ export class SshProxyServer {
     client.on("error", () => {});
     let admitted = false;
     let passwordFailures = 0;
+    const failures = { banner: false };
     const grace = setTimeout(() => {
       if (!admitted) client.end();
     }, this.options.loginGraceMs ?? 60_000);
@@ -134,7 +146,7 @@ export class SshProxyServer {
       queue = queue.then(async () => {
         if (admitted) return ctx.reject();
         try {
-          const outcome = await this.#authenticate(client, ctx, ip);
+          const outcome = await this.#authenticate(client, ctx, ip, failures);
           if (outcome === "rejected") {
             if (ctx.method === "password" || ctx.method === "keyboard-interactive") passwordFailures += 1;
             if (passwordFailures >= MAX_PASSWORD_ATTEMPTS) {
@@ -160,20 +172,20 @@ export class SshProxyServer {
   /**
    * Answers one authentication request: "rejected" (the client may try another method or key),
    * "admitted" (accepted, session running), or throws a refusal that ends the login.
+   *
+   * Nothing here tells a guesser which targets exist or who holds a grant (issue 17): an unknown
+   * target (the SSH user name) goes through the same steps as a known one and fails like a wrong
+   * credential; a public key offered without a signature is always answered "it may do" (RFC 4252
+   * §7, SSH_MSG_USERAUTH_PK_OK), so only the holder of the private key learns whether it opens a
+   * grant.
    */
-  async #authenticate(client: Connection, ctx: AuthContext, ip: string): Promise<"rejected" | "admitted"> {
+  async #authenticate(client: Connection, ctx: AuthContext, ip: string, failures: { banner: boolean }): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
-    const runtime = admission.target(ctx.username);
-    const name = runtime.config.name;
+    const runtime = admission.knownTarget(ctx.username);
+    const name = ctx.username;
     switch (ctx.method) {
       case "publickey": {
-        const grant = await admission.grantOfKey(name, ctx.key.data);
-        if (!grant) {
-          ctx.reject();
-          return "rejected";
-        }
         if (!ctx.signature) {
-          // The client asks whether this key would do (RFC 4252 §7): yes; it signs next.
           ctx.accept();
           return "rejected";
         }
@@ -183,11 +195,20 @@ export class SshProxyServer {
           ctx.reject();
           return "rejected";
         }
+        // The client holds the private key: now its grant is looked up. An unknown key, or a key on
+        // an unknown target, is rejected like a wrong password (one banner per connection: a client
+        // with many keys tries each in turn). Key failures are not counted as guesses: a signature
+        // cannot be guessed.
+        const grant = runtime ? await admission.grantOfKey(name, ctx.key.data) : undefined;
+        if (!grant || !runtime) {
+          this.#refuseTry(client, ctx, admission.badCredential(name), failures);
+          return "rejected";
+        }
         await this.#admit(client, ctx, runtime, grant, ip);
         return "admitted";
       }
       case "password":
-        return this.#withSecret(client, ctx, runtime, ctx.password, ip);
+        return this.#withSecret(client, ctx, runtime, name, ctx.password, ip, failures);
       case "keyboard-interactive": {
         const answers = await new Promise<string[] | undefined>((resolve) =>
           ctx.prompt([{ prompt: `Password (jitgate grant credential for ${name}): `, echo: false }], (responses) =>
@@ -198,7 +219,7 @@ export class SshProxyServer {
           ctx.reject();
           return "rejected";
         }
-        return this.#withSecret(client, ctx, runtime, answers[0], ip);
+        return this.#withSecret(client, ctx, runtime, name, answers[0], ip, failures);
       }
       default:
         ctx.reject(LOGIN_METHODS);
@@ -206,21 +227,40 @@ export class SshProxyServer {
     }
   }
 
+  /** Rejects one try with the refusal's banner, sent once per connection. */
+  #refuseTry(client: Connection, ctx: AuthContext, refusal: AdmissionRefused, failures: { banner: boolean }): void {
+    if (!failures.banner) {
+      failures.banner = true;
+      sendUserauthBanner(client, bannerText(refusal.refusal));
+    }
+    ctx.reject(LOGIN_METHODS);
+  }
+
   /**
    * A password: the grant's credential, or (shaped like a JWT) an OIDC ID token. One that does not
-   * check out is told and rejected; the client may try again, up to MAX_PASSWORD_ATTEMPTS.
+   * check out is rejected after the same work whatever was wrong (one keyed hash, one query), and
+   * counted against the address; the client may try again, up to MAX_PASSWORD_ATTEMPTS.
    */
-  async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
+  async #withSecret(
+    client: Connection,
+    ctx: AuthContext,
+    runtime: TargetRuntime | undefined,
+    name: string,
+    secret: string,
+    ip: string,
+    failures: { banner: boolean },
+  ): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
-    const name = runtime.config.name;
+    await admission.beforeTry(ip);
     let grant: Grant;
     try {
       grant = looksLikeJwt(secret) ? await admission.grantOfIdToken(name, secret) : await admission.grantOfSecret(name, secret);
+      if (!runtime) throw admission.badCredential(name);
     } catch (error) {
       const refusal = admission.refusalFor(error);
       if (refusal.code !== "bad_credential") throw error;
-      sendUserauthBanner(client, bannerText(refusal));
-      ctx.reject(LOGIN_METHODS);
+      await admission.failed(ip, name, ctx.method);
+      this.#refuseTry(client, ctx, error as AdmissionRefused, failures);
       return "rejected";
     }
     await this.#admit(client, ctx, runtime, grant, ip);
