@@ -63,6 +63,9 @@ const SQLSTATE: Record<RefusalCode, string> = {
 /** The user name under which a client presents an OIDC ID token as its password. */
 export const OIDC_LOGIN = "oidc";
 
+const isLoopback = (address: string | null) =>
+  address !== null && (/^127\./.test(address) || address === "::1" || /^::ffff:127\./.test(address));
+
 interface TargetRuntime {
   config: PostgresTargetConfig;
   rules: CompiledRules;
@@ -203,7 +206,7 @@ export class PgProxyServer {
    */
   #oidcPlan(runtime: TargetRuntime | undefined, database: string, clientAddress: string | null, tls: boolean): StartupPlan {
     this.#admission.requireOidc();
-    if (!tls && !this.options.config.allowPlaintextTokens) {
+    if (!tls && !(this.options.config.allowPlaintextTokens && isLoopback(clientAddress))) {
       throw new AdmissionRefused({
         code: "not_allowed",
         message: "an ID token is only accepted over TLS: connect with sslmode=verify-full",
