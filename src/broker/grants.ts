@@ -159,7 +159,7 @@ export class GrantsService {
     const [linked] = await tx.update(accessRequests).set({ grantId: grant!.id }).where(eq(accessRequests.id, request.id)).returning();
     const secret = newSecret();
     const login = this.people.loginOf(requester);
-    const key = await this.credentialKey();
+    const key = await this.credentialKey(tx);
     this.credentialWork.derivations += 1;
     const verifier = await makeVerifier(secret, SCRAM_ITERATIONS, scramSalt(key, login, request.target));
     const lookup = credentialLookup(key, secret);
@@ -440,8 +440,13 @@ export class GrantsService {
   readonly credentialWork = new CredentialWork();
   #credentialKey: Promise<Buffer> | undefined;
 
-  /** The deployment's credential key, read (or made) once. */
-  async credentialKey(): Promise<Buffer> {
+  /**
+   * The deployment's credential key, read (or made) once. Inside a transaction (`tx`) it is read
+   * there (PGlite has one connection: another query would wait for the transaction) and not kept,
+   * since a key made in a transaction that rolls back never existed.
+   */
+  async credentialKey(tx?: Executor): Promise<Buffer> {
+    if (tx && !this.#credentialKey) return deploymentCredentialKey(tx);
     this.#credentialKey ??= deploymentCredentialKey(this.ctx.db).catch((error: unknown) => {
       this.#credentialKey = undefined;
       throw error;
