@@ -199,7 +199,8 @@ export class SshProxyServer {
         // an unknown target, is rejected like a wrong password (one banner per connection: a client
         // with many keys tries each in turn). Key failures are not counted as guesses: a signature
         // cannot be guessed.
-        const grant = runtime ? await admission.grantOfKey(name, ctx.key.data) : undefined;
+        // An unknown target is looked up like a known one: the same work, no grant.
+        const grant = await admission.grantOfKey(name, ctx.key.data);
         if (!grant || !runtime) {
           this.#refuseTry(client, ctx, admission.badCredential(name), failures);
           return "rejected";
