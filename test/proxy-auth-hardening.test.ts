@@ -360,7 +360,8 @@ describe("no help to someone guessing: SSH", () => {
     const publicOnly = (file: string, name: string) => {
       const copy = join(dir, `${name}-public-only`);
       copyFileSync(`${file}.pub`, `${copy}.pub`);
-      return copy;
+      // Given the .pub itself, OpenSSH offers it and finds no private key to sign with.
+      return `${copy}.pub`;
     };
     const probes = {
       "a registered key (its owner has no grant)": publicOnly(registered, "registered"),
