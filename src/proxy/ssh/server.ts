@@ -55,6 +55,12 @@ const LOGIN_METHODS: AuthContext["method"][] = ["publickey", "keyboard-interacti
 
 const MAX_PASSWORD_ATTEMPTS = 3;
 
+/** One connection's login: whether the refusal banner went out, and whether the login is over. */
+interface LoginState {
+  banner: boolean;
+  over: boolean;
+}
+
 /** Each connection's SSH identification string (`SSH-2.0-OpenSSH_9.6`), for held shells. */
 const clients = new WeakMap<Connection, string>();
 
@@ -135,7 +141,10 @@ export class SshProxyServer {
     client.on("error", () => {});
     let admitted = false;
     let passwordFailures = 0;
-    const failures = { banner: false };
+    // `over`: the connection closed or its login was refused for good. A try still waiting (on
+    // the throttle's delay, a grant check) must then not go on to admit anything.
+    const failures = { banner: false, over: false };
+    client.on("close", () => (failures.over = true));
     const grace = setTimeout(() => {
       if (!admitted) client.end();
     }, this.options.loginGraceMs ?? 60_000);
@@ -144,12 +153,13 @@ export class SshProxyServer {
     let queue = Promise.resolve();
     client.on("authentication", (ctx) => {
       queue = queue.then(async () => {
-        if (admitted) return ctx.reject();
+        if (admitted || failures.over) return ctx.reject();
         try {
           const outcome = await this.#authenticate(client, ctx, ip, failures);
           if (outcome === "rejected") {
             if (ctx.method === "password" || ctx.method === "keyboard-interactive") passwordFailures += 1;
             if (passwordFailures >= MAX_PASSWORD_ATTEMPTS) {
+              failures.over = true;
               ctx.reject([]);
               client.end();
             }
@@ -160,6 +170,7 @@ export class SshProxyServer {
         } catch (error) {
           const refusal = this.#admission.refusalFor(error);
           if (refusal.code === "internal") this.options.onError?.(error, "ssh login");
+          failures.over = true;
           sendUserauthBanner(client, bannerText(refusal));
           ctx.reject([]);
           // No method is left: say goodbye after the failure reaches the client.
@@ -179,7 +190,7 @@ export class SshProxyServer {
    * §7, SSH_MSG_USERAUTH_PK_OK), so only the holder of the private key learns whether it opens a
    * grant.
    */
-  async #authenticate(client: Connection, ctx: AuthContext, ip: string, failures: { banner: boolean }): Promise<"rejected" | "admitted"> {
+  async #authenticate(client: Connection, ctx: AuthContext, ip: string, failures: LoginState): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
     const runtime = admission.knownTarget(ctx.username);
     const name = ctx.username;
@@ -203,6 +214,10 @@ export class SshProxyServer {
         const grant = await admission.grantOfKey(name, ctx.key.data);
         if (!grant || !runtime) {
           this.#refuseTry(client, ctx, admission.badCredential(name), failures);
+          return "rejected";
+        }
+        if (failures.over) {
+          ctx.reject([]);
           return "rejected";
         }
         await this.#admit(client, ctx, runtime, grant, ip);
@@ -229,7 +244,7 @@ export class SshProxyServer {
   }
 
   /** Rejects one try with the refusal's banner, sent once per connection. */
-  #refuseTry(client: Connection, ctx: AuthContext, refusal: AdmissionRefused, failures: { banner: boolean }): void {
+  #refuseTry(client: Connection, ctx: AuthContext, refusal: AdmissionRefused, failures: LoginState): void {
     if (!failures.banner) {
       failures.banner = true;
       sendUserauthBanner(client, bannerText(refusal.refusal));
@@ -249,10 +264,14 @@ export class SshProxyServer {
     name: string,
     secret: string,
     ip: string,
-    failures: { banner: boolean },
+    failures: LoginState,
   ): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
     await admission.beforeTry(ip);
+    if (failures.over) {
+      ctx.reject([]);
+      return "rejected";
+    }
     let grant: Grant;
     try {
       grant = looksLikeJwt(secret) ? await admission.grantOfIdToken(name, secret) : await admission.grantOfSecret(name, secret);
@@ -262,6 +281,11 @@ export class SshProxyServer {
       if (refusal.code !== "bad_credential") throw error;
       await admission.failed(ip, name, ctx.method);
       this.#refuseTry(client, ctx, error as AdmissionRefused, failures);
+      return "rejected";
+    }
+    // The client went, or its login ended, while the credential was checked: nothing to admit.
+    if (failures.over) {
+      ctx.reject([]);
       return "rejected";
     }
     await this.#admit(client, ctx, runtime, grant, ip);
