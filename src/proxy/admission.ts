@@ -19,7 +19,6 @@ export type ProxyProtocol = "postgres" | "ssh";
  * may retry in the same connection (SSH offers the next method or key).
  */
 export type RefusalCode =
-  | "unknown_target"
   | "no_live_grant"
   | "bad_credential"
   | "not_allowed"
@@ -53,12 +52,10 @@ const CANNOT_CHECK_GRANTS = "jitgate cannot check grants right now; try again sh
  * target as a database, an SSH user as the user name.
  */
 const PHRASES: Record<ProxyProtocol, {
-  unknownTarget(name: string, command: string): Omit<Refusal, "code">;
   noLiveGrant(who: string, target: string, command: string): Omit<Refusal, "code">;
   oidcNotConfigured: string;
 }> = {
   postgres: {
-    unknownTarget: (name, command) => ({ message: `target "${name}" does not exist`, hint: `list the targets with: ${command} targets` }),
     noLiveGrant: (who, target, command) => ({
       message: `no live access grant for "${who}" on ${target}`,
       hint: `request one with: ${command} request ${target} <duration> <reason>`,
@@ -66,10 +63,6 @@ const PHRASES: Record<ProxyProtocol, {
     oidcNotConfigured: "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant",
   },
   ssh: {
-    unknownTarget: (name, command) => ({
-      message: `there is no SSH target "${name}" (the SSH user name is the target)`,
-      hint: `list them with: ${command} targets`,
-    }),
     noLiveGrant: (who, target, command) => ({
       message: `no live access grant for ${who} on ${target}`,
       hint: `request one with: ${command} request ${target} <duration> <reason>`,
@@ -150,14 +143,6 @@ export class Admission<R, S extends LiveSession> {
     return new AdmissionRefused({ code: "no_live_grant", ...this.#phrases.noLiveGrant(who, target, this.#command) });
   }
 
-  /** The target a login names, once grants can be checked at all. */
-  target(name: string): R {
-    const target = this.options.targets.get(name);
-    if (target === undefined) throw new AdmissionRefused({ code: "unknown_target", ...this.#phrases.unknownTarget(name, this.#command) });
-    // Fail closed: without Redis, expiry and revocation could not reach this session.
-    if (this.options.redis.status !== "ready") throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS });
-    return target;
-  }
 
   /** Refuses at once when ID tokens cannot be checked here (before a client is asked for one). */
   requireOidc(): OidcVerifier {
@@ -170,6 +155,7 @@ export class Admission<R, S extends LiveSession> {
    * it as with a wrong password, so a guesser learns no target names either. Fails closed (Redis).
    */
   knownTarget(name: string): R | undefined {
+    // Fail closed: without Redis, expiry and revocation could not reach this session.
     if (this.options.redis.status !== "ready") throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS });
     return this.options.targets.get(name);
   }

@@ -50,7 +50,6 @@ export interface PgProxyOptions {
 
 /** How each refusal reads as a SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
 const SQLSTATE: Record<RefusalCode, string> = {
-  unknown_target: "3D000",
   no_live_grant: "28000",
   bad_credential: "28000",
   not_allowed: "28000",

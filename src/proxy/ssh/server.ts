@@ -206,11 +206,10 @@ export class SshProxyServer {
           ctx.reject();
           return "rejected";
         }
-        // The client holds the private key: now its grant is looked up. An unknown key, or a key on
-        // an unknown target, is rejected like a wrong password (one banner per connection: a client
-        // with many keys tries each in turn). Key failures are not counted as guesses: a signature
-        // cannot be guessed.
-        // An unknown target is looked up like a known one: the same work, no grant.
+        // The client holds the private key: now its grant is looked up, on an unknown target too
+        // (the same work; no grant). An unknown key is rejected like a wrong password (one banner
+        // per connection: a client with many keys tries each in turn). Key failures are not
+        // counted as guesses: a signature cannot be guessed.
         const grant = await admission.grantOfKey(name, ctx.key.data);
         if (!grant || !runtime) {
           this.#refuseTry(client, ctx, admission.badCredential(name), failures);
