@@ -215,6 +215,31 @@ async function scramChallenge(user: string, database: string): Promise<{ salt: s
   }
 }
 
+/** The type of the gateway's first message after a plaintext startup packet, and its SQLSTATE if an error. */
+async function firstAnswerTo(user: string, database: string): Promise<{ type: string; code?: string }> {
+  const socket = connect(pgPort, "127.0.0.1");
+  await new Promise((resolve) => socket.once("connect", resolve));
+  try {
+    const params = Buffer.from(`user\0${user}\0database\0${database}\0\0`);
+    const startup = Buffer.alloc(8 + params.length);
+    startup.writeInt32BE(startup.length, 0);
+    startup.writeInt32BE(196608, 4);
+    params.copy(startup, 8);
+    socket.write(startup);
+    let received = Buffer.alloc(0);
+    while (received.length < 5 || received.length < 1 + received.readInt32BE(1)) {
+      const chunk = await new Promise<Buffer>((resolve) => socket.once("data", resolve));
+      received = Buffer.concat([received, chunk]);
+    }
+    const type = String.fromCharCode(received[0]!);
+    if (type !== "E") return { type };
+    const fields = received.subarray(5, 1 + received.readInt32BE(1)).toString("utf8").split("\0");
+    return { type, code: fields.find((f) => f.startsWith("C"))?.slice(1) };
+  } finally {
+    socket.destroy();
+  }
+}
+
 describe("no help to someone guessing: PostgreSQL", () => {
   beforeEach(forgetFailures);
 
@@ -471,6 +496,10 @@ describe("connection lines that verify the gateway", () => {
     const impostor = await psql(line.replace(ca.cert, otherCa));
     expect(impostor.code).not.toBe(0);
     expect(impostor.stderr).toMatch(/certificate verify failed/);
+ 
+    // `jitgate connect` builds its line from what the gateway publishes: TLS and the CA's path.
+    const published = (await (await fetch(`${test.origin}/oidc/config`)).json()) as { proxies: { postgres?: { tls: boolean; ca?: string } } };
+    expect(published.proxies.postgres).toMatchObject({ tls: true, ca: ca.cert });
   });
 
   it("an ID token is refused over plaintext (loopback included), accepted over TLS, and over plaintext only where allowPlaintextTokens is set", async () => {
@@ -480,6 +509,9 @@ describe("connection lines that verify the gateway", () => {
     const plain = await psql(`host=127.0.0.1 port=${pgPort} user=oidc dbname=orders-db sslmode=disable`, "SELECT count(*) FROM orders", { PGPASSWORD: token });
     expect(plain.code).not.toBe(0);
     expect(plain.stderr).toContain("FATAL:  an ID token is only accepted over TLS: connect with sslmode=verify-full");
+    // On the wire: the refusal is the gateway's first answer to the startup packet, so the client
+    // is never asked for the token (no AuthenticationCleartextPassword) and never sends it.
+    expect(await firstAnswerTo("oidc", "orders-db")).toMatchObject({ type: "E", code: "28000" });
     expect(await test.gateway.broker.db.select().from(sessions).where(eq(sessions.personId, dev.id))).toEqual([]);
 
     const secure = await psql(`host=127.0.0.1 port=${pgPort} user=oidc dbname=orders-db sslmode=verify-full sslrootcert=${ca.cert}`, "SELECT count(*) FROM orders", {
