@@ -1,12 +1,12 @@
-import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, pbkdf2, randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 
 const pbkdf2Async = promisify(pbkdf2);
 
 /**
  * A SCRAM-SHA-256 verifier (RFC 5802 §3, RFC 7677): what PostgreSQL itself stores for a password.
- * The proxy can run a SCRAM exchange against it, and a plain password can be checked against it,
- * without the secret being kept anywhere.
+ * The proxy runs a SCRAM exchange against it without the secret being kept anywhere (an SSH
+ * password is found by its keyed hash instead, see credentialLookup).
  */
 export interface ScramVerifier {
   salt: string; // base64
@@ -32,13 +32,6 @@ export async function makeVerifier(secret: string, iterations = SCRAM_ITERATIONS
     storedKey: createHash("sha256").update(clientKey).digest("base64"),
     serverKey: hmac(salted, "Server Key").toString("base64"),
   };
-}
-
-export async function verifySecret(secret: string, verifier: ScramVerifier): Promise<boolean> {
-  const salted = await saltedPassword(secret, Buffer.from(verifier.salt, "base64"), verifier.iterations);
-  const storedKey = createHash("sha256").update(hmac(salted, "Client Key")).digest();
-  const expected = Buffer.from(verifier.storedKey, "base64");
-  return expected.length === storedKey.length && timingSafeEqual(expected, storedKey);
 }
 
 /**
