@@ -127,6 +127,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           postgres: proxies.postgres && {
             address: publicAddress(config.proxy.postgres?.publicAddress, proxies.postgres.address),
             tls: config.proxy.postgres?.tls !== undefined,
+            ca: config.proxy.postgres?.tls?.ca,
           },
           ssh: proxies.ssh && { address: publicAddress(config.proxy.ssh?.publicAddress, proxies.ssh.address) },
         },

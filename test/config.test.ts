@@ -183,7 +183,7 @@ describe("defaults", () => {
     http: { listen: "0.0.0.0:3000" },
     dataDir: "./data",
     log: { level: "info" },
-    proxy: {},
+    proxy: { loginFailures: { threshold: 5, window: 900_000, delay: 1_000, maxDelay: 30_000 } },
     defaults: {
       maxDuration: 28_800_000,
       approvals: 1,
@@ -220,7 +220,8 @@ targets:
       {},
     );
     expect(config.proxy).toEqual({
-      postgres: { listen: "0.0.0.0:15432", maxMessageSize: 67_108_864 },
+      postgres: { listen: "0.0.0.0:15432", allowPlaintextTokens: false, maxMessageSize: 67_108_864 },
+      loginFailures: { threshold: 5, window: 900_000, delay: 1_000, maxDelay: 30_000 },
       ssh: { listen: "0.0.0.0:2222", hostKeyFile: "./data/ssh_host_ed25519_key" },
     });
     expect(config.slack?.command).toBe("/access");
@@ -723,7 +724,7 @@ describe("examples/jitgate.yaml", () => {
     const config = parseConfig(text, "examples/jitgate.yaml", env);
     expect(config.database).toBe(env.DATABASE_URL);
     expect(config.slack?.appToken).toBe("xapp-example");
-    expect(config.proxy.postgres?.tls).toEqual({ cert: "/etc/jitgate/tls.crt", key: "/etc/jitgate/tls.key" });
+    expect(config.proxy.postgres?.tls).toEqual({ cert: "/etc/jitgate/tls.crt", key: "/etc/jitgate/tls.key", ca: "/etc/jitgate/ca.crt" });
     expect(config.digest).toEqual({ cron: "0 9 * * 1-5", timezone: "Europe/Berlin" });
     expect(config.targets.map((t) => [t.name, t.kind, t.maxDuration])).toEqual([
       ["orders-db", "postgres", 4 * 3_600_000],

@@ -68,7 +68,7 @@ beforeAll(async () => {
     provider.issuer,
     `
 proxy:
-  postgres: { listen: 127.0.0.1:0 }
+  postgres: { listen: 127.0.0.1:0, allowPlaintextTokens: true }
 targets:
   - name: orders-db
     kind: postgres

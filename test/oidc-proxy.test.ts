@@ -63,7 +63,7 @@ function gatewayLoginsOnSshd(): number {
 function targetsYaml(sshHostKeyFile: string) {
   return `
 proxy:
-  postgres: { listen: 127.0.0.1:0 }
+  postgres: { listen: 127.0.0.1:0, allowPlaintextTokens: true }
   ssh: { listen: 127.0.0.1:0, hostKeyFile: ${sshHostKeyFile} }
 targets:
   - name: web-1
@@ -198,12 +198,12 @@ describe("PostgreSQL proxy with an ID token", () => {
     expect(garbage.stderr).toContain("the ID token is not a well-formed signed JWT");
   });
 
-  it("refuses an ID token sent in clear from a non-loopback address (TLS required), before looking at it", async () => {
+  it("refuses an ID token sent in clear from a non-loopback address even with allowPlaintextTokens, before looking at it", async () => {
     const external = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === "IPv4")?.address;
     expect(external, "this test needs a non-loopback IPv4 address on the machine").toBeDefined();
     const token = await provider.sign({ sub: "sub-dev", email: "dev@example.com", email_verified: true });
     const client = new pg.Client({ host: external, port, user: "oidc", database: "orders-db", password: token });
-    await expect(client.connect()).rejects.toMatchObject({ code: "28000", message: "an ID token is only accepted over TLS: connect with sslmode=require" });
+    await expect(client.connect()).rejects.toMatchObject({ code: "28000", message: "an ID token is only accepted over TLS: connect with sslmode=verify-full" });
   });
 
   it("answers the refusal with SQLSTATE 28000 (node-postgres sees the code)", async () => {

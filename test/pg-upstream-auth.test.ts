@@ -17,12 +17,13 @@ const PG_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
 async function selfSignedCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert]);
+  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]);
   return { cert, key };
 }
 
 // A private PostgreSQL server of this test's own, with password (md5 and SCRAM) and TLS-only users:
 // the shared test server trusts everyone on the loopback, which would test nothing here.
+let gatewayTls: { cert: string; key: string };
 let dir: string;
 let upstreamPort: number;
 let test: TestGateway;
@@ -64,7 +65,7 @@ beforeAll(async () => {
   await admin.query("CREATE ROLE tls_user LOGIN PASSWORD 'tls-secret'");
   await admin.end();
 
-  const gatewayTls = await selfSignedCertificate(dir, "gateway");
+  gatewayTls = await selfSignedCertificate(dir, "gateway");
   const upstream = (user: string, password: string, extra = "") =>
     `postgres://${user}${password ? `:${password}` : ""}@127.0.0.1:${upstreamPort}/postgres${extra}`;
   const target = (name: string, url: string) => `
@@ -76,7 +77,7 @@ beforeAll(async () => {
     "upstreamauth",
     `
 proxy:
-  postgres: { listen: 127.0.0.1:0, publicAddress: 127.0.0.1:1, tls: { cert: ${gatewayTls.cert}, key: ${gatewayTls.key} } }
+  postgres: { listen: 127.0.0.1:0, publicAddress: 127.0.0.1:1, tls: { cert: ${gatewayTls.cert}, key: ${gatewayTls.key}, ca: ${gatewayTls.cert} } }
 targets:${target("trust-db", upstream("trusted", ""))}${target("md5-db", upstream("md5_user", "md5-secret"))}${target(
       "scram-db",
       upstream("scram_user", "scram-secret"),
@@ -133,9 +134,9 @@ describe("upstream authentication with the target's own credentials", () => {
 });
 
 describe("TLS towards the client", () => {
-  it("answers SSLRequest with S: sslmode=require works and the session is encrypted", async () => {
+  it("answers SSLRequest with S: the line's sslmode=verify-full (the CA of tls.ca) works and the session is encrypted", async () => {
     const uri = await uriFor("trust-db");
-    expect(uri).toContain("sslmode=require");
+    expect(uri).toContain(`sslmode=verify-full&sslrootcert=${gatewayTls.cert}`);
     const result = await psql(uri, "SELECT 1");
     expect(result.stdout.trim()).toBe("1");
     // The raw exchange: SSLRequest (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL) → 'S' → TLS.

@@ -125,13 +125,14 @@ targets:
     sessions: gateway.sessions,
     events: gateway.cluster.events,
     redis,
+    redisPrefix: test.prefix,
+    loginFailures: gateway.config.proxy.loginFailures,
     targets: gateway.config.targets,
     onOpened: (session: SessionSnapshot) => betweenOpenAndBind?.(session) ?? Promise.resolve(),
   };
   const pgServer = new PgProxyServer({
     ...common,
     statements: new StatementLog(gateway.broker.db),
-    redisPrefix: test.prefix,
     config: gateway.config.proxy.postgres!,
   });
   const sshServer = new SshProxyServer({ ...common, keys: new SshKeys(gateway.broker), config: gateway.config.proxy.ssh! });

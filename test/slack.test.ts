@@ -262,7 +262,7 @@ describe("Slack: request, approve, connect, expire", () => {
     await eventually(() => threadTexts(root).some((t) => t.includes("Access expired at")), 10_000, "the expiry reply");
     await eventually(() => Object.keys(buttonsOf(fake.messages.get(`${CHANNEL}/${card.ts}`)!)).length === 0, 10_000, "the card without buttons");
     await expect(gateway.broker.checkCredential({ login: "dev@example.com", target: "orders-db", secret })).rejects.toMatchObject({
-      code: "broker_no_live_grant",
+      code: "broker_invalid_credential",
     });
 
     // The connection line is never logged, and Redis does not hold it under any key of any type.

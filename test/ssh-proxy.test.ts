@@ -177,7 +177,8 @@ describe("admission", () => {
     expect(wrong.stderr).toContain("not the credential of a live access grant on web-1");
 
     const unknown = await sshWithSecret(secret, "nope-1", ["echo", "hi"]);
-    expect(unknown.stderr).toContain('there is no SSH target "nope-1"');
+    // An unknown target (the SSH user name) is refused like a wrong credential: no target names leak.
+    expect(unknown.stderr).toContain("not the credential of a live access grant on nope-1");
   });
 
   it("port forwarding and agent forwarding are refused on a target that does not allow them", async () => {

@@ -135,7 +135,7 @@ describe.each<[string, Opener]>([
       expect(revoked).toMatchObject({ state: "revoked", endedBy: dev.id });
       expect(revoked.endedAt).toEqual(at(10));
       expect(await credentialRows()).toHaveLength(0);
-      await expect(broker.checkCredential(check)).rejects.toMatchObject({ code: "broker_no_live_grant" });
+      await expect(broker.checkCredential(check)).rejects.toMatchObject({ code: "broker_invalid_credential" });
     });
 
     it("wrote the audit events in order, each in the transaction of its change", async () => {

@@ -4,7 +4,7 @@ import type { Database } from "../db/client.js";
 import { targets as targetsTable } from "../db/schema.js";
 import type { Clock } from "./clock.js";
 import { BrokerContext, type BrokerOptions } from "./context.js";
-import type { ConnectionLine } from "./credentials.js";
+import type { ConnectionLine, ScramVerifier } from "./credentials.js";
 import { BrokerError, UnknownTarget } from "./errors.js";
 import type { TypedEvents } from "./events.js";
 import { GrantsService } from "./grants.js";
@@ -25,7 +25,6 @@ import type {
   IdentityRef,
   LinkedIdentity,
   Person,
-  ScramVerifierRow,
   StepUpChallenge,
   StepUpProof,
 } from "./types.js";
@@ -266,8 +265,8 @@ export class Broker {
     return this.grants.expireIfOverdue(grantId, foundBy);
   }
 
-  liveCredential(login: string, target: string): Promise<{ grant: Grant; verifier: ScramVerifierRow }> {
-    return this.grants.liveCredential(login, target);
+  loginCredential(login: string, target: string): Promise<{ grant: Grant | undefined; verifier: ScramVerifier }> {
+    return this.grants.loginCredential(login, target);
   }
 
   checkCredential(input: { login?: string | undefined; target: string; secret: string }): Promise<Grant> {

@@ -3,7 +3,20 @@ import type { Executor } from "../db/client.js";
 import { accessRequests, grantCredentials, grants, people } from "../db/schema.js";
 import { appendAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
-import { makeVerifier, newSecret, postgresConnectionLine, sshConnectionLine, verifySecret, type ConnectionLine } from "./credentials.js";
+import { deploymentCredentialKey } from "../db/deployment.js";
+import {
+  credentialLookup,
+  CredentialWork,
+  makeVerifier,
+  mockVerifier,
+  newSecret,
+  postgresConnectionLine,
+  SCRAM_ITERATIONS,
+  scramSalt,
+  sshConnectionLine,
+  type ConnectionLine,
+  type ScramVerifier,
+} from "./credentials.js";
 import {
   DurationTooLong,
   GrantAlreadyLive,
@@ -21,7 +34,7 @@ import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
 import { decidersOf, decisionsOf, parseDurationMs } from "./requests.js";
 import { grantSnapshot, iso, requestSnapshot } from "./snapshots.js";
-import type { AccessRequest, ExpireOutcome, ExpiryFinder, ExtendResult, Grant, Person, ScramVerifierRow } from "./types.js";
+import type { AccessRequest, ExpireOutcome, ExpiryFinder, ExtendResult, Grant, Person } from "./types.js";
 
 /**
  * Grants: issued when a request's quorum is met, extended, revoked, expired, and the credential
@@ -146,8 +159,11 @@ export class GrantsService {
     const [linked] = await tx.update(accessRequests).set({ grantId: grant!.id }).where(eq(accessRequests.id, request.id)).returning();
     const secret = newSecret();
     const login = this.people.loginOf(requester);
-    const verifier = await makeVerifier(secret);
-    await tx.insert(grantCredentials).values({ grantId: grant!.id, login, target: request.target, ...verifier, createdAt: now });
+    const key = await this.credentialKey(tx);
+    this.credentialWork.derivations += 1;
+    const verifier = await makeVerifier(secret, SCRAM_ITERATIONS, scramSalt(key, login, request.target));
+    const lookup = credentialLookup(key, secret);
+    await tx.insert(grantCredentials).values({ grantId: grant!.id, login, target: request.target, ...verifier, lookup, createdAt: now });
     await appendAudit(tx, now, {
       kind: "grant.issued",
       actorId: by.id,
@@ -174,7 +190,7 @@ export class GrantsService {
         secret,
         target,
         publicAddress: proxy?.publicAddress ?? proxy?.listen ?? "localhost:15432",
-        tls: proxy?.tls !== undefined,
+        tls: proxy?.tls,
       });
     }
     const proxy = this.ctx.config.proxy.ssh;
@@ -420,12 +436,36 @@ export class GrantsService {
 
   // ---------------------------------------------------------------- credentials
 
+  /** What proxy logins have cost on this broker (tests compare refusal paths with it). */
+  readonly credentialWork = new CredentialWork();
+  #credentialKey: Promise<Buffer> | undefined;
+
   /**
-   * The live grant and credential verifier behind a proxy login, for a SCRAM exchange. Throws
-   * NoLiveGrant when there is none.
+   * The deployment's credential key, read (or made) once. Inside a transaction (`tx`) it is read
+   * there (PGlite has one connection: another query would wait for the transaction) and not kept,
+   * since a key made in a transaction that rolls back never existed.
    */
-  async liveCredential(login: string, target: string): Promise<{ grant: Grant; verifier: ScramVerifierRow }> {
+  async credentialKey(tx?: Executor): Promise<Buffer> {
+    if (tx && !this.#credentialKey) return deploymentCredentialKey(tx);
+    this.#credentialKey ??= deploymentCredentialKey(this.ctx.db).catch((error: unknown) => {
+      this.#credentialKey = undefined;
+      throw error;
+    });
+    return this.#credentialKey;
+  }
+
+  /**
+   * The SCRAM verifier to run a PostgreSQL login against, and the live grant behind it if there is
+   * one. A login without a live credential on the target (unknown person, no grant, unknown target)
+   * gets a mock verifier with the salt a real one would have: the exchange runs the same way and
+   * fails at the proof, like a wrong password. Every call costs one keyed hash and one query.
+   */
+  async loginCredential(login: string, target: string): Promise<{ grant: Grant | undefined; verifier: ScramVerifier }> {
+    const key = await this.credentialKey();
     const now = this.ctx.clock.now();
+    this.credentialWork.keyedHashes += 1;
+    const mock = mockVerifier(key, login, target);
+    this.credentialWork.lookups += 1;
     const rows = await this.ctx.db
       .select({ grant: grants, credential: grantCredentials })
       .from(grantCredentials)
@@ -434,40 +474,37 @@ export class GrantsService {
     const row = rows.find((r) => r.grant.expiresAt.getTime() > now.getTime());
     if (!row) {
       await this.#expireFound(rows.map((r) => r.grant), "login");
-      throw new NoLiveGrant(target);
+      return { grant: undefined, verifier: mock };
     }
-    return { grant: row.grant, verifier: row.credential };
+    const { salt, iterations, storedKey, serverKey } = row.credential;
+    return { grant: row.grant, verifier: { salt, iterations, storedKey, serverKey } };
   }
 
   /**
-   * Checks a grant credential as presented at a proxy: the login's live grant on that target and a
-   * secret matching its verifier. Any failure is one of two errors, so the answer reveals no more
-   * than "no grant" or "wrong credential".
+   * Checks a grant credential as presented at a proxy (the SSH password): found by its keyed hash,
+   * it must belong to a live grant on that target (and to `login`, when one is given). Every
+   * failure is the one InvalidCredential, after the same work: one keyed hash and one query.
    */
   async checkCredential(input: { login?: string | undefined; target: string; secret: string }): Promise<Grant> {
+    const key = await this.credentialKey();
     const now = this.ctx.clock.now();
-    // Without a login (the SSH proxy, where the user name is the target), every live credential on
-    // the target is tried: there is at most one live grant per person and target.
-    const rows = await this.ctx.db
+    this.credentialWork.keyedHashes += 1;
+    const lookup = credentialLookup(key, input.secret);
+    this.credentialWork.lookups += 1;
+    const [row] = await this.ctx.db
       .select({ grant: grants, credential: grantCredentials })
       .from(grantCredentials)
       .innerJoin(grants, eq(grants.id, grantCredentials.grantId))
-      .where(
-        and(
-          input.login === undefined ? undefined : eq(grantCredentials.login, input.login),
-          eq(grantCredentials.target, input.target),
-          eq(grants.state, "active"),
-        ),
-      );
-    const live = rows.filter((r) => r.grant.expiresAt.getTime() > now.getTime());
-    if (live.length === 0) {
-      // A grant past its end is over whoever's it is, so every overdue one found is expired now.
-      await this.#expireFound(rows.map((r) => r.grant), "login");
-      throw new NoLiveGrant(input.target);
+      .where(eq(grantCredentials.lookup, lookup));
+    // The index holds a hash, not the secret: equal hashes of 192 random bits are the secret itself.
+    if (!row || row.credential.target !== input.target || (input.login !== undefined && row.credential.login !== input.login)) {
+      throw new InvalidCredential();
     }
-    for (const { grant, credential } of live) {
-      if (await verifySecret(input.secret, credential)) return grant;
+    if (row.grant.state !== "active") throw new InvalidCredential();
+    if (row.grant.expiresAt.getTime() <= now.getTime()) {
+      await this.#expireFound([row.grant], "login");
+      throw new InvalidCredential();
     }
-    throw new InvalidCredential();
+    return row.grant;
   }
 }

@@ -86,6 +86,7 @@ export class SshKeys {
 
   /** Who registered this key blob, if anyone. */
   async owner(blob: Buffer): Promise<{ person: Person; key: SshKeyRow } | undefined> {
+    this.broker.grants.credentialWork.lookups += 1;
     const [row] = await this.broker.context.db
       .select({ person: people, key: sshKeys })
       .from(sshKeys)

@@ -35,6 +35,8 @@ export async function startProxies(
     sessions,
     events: cluster.events,
     redis: core.connection,
+    redisPrefix: config.redisPrefix,
+    loginFailures: config.proxy.loginFailures,
     targets: config.targets,
     requestCommand: config.slack?.command ?? "/access",
     oidc: options.oidc,
@@ -50,7 +52,7 @@ export async function startProxies(
       : undefined;
     if (timeline) cleanups.add("statement timeline pool", () => timeline.close());
     const statements = new StatementLog(timeline?.db ?? broker.db, (error) => onBackgroundError(error, "statement outcomes"));
-    const server = new PgProxyServer({ ...common, statements, redisPrefix: config.redisPrefix, config: config.proxy.postgres });
+    const server = new PgProxyServer({ ...common, statements, config: config.proxy.postgres });
     const address = await server.listen(options.postgresListen ?? config.proxy.postgres.listen);
     cleanups.add("postgres proxy", async () => {
       await server.close();

@@ -243,7 +243,23 @@ export const configSchema = z
           .strictObject({
             listen: listenAddress.default("0.0.0.0:15432"),
             publicAddress: hostPort.optional(),
-            tls: z.strictObject({ cert: nonEmpty, key: nonEmpty }).optional(),
+            tls: z
+              .strictObject({
+                cert: nonEmpty,
+                key: nonEmpty,
+                /**
+                 * Where users keep the private CA's certificate that signed `cert`, on their own
+                 * machines: connection lines name it as `sslrootcert`. Absent: `cert` is from a CA
+                 * the users' systems trust, and lines say `sslrootcert=system` (libpq 16+).
+                 */
+                ca: nonEmpty.optional(),
+              })
+              .optional(),
+            /**
+             * Accept an OIDC ID token as a password over a connection that is not TLS (local use and
+             * tests only): a token is a bearer secret that anyone on the path could replay.
+             */
+            allowPlaintextTokens: z.boolean().default(false),
             maxMessageSize: z.number().int().min(1024).default(64 * 1024 * 1024),
           })
           .optional(),
@@ -254,6 +270,19 @@ export const configSchema = z
             hostKeyFile: nonEmpty.default("./data/ssh_host_ed25519_key"),
           })
           .optional(),
+        /**
+         * Failed logins from one address (IPv6: its /64), counted in Redis across both proxies and
+         * every replica: from `threshold` failures within `window`, each further try from there waits
+         * `delay`, doubled per failure up to `maxDelay`, and the burst is audited.
+         */
+        loginFailures: z
+          .strictObject({
+            threshold: z.number().int().min(1).default(5),
+            window: duration.prefault("15m"),
+            delay: duration.prefault("1s"),
+            maxDelay: duration.prefault("30s"),
+          })
+          .prefault({}),
       })
       .prefault({}),
     defaults: z

@@ -25,6 +25,8 @@ export const deployment = pgTable(
     singleton: boolean("singleton").primaryKey().default(true),
     id: text("id").notNull(),
     createdAt: at("created_at").notNull().defaultNow(),
+    /** HMAC key of grant credential lookups and SCRAM salts (see broker/credentials.ts); made at first start. */
+    credentialKey: text("credential_key"),
   },
   (t) => [check("deployment_singleton", sql`${t.singleton}`)],
 );
@@ -161,9 +163,11 @@ export const grantCredentials = pgTable(
     iterations: integer("iterations").notNull(),
     storedKey: text("stored_key").notNull(),
     serverKey: text("server_key").notNull(),
+    /** HMAC-SHA256 of the secret under the deployment's credential key: how a password try finds its credential. */
+    lookup: text("lookup").notNull(),
     createdAt: at("created_at").notNull(),
   },
-  (t) => [index("grant_credentials_login_idx").on(t.login, t.target)],
+  (t) => [index("grant_credentials_login_idx").on(t.login, t.target), uniqueIndex("grant_credentials_lookup_idx").on(t.lookup)],
 );
 
 export const sessions = pgTable(

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import * as client from "openid-client";
 import { decodeJwt } from "jose";
 import type { GatewayOidcConfig } from "./routes.js";
+import { postgresSslParams } from "../broker/credentials.js";
 
 /** What `jitgate login` keeps between commands (mode 0600). */
 export interface TokenCache {
@@ -261,7 +262,7 @@ export async function connectPlan(target: string, options: { env?: NodeJS.Proces
   if (known.kind === "postgres") {
     if (!remote.proxies.postgres) throw new CliError("the gateway runs no PostgreSQL proxy");
     const { host, port } = proxyHostPort(remote.proxies.postgres.address, cache.gateway, 5432);
-    const uri = `postgres://oidc@${host}:${port}/${encodeURIComponent(target)}?sslmode=${remote.proxies.postgres.tls ? "require" : "disable"}`;
+    const uri = `postgres://oidc@${host}:${port}/${encodeURIComponent(target)}?${postgresSslParams(remote.proxies.postgres.tls ? { ca: remote.proxies.postgres.ca } : undefined)}`;
     return { line: `PGPASSWORD="$(jitgate token)" psql "${uri}"`, command: "psql", args: [uri], env: { ...env, PGPASSWORD: cache.idToken } };
   }
   if (!remote.proxies.ssh) throw new CliError("the gateway runs no SSH proxy");

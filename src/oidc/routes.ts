@@ -11,7 +11,8 @@ import type { OidcVerifier } from "./verifier.js";
 
 /** Where the proxies can be reached from outside, as `jitgate login` and `connect` need it. */
 export interface PublicProxies {
-  postgres?: { address: string; tls: boolean } | undefined;
+  /** `ca`: where users keep the private CA's certificate (`proxy.postgres.tls.ca`), for `sslrootcert`. */
+  postgres?: { address: string; tls: boolean; ca?: string | undefined } | undefined;
   ssh?: { address: string } | undefined;
 }
 

@@ -6,7 +6,9 @@ import type { SessionBroker, SessionRow } from "../broker/sessions.js";
 import type { SshKeys } from "../broker/ssh-keys.js";
 import { OidcError } from "../oidc/errors.js";
 import type { OidcVerifier } from "../oidc/verifier.js";
+import type { Config } from "../config/schema.js";
 import { GrantTimer } from "./grant-timer.js";
+import { LoginThrottle } from "./login-throttle.js";
 import { LiveSessions, type EndReason, type GrantBinding, type LiveSession } from "./live-sessions.js";
 
 export type ProxyProtocol = "postgres" | "ssh";
@@ -17,7 +19,6 @@ export type ProxyProtocol = "postgres" | "ssh";
  * may retry in the same connection (SSH offers the next method or key).
  */
 export type RefusalCode =
-  | "unknown_target"
   | "no_live_grant"
   | "bad_credential"
   | "not_allowed"
@@ -51,12 +52,10 @@ const CANNOT_CHECK_GRANTS = "jitgate cannot check grants right now; try again sh
  * target as a database, an SSH user as the user name.
  */
 const PHRASES: Record<ProxyProtocol, {
-  unknownTarget(name: string, command: string): Omit<Refusal, "code">;
   noLiveGrant(who: string, target: string, command: string): Omit<Refusal, "code">;
   oidcNotConfigured: string;
 }> = {
   postgres: {
-    unknownTarget: (name, command) => ({ message: `target "${name}" does not exist`, hint: `list the targets with: ${command} targets` }),
     noLiveGrant: (who, target, command) => ({
       message: `no live access grant for "${who}" on ${target}`,
       hint: `request one with: ${command} request ${target} <duration> <reason>`,
@@ -64,10 +63,6 @@ const PHRASES: Record<ProxyProtocol, {
     oidcNotConfigured: "OIDC is not configured on this gateway, so the user oidc cannot log in; use the connection line of your grant",
   },
   ssh: {
-    unknownTarget: (name, command) => ({
-      message: `there is no SSH target "${name}" (the SSH user name is the target)`,
-      hint: `list them with: ${command} targets`,
-    }),
     noLiveGrant: (who, target, command) => ({
       message: `no live access grant for ${who} on ${target}`,
       hint: `request one with: ${command} request ${target} <duration> <reason>`,
@@ -85,6 +80,10 @@ export interface AdmissionOptions<R> {
   /** Domain events from every replica: grants that end or move reach their sessions through them. */
   events: TypedEvents;
   redis: Redis;
+  /** The deployment's Redis prefix (failed-login counts live under it). */
+  redisPrefix: string;
+  /** `proxy.loginFailures`: when failed logins from one address are slowed down and audited. */
+  loginFailures: Config["proxy"]["loginFailures"];
   /** This protocol's targets by name, as the engine prepared them. */
   targets: ReadonlyMap<string, R>;
   /** The command users type to ask for access, for the refusals' hints. */
@@ -109,8 +108,27 @@ export class Admission<R, S extends LiveSession> {
   /** The sessions this proxy holds: tracked by the engine, bound under their grants here. */
   readonly live: LiveSessions<S>;
 
+  /** Failed logins per address, shared by every replica through Redis. */
+  readonly throttle: LoginThrottle;
+
   constructor(private readonly options: AdmissionOptions<R>) {
     this.live = new LiveSessions(options.events);
+    const failures = options.loginFailures;
+    this.throttle = new LoginThrottle({
+      redis: options.redis,
+      redisPrefix: options.redisPrefix,
+      threshold: failures.threshold,
+      windowMs: failures.window,
+      delayMs: failures.delay,
+      maxDelayMs: failures.maxDelay,
+      audit: (event) => options.sessions.audit(event),
+      onError: options.onError,
+    });
+  }
+
+  /** What credential checks have cost (lookups, keyed hashes, key derivations), for tests. */
+  get credentialWork(): { lookups: number; keyedHashes: number; derivations: number } {
+    return this.options.broker.grants.credentialWork.snapshot();
   }
 
   get #command(): string {
@@ -125,14 +143,6 @@ export class Admission<R, S extends LiveSession> {
     return new AdmissionRefused({ code: "no_live_grant", ...this.#phrases.noLiveGrant(who, target, this.#command) });
   }
 
-  /** The target a login names, once grants can be checked at all. */
-  target(name: string): R {
-    const target = this.options.targets.get(name);
-    if (target === undefined) throw new AdmissionRefused({ code: "unknown_target", ...this.#phrases.unknownTarget(name, this.#command) });
-    // Fail closed: without Redis, expiry and revocation could not reach this session.
-    if (this.options.redis.status !== "ready") throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS });
-    return target;
-  }
 
   /** Refuses at once when ID tokens cannot be checked here (before a client is asked for one). */
   requireOidc(): OidcVerifier {
@@ -140,15 +150,59 @@ export class Admission<R, S extends LiveSession> {
     return this.options.oidc;
   }
 
-  /** The live grant and SCRAM verifier behind a login name (PostgreSQL: the exchange happens on the wire). */
-  async grantOfLogin(login: string, target: string): Promise<Awaited<ReturnType<Broker["liveCredential"]>>> {
+  /**
+   * The target a login names, or undefined when there is none: the credential paths carry on with
+   * it as with a wrong password, so a guesser learns no target names either. Fails closed (Redis).
+   */
+  knownTarget(name: string): R | undefined {
+    // Fail closed: without Redis, expiry and revocation could not reach this session.
+    if (this.options.redis.status !== "ready") throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS });
+    return this.options.targets.get(name);
+  }
+
+  /**
+   * Waits out the delay that the failures from `address` have earned (see LoginThrottle) before a
+   * credential is checked; refuses when the count cannot be read.
+   */
+  async beforeTry(address: string | null): Promise<void> {
     try {
-      return await this.options.broker.liveCredential(login, target);
+      await this.throttle.beforeTry(address);
     } catch (error) {
-      if (error instanceof NoLiveGrant) throw this.#noLiveGrant(login, target);
+      this.options.onError?.(error, "read login failures");
+      throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS }, { cause: error });
+    }
+  }
+
+  /** Counts a failed try from `address` (slowing the next ones down, auditing bursts). */
+  failed(address: string | null, target: string, method: string): Promise<void> {
+    return this.throttle.failed(address, { protocol: this.options.protocol, target: target.slice(0, 100), method });
+  }
+
+  /**
+   * The SCRAM verifier for a PostgreSQL login and, when the login holds a live credential on the
+   * target, its grant. Unknown logins, logins without a grant and unknown targets get a mock
+   * verifier after the same work (one keyed hash, one query), so the exchange only fails at the
+   * proof, exactly as a wrong password does (issue 17).
+   */
+  async verifierOfLogin(login: string, target: string): Promise<Awaited<ReturnType<Broker["loginCredential"]>>> {
+    try {
+      return await this.options.broker.loginCredential(login, target);
+    } catch (error) {
       this.options.onError?.(error, "check grant");
       throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS }, { cause: error });
     }
+  }
+
+  /**
+   * The refusal of every credential that does not open a live grant (wrong secret, no grant, unknown
+   * user, key or target): one sentence, whatever the reason, so it says nothing a guesser can use.
+   */
+  badCredential(target: string): AdmissionRefused {
+    return new AdmissionRefused({
+      code: "bad_credential",
+      message: `that is not the credential of a live access grant on ${target} (wrong, expired or revoked)`,
+      hint: `request access with: ${this.#command} request ${target} <duration> <reason>`,
+    });
   }
 
   /** The live grant whose credential is `secret` (SSH, where the user name is the target). */
@@ -156,13 +210,9 @@ export class Admission<R, S extends LiveSession> {
     try {
       return await this.options.broker.checkCredential({ target, secret });
     } catch (error) {
-      if (!(error instanceof NoLiveGrant || error instanceof InvalidCredential)) throw error;
-      // One answer for both: a wrong secret must not tell whether someone holds a grant.
-      throw new AdmissionRefused({
-        code: "bad_credential",
-        message: `that is not the credential of a live access grant on ${target} (wrong, expired or revoked)`,
-        hint: `request access with: ${this.#command} request ${target} <duration> <reason>`,
-      });
+      if (error instanceof InvalidCredential || error instanceof NoLiveGrant) throw this.badCredential(target);
+      this.options.onError?.(error, "check credential");
+      throw new AdmissionRefused({ code: "unavailable", message: CANNOT_CHECK_GRANTS }, { cause: error });
     }
   }
 
@@ -190,7 +240,11 @@ export class Admission<R, S extends LiveSession> {
     }
   }
 
-  /** The live grant of the person who registered this public key; undefined when nobody did. */
+  /**
+   * The live grant of the person who registered this public key; undefined when nobody did. Only
+   * called once the client has signed with the key (RFC 4252 §7): the holder of the private key
+   * may hear that they have no grant, nobody else learns anything about a public key.
+   */
   async grantOfKey(target: string, key: Buffer): Promise<Grant | undefined> {
     const keys = this.options.keys;
     if (!keys) return undefined;

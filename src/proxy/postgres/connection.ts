@@ -115,7 +115,7 @@ export interface SessionHooks {
  * sent in clear (AuthenticationCleartextPassword) that the gateway checks itself (an OIDC ID token).
  */
 export type StartupPlan =
-  | { verifier: Verifier; admit(): Promise<SessionHooks> }
+  | { verifier: Verifier; admit(): Promise<SessionHooks>; /** Counts a failed proof (login throttle). */ failed(): Promise<void> }
   | { checkPassword(password: string): Promise<{ admit(): Promise<SessionHooks> }> };
 
 /** A cleartext password (an ID token) longer than this is refused before it is looked at. */
@@ -395,6 +395,8 @@ export class PgProxyConnection {
       this.#client.write(backend.saslFinal(serverFinal));
     } catch (error) {
       if (!(error instanceof ScramError)) throw error;
+      // What PostgreSQL itself answers, whether the user, their grant or the password was wrong.
+      await plan.failed();
       throw new ProxyRefusal("28P01", `password authentication failed for user "${this.#user}"`);
     }
     this.#client.write(backend.authenticationOk());

@@ -37,6 +37,8 @@ export interface PgProxyOptions {
   redis: Redis;
   redisPrefix: string;
   config: NonNullable<Config["proxy"]["postgres"]>;
+  /** `proxy.loginFailures`. */
+  loginFailures: Config["proxy"]["loginFailures"];
   targets: Config["targets"];
   /** The command users type to ask for access, for the refusal's hint. */
   requestCommand?: string;
@@ -49,7 +51,6 @@ export interface PgProxyOptions {
 
 /** How each refusal reads as a SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
 const SQLSTATE: Record<RefusalCode, string> = {
-  unknown_target: "3D000",
   no_live_grant: "28000",
   bad_credential: "28000",
   not_allowed: "28000",
@@ -112,12 +113,19 @@ export class PgProxyServer {
       sessions: options.sessions,
       events: options.events,
       redis: options.redis,
+      redisPrefix: options.redisPrefix,
+      loginFailures: options.loginFailures,
       targets: this.#targets,
       requestCommand: options.requestCommand,
       oidc: options.oidc,
       onError: options.onError,
       onOpened: options.onOpened,
     });
+  }
+
+  /** Admission's counters (credential work, failed logins), for tests. */
+  get admission(): Admission<unknown, PgProxyConnection> {
+    return this.#admission as Admission<unknown, PgProxyConnection>;
   }
 
   get connections(): number {
@@ -159,10 +167,21 @@ export class PgProxyServer {
       },
       onStartup: ({ user, database, clientAddress, tls }) =>
         this.#refusing(async () => {
-          const runtime = admission.target(database);
+          // An unknown target is answered like a wrong password: a guesser learns no names.
+          const runtime = admission.knownTarget(database);
           if (user === OIDC_LOGIN) return this.#oidcPlan(runtime, database, clientAddress, tls);
-          const { grant, verifier } = await admission.grantOfLogin(user, database);
-          return { verifier, admit: () => this.#refusing(() => this.#admit(runtime, grant, clientAddress)) };
+          await admission.beforeTry(clientAddress);
+          const { grant, verifier } = await admission.verifierOfLogin(user, database);
+          return {
+            verifier,
+            failed: () => admission.failed(clientAddress, database, "scram"),
+            admit: () =>
+              this.#refusing(async () => {
+                // A mock verifier accepts no proof; this is only the type system's comfort.
+                if (!grant || !runtime) throw admission.badCredential(database);
+                return this.#admit(runtime, grant, clientAddress);
+              }),
+          };
         }),
     };
   }
@@ -180,22 +199,34 @@ export class PgProxyServer {
 
   /**
    * The user `oidc` sends an ID token as a cleartext password; it is verified by admission and its
-   * verified email must be the person of a live grant on the target. A token is a bearer secret: it
-   * is only taken over TLS, or from a client on the same machine.
+   * verified email must be the person of a live grant on the target. A token is a bearer secret
+   * that anyone who sees it can replay: it is only taken over TLS (loopback included, since a
+   * proxy or tunnel may sit in front), unless `allowPlaintextTokens` says this is local use. The
+   * refusal comes before the client is asked for the token, so it never leaves the client.
    */
-  #oidcPlan(runtime: TargetRuntime, database: string, clientAddress: string | null, tls: boolean): StartupPlan {
+  #oidcPlan(runtime: TargetRuntime | undefined, database: string, clientAddress: string | null, tls: boolean): StartupPlan {
     this.#admission.requireOidc();
-    if (!tls && !isLoopback(clientAddress)) {
+    if (!tls && !(this.options.config.allowPlaintextTokens && isLoopback(clientAddress))) {
       throw new AdmissionRefused({
         code: "not_allowed",
-        message: "an ID token is only accepted over TLS: connect with sslmode=require",
+        message: "an ID token is only accepted over TLS: connect with sslmode=verify-full",
         hint: "jitgate connect prints a ready command",
       });
     }
     return {
       checkPassword: (token) =>
         this.#refusing(async () => {
-          const grant = await this.#admission.grantOfIdToken(database, token);
+          await this.#admission.beforeTry(clientAddress);
+          let grant: Grant;
+          try {
+            grant = await this.#admission.grantOfIdToken(database, token);
+          } catch (error) {
+            if (error instanceof AdmissionRefused && error.refusal.code === "bad_credential") {
+              await this.#admission.failed(clientAddress, database, "id-token");
+            }
+            throw error;
+          }
+          if (!runtime) throw this.#admission.badCredential(database);
           return { admit: () => this.#refusing(() => this.#admit(runtime, grant, clientAddress)) };
         }),
     };

@@ -24,6 +24,10 @@ export interface SshProxyOptions {
   /** Domain events from every replica. */
   events: TypedEvents;
   redis: Redis;
+  /** The deployment's Redis prefix. */
+  redisPrefix: string;
+  /** `proxy.loginFailures`. */
+  loginFailures: Config["proxy"]["loginFailures"];
   config: NonNullable<Config["proxy"]["ssh"]>;
   targets: Config["targets"];
   /** The command users type to ask for access, for refusals' hints. */
@@ -50,6 +54,12 @@ const bannerText = (refusal: Refusal) => `jitgate: ${refusal.message}${refusal.h
 const LOGIN_METHODS: AuthContext["method"][] = ["publickey", "keyboard-interactive", "password"];
 
 const MAX_PASSWORD_ATTEMPTS = 3;
+
+/** One connection's login: whether the refusal banner went out, and whether the login is over. */
+interface LoginState {
+  banner: boolean;
+  over: boolean;
+}
 
 /** Each connection's SSH identification string (`SSH-2.0-OpenSSH_9.6`), for held shells. */
 const clients = new WeakMap<Connection, string>();
@@ -94,12 +104,19 @@ export class SshProxyServer {
       keys: options.keys,
       events: options.events,
       redis: options.redis,
+      redisPrefix: options.redisPrefix,
+      loginFailures: options.loginFailures,
       targets: this.#targets,
       requestCommand: options.requestCommand,
       oidc: options.oidc,
       onError: options.onError,
       onOpened: options.onOpened,
     });
+  }
+
+  /** Admission's counters (credential work, failed logins), for tests. */
+  get admission(): Admission<unknown, SshProxySession> {
+    return this.#admission as Admission<unknown, SshProxySession>;
   }
 
   get sessions(): number {
@@ -124,6 +141,10 @@ export class SshProxyServer {
     client.on("error", () => {});
     let admitted = false;
     let passwordFailures = 0;
+    // `over`: the connection closed or its login was refused for good. A try still waiting (on
+    // the throttle's delay, a grant check) must then not go on to admit anything.
+    const failures = { banner: false, over: false };
+    client.on("close", () => (failures.over = true));
     const grace = setTimeout(() => {
       if (!admitted) client.end();
     }, this.options.loginGraceMs ?? 60_000);
@@ -132,12 +153,13 @@ export class SshProxyServer {
     let queue = Promise.resolve();
     client.on("authentication", (ctx) => {
       queue = queue.then(async () => {
-        if (admitted) return ctx.reject();
+        if (admitted || failures.over) return ctx.reject();
         try {
-          const outcome = await this.#authenticate(client, ctx, ip);
+          const outcome = await this.#authenticate(client, ctx, ip, failures);
           if (outcome === "rejected") {
             if (ctx.method === "password" || ctx.method === "keyboard-interactive") passwordFailures += 1;
             if (passwordFailures >= MAX_PASSWORD_ATTEMPTS) {
+              failures.over = true;
               ctx.reject([]);
               client.end();
             }
@@ -148,6 +170,7 @@ export class SshProxyServer {
         } catch (error) {
           const refusal = this.#admission.refusalFor(error);
           if (refusal.code === "internal") this.options.onError?.(error, "ssh login");
+          failures.over = true;
           sendUserauthBanner(client, bannerText(refusal));
           ctx.reject([]);
           // No method is left: say goodbye after the failure reaches the client.
@@ -160,20 +183,20 @@ export class SshProxyServer {
   /**
    * Answers one authentication request: "rejected" (the client may try another method or key),
    * "admitted" (accepted, session running), or throws a refusal that ends the login.
+   *
+   * Nothing here tells a guesser which targets exist or who holds a grant (issue 17): an unknown
+   * target (the SSH user name) goes through the same steps as a known one and fails like a wrong
+   * credential; a public key offered without a signature is always answered "it may do" (RFC 4252
+   * §7, SSH_MSG_USERAUTH_PK_OK), so only the holder of the private key learns whether it opens a
+   * grant.
    */
-  async #authenticate(client: Connection, ctx: AuthContext, ip: string): Promise<"rejected" | "admitted"> {
+  async #authenticate(client: Connection, ctx: AuthContext, ip: string, failures: LoginState): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
-    const runtime = admission.target(ctx.username);
-    const name = runtime.config.name;
+    const runtime = admission.knownTarget(ctx.username);
+    const name = ctx.username;
     switch (ctx.method) {
       case "publickey": {
-        const grant = await admission.grantOfKey(name, ctx.key.data);
-        if (!grant) {
-          ctx.reject();
-          return "rejected";
-        }
         if (!ctx.signature) {
-          // The client asks whether this key would do (RFC 4252 §7): yes; it signs next.
           ctx.accept();
           return "rejected";
         }
@@ -183,11 +206,24 @@ export class SshProxyServer {
           ctx.reject();
           return "rejected";
         }
+        // The client holds the private key: now its grant is looked up, on an unknown target too
+        // (the same work; no grant). An unknown key is rejected like a wrong password (one banner
+        // per connection: a client with many keys tries each in turn). Key failures are not
+        // counted as guesses: a signature cannot be guessed.
+        const grant = await admission.grantOfKey(name, ctx.key.data);
+        if (!grant || !runtime) {
+          this.#refuseTry(client, ctx, admission.badCredential(name), failures);
+          return "rejected";
+        }
+        if (failures.over) {
+          ctx.reject([]);
+          return "rejected";
+        }
         await this.#admit(client, ctx, runtime, grant, ip);
         return "admitted";
       }
       case "password":
-        return this.#withSecret(client, ctx, runtime, ctx.password, ip);
+        return this.#withSecret(client, ctx, runtime, name, ctx.password, ip, failures);
       case "keyboard-interactive": {
         const answers = await new Promise<string[] | undefined>((resolve) =>
           ctx.prompt([{ prompt: `Password (jitgate grant credential for ${name}): `, echo: false }], (responses) =>
@@ -198,7 +234,7 @@ export class SshProxyServer {
           ctx.reject();
           return "rejected";
         }
-        return this.#withSecret(client, ctx, runtime, answers[0], ip);
+        return this.#withSecret(client, ctx, runtime, name, answers[0], ip, failures);
       }
       default:
         ctx.reject(LOGIN_METHODS);
@@ -206,21 +242,49 @@ export class SshProxyServer {
     }
   }
 
+  /** Rejects one try with the refusal's banner, sent once per connection. */
+  #refuseTry(client: Connection, ctx: AuthContext, refusal: AdmissionRefused, failures: LoginState): void {
+    if (!failures.banner) {
+      failures.banner = true;
+      sendUserauthBanner(client, bannerText(refusal.refusal));
+    }
+    ctx.reject(LOGIN_METHODS);
+  }
+
   /**
    * A password: the grant's credential, or (shaped like a JWT) an OIDC ID token. One that does not
-   * check out is told and rejected; the client may try again, up to MAX_PASSWORD_ATTEMPTS.
+   * check out is rejected after the same work whatever was wrong (one keyed hash, one query), and
+   * counted against the address; the client may try again, up to MAX_PASSWORD_ATTEMPTS.
    */
-  async #withSecret(client: Connection, ctx: AuthContext, runtime: TargetRuntime, secret: string, ip: string): Promise<"rejected" | "admitted"> {
+  async #withSecret(
+    client: Connection,
+    ctx: AuthContext,
+    runtime: TargetRuntime | undefined,
+    name: string,
+    secret: string,
+    ip: string,
+    failures: LoginState,
+  ): Promise<"rejected" | "admitted"> {
     const admission = this.#admission;
-    const name = runtime.config.name;
+    await admission.beforeTry(ip);
+    if (failures.over) {
+      ctx.reject([]);
+      return "rejected";
+    }
     let grant: Grant;
     try {
       grant = looksLikeJwt(secret) ? await admission.grantOfIdToken(name, secret) : await admission.grantOfSecret(name, secret);
+      if (!runtime) throw admission.badCredential(name);
     } catch (error) {
       const refusal = admission.refusalFor(error);
       if (refusal.code !== "bad_credential") throw error;
-      sendUserauthBanner(client, bannerText(refusal));
-      ctx.reject(LOGIN_METHODS);
+      await admission.failed(ip, name, ctx.method);
+      this.#refuseTry(client, ctx, error as AdmissionRefused, failures);
+      return "rejected";
+    }
+    // The client went, or its login ended, while the credential was checked: nothing to admit.
+    if (failures.over) {
+      ctx.reject([]);
       return "rejected";
     }
     await this.#admit(client, ctx, runtime, grant, ip);
