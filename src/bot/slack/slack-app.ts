@@ -60,7 +60,7 @@ export function boltLogger(logger: Logger): BoltLogger {
  * each request's signature (v0 HMAC-SHA256 with the signing secret) and refuses requests more than
  * five minutes old (https://docs.slack.dev/authentication/verifying-requests-from-slack).
  */
-export function createSlackReceiver(config: SlackConfig, logger: BoltLogger): HTTPReceiver | SocketModeReceiver {
+export function createSlackReceiver(config: Omit<SlackConfig, "userGroupsRefresh">, logger: BoltLogger): HTTPReceiver | SocketModeReceiver {
   if (config.appToken) {
     return new SocketModeReceiver({
       appToken: config.appToken,
