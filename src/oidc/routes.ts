@@ -7,7 +7,7 @@ import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 import { callbackUrlOf, finishAuthorization, startAuthorization } from "./authorization.js";
 import type { OidcConsoleAuth } from "./console-login.js";
 import { OidcError } from "./errors.js";
-import type { OidcVerifier } from "./verifier.js";
+import { identifyVerified, type OidcVerifier } from "./verifier.js";
 
 /** Where the proxies can be reached from outside, as `jitgate login` and `connect` need it. */
 export interface PublicProxies {
@@ -87,7 +87,8 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
           codeVerifier: challenge.codeVerifier ?? "",
         });
         if (!token.authTime) throw new OidcError("oidc_login_failed", "the provider did not say when you signed in (auth_time), so the sign-in cannot count as fresh");
-        const person = await broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
+        // The fresh sign-in's groups count for this approval (an approver by group:… who left it is one no more).
+        const person = await identifyVerified(broker, token);
         const result = await broker.approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
         const lines = [`Your approval of request ${result.request.id} (${result.request.target}) is recorded, after a fresh sign-in as ${token.email}.`];
         if (result.grant) {
