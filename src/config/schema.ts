@@ -230,8 +230,16 @@ export const configSchema = z
          * again (usergroups.list, usergroups.users.list; needs the usergroups:read scope). A member
          * list older than three times this counts for nobody.
          */
-        userGroupsRefresh: duration
-          .refine((ms) => ms >= 60_000, { message: "must be at least 1m (Slack rate-limits usergroups.users.list)" })
+        userGroupsRefresh: z
+          .string()
+          .transform((text, ctx) => {
+            const ms = parseDuration(text);
+            if (ms === undefined || ms < 60_000) {
+              ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is not a duration of at least 1m (Slack rate-limits usergroups.users.list)` });
+              return z.NEVER;
+            }
+            return ms;
+          })
           .prefault("5m"),
       })
       .optional(),

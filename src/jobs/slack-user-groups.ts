@@ -46,11 +46,11 @@ export class UserGroupRefreshJobs {
     this.#worker.on("failed", (job, error) => options.onError?.(error, `${SLACK_USER_GROUPS} job ${job?.id ?? "?"}`));
   }
 
-  /** Creates or updates the schedule (idempotent: the scheduler id is the queue's name); the first run is now. */
+  /** Creates or updates the schedule (idempotent: the scheduler id is the queue's name); BullMQ runs the first one now. */
   async schedule(everyMs: number): Promise<void> {
     await this.queue.upsertJobScheduler(
       SLACK_USER_GROUPS,
-      { every: everyMs, immediately: true },
+      { every: everyMs },
       { name: SLACK_USER_GROUPS, data: ownedData(this.#ownership, {}), opts: { attempts: 3, backoff: { type: "exponential", delay: 5_000 }, removeOnComplete: { count: 10 }, removeOnFail: { age: 24 * 3600 } } },
     );
   }

@@ -28,7 +28,8 @@ export interface VerifiedIdToken {
 /** Reads a `groups` claim: a list of names (a single name is taken as a list of one); anything else is none. */
 export function groupsClaim(value: unknown): string[] {
   const names = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
-  return [...new Set(names.filter((g): g is string => typeof g === "string" && g.trim() !== "").map((g) => g.trim()))].slice(0, MAX_GROUPS);
+  // Names are kept exactly as the provider sends them: policy matches them exactly.
+  return [...new Set(names.filter((g): g is string => typeof g === "string" && g !== ""))].slice(0, MAX_GROUPS);
 }
 
 /** More groups than this in one token are not read (a bound on what one sign-in stores). */
