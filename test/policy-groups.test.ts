@@ -1,5 +1,8 @@
+import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { promisify } from "node:util";
+import { generateKeyPair, SignJWT } from "jose";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
@@ -60,6 +63,7 @@ beforeAll(async () => {
     `
 slack: { botToken: ${BOT_TOKEN}, signingSecret: ${SIGNING_SECRET}, apiUrl: "${fake.apiUrl}", approvalChannel: ${CHANNEL} }
 console: { enabled: true, allow: { groups: ["group:dba", "@ops"] } }
+proxy: { postgres: { listen: 127.0.0.1:0 } }
 targets:
   - name: by-id
     kind: postgres
@@ -218,6 +222,21 @@ async function consoleSignIn(account: string): Promise<{ status: number; body: s
   return { status: answer.status, body: await answer.text(), cookie };
 }
 
+/** psql as \`jitgate connect\` runs it after \`jitgate login\`: user oidc, the ID token in PGPASSWORD. */
+async function psqlWithToken(token: string, database: string): Promise<{ code: number; stderr: string }> {
+  const port = test.gateway.postgresProxy!.address.port;
+  try {
+    const { stderr } = await promisify(execFile)("psql", [`host=127.0.0.1 port=${port} user=oidc dbname=${database} sslmode=disable`, "-X", "-c", "SELECT 1"], {
+      env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: "5" },
+      timeout: 30_000,
+    });
+    return { code: 0, stderr };
+  } catch (error) {
+    const e = error as { code: number; stderr: string };
+    return { code: e.code, stderr: e.stderr };
+  }
+}
+
 const viewerOf = (cookie: string) => test.gateway.oidc!.consoleAuth.viewerOf({ headers: { cookie } } as IncomingMessage);
 const refreshSlackGroups = () => test.gateway.jobs.slackUserGroups!.runNow();
 
@@ -333,6 +352,33 @@ describe("OIDC groups in approvers and console.allow", () => {
     } finally {
       ann.groups = ["dba", "staff"];
     }
+  });
+
+  it("an ID token at the proxy (the CLI's login) refreshes the groups too; a forged one changes nothing", async () => {
+    const { broker } = test.gateway;
+    const claims = { sub: "sub-cli", email: "cli@example.com", email_verified: true, name: "Cli" };
+    // No live grant: psql is refused, but the token was verified, so its groups are the person's now.
+    const withDba = await psqlWithToken(await provider.sign({ ...claims, groups: ["dba"] }), "by-oidc");
+    expect(withDba.code).not.toBe(0);
+    expect(withDba.stderr).toContain("no live access grant");
+    const cliId = await personOf("oidc", "sub-cli");
+    const cli = (await broker.person(cliId!))!;
+    expect(await broker.isApprover("by-oidc", cli)).toBe(true);
+
+    // A token signed with another key, claiming dba for the same subject: refused, nothing recorded.
+    const { privateKey } = await generateKeyPair("RS256");
+    const now = Math.floor(Date.now() / 1000);
+    const forged = await new SignJWT({ ...claims, iss: provider.issuer, aud: "jitgate", iat: now, exp: now + 600, groups: ["dba", "root"] })
+      .setProtectedHeader({ alg: "RS256", kid: "test-key" })
+      .sign(privateKey);
+    const refused = await psqlWithToken(forged, "by-oidc");
+    expect(refused.stderr).toContain("signature does not verify");
+    const [stored] = await test.gateway.storage.db.select().from(personGroups).where(eq(personGroups.personId, cliId!));
+    expect(stored!.groups).toEqual(["dba"]);
+
+    // The next real token without the claim: no groups any more.
+    await psqlWithToken(await provider.sign(claims), "by-oidc");
+    expect(await broker.isApprover("by-oidc", cli)).toBe(false);
   });
 
   it("console.allow with groups admits a member of @ops (Slack) and refuses a non-member, keeping no record of them", async () => {
