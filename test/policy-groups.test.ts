@@ -442,6 +442,31 @@ describe("who may request", () => {
     expect(await stateOf(ann.requestId)).toBe("pending");
   });
 
+  it("refuses more time to a holder the requesters no longer name, with the reason; audited, no extension request", async () => {
+    const { broker, storage } = test.gateway;
+    await refreshSlackGroups();
+    const { requestId, root } = await requestFromSlack("U0EVE", "restricted"); // Eve is in @ops
+    expect(await approveAs("U0LEAD", requestId, root)).toBe("approved");
+    const eve = (await broker.person((await personOf("slack", "U0EVE"))!))!;
+    const [grant] = (await broker.list(eve)).grants;
+    expect(grant?.target).toBe("restricted");
+
+    fake.userGroups.get("S0OPS")!.users = ["U0CAROL"];
+    try {
+      await refreshSlackGroups();
+      expect(await answerTo(await slash("U0EVE", `extend ${grant!.id} 30m`))).toContain("You may not request restricted");
+      const extensions = await storage.db.select().from(accessRequests).where(and(eq(accessRequests.kind, "extension"), eq(accessRequests.grantId, grant!.id)));
+      expect(extensions).toEqual([]);
+      const refused = await storage.db.select().from(auditEvents).where(and(eq(auditEvents.kind, "request.refused"), eq(auditEvents.actorId, eve.id)));
+      expect(refused.map((e) => e.data)).toEqual([{ why: "not_a_requester", extend: grant!.id, duration: "30m" }]);
+    } finally {
+      fake.userGroups.get("S0OPS")!.users = ["U0CAROL", "U0EVE"];
+      await refreshSlackGroups();
+    }
+    // Back in the group, the holder's extend is an extension request again.
+    expect(await answerTo(await slash("U0EVE", `extend ${grant!.id} 30m`))).toContain("Extension request");
+  });
+
   it("targets and whocan show only what the person may request", async () => {
     await refreshSlackGroups();
     const forDev = await answerTo(await slash("U0DEV", "targets"));

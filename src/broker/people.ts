@@ -4,6 +4,7 @@ import type { Executor } from "../db/client.js";
 import { chatIdentities, people, personGroups, slackUserGroups } from "../db/schema.js";
 import { appendAudit, recordAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
+import { NotARequester } from "./errors.js";
 import { newId } from "./ids.js";
 import { isApprover, mayRequest, type GroupMembership, type Identity, type TargetPolicy } from "./policy.js";
 import type { ChatRefusal, IdentityRef, LinkedIdentity, Person } from "./types.js";
@@ -219,6 +220,23 @@ export class PeopleService {
 
   async isApprover(target: string, person: Person, tx: Executor = this.ctx.db): Promise<boolean> {
     return isApprover(this.ctx.policy(target), await this.identity(person, tx));
+  }
+
+  /**
+   * Refuses someone the target's `requesters` do not name (people, or groups as last refreshed),
+   * before anything else is checked or stored: the refusal is audited (`request.refused`, with what
+   * was asked) and nothing else is kept. A target without `requesters` takes requests from everyone.
+   */
+  async checkRequester(requester: Person, target: string, asked: Record<string, unknown>): Promise<void> {
+    const policy = this.ctx.policy(target);
+    if (mayRequest(policy, await this.identity(requester))) return;
+    await recordAudit(this.ctx.db, this.ctx.clock.now(), {
+      kind: "request.refused",
+      actorId: requester.id,
+      target: policy.name,
+      data: { why: "not_a_requester", ...asked },
+    });
+    throw new NotARequester(policy.name);
   }
 
   /** The targets this person may request (`targets`, `whocan`): every target without `requesters`, and those that name them. */

@@ -2,7 +2,7 @@ import { and, asc, eq, gt, lte, sql } from "drizzle-orm";
 import { parseDuration } from "../config/duration.js";
 import type { Executor } from "../db/client.js";
 import { accessRequests, decisions, people } from "../db/schema.js";
-import { appendAudit, recordAudit } from "./audit.js";
+import { appendAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
 import {
   AlreadyDecided,
@@ -10,7 +10,6 @@ import {
   GrantAlreadyLive,
   InvalidDuration,
   NotAnApprover,
-  NotARequester,
   ReasonRejected,
   ReasonRequired,
   RequestNotFound,
@@ -21,7 +20,7 @@ import {
 import type { GrantsService } from "./grants.js";
 import { newId } from "./ids.js";
 import type { PeopleService } from "./people.js";
-import { isApprover, mayRequest } from "./policy.js";
+import { isApprover } from "./policy.js";
 import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
 import type { StepUpService } from "./step-up.js";
 import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
@@ -66,7 +65,7 @@ export class RequestsService {
 
   async request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
     const policy = this.ctx.policy(input.target);
-    await this.checkRequester(requester, policy.name, { duration: String(input.duration), reason: input.reason, origin: input.origin ?? "api" });
+    await this.people.checkRequester(requester, policy.name, { duration: String(input.duration), reason: input.reason, origin: input.origin ?? "api" });
     const durationMs = parseDurationMs(input.duration);
     if (durationMs > policy.maxDurationMs) throw new DurationTooLong(policy.name, durationMs, policy.maxDurationMs);
     const reason = input.reason.trim();
@@ -110,23 +109,6 @@ export class RequestsService {
     });
     await this.ctx.background("schedule request timeout", () => this.ctx.scheduler.scheduleRequestTimeout(request.id, request.timeoutAt));
     return request;
-  }
-
-  /**
-   * Refuses someone the target's `requesters` do not name (people, or groups as last refreshed),
-   * before anything else is checked or stored: the refusal is audited (`request.refused`) and
-   * nothing else is kept. A target without `requesters` takes requests from everyone.
-   */
-  async checkRequester(requester: Person, target: string, asked: Record<string, unknown>): Promise<void> {
-    const policy = this.ctx.policy(target);
-    if (mayRequest(policy, await this.people.identity(requester))) return;
-    await recordAudit(this.ctx.db, this.ctx.clock.now(), {
-      kind: "request.refused",
-      actorId: requester.id,
-      target: policy.name,
-      data: { why: "not_a_requester", ...asked },
-    });
-    throw new NotARequester(policy.name);
   }
 
   async get(requestId: string): Promise<AccessRequest> {
