@@ -286,6 +286,29 @@ describe("Slack user groups in approvers", () => {
     await refreshSlackGroups();
   });
 
+  it("a failed fetch, whole or half-way, changes nothing: no group is emptied or filled from a partial answer", async () => {
+    const { db } = test.gateway.storage;
+    await refreshSlackGroups();
+    const before = await db.select().from(slackUserGroups);
+    fake.userGroups.get("S0DBA")!.users = ["U0BOB", "U0DEV"];
+    fake.userGroups.get("S0OPS")!.users = [];
+    try {
+      fake.failNext("usergroups.list", "missing_scope");
+      await expect(refreshSlackGroups()).rejects.toThrow(/missing_scope/);
+      // The second group's member list fails after the first one's arrived: nothing is stored either.
+      fake.failNext("usergroups.users.list", "internal_error", (args) => args.usergroup === "S0OPS");
+      await expect(refreshSlackGroups()).rejects.toThrow(/internal_error/);
+      expect(fake.callsOf("usergroups.users.list").at(-2)?.args.usergroup).toBe("S0DBA"); // S0DBA's members had arrived
+      expect(await db.select().from(slackUserGroups)).toEqual(before);
+      const dev = (await test.gateway.broker.person((await personOf("slack", "U0DEV"))!))!;
+      expect(await test.gateway.broker.isApprover("by-id", dev)).toBe(false);
+    } finally {
+      fake.userGroups.get("S0DBA")!.users = ["U0BOB"];
+      fake.userGroups.get("S0OPS")!.users = ["U0CAROL", "U0EVE"];
+      await refreshSlackGroups();
+    }
+  });
+
   it("a disabled group, a look-alike id on another platform and a stale member list approve nothing", async () => {
     const { broker } = test.gateway;
     await refreshSlackGroups();

@@ -60,6 +60,7 @@ export class FakeSlack {
   /** The workspace's user groups, by id: tests add, change and remove them as an admin would. */
   readonly userGroups = new Map<string, FakeUserGroup>();
   readonly #rateLimits = new Map<string, number[]>();
+  readonly #failures = new Map<string, { error: string; when: (args: Record<string, unknown>) => boolean }[]>();
   #server: Server | undefined;
   #tsCounter = 0;
   url = "";
@@ -78,6 +79,16 @@ export class FakeSlack {
   /** A `response_url` as Slack puts in a slash command or a block action. */
   responseUrl(label: string): string {
     return `${this.url}/response/${encodeURIComponent(label)}`;
+  }
+
+  /**
+   * The next call to `method` (whose arguments `when` accepts, if given) is answered `ok: false`
+   * with this error code (`missing_scope`, `internal_error`…).
+   */
+  failNext(method: string, error: string, when: (args: Record<string, unknown>) => boolean = () => true): void {
+    const queue = this.#failures.get(method) ?? [];
+    queue.push({ error, when });
+    this.#failures.set(method, queue);
   }
 
   /** The next call to `method` is answered with HTTP 429 and `Retry-After: seconds`. */
@@ -144,6 +155,12 @@ export class FakeSlack {
       return { status: 200, body: { ok: false, error: "invalid_auth" } };
     }
     record(200);
+    const queued = this.#failures.get(method) ?? [];
+    const index = queued.findIndex((f) => f.when(args));
+    const failure = index === -1 ? undefined : queued.splice(index, 1)[0]!.error;
+    // As Slack answers a token without the scope a method needs (https://docs.slack.dev/reference/methods/usergroups.list#errors).
+    if (failure === "missing_scope") return { status: 200, body: { ok: false, error: failure, needed: "usergroups:read", provided: "commands,chat:write" } };
+    if (failure !== undefined) return { status: 200, body: { ok: false, error: failure } };
     return { status: 200, body: this.#answer(method, args) };
   }
 
