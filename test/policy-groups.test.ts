@@ -416,6 +416,7 @@ describe("OIDC groups in approvers and console.allow", () => {
     const dev = await consoleSignIn("sub-dev");
     expect(dev.status).toBe(403);
     expect(dev.body).toContain("Not admitted");
+    expect(dev.body).toContain("You signed in as dev@example.com, but this jitgate console is open only to the organisation&#39;s people, and neither that address nor a group of yours is one of them.");
     expect(dev.cookie).toBeUndefined();
     expect(await personOf("oidc", "sub-dev")).toBeUndefined();
     // Group names match exactly: "DBA" and "dba " in a token are not dba.

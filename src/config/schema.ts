@@ -311,8 +311,8 @@ export const configSchema = z
         channel: nonEmpty.default("access-requests"),
         /**
          * Who may sign in to the console and the audit pages outside demo mode: verified emails of
-         * these domains, and these addresses. Required there (nobody is admitted without it).
-         * IdP groups are meant to join as a third list (the policy issue).
+         * these domains, these addresses, and members of these groups. Required there (nobody is
+         * admitted without it).
          */
         allow: z
           .strictObject({

@@ -1,4 +1,5 @@
-import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from "bullmq";
+import { setTimeout as delay } from "node:timers/promises";
+import { Job, Queue, Worker, type ConnectionOptions } from "bullmq";
 import { closeBullmq, reportErrors } from "../infra/redis.js";
 import { ownedData, ownedProcessor, type JobOwnership, type OwnedJobData } from "../infra/job-ownership.js";
 
@@ -26,14 +27,12 @@ export class UserGroupRefreshJobs {
   readonly queue: Queue<OwnedJobData>;
   readonly #worker: Worker<OwnedJobData> | undefined;
   readonly #connection: ConnectionOptions;
-  readonly #prefix: string;
   readonly #ownership: JobOwnership | undefined;
   #closed = false;
 
   constructor(options: UserGroupRefreshOptions) {
     const { connection, prefix } = options;
     this.#connection = connection;
-    this.#prefix = prefix;
     this.#ownership = options.ownership;
     this.queue = reportErrors(new Queue(SLACK_USER_GROUPS, { connection, prefix }), `${SLACK_USER_GROUPS} queue`, options.onError);
     if (options.worker === false) return;
@@ -55,18 +54,26 @@ export class UserGroupRefreshJobs {
     );
   }
 
-  /** A refresh now, outside the schedule; resolves when a worker finished it (or rejects with its failure). */
-  async runNow(timeoutMs = 30_000): Promise<void> {
+  /**
+   * A refresh now, outside the schedule (an operator's "refresh now", the tests); resolves when a
+   * worker finished it, or rejects with its failure. Polls the job's state rather than waiting for
+   * a QueueEvents notice, which can go by before its stream is read.
+   */
+  async runNow(timeoutMs = 20_000): Promise<void> {
     const job = (await (this.queue as Queue).add(SLACK_USER_GROUPS, ownedData(this.#ownership, {}), {
       removeOnComplete: { age: 3600 },
       removeOnFail: { age: 24 * 3600 },
     })) as Job<OwnedJobData>;
-    const events = reportErrors(new QueueEvents(SLACK_USER_GROUPS, { connection: this.#connection, prefix: this.#prefix }), `${SLACK_USER_GROUPS} events`, undefined);
-    try {
-      await events.waitUntilReady();
-      await job.waitUntilFinished(events, timeoutMs);
-    } finally {
-      await events.close();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = await job.getState();
+      if (state === "completed") return;
+      if (state === "failed") {
+        const failed = await Job.fromId(this.queue, job.id!);
+        throw new Error(failed?.failedReason || "the Slack user groups refresh failed");
+      }
+      if (Date.now() > deadline) throw new Error(`the Slack user groups refresh ${job.id} did not finish within ${timeoutMs} ms (state ${state})`);
+      await delay(50);
     }
   }
 

@@ -140,7 +140,7 @@ export class OidcConsoleAuth implements ConsoleAuth {
         403,
         "Not admitted",
         [
-          `You signed in as ${token.email}, but this jitgate console is open only to the organisation's people, and that address is not one of them.`,
+          `You signed in as ${token.email}, but this jitgate console is open only to the organisation's people, and ${consoleAllowNamesGroups(this.#options.allow) ? "neither that address nor a group of yours is" : "that address is not"} one of them.`,
           this.#options.allow ? "Ask the gateway's administrators to add you to console.allow if you should have access." : "Its administrators have not said who may sign in (console.allow), so nobody can.",
         ],
         clearLogin,
