@@ -2,7 +2,9 @@ import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { promisify } from "node:util";
+import { readFileSync } from "node:fs";
 import { generateKeyPair, SignJWT } from "jose";
+import { parse as parseYaml } from "yaml";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
@@ -513,6 +515,28 @@ describe("who may request", () => {
     const banner = startupBanner(test.gateway, "test");
     expect(banner).toContain("warning: anyone who reaches the bot may request by-id, by-handle, by-oidc, by-disabled (no requesters: listed)");
     expect(banner).toContain("OIDC login, open to members of group:dba, @ops");
+  });
+});
+
+describe("the Slack app manifest", () => {
+  it("asks for the scope of every Web API method jitgate called here, usergroups:read included", () => {
+    const manifest = parseYaml(readFileSync(new URL("../slack/manifest.yaml", import.meta.url), "utf8")) as { oauth_config: { scopes: { bot: string[] } } };
+    // The scopes each method needs, from its page in https://docs.slack.dev/reference/methods.
+    const needs: Record<string, string> = {
+      "usergroups.list": "usergroups:read",
+      "usergroups.users.list": "usergroups:read",
+      "users.info": "users:read",
+      "chat.postMessage": "chat:write",
+      "chat.update": "chat:write",
+      "chat.postEphemeral": "chat:write",
+      "conversations.open": "im:write",
+    };
+    const called = new Set(fake.calls.map((c) => c.method).filter((m) => m !== "response_url"));
+    expect(called.has("usergroups.list") && called.has("usergroups.users.list")).toBe(true);
+    for (const method of called) {
+      expect(needs[method], `the scope of ${method}`).toBeDefined();
+      expect(manifest.oauth_config.scopes.bot).toContain(needs[method]);
+    }
   });
 });
 
