@@ -18,6 +18,7 @@ import type { ConsoleAuth } from "./infra/web/console-auth.js";
 import type { HttpServer } from "./infra/web/http-server.js";
 import type { ChatJobTargets } from "./jobs/chat-targets.js";
 import type { DigestJobs } from "./jobs/digest.js";
+import type { UserGroupRefreshJobs } from "./jobs/slack-user-groups.js";
 import type { BullmqScheduler } from "./jobs/queues.js";
 import type { Reconciler } from "./jobs/reconciler.js";
 import type { ExpiryReminders } from "./jobs/reminders.js";
@@ -58,7 +59,7 @@ export interface Gateway {
   readonly reconciler: Reconciler;
   /** Where reminders and the digest go: each chat platform registers itself (see jobs/chat-targets.ts). */
   readonly chatTargets: ChatJobTargets;
-  readonly jobs: { reminders: ExpiryReminders; reviews: ReviewTimeouts; digest: DigestJobs };
+  readonly jobs: { reminders: ExpiryReminders; reviews: ReviewTimeouts; digest: DigestJobs; slackUserGroups: UserGroupRefreshJobs | undefined };
   readonly http: HttpServer;
   readonly httpAddress: AddressInfo;
   readonly redis: ResolvedRedis;
@@ -149,7 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       scheduler: domain.scheduler,
       reconciler: domain.reconciler,
       chatTargets: chat.chatTargets,
-      jobs: { reminders: domain.reminders, reviews: domain.reviews, digest: chat.digest },
+      jobs: { reminders: domain.reminders, reviews: domain.reviews, digest: chat.digest, slackUserGroups: chat.userGroups },
       http: chat.http,
       httpAddress,
       redis: core.redis,
@@ -204,6 +205,11 @@ export function startupBanner(gateway: Gateway, source: string): string {
   if (!config.database) missing.push("database: not set, using embedded PGlite (set DATABASE_URL for several replicas)");
   if (!config.proxy.postgres && !config.proxy.ssh) missing.push("no proxy (proxy.postgres / proxy.ssh) is configured");
   if (missing.length > 0 && !config.demo.enabled) lines.push("  not configured:", ...missing.map((m) => `    - ${m}`));
+  // Absent requesters keep the old behaviour (anyone may request): said out loud, once per start.
+  const open = config.targets.filter((t) => t.requesters === undefined).map((t) => t.name);
+  if (open.length > 0 && !config.demo.enabled) {
+    lines.push(`  warning: anyone who reaches the bot may request ${open.join(", ")} (no requesters: listed); name people or groups under targets[].requesters to narrow it`);
+  }
   if (config.demo.enabled && gateway.console) lines.push("", ...demoSteps(gateway, `http://${host}:${http.port}`));
   return lines.join("\n");
 }

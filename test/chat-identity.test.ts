@@ -199,7 +199,7 @@ describe("configuration", () => {
       problems(target(`["29:1a2b-teams-user", "discord:someone", "teams:", "slack:lead@example.com", "two words", "teams:0f8fad5b-d9cb-469f-a165-70867728950e"]`)),
     ).toEqual([
       'targets[0].approvers[0]: "29:1a2b-teams-user" looks like a Teams user id: write it as "teams:29:1a2b-teams-user" (a plain id is a Slack user id)',
-      'targets[0].approvers[1]: "discord:someone" names an unknown platform "discord" (write an email, slack:<user id> or teams:<user id>)',
+      'targets[0].approvers[1]: "discord:someone" names an unknown platform "discord" (write an email, slack:<user id>, teams:<user id>, group:<OIDC group>, slack-group:<id> or @<Slack handle>)',
       'targets[0].approvers[2]: "teams:" names no teams user id after "teams:"',
       'targets[0].approvers[3]: "slack:lead@example.com": an email needs no platform prefix (write "lead@example.com")',
       'targets[0].approvers[4]: "two words" is neither an email nor a chat user id (it contains spaces)',

@@ -170,6 +170,7 @@ describe("a full configuration", () => {
       command: "/access",
       approvalChannel: "C0APPROVALS",
       digestChannel: "C0DIGEST",
+      userGroupsRefresh: 300_000,
     });
     expect(partial.teams).toEqual({
       serviceUrl: "https://smba.trafficmanager.net/teams/",

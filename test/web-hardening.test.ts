@@ -319,7 +319,7 @@ describe("console.allow: only the organisation signs in (must 2)", () => {
       "console.allow: is required outside demo mode: say whose sign-ins may use the console and the audit pages, like allow: { domains: [example.com] } (anyone else with an account at the provider is refused)",
     ]);
     expect(problems(`${oidc}console: { enabled: true, allow: {} }`)).toEqual([
-      "console.allow: admits nobody: list email domains (domains: [example.com]) or addresses (emails: [ann@example.com])",
+      "console.allow: admits nobody: list email domains (domains: [example.com]), addresses (emails: [ann@example.com]) or groups (groups: [group:dba])",
     ]);
     expect(problems(`${oidc}console: { enabled: true, allow: { domains: ["@example.com", "*.example.com"] } }`)).toEqual([
       'console.allow.domains[0]: expected an email domain like example.com (no @, no wildcard) (got "@example.com")',

@@ -155,8 +155,9 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
       return noticeView(`Grant ${grant.id} (${grant.target}) revoked.`);
     }
     case "targets": {
-      const targets = broker.targets();
-      if (targets.length === 0) return noticeView("No targets are configured.");
+      // Only what the person may request: a target whose requesters do not name them is not shown.
+      const targets = await broker.requestableBy(person);
+      if (targets.length === 0) return noticeView(broker.targets().length === 0 ? "No targets are configured." : "There is no target you may request.");
       return noticeView("Targets you may request:", targets.map((t) => {
         const rules = [`${t.kind}`, `up to ${formatDuration(t.maxDurationMs)}`, `${t.approvals === 1 ? "1 approval" : `${t.approvals} approvals`}`];
         if (t.reasonPattern) rules.push(`reason must match ${t.reasonPattern.source}`);
@@ -165,7 +166,7 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
     }
     case "whocan": {
       if (!parsed.target) return usage(command, "whocan <target>");
-      const { policy, approvers } = await broker.whocan(parsed.target);
+      const { policy, approvers } = await broker.whocan(parsed.target, person);
       return noticeView(
         `${policy.name} needs ${policy.approvals === 1 ? "1 approval" : `${policy.approvals} distinct approvals`} from:`,
         approvers.map((a) => (a.name && a.name !== a.entry ? `${a.name} (${a.entry})` : a.entry)),

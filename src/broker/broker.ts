@@ -5,11 +5,11 @@ import { targets as targetsTable } from "../db/schema.js";
 import type { Clock } from "./clock.js";
 import { BrokerContext, type BrokerOptions } from "./context.js";
 import type { ConnectionLine, ScramVerifier } from "./credentials.js";
-import { BrokerError, UnknownTarget } from "./errors.js";
+import { BrokerError, NotARequester, UnknownTarget } from "./errors.js";
 import type { TypedEvents } from "./events.js";
 import { GrantsService } from "./grants.js";
-import { PeopleService } from "./people.js";
-import { isApprover, type TargetPolicy } from "./policy.js";
+import { PeopleService, type SlackUserGroup } from "./people.js";
+import { isApprover, type Identity, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
 import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
@@ -109,9 +109,14 @@ export class Broker {
     return this.context.policy(target);
   }
 
-  /** Every target, for `targets`. */
+  /** Every target configured (what the operator sees; people see `requestableBy`). */
   targets(): TargetPolicy[] {
     return this.context.policies();
+  }
+
+  /** The targets this person may request, for `targets`: those without `requesters`, and those that name them or a group of theirs. */
+  requestableBy(person: Person): Promise<TargetPolicy[]> {
+    return this.people.requestable(person);
   }
 
   // ---------------------------------------------------------------- people
@@ -151,8 +156,38 @@ export class Broker {
     return this.people.loginOf(person);
   }
 
-  whocan(target: string): Promise<{ policy: TargetPolicy; approvers: { entry: string; name: string | null }[] }> {
+  /**
+   * `whocan`: a dry run of policy for a target. Asked for a person, it answers only about a target
+   * they may request (NotARequester otherwise, as `request` would say).
+   */
+  async whocan(target: string, asker?: Person): Promise<{ policy: TargetPolicy; approvers: { entry: string; name: string | null }[] }> {
+    if (asker) {
+      const requestable = await this.people.requestable(asker);
+      // An unknown target is answered with the targets this person may request, not every one.
+      if (!this.targets().some((t) => t.name === target)) throw new UnknownTarget(target, requestable.map((t) => t.name));
+      if (!requestable.some((t) => t.name === target)) throw new NotARequester(target);
+    }
     return this.people.whocan(target);
+  }
+
+  /** The person's identity as policy sees it, groups included. */
+  identity(person: Person): Promise<Identity> {
+    return this.people.identity(person);
+  }
+
+  /** See PeopleService.identityOf: who a sign-in would be, without storing anyone. */
+  identityOf(ref: IdentityRef, oidcGroups?: readonly string[]): Promise<{ person: Person | undefined; identity: Identity }> {
+    return this.people.identityOf(ref, oidcGroups);
+  }
+
+  /** The `groups` claim of a verified OIDC sign-in: the person's OIDC groups from now on. */
+  recordOidcGroups(person: Person, groups: readonly string[]): Promise<void> {
+    return this.people.recordOidcGroups(person, groups);
+  }
+
+  /** A fresh fetch of the Slack user groups policy names (the background refresh). */
+  replaceSlackUserGroups(groups: readonly SlackUserGroup[]): Promise<void> {
+    return this.people.replaceSlackUserGroups(groups);
   }
 
   // ---------------------------------------------------------------- requests

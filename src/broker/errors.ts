@@ -83,6 +83,13 @@ export class NotAnApprover extends BrokerError {
   }
 }
 
+export class NotARequester extends BrokerError {
+  readonly code = "broker_not_a_requester";
+  constructor(readonly target: string) {
+    super(`you may not request ${target}: its requesters do not include you (ask its approvers if you should be)`);
+  }
+}
+
 export class SelfApproval extends BrokerError {
   readonly code = "broker_self_approval";
   constructor() {

@@ -257,6 +257,8 @@ export class GrantsService {
       return { kind: "extended", ...extended };
     }
     if (actor.id !== grant.personId) throw new NotAllowed(`only the holder or an approver of ${policy.name} may extend ${grant.id}`);
+    // More time is a request too: a holder the requesters no longer name (removed from the group) asks for none.
+    await this.people.checkRequester(actor, policy.name, { extend: grant.id, duration: String(input.duration) });
     const reason = input.reason?.trim() || `extend ${grant.id}`;
     const request = await this.ctx.db.transaction(async (tx) => {
       const [row] = await tx

@@ -4,6 +4,7 @@ export * from "./events.js";
 export * from "./clock.js";
 export * from "./scheduler.js";
 export * from "./policy.js";
+export type { SlackUserGroup } from "./people.js";
 export * from "./audit.js";
 export * from "./credentials.js";
 export * from "./sessions.js";

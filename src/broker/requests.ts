@@ -66,6 +66,7 @@ export class RequestsService {
 
   async request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
     const policy = this.ctx.policy(input.target);
+    await this.people.checkRequester(requester, policy.name, { duration: String(input.duration), reason: input.reason, origin: input.origin ?? "api" });
     const durationMs = parseDurationMs(input.duration);
     if (durationMs > policy.maxDurationMs) throw new DurationTooLong(policy.name, durationMs, policy.maxDurationMs);
     const reason = input.reason.trim();

@@ -15,6 +15,8 @@ import type { ConsoleAuth } from "../infra/web/console-auth.js";
 import { HttpServer } from "../infra/web/http-server.js";
 import { ChatJobTargets } from "../jobs/chat-targets.js";
 import { DigestJobs } from "../jobs/digest.js";
+import { UserGroupRefreshJobs } from "../jobs/slack-user-groups.js";
+import { slackGroupsNamed } from "../config/approver-entry.js";
 import { reminderWorker } from "../jobs/reminders.js";
 import type { OidcConsoleAuth } from "../oidc/console-login.js";
 import type { Core } from "./core.js";
@@ -28,6 +30,8 @@ export interface Chat {
   console: { adapter: ConsoleAdapter; auth: ConsoleAuth } | undefined;
   chatTargets: ChatJobTargets;
   digest: DigestJobs;
+  /** The Slack user groups refresh, when policy names Slack groups and Slack is configured. */
+  userGroups: UserGroupRefreshJobs | undefined;
   /** Receivers stop first at shutdown: they are registered once the listener listens (see main.ts). */
   receivers: { name: string; run: () => Promise<void> }[];
   /**
@@ -84,6 +88,19 @@ export async function startChat(
       chatJobTarget({ platform: "teams", broker, enqueue: (job, o) => teams.outbox.enqueue(job, o), digestChannel: config.teams?.digestConversation }),
     );
   }
+  // Slack user groups named in policy: fetched now and every slack.userGroupsRefresh (nothing is
+  // asked of Slack, nor of its usergroups:read scope, when policy names none).
+  const namedSlackGroups = slackGroupsNamed([
+    ...config.targets.flatMap((t) => [...t.approvers, ...(t.requesters ?? [])]),
+    ...(config.console.allow?.groups ?? []),
+  ]);
+  let userGroups: UserGroupRefreshJobs | undefined;
+  if (slack && config.slack && namedSlackGroups.ids.size + namedSlackGroups.handles.size > 0) {
+    userGroups = new UserGroupRefreshJobs({ refresh: () => slack.refreshUserGroups(namedSlackGroups), connection, prefix, ownership, onError: onBackgroundError });
+    cleanups.add("slack user groups", () => userGroups!.close());
+    await userGroups.schedule(config.slack.userGroupsRefresh);
+    queues.push(userGroups.queue as Queue);
+  }
   const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix, ownership, onError: onBackgroundError });
   cleanups.add("reminder worker", () => closeBullmq([reminding], connection));
   const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix, ownership, timezone: config.digest.timezone, onError: onBackgroundError });
@@ -118,6 +135,7 @@ export async function startChat(
     console: consoleChat && consoleAuth ? { adapter: consoleChat, auth: consoleAuth } : undefined,
     chatTargets,
     digest,
+    userGroups,
     receivers: [
       ...(slack ? [{ name: "slack receiver", run: () => slack.closeReceiver() }] : []),
       ...(teams ? [{ name: "teams receiver", run: () => teams.closeReceiver() }] : []),

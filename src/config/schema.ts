@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { CronExpressionParser } from "cron-parser";
-import { parseApproverEntry } from "./approver-entry.js";
+import { parseApproverEntry, parseGroupOnlyEntry, slackGroupsNamed } from "./approver-entry.js";
 import { parseDuration } from "./duration.js";
 // Pure validation (no parser is loaded): the rule names live with the classifier that applies them.
 import { BASELINE_SQL_RULES, sqlRuleProblem } from "../rules/sql-classifier.js";
@@ -100,10 +100,18 @@ const emailDomain = z
   })
   .transform((domain) => domain.toLowerCase());
 
-/** Chat user ids (U0LEAD42, 29:1…) or emails. */
-/** An email, `slack:<id>`, `teams:<id>`, or a plain Slack user id (see approver-entry.ts). */
+/**
+ * A person or a group in policy: an email, `slack:<id>`, `teams:<id>`, a plain Slack user id,
+ * `group:<OIDC group>`, `slack-group:<Slack user group id>` or `@<Slack handle>` (see approver-entry.ts).
+ */
 const approver = nonEmpty.superRefine((entry, ctx) => {
   const parsed = parseApproverEntry(entry);
+  if ("problem" in parsed) ctx.addIssue({ code: "custom", message: parsed.problem });
+});
+
+/** `console.allow.groups`: groups only (people are listed by email and domain). */
+const groupEntry = nonEmpty.superRefine((entry, ctx) => {
+  const parsed = parseGroupOnlyEntry(entry);
   if ("problem" in parsed) ctx.addIssue({ code: "custom", message: parsed.problem });
 });
 
@@ -152,6 +160,8 @@ const targetName = z
 const targetCommon = {
   name: targetName,
   approvers: z.array(approver).min(1, { message: "needs at least one approver" }),
+  /** Who may request the target, people and groups; absent: everyone who reaches the bot. */
+  requesters: z.array(approver).min(1, { message: "names nobody: list people or groups, or leave requesters out (then everyone may request)" }).optional(),
   approvals: z.number().int().min(1).optional(),
   maxDuration: duration.optional(),
   reasonPattern: regexText.optional(),
@@ -222,6 +232,22 @@ export const configSchema = z
         command: z.string().regex(/^\/[a-z0-9_-]+$/, { message: "expected a slash command like /access" }).default("/access"),
         approvalChannel: nonEmpty,
         digestChannel: nonEmpty.optional(),
+        /**
+         * How often the Slack user groups that policy names (`slack-group:…`, `@…`) are fetched
+         * again (usergroups.list, usergroups.users.list; needs the usergroups:read scope). A member
+         * list older than three times this counts for nobody.
+         */
+        userGroupsRefresh: z
+          .string()
+          .transform((text, ctx) => {
+            const ms = parseDuration(text);
+            if (ms === undefined || ms < 60_000) {
+              ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is not a duration of at least 1m (Slack rate-limits usergroups.users.list)` });
+              return z.NEVER;
+            }
+            return ms;
+          })
+          .prefault("5m"),
       })
       .optional(),
     teams: z
@@ -321,16 +347,18 @@ export const configSchema = z
         channel: nonEmpty.default("access-requests"),
         /**
          * Who may sign in to the console and the audit pages outside demo mode: verified emails of
-         * these domains, and these addresses. Required there (nobody is admitted without it).
-         * IdP groups are meant to join as a third list (the policy issue).
+         * these domains, these addresses, and members of these groups. Required there (nobody is
+         * admitted without it).
          */
         allow: z
           .strictObject({
             domains: z.array(emailDomain).default([]),
             emails: z.array(z.email().transform((e) => e.toLowerCase())).default([]),
+            /** Members of these groups: `group:<OIDC group>` (the sign-in's own claim), `slack-group:<id>`, `@<handle>`. */
+            groups: z.array(groupEntry).default([]),
           })
-          .refine((allow) => allow.domains.length + allow.emails.length > 0, {
-            message: "admits nobody: list email domains (domains: [example.com]) or addresses (emails: [ann@example.com])",
+          .refine((allow) => allow.domains.length + allow.emails.length + allow.groups.length > 0, {
+            message: "admits nobody: list email domains (domains: [example.com]), addresses (emails: [ann@example.com]) or groups (groups: [group:dba])",
           })
           .optional(),
       })
@@ -364,7 +392,9 @@ export const configSchema = z
         const target = t as { approvals?: unknown; approvers?: unknown };
         const defaults = config.defaults as { approvals?: unknown } | undefined;
         const quorum = typeof target.approvals === "number" ? target.approvals : defaults?.approvals;
-        if (Array.isArray(target.approvers) && target.approvers.length > 0 && typeof quorum === "number" && quorum > target.approvers.length) {
+        // A group counts for any number of people: the check is for lists of people only.
+        const namesGroups = Array.isArray(target.approvers) && target.approvers.some((e) => typeof e === "string" && /^(group:|slack-group:|@)/.test(e.trim()));
+        if (Array.isArray(target.approvers) && target.approvers.length > 0 && !namesGroups && typeof quorum === "number" && quorum > target.approvers.length) {
           ctx.addIssue({
             code: "custom",
             path: ["targets", index, typeof target.approvals === "number" ? "approvals" : "approvers"],
@@ -431,6 +461,24 @@ export const configSchema = z
       const slack = config.slack as { appToken?: unknown; signingSecret?: unknown } | undefined;
       if (slack && typeof slack === "object" && slack.appToken === undefined && slack.signingSecret === undefined) {
         ctx.addIssue({ code: "custom", path: ["slack", "signingSecret"], message: "is required in HTTP mode" });
+      }
+      // A Slack user group is known only through the Slack app: without slack:, it would name nobody.
+      if (!slack || typeof slack !== "object") {
+        const lists: { path: (string | number)[]; entries: unknown }[] = [
+          ...targets.flatMap((t, index) => [
+            { path: ["targets", index, "approvers"], entries: (t as { approvers?: unknown } | null)?.approvers },
+            { path: ["targets", index, "requesters"], entries: (t as { requesters?: unknown } | null)?.requesters },
+          ]),
+          { path: ["console", "allow", "groups"], entries: (consoleSection as { allow?: { groups?: unknown } } | undefined)?.allow?.groups },
+        ];
+        for (const { path, entries } of lists) {
+          if (!Array.isArray(entries)) continue;
+          const named = slackGroupsNamed(entries.filter((e): e is string => typeof e === "string"));
+          const first = [...named.ids].map((id) => `slack-group:${id}`).concat([...named.handles].map((h) => `@${h}`))[0];
+          if (first !== undefined) {
+            ctx.addIssue({ code: "custom", path, message: `${first} is a Slack user group, and slack: is not configured (jitgate learns Slack groups from the Slack app)` });
+          }
+        }
       }
     },
     // Report these together with every other mistake, not only once the rest is valid.

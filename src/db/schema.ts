@@ -54,6 +54,36 @@ export const chatIdentities = pgTable(
   (t) => [primaryKey({ columns: [t.platform, t.externalId] }), index("chat_identities_person_idx").on(t.personId)],
 );
 
+/**
+ * A person's groups from one source, as of its last refresh: `oidc` is the `groups` claim of
+ * their latest sign-in (console, step-up, a token at a proxy), replaced whole at each one.
+ */
+export const personGroups = pgTable(
+  "person_groups",
+  {
+    personId: text("person_id")
+      .notNull()
+      .references(() => people.id),
+    source: text("source", { enum: ["oidc"] }).notNull(),
+    groups: jsonb("groups").$type<string[]>().notNull(),
+    refreshedAt: at("refreshed_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.personId, t.source] })],
+);
+
+/**
+ * The Slack user groups policy names, with their members' Slack user ids, as last fetched in the
+ * background (usergroups.list, usergroups.users.list). A person is in a group when one of their
+ * Slack identities is among `members`.
+ */
+export const slackUserGroups = pgTable("slack_user_groups", {
+  id: text("id").primaryKey(),
+  handle: text("handle").notNull(),
+  name: text("name").notNull(),
+  members: jsonb("members").$type<string[]>().notNull(),
+  refreshedAt: at("refreshed_at").notNull(),
+});
+
 /** Targets as last synced from the configuration; history keeps referring to removed ones. */
 export const targets = pgTable("targets", {
   name: text("name").primaryKey(),

@@ -6,8 +6,8 @@ import { localPath, type ConsoleAuth, type ConsoleViewer } from "../infra/web/co
 import { WebCookies } from "../infra/web/cookies.js";
 import { html, page, sendHtml } from "../infra/web/html.js";
 import { finishAuthorization, startAuthorization, type PendingLogin } from "./authorization.js";
-import { consoleAllows, type ConsoleAllow } from "./console-allow.js";
-import type { OidcVerifier } from "./verifier.js";
+import { consoleAllowNamesGroups, consoleAllows, type ConsoleAllow } from "./console-allow.js";
+import { identifyVerified, type OidcVerifier } from "./verifier.js";
 
 /** The session cookie's name: `__Host-jitgate_session` when the gateway is on https (see WebCookies). */
 export const SESSION_COOKIE = "jitgate_session";
@@ -71,10 +71,13 @@ export class OidcConsoleAuth implements ConsoleAuth {
     } catch {
       return undefined;
     }
-    // A session opened before console.allow was narrowed (on this replica or another) ends here.
-    if (typeof session.csrf !== "string" || !consoleAllows(this.#options.allow, { email: session.email, emailVerified: true })) return undefined;
+    if (typeof session.csrf !== "string") return undefined;
     const person = await this.#options.broker.person(session.personId);
     if (!person) return undefined;
+    // A session opened before console.allow was narrowed, or before the person left the group that
+    // admitted them (a later sign-in without it, a Slack refresh), on any replica, ends here.
+    const identity = consoleAllowNamesGroups(this.#options.allow) ? await this.#options.broker.identity(person) : undefined;
+    if (!consoleAllows(this.#options.allow, { email: session.email, emailVerified: true, identity })) return undefined;
     return { person, userId: person.email ?? person.id, displayName: person.displayName, csrfBinding: session.csrf };
   }
 
@@ -125,19 +128,25 @@ export class OidcConsoleAuth implements ConsoleAuth {
       return refusal(res, 400, "Sign-in failed", ["This sign-in was started in another browser (or its cookie is gone). Start again from the page you came from."], clearLogin);
     }
     const token = await finishAuthorization(this.#options.verifier, callbackUrl, pending);
-    if (!consoleAllows(this.#options.allow, { email: token.email, emailVerified: true })) {
+    const ref = { platform: "oidc" as const, externalId: token.sub, email: token.email, displayName: token.name };
+    // Who this would be, with this sign-in's groups, before anyone is stored: a refusal keeps no person record.
+    const { person: known, identity } = await this.#options.broker.identityOf(ref, token.groups);
+    if (!consoleAllows(this.#options.allow, { email: token.email, emailVerified: true, identity })) {
+      // A person jitgate already knows still had a verified sign-in: their groups are what it says
+      // now (a group they left stops counting for approvals too).
+      if (known) await this.#options.broker.recordOidcGroups(known, token.groups);
       return refusal(
         res,
         403,
         "Not admitted",
         [
-          `You signed in as ${token.email}, but this jitgate console is open only to the organisation's people, and that address is not one of them.`,
+          `You signed in as ${token.email}, but this jitgate console is open only to the organisation's people, and ${consoleAllowNamesGroups(this.#options.allow) ? "neither that address nor a group of yours is" : "that address is not"} one of them.`,
           this.#options.allow ? "Ask the gateway's administrators to add you to console.allow if you should have access." : "Its administrators have not said who may sign in (console.allow), so nobody can.",
         ],
         clearLogin,
       );
     }
-    const person = await this.#options.broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
+    const person = await identifyVerified(this.#options.broker, token);
     const id = randomBytes(32).toString("base64url");
     const session: StoredSession = { personId: person.id, email: token.email, csrf: randomBytes(32).toString("base64url") };
     await this.#options.redis.set(this.#key("session", id), JSON.stringify(session), "EX", SESSION_TTL_SECONDS);

@@ -7,7 +7,7 @@ import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 import { callbackUrlOf, finishAuthorization, startAuthorization } from "./authorization.js";
 import type { OidcConsoleAuth } from "./console-login.js";
 import { OidcError } from "./errors.js";
-import type { OidcVerifier } from "./verifier.js";
+import { identifyVerified, type OidcVerifier } from "./verifier.js";
 
 /** Where the proxies can be reached from outside, as `jitgate login` and `connect` need it. */
 export interface PublicProxies {
@@ -88,7 +88,8 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
           codeVerifier: challenge.codeVerifier ?? "",
         });
         if (!token.authTime) throw new OidcError("oidc_login_failed", "the provider did not say when you signed in (auth_time), so the sign-in cannot count as fresh");
-        const person = await broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
+        // The fresh sign-in's groups count for this approval (an approver by group:… who left it is one no more).
+        const person = await identifyVerified(broker, token);
         if (challenge.heldId) {
           // The approval of a statement or command held in the request's thread.
           const held = await new SessionBroker(broker).approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });

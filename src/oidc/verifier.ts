@@ -17,7 +17,23 @@ export interface VerifiedIdToken {
   issuedAt: Date | undefined;
   expiresAt: Date;
   nonce: string | undefined;
+  /**
+   * The token's `groups` claim: the person's groups at the provider as of this sign-in. A claim
+   * that is absent or not a list of names (a provider that sends none, Entra's "overage" pointer)
+   * counts as no groups: only what the token names is believed.
+   */
+  groups: string[];
 }
+
+/** Reads a `groups` claim: a list of names (a single name is taken as a list of one); anything else is none. */
+export function groupsClaim(value: unknown): string[] {
+  const names = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
+  // Names are kept exactly as the provider sends them: policy matches them exactly.
+  return [...new Set(names.filter((g): g is string => typeof g === "string" && g !== ""))].slice(0, MAX_GROUPS);
+}
+
+/** More groups than this in one token are not read (a bound on what one sign-in stores). */
+const MAX_GROUPS = 1000;
 
 /** ID tokens are a few kilobytes; anything much longer is refused before it is parsed. */
 export const MAX_ID_TOKEN_LENGTH = 16 * 1024;
@@ -124,17 +140,18 @@ export class OidcVerifier {
       issuedAt: seconds(payload.iat),
       expiresAt: seconds(payload.exp)!,
       nonce: typeof payload.nonce === "string" ? payload.nonce : undefined,
+      groups: groupsClaim(payload.groups),
     };
   }
 
   /**
    * Verifies the token and finds its person: the OIDC subject is linked to whoever has the same
-   * verified email on any chat platform (Broker.identify).
+   * verified email on any chat platform (Broker.identify). The token's `groups` become the person's
+   * OIDC groups (identifyVerified).
    */
   async identify(broker: Broker, token: string): Promise<{ person: Person; token: VerifiedIdToken }> {
     const verified = await this.verifyIdToken(token);
-    const person = await broker.identify({ platform: "oidc", externalId: verified.sub, email: verified.email, displayName: verified.name });
-    return { person, token: verified };
+    return { person: await identifyVerified(broker, verified), token: verified };
   }
 
   #explain(error: unknown): OidcError {
@@ -151,4 +168,15 @@ export class OidcVerifier {
     if (error instanceof joseErrors.JOSEError) return oidcErrors.invalid(error.code);
     return oidcErrors.unreachable(this.config.issuer, error);
   }
+}
+
+/**
+ * The person behind a verified ID token, with the token's `groups` claim recorded as their OIDC
+ * groups: every sign-in (console, step-up, a token at a proxy) refreshes them, so a group removed
+ * at the provider stops counting at the person's next sign-in.
+ */
+export async function identifyVerified(broker: Broker, token: VerifiedIdToken): Promise<Person> {
+  const person = await broker.identify({ platform: "oidc", externalId: token.sub, email: token.email, displayName: token.name });
+  await broker.recordOidcGroups(person, token.groups);
+  return person;
 }

@@ -20,6 +20,16 @@ export interface FakeUser {
   emailConfirmed?: boolean;
 }
 
+/** A user group as Slack keeps it (https://docs.slack.dev/reference/objects/usergroup-object). */
+export interface FakeUserGroup {
+  id: string;
+  handle: string;
+  name: string;
+  users: string[];
+  /** Disabled groups have a `date_delete`; usergroups.list leaves them out unless include_disabled. */
+  disabled?: boolean;
+}
+
 export interface FakeMessage {
   channel: string;
   ts: string;
@@ -47,7 +57,10 @@ export class FakeSlack {
   readonly calls: SlackCall[] = [];
   readonly messages = new Map<string, FakeMessage>();
   readonly #users = new Map<string, FakeUser>();
+  /** The workspace's user groups, by id: tests add, change and remove them as an admin would. */
+  readonly userGroups = new Map<string, FakeUserGroup>();
   readonly #rateLimits = new Map<string, number[]>();
+  readonly #failures = new Map<string, { error: string; when: (args: Record<string, unknown>) => boolean }[]>();
   #server: Server | undefined;
   #tsCounter = 0;
   url = "";
@@ -66,6 +79,16 @@ export class FakeSlack {
   /** A `response_url` as Slack puts in a slash command or a block action. */
   responseUrl(label: string): string {
     return `${this.url}/response/${encodeURIComponent(label)}`;
+  }
+
+  /**
+   * The next call to `method` (whose arguments `when` accepts, if given) is answered `ok: false`
+   * with this error code (`missing_scope`, `internal_error`…).
+   */
+  failNext(method: string, error: string, when: (args: Record<string, unknown>) => boolean = () => true): void {
+    const queue = this.#failures.get(method) ?? [];
+    queue.push({ error, when });
+    this.#failures.set(method, queue);
   }
 
   /** The next call to `method` is answered with HTTP 429 and `Retry-After: seconds`. */
@@ -132,6 +155,12 @@ export class FakeSlack {
       return { status: 200, body: { ok: false, error: "invalid_auth" } };
     }
     record(200);
+    const queued = this.#failures.get(method) ?? [];
+    const index = queued.findIndex((f) => f.when(args));
+    const failure = index === -1 ? undefined : queued.splice(index, 1)[0]!.error;
+    // As Slack answers a token without the scope a method needs (https://docs.slack.dev/reference/methods/usergroups.list#errors).
+    if (failure === "missing_scope") return { status: 200, body: { ok: false, error: failure, needed: "usergroups:read", provided: "commands,chat:write" } };
+    if (failure !== undefined) return { status: 200, body: { ok: false, error: failure } };
     return { status: 200, body: this.#answer(method, args) };
   }
 
@@ -146,6 +175,42 @@ export class FakeSlack {
           ok: true,
           user: { id: user.id, name: user.id.toLowerCase(), real_name: user.realName, is_email_confirmed: user.emailConfirmed ?? true, ...(user.tz ? { tz: user.tz } : {}), profile: { email: user.email, real_name: user.realName, display_name: "" } },
         };
+      }
+      // https://docs.slack.dev/reference/methods/usergroups.list: every group of the team, without
+      // the disabled ones unless include_disabled; `users` only with include_users.
+      case "usergroups.list": {
+        const includeDisabled = args.include_disabled === true || args.include_disabled === "true";
+        const includeUsers = args.include_users === true || args.include_users === "true";
+        const usergroups = [...this.userGroups.values()]
+          .filter((g) => includeDisabled || !g.disabled)
+          .map((g) => ({
+            id: g.id,
+            team_id: "T0TEAM",
+            is_usergroup: true,
+            name: g.name,
+            description: "",
+            handle: g.handle,
+            is_external: false,
+            date_create: 1446598059,
+            date_update: 1446670362,
+            date_delete: g.disabled ? 1446670400 : 0,
+            auto_type: null,
+            created_by: "U0ADMIN",
+            updated_by: "U0ADMIN",
+            deleted_by: null,
+            prefs: { channels: [], groups: [] },
+            user_count: String(g.users.length),
+            ...(includeUsers ? { users: [...g.users] } : {}),
+          }));
+        return { ok: true, usergroups };
+      }
+      // https://docs.slack.dev/reference/methods/usergroups.users.list: the members' user ids.
+      case "usergroups.users.list": {
+        const group = this.userGroups.get(String(args.usergroup));
+        if (!group) return { ok: false, error: "no_such_subteam" };
+        const includeDisabled = args.include_disabled === true || args.include_disabled === "true";
+        if (group.disabled && !includeDisabled) return { ok: false, error: "no_such_subteam" };
+        return { ok: true, users: [...group.users] };
       }
       case "conversations.open":
         return { ok: true, channel: { id: `D${String(args.users)}` } };

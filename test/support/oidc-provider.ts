@@ -13,6 +13,12 @@ export interface TestAccount {
   email: string;
   emailVerified?: boolean;
   name: string;
+  /**
+   * The `groups` claim of this account's ID tokens, as providers configured to send one do (a
+   * Keycloak group mapper, an Okta groups claim, Entra's groupMembershipClaims); change it between
+   * logins to move the person between groups. Absent: no claim.
+   */
+  groups?: string[];
 }
 
 export interface TestProvider {
@@ -88,7 +94,8 @@ export async function startTestProvider(
     ],
     jwks: { keys: [jwk] },
     cookies: { keys: ["test-cookie-key"] },
-    claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
+    // `groups` rides with `openid`, as providers that map groups into the ID token send it without a scope of its own.
+    claims: { openid: ["sub", "groups"], email: ["email", "email_verified"], profile: ["name"] },
     conformIdTokenClaims: false,
     scopes: ["openid", "offline_access", "email", "profile"],
     features: { devInteractions: { enabled: false }, deviceFlow: { enabled: deviceFlow } },
@@ -100,7 +107,13 @@ export async function startTestProvider(
       if (!account) return undefined;
       return {
         accountId: sub,
-        claims: async () => ({ sub, email: account.email, email_verified: account.emailVerified ?? true, name: account.name }),
+        claims: async () => ({
+          sub,
+          email: account.email,
+          email_verified: account.emailVerified ?? true,
+          name: account.name,
+          ...(account.groups ? { groups: [...account.groups] } : {}),
+        }),
       };
     },
   };

@@ -27,6 +27,7 @@ import type { ChatJobTarget } from "../../jobs/chat-targets.js";
 import { noticeView, type MessageView } from "../view-model.js";
 import { DENY_MODAL, EXTEND_MODAL, denyModal, extendModal, parseModalContext } from "./modals.js";
 import { SlackChatPort, createSlackWebClient } from "./slack-port.js";
+import { fetchNamedSlackGroups, type NamedSlackGroups } from "./slack-user-groups.js";
 
 export type SlackConfig = NonNullable<Config["slack"]>;
 
@@ -60,7 +61,7 @@ export function boltLogger(logger: Logger): BoltLogger {
  * each request's signature (v0 HMAC-SHA256 with the signing secret) and refuses requests more than
  * five minutes old (https://docs.slack.dev/authentication/verifying-requests-from-slack).
  */
-export function createSlackReceiver(config: SlackConfig, logger: BoltLogger): HTTPReceiver | SocketModeReceiver {
+export function createSlackReceiver(config: Omit<SlackConfig, "userGroupsRefresh">, logger: BoltLogger): HTTPReceiver | SocketModeReceiver {
   if (config.appToken) {
     return new SocketModeReceiver({
       appToken: config.appToken,
@@ -91,6 +92,11 @@ export interface SlackAdapter extends ChatAdapter {
   readonly port: SlackChatPort;
   /** Reminders and the digest (to `slack.digestChannel`); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
+  /**
+   * Fetches the Slack user groups policy names and stores them for the broker (the
+   * `slack-user-groups` job runs it); entries naming no group of the workspace are logged.
+   */
+  refreshUserGroups(named: NamedSlackGroups): Promise<{ groups: number; missing: string[] }>;
 }
 
 /** Could not look the clicking user up in Slack (users.info failed): no identity, no decision. */
@@ -287,11 +293,22 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   }
   logger.info({ mode, command: config.command }, "Slack adapter started");
 
+  let reportedMissing = "";
   return {
     mode,
     deliverConnection,
     port,
     outbox,
+    async refreshUserGroups(named) {
+      const { groups, missing } = await fetchNamedSlackGroups(client, named);
+      await broker.replaceSlackUserGroups(groups);
+      // Said once per change, not at every refresh.
+      if (missing.join() !== reportedMissing) {
+        reportedMissing = missing.join();
+        if (missing.length > 0) logger.warn({ missing }, "policy names Slack user groups the workspace does not have (or that are disabled): they admit nobody");
+      }
+      return { groups: groups.length, missing };
+    },
     jobTarget: chatJobTarget({
       platform: "slack",
       broker,
