@@ -12,6 +12,8 @@ export interface TargetPolicy {
   requestTtlMs: number;
   /** An approval counts only after the approver's fresh OIDC login (step-up). */
   stepUp: boolean;
+  /** Who may take the target at once with `--break-glass`, and the extra channel told; undefined: nobody. */
+  breakGlass: { allow: string[]; alertChannel: string | undefined } | undefined;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {
@@ -24,7 +26,14 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
     reasonPattern: target.reasonPattern === undefined ? undefined : new RegExp(target.reasonPattern),
     requestTtlMs: defaults.requestTtl,
     stepUp: target.stepUp,
+    breakGlass: target.breakGlass ? { allow: target.breakGlass.allow, alertChannel: target.breakGlass.alertChannel } : undefined,
   };
+}
+
+/** May this person break the glass on the target? Entries are matched exactly as approver entries are. */
+export function mayBreakGlass(policy: TargetPolicy, who: Identity): boolean {
+  if (!policy.breakGlass) return false;
+  return isApprover({ ...policy, approvers: policy.breakGlass.allow }, who);
 }
 
 /** A chat identity as stored (`chat_identities`): the platform and the id it knows the person by. */

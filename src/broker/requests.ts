@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import { parseDuration } from "../config/duration.js";
 import type { Executor } from "../db/client.js";
 import { accessRequests, decisions, people } from "../db/schema.js";
@@ -9,6 +9,7 @@ import {
   DurationTooLong,
   GrantAlreadyLive,
   InvalidDuration,
+  InvalidStartTime,
   NotAnApprover,
   ReasonRejected,
   ReasonRequired,
@@ -63,7 +64,10 @@ export class RequestsService {
     private readonly grants: GrantsService,
   ) {}
 
-  async request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
+  async request(
+    requester: Person,
+    input: { target: string; duration: string | number; reason: string; origin?: string; startsAt?: Date | undefined; once?: boolean | undefined },
+  ): Promise<AccessRequest> {
     const policy = this.ctx.policy(input.target);
     const durationMs = parseDurationMs(input.duration);
     if (durationMs > policy.maxDurationMs) throw new DurationTooLong(policy.name, durationMs, policy.maxDurationMs);
@@ -73,8 +77,15 @@ export class RequestsService {
       throw new ReasonRejected(policy.name, policy.reasonPattern.source);
     }
     const now = this.ctx.clock.now();
+    const startsAt = input.startsAt;
+    if (startsAt && startsAt.getTime() <= now.getTime()) {
+      throw new InvalidStartTime(`the start time ${startsAt.toISOString()} has already passed; give a time ahead (from 22:00, or an ISO date-time like 2026-12-03T22:00)`);
+    }
+    // A scheduled request waits for approval until its window ends at the latest.
+    const timeoutMs = Math.min(now.getTime() + policy.requestTtlMs, startsAt ? startsAt.getTime() + durationMs : Infinity);
     const request = await this.ctx.db.transaction(async (tx) => {
-      const live = await this.grants.live(tx, requester.id, policy.name, now);
+      // A grant live now says nothing about a later window; its issue checks again then.
+      const live = startsAt ? undefined : await this.grants.live(tx, requester.id, policy.name, now);
       if (live) throw new GrantAlreadyLive(policy.name, live.id);
       const [row] = await tx
         .insert(accessRequests)
@@ -88,7 +99,9 @@ export class RequestsService {
           approvalsRequired: policy.approvals,
           origin: input.origin ?? "api",
           createdAt: now,
-          timeoutAt: new Date(now.getTime() + policy.requestTtlMs),
+          timeoutAt: new Date(timeoutMs),
+          startsAt: startsAt ?? null,
+          once: input.once === true,
         })
         .returning();
       await appendAudit(tx, now, {
@@ -96,7 +109,14 @@ export class RequestsService {
         actorId: requester.id,
         target: policy.name,
         requestId: row!.id,
-        data: { durationMs, reason, approvalsRequired: policy.approvals, origin: row!.origin },
+        data: {
+          durationMs,
+          reason,
+          approvalsRequired: policy.approvals,
+          origin: row!.origin,
+          ...(startsAt ? { startsAt: iso(startsAt) } : {}),
+          ...(row!.once ? { once: true } : {}),
+        },
       });
       return row!;
     });
@@ -211,7 +231,17 @@ export class RequestsService {
         });
       }
       const result: DecideResult = { request: current, decision: decision!, approvals, required: request.approvalsRequired };
-      if (finalState === "approved" && current.kind === "access") {
+      if (finalState === "approved" && current.kind === "access" && current.startsAt && current.startsAt.getTime() > now.getTime()) {
+        // Approved now, issued at its start by the grant-start job.
+        await appendAudit(tx, now, {
+          kind: "grant.scheduled",
+          actorId: approver.id,
+          target: request.target,
+          requestId: request.id,
+          data: { startsAt: iso(current.startsAt), expiresAt: iso(new Date(current.startsAt.getTime() + current.durationMs)) },
+        });
+        result.scheduled = current.startsAt;
+      } else if (finalState === "approved" && current.kind === "access") {
         const issued = await this.grants.issueIn(tx, current, approver, now, ended);
         result.grant = issued.grant;
         result.connection = issued.connection;
@@ -236,6 +266,11 @@ export class RequestsService {
       await this.ctx.background("cancel request timeout", () => this.ctx.scheduler.cancelRequestTimeout(outcome.request.id));
     }
     if (outcome.grant) await this.grants.afterIssue(outcome.grant, outcome.request);
+    if (outcome.scheduled) {
+      const startsAt = outcome.scheduled;
+      this.ctx.events.emit("request.scheduled", { request: snapshot, startsAt: iso(startsAt) });
+      await this.ctx.background("schedule grant start", () => this.ctx.scheduler.scheduleGrantStart(outcome.request.id, startsAt));
+    }
     if (outcome.extended) await this.grants.afterExtend(outcome.extended.grant, outcome.extended.previousExpiresAt, approver);
     return outcome;
   }
@@ -275,6 +310,23 @@ export class RequestsService {
 
   async pending(): Promise<AccessRequest[]> {
     return this.ctx.db.select().from(accessRequests).where(eq(accessRequests.state, "pending"));
+  }
+
+  /** Approved scheduled requests whose grant is not issued yet (the person's, or everyone's). */
+  async scheduled(person?: Person): Promise<AccessRequest[]> {
+    return this.ctx.db
+      .select()
+      .from(accessRequests)
+      .where(
+        and(
+          eq(accessRequests.state, "approved"),
+          eq(accessRequests.kind, "access"),
+          isNull(accessRequests.grantId),
+          isNotNull(accessRequests.startsAt),
+          person ? eq(accessRequests.requesterId, person.id) : undefined,
+        ),
+      )
+      .orderBy(asc(accessRequests.startsAt));
   }
 
   /** The person's requests still waiting for a decision, for `list`. */
