@@ -151,7 +151,12 @@ export class BreakGlassService {
   async review(reviewer: Person, input: { reviewId: string; verdict: "acknowledged" | "flagged"; note?: string | undefined }): Promise<BreakGlassReview> {
     const now = this.ctx.clock.now();
     const reviewed = await this.ctx.db.transaction(async (tx) => {
-      const [review] = await tx.select().from(breakGlassReviews).where(eq(breakGlassReviews.id, input.reviewId)).for("update");
+      // Named by its own id, or by its request's (one review per request: Teams' card data carries that).
+      const [review] = await tx
+        .select()
+        .from(breakGlassReviews)
+        .where(input.reviewId.startsWith("req_") ? eq(breakGlassReviews.requestId, input.reviewId) : eq(breakGlassReviews.id, input.reviewId))
+        .for("update");
       if (!review) throw new ReviewNotFound(input.reviewId);
       if (review.state !== "open") throw new ReviewClosed(review.id, review.state, await this.#name(tx, review.reviewerId));
       if (review.requesterId === reviewer.id) throw new NotAllowed("you cannot review your own break-glass use; another approver of the target does");

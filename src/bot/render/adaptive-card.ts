@@ -28,6 +28,9 @@ export function subjectOf(action: ActionKind): CardSubject {
   switch (action) {
     case "approve":
     case "deny":
+    // A break-glass review is one per request: its buttons carry the request id.
+    case "acknowledge-break-glass":
+    case "flag-break-glass":
       return "request";
     case "extend":
     case "revoke":

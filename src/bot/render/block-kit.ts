@@ -8,6 +8,8 @@ export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
   revoke: "jitgate_revoke",
   "approve-statement": "jitgate_approve_statement",
   "deny-statement": "jitgate_deny_statement",
+  "acknowledge-break-glass": "jitgate_acknowledge_break_glass",
+  "flag-break-glass": "jitgate_flag_break_glass",
 };
 
 // Block Kit's own limits: section text 3000 characters, field 2000, button value 2000, 10 fields.

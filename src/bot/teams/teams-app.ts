@@ -357,6 +357,10 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       case "deny-statement":
         action = { verb, heldId: data.id };
         break;
+      case "acknowledge-break-glass":
+      case "flag-break-glass":
+        action = { verb: "review-break-glass", reviewId: data.id, verdict: verb === "flag-break-glass" ? "flagged" : "acknowledged" };
+        break;
       case "revoke":
         action = { verb: "revoke", grantId: data.id };
         break;
