@@ -43,6 +43,8 @@ export interface MessageView {
    * platform's mention (Slack `<@U…>`, Teams `<at>name</at>` with its mention entity) before the text.
    */
   mention?: { user: string; name: string };
+  /** A loud message (break-glass): renderers notify the whole channel (Slack `<!here>`). */
+  alert?: boolean;
 }
 
 /**
@@ -146,6 +148,7 @@ export function requestView(request: RequestState, now: Date = new Date()): Mess
   const what = extension ? `${formatDuration(request.durationMs)} more` : formatDuration(request.durationMs);
   const loud = request.breakGlass !== null;
   const view: MessageView = {
+    ...(loud ? { alert: true } : {}),
     text: loud
       ? `🚨 BREAK-GLASS: ${request.requesterName} took ${request.target} for ${what} without approval — ${status.text}`
       : `${extension ? "Extension" : "Access"} request from ${request.requesterName}: ${request.target} for ${what} — ${status.text}`,
@@ -197,6 +200,8 @@ export function grantCardView(grant: GrantState, now: Date = new Date()): Messag
 /** A break-glass use as its Review card shows it (`BreakGlassSnapshot` with dates). */
 export interface BreakGlassState {
   id: string;
+  /** The request whose thread holds the card (its buttons carry it: one review per request). */
+  requestId: string;
   target: string;
   requesterName: string;
   reason: string;
@@ -204,6 +209,31 @@ export interface BreakGlassState {
   state: "open" | "acknowledged" | "flagged";
   createdAt: Date;
   reviewerName: string | null;
+}
+
+/** A review's event snapshot (ISO times) as the views take it. */
+export function breakGlassState(snapshot: {
+  id: string;
+  requestId: string;
+  grantId: string;
+  target: string;
+  requesterName: string;
+  reason: string;
+  state: "open" | "acknowledged" | "flagged";
+  createdAt: string;
+  reviewerName: string | null;
+}): BreakGlassState {
+  return {
+    id: snapshot.id,
+    requestId: snapshot.requestId,
+    target: snapshot.target,
+    requesterName: snapshot.requesterName,
+    reason: snapshot.reason,
+    grantId: snapshot.grantId,
+    state: snapshot.state,
+    createdAt: new Date(snapshot.createdAt),
+    reviewerName: snapshot.reviewerName,
+  };
 }
 
 /** The Review card in a break-glass thread: open (with its buttons) until an approver reviews it. */
@@ -228,8 +258,8 @@ export function reviewCardView(review: BreakGlassState, now: Date = new Date()):
   };
   if (review.state === "open") {
     view.buttons = [
-      { action: "acknowledge-break-glass", label: "Acknowledge", value: review.id, style: "primary" },
-      { action: "flag-break-glass", label: "Flag as misuse", value: review.id, style: "danger" },
+      { action: "acknowledge-break-glass", label: "Acknowledge", value: review.requestId, style: "primary" },
+      { action: "flag-break-glass", label: "Flag as misuse", value: review.requestId, style: "danger" },
     ];
   }
   return view;
@@ -238,6 +268,7 @@ export function reviewCardView(review: BreakGlassState, now: Date = new Date()):
 /** The loud message to `breakGlass.alertChannel`. */
 export function breakGlassAlertView(review: BreakGlassState, now: Date = new Date()): MessageView {
   return {
+    alert: true,
     text: `🚨 BREAK-GLASS: ${review.requesterName} took ${review.target} without approval at ${formatTime(review.createdAt, now)}: ${review.reason} (grant ${review.grantId}, review ${review.id})`,
     title: `🚨 Break-glass access: ${review.target}`,
     fields: [
@@ -453,6 +484,7 @@ export function digestView(digest: DigestState, timeZone = "UTC"): MessageView {
         value: `${statements.held}: ${statements.approved} approved, ${statements.denied} denied, ${statements.timedOut} expired`,
       },
       { label: "Still pending", value: String(pending.count) },
+      ...((digest.breakGlassUnreviewed ?? []).length > 0 ? [{ label: "Break-glass to review", value: String(digest.breakGlassUnreviewed!.length) }] : []),
     ],
     lines: [
       `Top targets: ${ranking(digest.topTargets)}`,
