@@ -201,7 +201,7 @@ export class BreakGlassNotAllowed extends BrokerError {
     super(
       configured
         ? `you may not break the glass on ${target}: you are not on its breakGlass.allow list; ask for access normally`
-        : `${target} has no break-glass access; ask for access normally`,
+        : `there is no break-glass access on ${target}; ask for access normally`,
     );
   }
 }
