@@ -1,8 +1,9 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { ManualClock } from "../src/broker/index.js";
-import { accessRequests, auditEvents, breakGlassReviews, chatIdentities, grants } from "../src/db/schema.js";
+import { accessRequests, auditEvents, breakGlassReviews, chatIdentities, grants, stepUpChallenges } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
@@ -259,5 +260,93 @@ describe("break-glass", () => {
       `digest ${after.id}`,
     );
     expect(messageText(digest)).not.toContain(review.id);
+  });
+});
+
+describe("break-glass on a stepUp target", () => {
+  // Every grant on a stepUp target rests on a fresh sign-in; break-glass skips the approval, not that.
+  const SECRET = "7f742231b10e8888abcd99yyyzzz85a5";
+  let provider: TestProvider;
+  let oidc: Awaited<ReturnType<typeof startOidcGateway>>;
+  let fakeSlack: FakeSlack;
+  let driver: SlackDriver;
+
+  beforeAll(async () => {
+    provider = await startTestProvider([
+      { sub: "sub-dev", email: "dev@example.com", name: "Dev" },
+      { sub: "sub-lead", email: "lead@example.com", name: "Lead" },
+    ]);
+    fakeSlack = new FakeSlack(
+      [
+        { id: "U0DEV", email: "dev@example.com", realName: "Dev" },
+        { id: "U0LEAD", email: "lead@example.com", realName: "Lead" },
+      ],
+      "xoxb-stepup",
+    );
+    await fakeSlack.start();
+    oidc = await startOidcGateway(
+      "breakglass_stepup",
+      provider.issuer,
+      `
+slack: { botToken: xoxb-stepup, signingSecret: ${SECRET}, apiUrl: "${fakeSlack.apiUrl}", approvalChannel: ${APPROVALS} }
+targets:
+  - name: vault-db
+    kind: postgres
+    upstream: postgres://gw@127.0.0.1:5432/vault
+    approvers: [lead@example.com]
+    stepUp: true
+    breakGlass: { allow: [dev@example.com, lead@example.com] }
+`,
+    );
+    driver = new SlackDriver(fakeSlack, SECRET, () => oidc.gateway.httpAddress.port);
+  }, 60_000);
+
+  afterAll(async () => {
+    await oidc?.close();
+    await provider?.close();
+    await fakeSlack?.stop();
+  });
+
+  it("issues nothing until the requester signs in again; nobody else's sign-in or approval counts", async () => {
+    const { broker } = oidc.gateway;
+    const before = fakeSlack.ephemeralTexts("U0DEV").length;
+    await driver.slash("U0DEV", "request vault-db 1h --break-glass INC-20 vault sealed");
+    const answer = await eventually(() => fakeSlack.ephemeralTexts("U0DEV")[before], 10_000, "the answer");
+    expect(answer).toContain("Break-glass on vault-db needs a fresh sign-in, like every grant there: open ");
+    const link = /(http:\/\/\S+\/oidc\/approve\?challenge=\S+)/.exec(answer)![1]!;
+    const [request] = await broker.db.select().from(accessRequests).where(eq(accessRequests.reason, "INC-20 vault sealed"));
+    expect(request).toMatchObject({ state: "pending", breakGlass: true, grantId: null });
+    // Nothing is announced before the grant exists.
+    expect(fakeSlack.rootsIn(APPROVALS)).toEqual([]);
+
+    // An approver cannot approve it in the requester's stead (a forged Approve click).
+    const forged: FakeMessage = { channel: APPROVALS, ts: "1700000000.000100", threadTs: undefined, text: "", blocks: [], updates: 0 };
+    await driver.click("U0LEAD", "jitgate_approve", request!.id, forged);
+    await eventually(() => (fakeSlack.ephemeralTexts("U0LEAD").at(-1) ?? "").includes("is not approved by anyone"), 10_000, "the refusal");
+    // Someone else's sign-in with the link records nothing.
+    Object.assign(provider.nextLogin, { account: "sub-lead", ageSeconds: 0 });
+    const wrong = await browse(link);
+    expect(wrong.status).toBe(403);
+    expect(wrong.body).toContain("The sign-in was by someone else than the person who broke the glass; nothing was issued");
+    expect((await broker.getRequest(request!.id)).grantId).toBeNull();
+
+    Object.assign(provider.nextLogin, { account: "sub-dev", ageSeconds: 0 });
+    const page = await browse(link);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain("Break-glass access to vault-db is granted");
+    const issued = await broker.getRequest(request!.id);
+    expect(issued).toMatchObject({ state: "approved", grantId: expect.stringMatching(/^grt_/) });
+    const [used] = await broker.db.select().from(auditEvents).where(and(eq(auditEvents.requestId, request!.id), eq(auditEvents.kind, "break_glass.used")));
+    expect(used!.data).toMatchObject({ stepUp: { authTime: expect.any(String) } });
+    const [challenge] = await broker.db.select().from(stepUpChallenges).where(eq(stepUpChallenges.requestId, request!.id));
+    expect(challenge!.completedAt).not.toBeNull();
+    const root = await eventually(() => fakeSlack.rootsIn(APPROVALS).find((m) => messageText(m).includes("INC-20")), 10_000, "the loud message");
+    expect(root.text).toMatch(/^<!here> .*BREAK-GLASS/);
+    await eventually(() => fakeSlack.thread(root.channel, root.ts).find((m) => buttonsOf(m).jitgate_acknowledge_break_glass), 10_000, "the Review card");
+
+    // The link works once.
+    const again = await browse(link);
+    expect(again.status).toBe(403);
+    expect(await broker.db.select().from(grants).where(eq(grants.requestId, request!.id))).toHaveLength(1);
   });
 });

@@ -6,6 +6,8 @@ import type { BrokerContext } from "./context.js";
 import type { ConnectionLine } from "./credentials.js";
 import {
   BreakGlassNotAllowed,
+  BreakGlassSignInRequired,
+  StepUpRefused,
   DurationTooLong,
   GrantAlreadyLive,
   NotAllowed,
@@ -22,7 +24,8 @@ import type { PeopleService } from "./people.js";
 import { isApprover, mayBreakGlass } from "./policy.js";
 import { parseDurationMs } from "./requests.js";
 import { iso, requestSnapshot } from "./snapshots.js";
-import type { AccessRequest, Grant, Person } from "./types.js";
+import type { StepUpService } from "./step-up.js";
+import { STEP_UP_LINK_TTL_MS, type AccessRequest, type Grant, type Person, type StepUpProof } from "./types.js";
 
 export type BreakGlassReview = typeof breakGlassReviews.$inferSelect;
 
@@ -46,6 +49,7 @@ export class BreakGlassService {
     private readonly ctx: BrokerContext,
     private readonly people: PeopleService,
     private readonly grants: GrantsService,
+    private readonly stepUp: StepUpService,
   ) {}
 
   async use(
@@ -66,16 +70,46 @@ export class BreakGlassService {
       });
       throw new BreakGlassNotAllowed(policy.name, policy.breakGlass !== undefined);
     }
-    // Step-up targets: every grant there rests on a fresh sign-in, and break-glass does not skip it.
-    // Until the requester's own sign-in is wired to break-glass, such a target refuses it.
-    if (policy.stepUp) {
-      throw new NotAllowed(`${policy.name} demands a fresh sign-in for every grant, which break-glass cannot skip; ask for access normally`);
-    }
     const durationMs = parseDurationMs(input.duration);
     if (durationMs > policy.maxDurationMs) throw new DurationTooLong(policy.name, durationMs, policy.maxDurationMs);
     const reason = input.reason.trim();
     if (reason === "") throw new ReasonRequired();
     if (policy.reasonPattern && !policy.reasonPattern.test(reason)) throw new ReasonRejected(policy.name, policy.reasonPattern.source);
+
+    // Step-up targets: every grant there rests on a fresh sign-in, and break-glass does not skip it.
+    // The request waits (unseen: nothing is posted) for the requester's own sign-in, then is issued.
+    if (policy.stepUp) {
+      const challenge = await this.ctx.db.transaction(async (tx) => {
+        const live = await this.grants.live(tx, requester.id, policy.name, now);
+        if (live) throw new GrantAlreadyLive(policy.name, live.id);
+        const [row] = await tx
+          .insert(accessRequests)
+          .values({
+            id: newId("req"),
+            kind: "access",
+            target: policy.name,
+            requesterId: requester.id,
+            durationMs,
+            reason,
+            approvalsRequired: policy.approvals,
+            origin: input.origin ?? "api",
+            createdAt: now,
+            timeoutAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
+            breakGlass: true,
+            once: input.once === true,
+          })
+          .returning();
+        await appendAudit(tx, now, {
+          kind: "request.created",
+          actorId: requester.id,
+          target: policy.name,
+          requestId: row!.id,
+          data: { durationMs, reason, origin: row!.origin, breakGlass: true, once: row!.once, awaitingSignIn: true },
+        });
+        return this.stepUp.open(tx, row!, requester, now);
+      });
+      throw new BreakGlassSignInRequired(policy.name, challenge.id, this.stepUp.link(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
+    }
 
     const ended: Grant[] = [];
     const outcome = await this.ctx.db.transaction(async (tx) => {
@@ -107,21 +141,69 @@ export class BreakGlassService {
         requestId: row!.id,
         data: { durationMs, reason, approvalsRequired: policy.approvals, origin: row!.origin, breakGlass: true, once: row!.once },
       });
-      const issued = await this.grants.issueIn(tx, row!, requester, now, ended);
-      const [review] = await tx
-        .insert(breakGlassReviews)
-        .values({ id: newId("bgr"), requestId: row!.id, grantId: issued.grant.id, target: policy.name, requesterId: requester.id, createdAt: now })
-        .returning();
-      await appendAudit(tx, now, {
-        kind: "break_glass.used",
-        actorId: requester.id,
-        target: policy.name,
-        requestId: row!.id,
-        grantId: issued.grant.id,
-        data: { reviewId: review!.id, reason, durationMs, expiresAt: iso(issued.grant.expiresAt), alertChannel: policy.breakGlass?.alertChannel ?? null },
-      });
-      return { ...issued, review: review! };
+      return this.#issueIn(tx, row!, requester, now, ended);
     });
+    await this.#afterIssue(outcome, ended, now);
+    return outcome;
+  }
+
+  /**
+   * Completes a break-glass on a `stepUp` target after the requester's fresh sign-in: `person` is who
+   * the ID token names (the requester, or nothing is recorded), and the challenge is used up in the
+   * transaction that issues the grant.
+   */
+  async completeSignIn(person: Person, proof: StepUpProof): Promise<{ request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview }> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    const now = this.ctx.clock.now();
+    const ended: Grant[] = [];
+    const outcome = await this.ctx.db.transaction(async (tx) => {
+      const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, challenge.requestId)).for("update");
+      if (!request || !request.breakGlass) throw new StepUpRefused("this sign-in link is not for a break-glass request");
+      if (request.state !== "pending" || request.timeoutAt.getTime() <= now.getTime()) {
+        throw new StepUpRefused("this break-glass request is no longer waiting for a sign-in; break the glass again for a new link");
+      }
+      if (person.id !== request.requesterId) throw new StepUpRefused("the sign-in was by someone else than the person who broke the glass; nothing was issued");
+      const policy = this.ctx.policy(request.target);
+      // The allow list as it stands now, for the person who signed in.
+      if (!mayBreakGlass(policy, await this.people.identity(person, tx))) throw new BreakGlassNotAllowed(policy.name, policy.breakGlass !== undefined);
+      const stepUp = await this.stepUp.complete(tx, proof, request, person, now);
+      const [approved] = await tx
+        .update(accessRequests)
+        .set({ state: "approved", decidedAt: now })
+        .where(and(eq(accessRequests.id, request.id), eq(accessRequests.state, "pending")))
+        .returning();
+      if (!approved) throw new StepUpRefused("this break-glass request is no longer waiting for a sign-in");
+      return this.#issueIn(tx, approved, person, now, ended, stepUp);
+    });
+    await this.#afterIssue(outcome, ended, now);
+    return outcome;
+  }
+
+  async #issueIn(tx: Executor, request: AccessRequest, requester: Person, now: Date, ended: Grant[], stepUp?: { authTime: string }) {
+    const issued = await this.grants.issueIn(tx, request, requester, now, ended);
+    const [review] = await tx
+      .insert(breakGlassReviews)
+      .values({ id: newId("bgr"), requestId: request.id, grantId: issued.grant.id, target: request.target, requesterId: requester.id, createdAt: now })
+      .returning();
+    await appendAudit(tx, now, {
+      kind: "break_glass.used",
+      actorId: requester.id,
+      target: request.target,
+      requestId: request.id,
+      grantId: issued.grant.id,
+      data: {
+        reviewId: review!.id,
+        reason: request.reason,
+        durationMs: request.durationMs,
+        expiresAt: iso(issued.grant.expiresAt),
+        alertChannel: this.ctx.policy(request.target).breakGlass?.alertChannel ?? null,
+        ...(stepUp ? { stepUp } : {}),
+      },
+    });
+    return { ...issued, review: review! };
+  }
+
+  async #afterIssue(outcome: { request: AccessRequest; grant: Grant; review: BreakGlassReview }, ended: Grant[], now: Date): Promise<void> {
     this.grants.afterOverdue(ended);
     this.ctx.events.emit("request.created", { request: await requestSnapshot(this.ctx.db, outcome.request) });
     this.ctx.events.emit("break_glass.used", { review: await this.snapshot(outcome.review) });
@@ -129,7 +211,6 @@ export class BreakGlassService {
     await this.ctx.background("schedule break-glass review reminder", () =>
       this.ctx.scheduler.scheduleReviewReminder(outcome.review.id, nextReviewReminder(outcome.review.createdAt, now)),
     );
-    return outcome;
   }
 
   async get(reviewId: string): Promise<BreakGlassReview> {

@@ -59,7 +59,7 @@ export class Broker {
     this.stepUp = new StepUpService(this.context);
     this.grants = new GrantsService(this.context, this.people);
     this.requests = new RequestsService(this.context, this.people, this.stepUp, this.grants);
-    this.breakGlassReviews = new BreakGlassService(this.context, this.people, this.grants);
+    this.breakGlassReviews = new BreakGlassService(this.context, this.people, this.grants, this.stepUp);
     this.threads = new ThreadStates(this.context, this.people, this.requests, this.grants);
   }
 
@@ -262,6 +262,20 @@ export class Broker {
 
   approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
     return this.requests.approveWithStepUp(person, proof);
+  }
+
+  /**
+   * What a completed step-up sign-in is for: an approval, or a break-glass on a `stepUp` target
+   * (the requester's own sign-in, after which the grant is issued).
+   */
+  async completeStepUp(
+    person: Person,
+    proof: StepUpProof,
+  ): Promise<{ kind: "approval"; result: DecideResult } | { kind: "break-glass"; result: { request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview } }> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    const request = await this.requests.get(challenge.requestId);
+    if (request.breakGlass) return { kind: "break-glass", result: await this.breakGlassReviews.completeSignIn(person, proof) };
+    return { kind: "approval", result: await this.requests.approveWithStepUp(person, proof) };
   }
 
   // ---------------------------------------------------------------- grants

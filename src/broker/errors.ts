@@ -230,3 +230,14 @@ export class ReviewClosed extends BrokerError {
     super(`this break-glass use was already ${state}${by ? ` by ${by}` : ""}`);
   }
 }
+
+/**
+ * Break-glass on a `stepUp` target: the grant waits for the requester's own fresh sign-in. The
+ * message carries the one-time link (shown only to the requester).
+ */
+export class BreakGlassSignInRequired extends StepUpRequired {
+  constructor(target: string, challengeId: string, link: string, expiresAt: Date, validForMs: number) {
+    super(target, challengeId, link, expiresAt, validForMs);
+    this.message = `break-glass on ${target} needs a fresh sign-in, like every grant there: open ${link} within ${formatDuration(validForMs)} to sign in again; the grant is issued after it`;
+  }
+}

@@ -10,6 +10,7 @@ import {
   GrantAlreadyLive,
   InvalidDuration,
   InvalidStartTime,
+  NotAllowed,
   NotAnApprover,
   ReasonRejected,
   ReasonRequired,
@@ -25,6 +26,8 @@ import { isApprover } from "./policy.js";
 import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
 import type { StepUpService } from "./step-up.js";
 import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+
+const BREAK_GLASS_NOT_DECIDED = "a break-glass request is not approved by anyone: it is issued on its user's own fresh sign-in";
 
 export function parseDurationMs(text: string | number): number {
   const ms = typeof text === "number" ? text : parseDuration(text);
@@ -146,6 +149,7 @@ export class RequestsService {
       const state = request.state === "pending" ? "expired" : request.state;
       throw new RequestNotPending(request.id, state, state === "expired" ? [] : await decidersOf(this.ctx.db, request));
     }
+    if (request.breakGlass) throw new NotAllowed(BREAK_GLASS_NOT_DECIDED);
     if (request.requesterId === person.id) throw new SelfApproval();
     if (!(await this.people.isApprover(request.target, person))) throw new NotAnApprover(request.target);
     return request;
@@ -176,6 +180,8 @@ export class RequestsService {
       }
       if (request.timeoutAt.getTime() <= now.getTime()) throw new RequestNotPending(request.id, "expired", []);
       const policy = this.ctx.policy(request.target);
+      // A break-glass waiting for its user's sign-in is nobody else's to approve (a forged click).
+      if (request.breakGlass) throw new NotAllowed(BREAK_GLASS_NOT_DECIDED);
       if (request.requesterId === approver.id) throw new SelfApproval();
       if (!isApprover(policy, await this.people.identity(approver, tx))) throw new NotAnApprover(policy.name);
       const [previous] = await tx
@@ -304,7 +310,8 @@ export class RequestsService {
       });
       return row;
     });
-    if (request) this.ctx.events.emit("request.expired", { request: await requestSnapshot(this.ctx.db, request) });
+    // A break-glass that waited for a sign-in in vain was never posted: nothing to redraw.
+    if (request && !request.breakGlass) this.ctx.events.emit("request.expired", { request: await requestSnapshot(this.ctx.db, request) });
     return request;
   }
 
