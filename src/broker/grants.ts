@@ -192,6 +192,10 @@ export class GrantsService {
         });
         return { kind: "done", why: "missed" };
       }
+      // The holder still has a live grant on the target (one live grant per person and target): this
+      // one starts when that one ends, within its own window.
+      const live = await this.live(tx, request.requesterId, request.target, now);
+      if (live) return { kind: "not-due", startsAt: live.expiresAt };
       const issued = await this.issueIn(tx, request, null, now, ended);
       return { kind: "issued", ...issued };
     });

@@ -406,7 +406,8 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     // Only later, proactive messages need it: a failure here must not cost the person their answer.
     await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
-    await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
+    // Teams sends the client's IANA time zone with each message (Activity.localTimezone): `from 22:00` is read in it.
+    await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context), async () => context.activity.localTimezone || undefined));
   };
 
   const refuseForeignActivity = async (context: TurnContext, tenants: string[]) => {
