@@ -3,6 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { ManualClock } from "../src/broker/index.js";
+import { ConfigError, parseConfig } from "../src/config/load.js";
 import { accessRequests, auditEvents, breakGlassReviews, chatIdentities, grants, stepUpChallenges } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
@@ -348,5 +349,44 @@ targets:
     const again = await browse(link);
     expect(again.status).toBe(403);
     expect(await broker.db.select().from(grants).where(eq(grants.requestId, request!.id))).toHaveLength(1);
+  });
+});
+
+describe("break-glass and scheduling configuration", () => {
+  const target = (breakGlass: string) => `
+targets:
+  - name: orders-db
+    kind: postgres
+    upstream: postgres://gw@127.0.0.1:5432/orders
+    approvers: [lead@example.com]
+    ${breakGlass}
+`;
+  const problems = (text: string): string[] => {
+    try {
+      parseConfig(text, "jitgate.yaml", {});
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems;
+      throw error;
+    }
+    throw new Error("accepted");
+  };
+
+  it("accepts allow lists named as approvers are, and an alert channel", () => {
+    const config = parseConfig(target("breakGlass: { allow: [oncall@example.com, slack:U0SRE01, U0SRE02], alertChannel: C0SECURITY }"), "jitgate.yaml", {});
+    expect(config.targets[0]!.breakGlass).toEqual({ allow: ["oncall@example.com", "slack:U0SRE01", "U0SRE02"], alertChannel: "C0SECURITY" });
+    expect(parseConfig(target(""), "jitgate.yaml", {}).targets[0]!.breakGlass).toBeUndefined();
+    expect(parseConfig("defaults: { timezone: Europe/Berlin }\n", "jitgate.yaml", {}).defaults.timezone).toBe("Europe/Berlin");
+  });
+
+  it("refuses an empty allow list, an entry approvers would refuse, a bad alert channel, unknown keys and an unknown time zone", () => {
+    expect(problems(target("breakGlass: { allow: [] }"))).toEqual([
+      "targets[0].breakGlass.allow: names nobody: list who may break the glass (emails or chat ids, as approvers are named)",
+    ]);
+    expect(problems(target('breakGlass: { allow: ["29:1abc"] }'))[0]).toMatch(/^targets\[0\]\.breakGlass\.allow\[0\]: .*teams:29:1abc/);
+    expect(problems(target("breakGlass: { allow: [a@example.com], alertChannel: security }"))).toEqual([
+      'targets[0].breakGlass.alertChannel: expected a Slack channel id like C0SECURITY (got "security")',
+    ]);
+    expect(problems(target("breakGlass: { allow: [a@example.com], channel: C0X }"))[0]).toMatch(/^targets\[0\]\.breakGlass\.channel: unknown/);
+    expect(problems("defaults: { timezone: Mars/Olympus }\n")).toEqual(['defaults.timezone: is not an IANA time zone like UTC or Europe/Berlin (got "Mars/Olympus")']);
   });
 });

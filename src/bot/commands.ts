@@ -2,7 +2,7 @@ import { formatDuration } from "../config/duration.js";
 import { BrokerError, parseStartTime, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
 import type { DeliverConnection } from "./actions.js";
 import type { ChatPlatform } from "./chat-port.js";
-import { formatTime, noticeView, type MessageView } from "./view-model.js";
+import { formatTime, knownTimeZone, noticeView, type MessageView } from "./view-model.js";
 
 /**
  * The command words of DESIGN.md's table, platform-neutral: Slack's `/access …` and the words sent
@@ -152,7 +152,8 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
       broker.policy(parsed.target); // an unknown target is answered with the list of targets
       if (!parsed.duration) return usage(command, shape);
       // The requester's zone (Slack's users.info tz), else the configured default.
-      const zone = context.timeZone ?? broker.context.config.defaults.timezone;
+      // A zone the runtime does not know (a platform may send anything) falls back to the default too.
+      const zone = context.timeZone && knownTimeZone(context.timeZone) === context.timeZone ? context.timeZone : broker.context.config.defaults.timezone;
       if (parsed.breakGlass) {
         if (parsed.from !== undefined) return noticeView("Break-glass is access now: it cannot start later. Drop from …, or ask without --break-glass.");
         const used = await broker.breakGlass(person, { target: parsed.target, duration: parsed.duration, reason: parsed.reason, origin: context.origin, once: parsed.once });
