@@ -188,7 +188,8 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
           (r) => `scheduled: ${r.target} from ${formatTime(r.startsAt!, now, context.timeZone)} for ${formatDuration(r.durationMs)}, approved, request ${r.id}`,
         ),
         ...requests.map(
-          (r) => `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}, request ${r.id}`,
+          (r) =>
+            `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}${r.startsAt ? ` from ${formatTime(r.startsAt, now, context.timeZone)}` : ""}${r.breakGlass ? " (break-glass, waiting for your sign-in)" : ""}, request ${r.id}`,
         ),
       ]);
     }
