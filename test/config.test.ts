@@ -191,6 +191,7 @@ describe("defaults", () => {
       requestTtl: 3_600_000,
       reviewTimeout: 600_000,
       reminderBefore: 600_000,
+      timezone: "UTC",
     },
     digest: { cron: "0 9 * * *", timezone: "UTC" },
     console: { enabled: false, users: [], channel: "access-requests" },

@@ -155,6 +155,7 @@ describe("daily digest", () => {
       statements: { blocked: 1, held: 3, approved: 1, denied: 1, timedOut: 1 },
       pending: { count: 1, oldest: [{ id: pendingId, target: "payments-db", requesterName: "Dev", createdAt: at("23:30") }] },
       longestGrant: { id: digest.longestGrant!.id, target: "orders-db", holderName: "Dev", grantedMs: 3 * 3600_000 },
+      breakGlassUnreviewed: [],
     });
   });
 

@@ -110,6 +110,8 @@ describe("grant expiry", () => {
         expiryJobsRestored: 0,
         requestsExpired: 0,
         timeoutJobsRestored: 0,
+        grantStartJobsRestored: 0,
+        breakGlassReminderJobsRestored: 0,
       });
     } finally {
       await restarted.close();

@@ -515,6 +515,9 @@ describe("Slack: receivers and rendering", () => {
         approvedBy: [],
         deniedBy: null,
         grant: null,
+        startsAt: null,
+        once: false,
+        breakGlass: null,
       }),
     );
     expect(JSON.stringify(message.blocks)).not.toContain("<!channel>");

@@ -24,6 +24,7 @@ export type ChatAction =
   | { verb: "check-deny"; requestId: string }
   | { verb: "approve-statement" | "deny-statement"; heldId: string }
   | { verb: "revoke"; grantId: string }
+  | { verb: "review-break-glass"; reviewId: string; verdict: "acknowledged" | "flagged" }
   | { verb: "extend"; grantId: string; duration: string }
   | { verb: "check-extend"; grantId: string }
   /** Nothing but who is looking (Teams redraws a card for each viewer). */
@@ -68,7 +69,7 @@ export class ShownError extends Error {
 }
 
 /** Sends the requester the connection line of an approval; answers a note for the approver when it could not. */
-export type DeliverConnection = (result: DecideResult) => Promise<string | undefined>;
+export type DeliverConnection = (result: Pick<DecideResult, "request" | "grant" | "connection">) => Promise<string | undefined>;
 
 export interface ChatActionsOptions {
   broker: Broker;
@@ -85,6 +86,7 @@ const ATTEMPTED: Record<ChatActionVerb, string> = {
   "approve-statement": "approve this statement",
   "deny-statement": "deny this statement",
   revoke: "revoke this grant",
+  "review-break-glass": "review this break-glass use",
   extend: "extend this grant",
   "check-extend": "extend this grant",
   refresh: "show this card",
@@ -140,7 +142,16 @@ export class ChatActions {
     }
     // Answers in the person's time zone when the platform gives one; a failed lookup answers in UTC.
     const timeZone = await timeZoneOf?.().catch(() => undefined);
-    const outcome = await runCommand({ broker: this.#broker, person, command, origin: this.#platform, ...(timeZone ? { timeZone } : {}) }, text);
+    const deliverConnection: DeliverConnection = async (result) => {
+      try {
+        return await this.#deliverConnection(result);
+      } catch (error) {
+        const errorId = newErrorId();
+        this.#logger.error({ err: error, errorId, platform: this.#platform, grant: result.grant?.id }, "the connection line could not be sent");
+        return `The connection line of grant ${result.grant?.id ?? "?"} could not be sent (error id ${errorId}).`;
+      }
+    };
+    const outcome = await runCommand({ broker: this.#broker, person, command, origin: this.#platform, deliverConnection, ...(timeZone ? { timeZone } : {}) }, text);
     if (outcome.failure === undefined) return outcome.view;
     return noticeView(this.failure(outcome.failure, { command: word }, person).message);
   }
@@ -187,6 +198,9 @@ export class ChatActions {
       }
       case "check-extend":
         return { grant: await broker.checkCanExtend(person, action.grantId) };
+      case "review-break-glass":
+        await broker.reviewBreakGlass(person, { reviewId: action.reviewId, verdict: action.verdict });
+        return {};
       case "refresh":
         return {};
     }

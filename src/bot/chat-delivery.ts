@@ -3,7 +3,7 @@ import type { Broker } from "../broker/index.js";
 import type { Database } from "../db/client.js";
 import { ChatRejected, type ChatPlatform, type ChatPort, type EphemeralTarget, type MessageRef } from "./chat-port.js";
 import { chatUserIdOf, loadGrantState, loadHeldState, loadRequestState, MessageRefs, type MessageRole } from "./request-state.js";
-import { grantCardView, heldView, reminderView, requestView, type MessageView } from "./view-model.js";
+import { breakGlassState, grantCardView, heldView, reminderView, requestView, reviewCardView, reviewReminderView, type BreakGlassState, type MessageView } from "./view-model.js";
 
 /**
  * One message to deliver through the chat outbox. Root messages and cards are rendered when the job
@@ -20,6 +20,10 @@ export type ChatDelivery =
   | { kind: "dm"; platform: ChatPlatform; requestId: string; user: string; view: MessageView }
   /** The reminder before a grant's expiry, in its thread; rendered when due, skipped if the grant ended. */
   | { kind: "reminder"; platform: ChatPlatform; grantId: string }
+  /** The Review card of a break-glass request, in its thread: posted, then redrawn when reviewed. */
+  | { kind: "review"; platform: ChatPlatform; requestId: string }
+  /** The daily reminder of a break-glass review still open; skipped once it is reviewed. */
+  | { kind: "review-reminder"; platform: ChatPlatform; requestId: string }
   /** A message to a channel, tied to no request (the daily digest). */
   | { kind: "post"; platform: ChatPlatform; channel: string; view: MessageView }
   | { kind: "ephemeral"; platform: ChatPlatform; to: EphemeralTarget; view: MessageView };
@@ -115,7 +119,34 @@ export class ChatDeliverer {
       case "post":
         await this.port.post(job.channel, job.view);
         return;
+      case "review": {
+        const render = () => this.#reviewView(job.requestId);
+        const existing = await this.#refs.find(job.requestId, "review");
+        if (existing) return this.#settle(existing, null, render);
+        const view = await render();
+        const ref = await this.#reply(job.requestId, view, "review");
+        // A review may have come while the card was on its way.
+        return this.#settle(ref, view, render);
+      }
+      case "review-reminder": {
+        const review = await this.#reviewState(job.requestId);
+        if (!review || review.state !== "open") return; // reviewed meanwhile
+        await this.#reply(job.requestId, reviewReminderView(review, this.broker.clock.now()), "reply");
+        return;
+      }
     }
+  }
+
+  async #reviewState(requestId: string): Promise<BreakGlassState | undefined> {
+    const review = await this.broker.breakGlassReviews.ofRequest(requestId);
+    if (!review) return undefined;
+    return breakGlassState(await this.broker.breakGlassSnapshot(review));
+  }
+
+  async #reviewView(requestId: string): Promise<MessageView> {
+    const review = await this.#reviewState(requestId);
+    if (!review) throw new UnrecoverableError(`request ${requestId} has no break-glass review`);
+    return reviewCardView(review, this.broker.clock.now());
   }
 
   async #postRoot(requestId: string): Promise<void> {

@@ -1,14 +1,26 @@
 import { formatDuration } from "../config/duration.js";
-import { BrokerError, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
+import { BrokerError, parseStartTime, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
+import type { DeliverConnection } from "./actions.js";
 import type { ChatPlatform } from "./chat-port.js";
-import { formatTime, noticeView, type MessageView } from "./view-model.js";
+import { formatTime, knownTimeZone, noticeView, type MessageView } from "./view-model.js";
 
 /**
  * The command words of DESIGN.md's table, platform-neutral: Slack's `/access …` and the words sent
  * to the Teams bot are parsed and run here, and answered with a view.
  */
 export type ParsedCommand =
-  | { word: "request"; target?: string | undefined; duration?: string | undefined; reason: string }
+  | {
+      word: "request";
+      target?: string | undefined;
+      duration?: string | undefined;
+      reason: string;
+      /** `from 22:00` / `from 2026-12-03T22:00`: a scheduled grant. */
+      from?: string | undefined;
+      /** `--once`: the grant ends when its first session closes. */
+      once?: boolean;
+      /** `--break-glass`: the grant at once, reviewed afterwards. */
+      breakGlass?: boolean;
+    }
   | { word: "list" }
   | { word: "extend"; grantId?: string | undefined; duration?: string | undefined; reason: string }
   | { word: "revoke"; grantId?: string | undefined; reason: string }
@@ -27,7 +39,7 @@ export function parseCommand(text: string): ParsedCommand {
     case "help":
       return { word: "help" };
     case "request":
-      return { word: "request", target: a, duration: b, reason: rest.join(" ") };
+      return parseRequest(a, b, rest);
     case "list":
       return { word: "list" };
     case "extend":
@@ -47,9 +59,29 @@ export function parseCommand(text: string): ParsedCommand {
   }
 }
 
+/**
+ * `request <target> <duration> [from <time>] [--once] [--break-glass] <reason…>`: `from` comes right
+ * after the duration (so a reason may say "from"); the flags may stand anywhere in the reason.
+ */
+function parseRequest(target: string | undefined, duration: string | undefined, rest: string[]): ParsedCommand {
+  let words = rest;
+  let from: string | undefined;
+  if (words[0]?.toLowerCase() === "from") {
+    from = words[1] ?? "";
+    words = words.slice(2);
+  }
+  const once = words.some((w) => w.toLowerCase() === "--once");
+  const breakGlass = words.some((w) => w.toLowerCase() === "--break-glass");
+  const reason = words.filter((w) => !["--once", "--break-glass"].includes(w.toLowerCase())).join(" ");
+  return { word: "request", target, duration, reason, ...(from !== undefined ? { from } : {}), ...(once ? { once } : {}), ...(breakGlass ? { breakGlass } : {}) };
+}
+
 export function helpView(command: string): MessageView {
   return noticeView(`Usage of ${command}:`, [
     `${command} request <target> <duration> <reason…>   ask for access (30m, 2h, 1d; up to the target's maximum)`,
+    `${command} request <target> <duration> from <22:00 | 2026-12-03T22:00> <reason…>   access that starts later (your time zone)`,
+    `${command} request <target> <duration> --once <reason…>   access that ends when your first session closes`,
+    `${command} request <target> <duration> --break-glass <reason…>   emergency access at once, without approval (if the target allows you); reviewed afterwards`,
     `${command} list   my pending requests and live grants`,
     `${command} extend <grant-id> <duration>   ask for more time`,
     `${command} revoke <grant-id>   end a grant now`,
@@ -86,6 +118,8 @@ export interface CommandContext {
   origin: ChatPlatform;
   /** The person's time zone, where their platform says: the times in the answers use it. */
   timeZone?: string | undefined;
+  /** Sends the requester the connection line of a grant issued by the command itself (break-glass). */
+  deliverConnection?: DeliverConnection | undefined;
 }
 
 export interface CommandOutcome {
@@ -113,27 +147,49 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
     case "unknown":
       return { ...helpView(command), text: `Unknown command "${parsed.text}". Usage of ${command}:` };
     case "request": {
-      if (!parsed.target) return usage(command, "request <target> <duration> <reason…>");
+      const shape = "request <target> <duration> [from <time>] [--once] [--break-glass] <reason…>";
+      if (!parsed.target) return usage(command, shape);
       broker.policy(parsed.target); // an unknown target is answered with the list of targets
-      if (!parsed.duration) return usage(command, "request <target> <duration> <reason…>");
+      if (!parsed.duration) return usage(command, shape);
+      // The requester's zone (Slack's users.info tz), else the configured default.
+      // A zone the runtime does not know (a platform may send anything) falls back to the default too.
+      const zone = context.timeZone && knownTimeZone(context.timeZone) === context.timeZone ? context.timeZone : broker.context.config.defaults.timezone;
+      if (parsed.breakGlass) {
+        if (parsed.from !== undefined) return noticeView("Break-glass is access now: it cannot start later. Drop from …, or ask without --break-glass.");
+        const used = await broker.breakGlass(person, { target: parsed.target, duration: parsed.duration, reason: parsed.reason, origin: context.origin, once: parsed.once });
+        const note = await context.deliverConnection?.({ request: used.request, grant: used.grant, connection: used.connection });
+        return noticeView(
+          `🚨 Break-glass: grant ${used.grant.id} on ${used.grant.target} issued until ${formatTime(used.grant.expiresAt, now, zone)}${used.grant.once ? ", ending with your first session" : ""}. The approvers have been alerted and will review this use (${used.review.id}).${note ? ` ${note}` : " Your connection line is in a direct message."}`,
+        );
+      }
+      if (parsed.from !== undefined && parsed.from === "") return usage(command, shape);
+      const startsAt = parsed.from === undefined ? undefined : parseStartTime(parsed.from, zone, now);
       const request = await broker.request(person, {
         target: parsed.target,
         duration: parsed.duration,
         reason: parsed.reason,
         origin: context.origin,
+        startsAt,
+        once: parsed.once,
       });
       const needs = request.approvalsRequired === 1 ? "1 approval" : `${request.approvalsRequired} approvals`;
+      const when = request.startsAt ? ` from ${formatTime(request.startsAt, now, zone)}` : "";
+      const once = request.once ? ", ending with your first session" : "";
       return noticeView(
-        `Request ${request.id} sent: ${request.target} for ${formatDuration(request.durationMs)} (needs ${needs}). You will get a direct message when it is approved.`,
+        `Request ${request.id} sent: ${request.target} for ${formatDuration(request.durationMs)}${when}${once} (needs ${needs}). You will get a direct message when ${request.startsAt ? "the grant starts" : "it is approved"}.`,
       );
     }
     case "list": {
-      const { requests, grants } = await broker.list(person);
-      if (requests.length === 0 && grants.length === 0) return noticeView("You have no pending requests and no live grants.");
+      const { requests, grants, scheduled } = await broker.list(person);
+      if (requests.length === 0 && grants.length === 0 && scheduled.length === 0) return noticeView("You have no pending requests and no live grants.");
       return noticeView("Your pending requests and live grants:", [
-        ...grants.map((g) => `live: ${g.target}, grant ${g.id}, expires ${formatTime(g.expiresAt, now, context.timeZone)}`),
+        ...grants.map((g) => `live: ${g.target}, grant ${g.id}, expires ${formatTime(g.expiresAt, now, context.timeZone)}${g.once ? ", ends with its first session" : ""}`),
+        ...scheduled.map(
+          (r) => `scheduled: ${r.target} from ${formatTime(r.startsAt!, now, context.timeZone)} for ${formatDuration(r.durationMs)}, approved, request ${r.id}`,
+        ),
         ...requests.map(
-          (r) => `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}, request ${r.id}`,
+          (r) =>
+            `pending: ${r.kind === "extension" ? `extension of ${r.grantId}` : r.target} for ${formatDuration(r.durationMs)}${r.startsAt ? ` from ${formatTime(r.startsAt, now, context.timeZone)}` : ""}${r.breakGlass ? " (break-glass, waiting for your sign-in)" : ""}, request ${r.id}`,
         ),
       ]);
     }

@@ -30,7 +30,7 @@ export interface ConnectionDeliveryOptions {
  */
 export function connectionDelivery(options: ConnectionDeliveryOptions): DeliverConnection {
   const { platform, broker, db, logger } = options;
-  return async (result: DecideResult) => {
+  return async (result: Pick<DecideResult, "request" | "grant" | "connection">) => {
     const { grant, connection } = result;
     if (!grant || !connection) return undefined;
     const user = await chatUserIdOf(db, grant.personId, platform);

@@ -92,7 +92,7 @@ export interface ChatAdapter {
    * Sends the requester the connection line of a grant issued by `result` (a decision made outside
    * this adapter: a step-up approval's callback). Answers a note when it could not be delivered.
    */
-  deliverConnection(result: DecideResult): Promise<string | undefined>;
+  deliverConnection(result: Pick<DecideResult, "request" | "grant" | "connection">): Promise<string | undefined>;
   /** Stops taking commands and clicks and waits for those in progress (first in shutdown). */
   closeReceiver(): Promise<void>;
   /** Stops rendering events, then closes the outbox worker and queue (before Redis). */

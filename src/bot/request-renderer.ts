@@ -6,6 +6,9 @@ import type { ChatPlatform } from "./chat-port.js";
 import { threadRequestOf } from "./request-state.js";
 import {
   blockedReply,
+  breakGlassAlertView,
+  breakGlassState,
+  formatTime,
   decisionReply,
   grantExpiredReply,
   grantExtendedReply,
@@ -88,7 +91,40 @@ export class RequestRenderer {
       await this.#reply(thread, view, "grant-expired", grant.id);
       await this.#refresh(thread, "grant-expired", grant.id);
     });
+    on("request.scheduled", async ({ request, startsAt }) => {
+      const thread = await this.#ours(request);
+      if (!thread) return;
+      const now = this.options.broker.clock.now();
+      const end = new Date(new Date(startsAt).getTime() + request.durationMs);
+      const view: MessageView = { text: `🗓 Scheduled: the grant starts at ${formatTime(new Date(startsAt), now)} and ends at ${formatTime(end, now)}` };
+      await this.#reply(thread, view, "scheduled", request.id);
+      await this.#refresh(request.id, "scheduled");
+    });
+    this.#breakGlassEvents(on);
     this.#proxyEvents(on);
+  }
+
+  /**
+   * Break-glass: the root (posted on `request.created`) is the loud message in the approval channel;
+   * the thread gets the Review card, redrawn when reviewed. Slack also posts to the target's
+   * `breakGlass.alertChannel`, whichever platform the request came from.
+   */
+  #breakGlassEvents(on: <K extends BrokerEventName>(name: K, handle: (payload: BrokerEvents[K]) => Promise<void>) => void): void {
+    on("break_glass.used", async ({ review }) => {
+      if (this.options.platform === "slack" && review.alertChannel) {
+        const view = breakGlassAlertView(breakGlassState(review), this.options.broker.clock.now());
+        await this.#enqueue({ kind: "post", platform: "slack", channel: review.alertChannel, view }, "break-glass-alert", review.id);
+      }
+      if (!(await this.#grantThread(review.requestId))) return;
+      await this.#enqueue({ kind: "review", platform: this.options.platform, requestId: review.requestId }, "review", review.id);
+    });
+    on("break_glass.reviewed", async ({ review }) => {
+      if (!(await this.#grantThread(review.requestId))) return;
+      await this.#enqueue({ kind: "review", platform: this.options.platform, requestId: review.requestId }, "review", review.id, review.state);
+      const verdict = review.state === "flagged" ? "🚩 Flagged as misuse" : "✅ Acknowledged";
+      await this.#reply(review.requestId, { text: `${verdict} by ${review.reviewerName ?? "an approver"}` }, "reviewed", review.id);
+      await this.#refresh(review.requestId, "reviewed", review.id);
+    });
   }
 
   /** Statements and commands the proxies hold or block go to the request's thread too. */

@@ -30,6 +30,11 @@ export function chatJobTarget(options: ChatJobTargetOptions): ChatJobTarget {
       if (thread.origin !== platform) return;
       await enqueue({ kind: "reminder", platform, grantId }, { jobId: outboxJobId(platform, "reminder", grantId, key) });
     },
+    async remindReview(requestId: string, key: string) {
+      const request = await broker.getRequest(requestId);
+      if (request.origin !== platform) return;
+      await enqueue({ kind: "review-reminder", platform, requestId }, { jobId: outboxJobId(platform, "review-reminder", requestId, key) });
+    },
     async digest(digest: Digest, key: string, timeZone?: string) {
       if (!options.digestChannel) return;
       await enqueue(

@@ -10,7 +10,15 @@ import type { GrantStateRecord, HeldStateRecord, RequestStateRecord } from "../b
 export type Tone = "pending" | "good" | "bad" | "neutral";
 
 /** What a button does; renderers turn it into the platform's action id. */
-export type ActionKind = "approve" | "deny" | "extend" | "revoke" | "approve-statement" | "deny-statement";
+export type ActionKind =
+  | "approve"
+  | "deny"
+  | "extend"
+  | "revoke"
+  | "approve-statement"
+  | "deny-statement"
+  | "acknowledge-break-glass"
+  | "flag-break-glass";
 
 export interface ButtonView {
   action: ActionKind;
@@ -40,6 +48,8 @@ export interface MessageView {
    * platform's mention (Slack `<@U…>`, Teams `<at>name</at>` with its mention entity) before the text.
    */
   mention?: { user: string; name: string };
+  /** A loud message (break-glass): renderers notify the whole channel (Slack `<!here>`). */
+  alert?: boolean;
 }
 
 /** Where the whole of a view's `code` can be read. */
@@ -86,6 +96,20 @@ export function formatTime(at: Date, now: Date = new Date(), timeZone = "UTC"): 
 /** The status line of a request's root message: the one place that says where it stands. */
 export function requestStatus(request: RequestState, now: Date = new Date()): { text: string; tone: Tone } {
   const grant = request.grant;
+  if (request.breakGlass) {
+    const review =
+      request.breakGlass.state === "open"
+        ? "review pending"
+        : `${request.breakGlass.state === "flagged" ? "🚩 flagged as misuse" : "acknowledged"}${request.breakGlass.reviewerName ? ` by ${request.breakGlass.reviewerName}` : ""}`;
+    if (!grant) return { text: `🚨 Break-glass, no approval; ${review}`, tone: "bad" };
+    const live = grantStatus(grant, now, "🚨 Break-glass, no approval, ");
+    return { text: `${live.text}; ${review}`, tone: "bad" };
+  }
+  if (request.state === "approved" && request.kind === "access" && !grant && request.startsAt) {
+    const by = request.approvedBy.length > 0 ? ` by ${request.approvedBy.join(", ")}` : "";
+    const end = new Date(request.startsAt.getTime() + request.durationMs);
+    return { text: `🗓 Scheduled: approved${by}, access from ${formatTime(request.startsAt, now)} to ${formatTime(end, now)}`, tone: "good" };
+  }
   switch (request.state) {
     case "pending":
       if (request.approvedBy.length === 0) {
@@ -135,14 +159,20 @@ export function requestView(request: RequestState, now: Date = new Date()): Mess
   const status = requestStatus(request, now);
   const extension = request.kind === "extension";
   const what = extension ? `${formatDuration(request.durationMs)} more` : formatDuration(request.durationMs);
+  const loud = request.breakGlass !== null;
   const view: MessageView = {
-    text: `${extension ? "Extension" : "Access"} request from ${request.requesterName}: ${request.target} for ${what} — ${status.text}`,
-    title: `${extension ? "Extension request" : "Access request"}: ${request.target}`,
+    ...(loud ? { alert: true } : {}),
+    text: loud
+      ? `🚨 BREAK-GLASS: ${request.requesterName} took ${request.target} for ${what} without approval — ${status.text}`
+      : `${extension ? "Extension" : "Access"} request from ${request.requesterName}: ${request.target} for ${what} — ${status.text}`,
+    title: loud ? `🚨 Break-glass access: ${request.target}` : `${extension ? "Extension request" : "Access request"}: ${request.target}`,
     status,
     fields: [
       { label: "Target", value: request.target },
       { label: "Requester", value: request.requesterName },
       { label: extension ? "More time" : "Duration", value: formatDuration(request.durationMs) },
+      ...(request.startsAt ? [{ label: "Starts", value: formatTime(request.startsAt, now) }] : []),
+      ...(request.once ? [{ label: "Ends", value: "with its first session" }] : []),
       { label: "Reason", value: request.reason },
       { label: "Request", value: request.id },
       ...(extension && request.grant ? [{ label: "Grant", value: request.grant.id }] : []),
@@ -178,6 +208,97 @@ export function grantCardView(grant: GrantState, now: Date = new Date()): Messag
     ];
   }
   return view;
+}
+
+/** A break-glass use as its Review card shows it (`BreakGlassSnapshot` with dates). */
+export interface BreakGlassState {
+  id: string;
+  /** The request whose thread holds the card (its buttons carry it: one review per request). */
+  requestId: string;
+  target: string;
+  requesterName: string;
+  reason: string;
+  grantId: string;
+  state: "open" | "acknowledged" | "flagged";
+  createdAt: Date;
+  reviewerName: string | null;
+}
+
+/** A review's event snapshot (ISO times) as the views take it. */
+export function breakGlassState(snapshot: {
+  id: string;
+  requestId: string;
+  grantId: string;
+  target: string;
+  requesterName: string;
+  reason: string;
+  state: "open" | "acknowledged" | "flagged";
+  createdAt: string;
+  reviewerName: string | null;
+}): BreakGlassState {
+  return {
+    id: snapshot.id,
+    requestId: snapshot.requestId,
+    target: snapshot.target,
+    requesterName: snapshot.requesterName,
+    reason: snapshot.reason,
+    grantId: snapshot.grantId,
+    state: snapshot.state,
+    createdAt: new Date(snapshot.createdAt),
+    reviewerName: snapshot.reviewerName,
+  };
+}
+
+/** The Review card in a break-glass thread: open (with its buttons) until an approver reviews it. */
+export function reviewCardView(review: BreakGlassState, now: Date = new Date()): MessageView {
+  const status: { text: string; tone: Tone } =
+    review.state === "open"
+      ? { text: `🔎 Review needed: an approver of ${review.target} (not ${review.requesterName}) acknowledges or flags this use`, tone: "pending" }
+      : review.state === "acknowledged"
+        ? { text: `✅ Acknowledged${review.reviewerName ? ` by ${review.reviewerName}` : ""}`, tone: "good" }
+        : { text: `🚩 Flagged as misuse${review.reviewerName ? ` by ${review.reviewerName}` : ""}`, tone: "bad" };
+  const view: MessageView = {
+    text: `🔎 Review of ${review.requesterName}'s break-glass on ${review.target} (${review.id}) — ${status.text}`,
+    title: `Review: break-glass on ${review.target}`,
+    status,
+    fields: [
+      { label: "Who", value: review.requesterName },
+      { label: "When", value: formatTime(review.createdAt, now) },
+      { label: "Reason", value: review.reason },
+      { label: "Grant", value: review.grantId },
+      { label: "Review", value: review.id },
+    ],
+  };
+  if (review.state === "open") {
+    view.buttons = [
+      { action: "acknowledge-break-glass", label: "Acknowledge", value: review.requestId, style: "primary" },
+      { action: "flag-break-glass", label: "Flag as misuse", value: review.requestId, style: "danger" },
+    ];
+  }
+  return view;
+}
+
+/** The loud message to `breakGlass.alertChannel`. */
+export function breakGlassAlertView(review: BreakGlassState, now: Date = new Date()): MessageView {
+  return {
+    alert: true,
+    text: `🚨 BREAK-GLASS: ${review.requesterName} took ${review.target} without approval at ${formatTime(review.createdAt, now)}: ${review.reason} (grant ${review.grantId}, review ${review.id})`,
+    title: `🚨 Break-glass access: ${review.target}`,
+    fields: [
+      { label: "Who", value: review.requesterName },
+      { label: "Reason", value: review.reason },
+      { label: "Grant", value: review.grantId },
+      { label: "Review", value: review.id },
+    ],
+  };
+}
+
+/** The daily reminder of a review still open, in its thread. */
+export function reviewReminderView(review: BreakGlassState, now: Date = new Date()): MessageView {
+  const days = Math.max(1, Math.floor((now.getTime() - review.createdAt.getTime()) / 86_400_000));
+  return {
+    text: `⏰ ${review.requesterName}'s break-glass on ${review.target} (${review.id}) is still not reviewed after ${plural(days, "day")}: an approver, please Acknowledge or Flag it`,
+  };
 }
 
 // ------------------------------------------------------------------ thread replies (one per event)
@@ -367,6 +488,8 @@ export interface DigestState {
   statements: { blocked: number; held: number; approved: number; denied: number; timedOut: number };
   pending: { count: number; oldest: { id: string; target: string; requesterName: string; createdAt: Date }[] };
   longestGrant: { id: string; target: string; holderName: string; grantedMs: number } | null;
+  /** Break-glass uses not reviewed at the window's end, whenever they were made. */
+  breakGlassUnreviewed?: { id: string; target: string; requesterName: string; createdAt: Date }[];
 }
 
 const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
@@ -394,12 +517,16 @@ export function digestView(digest: DigestState, timeZone = "UTC"): MessageView {
         value: `${statements.held}: ${statements.approved} approved, ${statements.denied} denied, ${statements.timedOut} expired`,
       },
       { label: "Still pending", value: String(pending.count) },
+      ...((digest.breakGlassUnreviewed ?? []).length > 0 ? [{ label: "Break-glass to review", value: String(digest.breakGlassUnreviewed!.length) }] : []),
     ],
     lines: [
       `Top targets: ${ranking(digest.topTargets)}`,
       `Top requesters: ${ranking(digest.topRequesters)}`,
       `Longest grant: ${digest.longestGrant ? `${digest.longestGrant.holderName} on ${digest.longestGrant.target}, ${hours(digest.longestGrant.grantedMs)} (${digest.longestGrant.id})` : "none"}`,
       ...pending.oldest.map((r) => `Pending since ${formatTime(r.createdAt, digest.until, timeZone)}: ${r.requesterName} → ${r.target} (${r.id})`),
+      ...(digest.breakGlassUnreviewed ?? []).map(
+        (r) => `🚨 Break-glass not reviewed, since ${formatTime(r.createdAt, digest.until, timeZone)}: ${r.requesterName} on ${r.target} (${r.id})`,
+      ),
     ],
   };
 }

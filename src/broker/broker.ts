@@ -7,6 +7,8 @@ import { BrokerContext, type BrokerOptions } from "./context.js";
 import type { ConnectionLine, ScramVerifier } from "./credentials.js";
 import { BrokerError, NotARequester, UnknownTarget } from "./errors.js";
 import type { TypedEvents } from "./events.js";
+import { BreakGlassService, type BreakGlassReview } from "./break-glass.js";
+import type { BreakGlassSnapshot } from "./events.js";
 import { GrantsService } from "./grants.js";
 import { PeopleService, type SlackUserGroup } from "./people.js";
 import { isApprover, type Identity, type TargetPolicy } from "./policy.js";
@@ -22,6 +24,7 @@ import type {
   ExpiryFinder,
   ExtendResult,
   Grant,
+  GrantStartOutcome,
   IdentityRef,
   LinkedIdentity,
   Person,
@@ -30,6 +33,8 @@ import type {
 } from "./types.js";
 
 export type { BrokerConfig, BrokerOptions } from "./context.js";
+export type { BreakGlassReview } from "./break-glass.js";
+export { nextReviewReminder, REVIEW_REMINDER_EVERY_MS } from "./break-glass.js";
 export * from "./types.js";
 
 /**
@@ -45,6 +50,7 @@ export class Broker {
   readonly requests: RequestsService;
   /** What a request's chat thread shows (read model). */
   readonly threads: ThreadStates;
+  readonly breakGlassReviews: BreakGlassService;
 
   constructor(options: BrokerOptions) {
     this.context = new BrokerContext(options);
@@ -52,6 +58,7 @@ export class Broker {
     this.stepUp = new StepUpService(this.context);
     this.grants = new GrantsService(this.context, this.people);
     this.requests = new RequestsService(this.context, this.people, this.stepUp, this.grants);
+    this.breakGlassReviews = new BreakGlassService(this.context, this.people, this.grants, this.stepUp);
     this.threads = new ThreadStates(this.context, this.people, this.requests, this.grants);
   }
 
@@ -192,8 +199,48 @@ export class Broker {
 
   // ---------------------------------------------------------------- requests
 
-  request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
+  /** Asks for access: now, or from `startsAt` (a scheduled grant); `once` ends it with its first session. */
+  request(
+    requester: Person,
+    input: { target: string; duration: string | number; reason: string; origin?: string; startsAt?: Date | undefined; once?: boolean | undefined },
+  ): Promise<AccessRequest> {
     return this.requests.request(requester, input);
+  }
+
+  /** Break-glass: the grant at once, no approval, for people the target's `breakGlass.allow` names. */
+  breakGlass(
+    requester: Person,
+    input: { target: string; duration: string | number; reason: string; origin?: string | undefined; once?: boolean | undefined },
+  ): Promise<{ request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview }> {
+    return this.breakGlassReviews.use(requester, input);
+  }
+
+  /** Acknowledge or flag a break-glass use (an approver of the target, not its user). */
+  reviewBreakGlass(reviewer: Person, input: { reviewId: string; verdict: "acknowledged" | "flagged"; note?: string | undefined }): Promise<BreakGlassReview> {
+    return this.breakGlassReviews.review(reviewer, input);
+  }
+
+  getBreakGlassReview(reviewId: string): Promise<BreakGlassReview> {
+    return this.breakGlassReviews.get(reviewId);
+  }
+
+  breakGlassSnapshot(review: BreakGlassReview): Promise<BreakGlassSnapshot> {
+    return this.breakGlassReviews.snapshot(review);
+  }
+
+  /** Break-glass reviews still open, oldest first. */
+  openBreakGlassReviews(): Promise<BreakGlassReview[]> {
+    return this.breakGlassReviews.open();
+  }
+
+  /** The grant-start job: issues an approved scheduled request's grant once its start has come. */
+  issueScheduled(requestId: string): Promise<GrantStartOutcome> {
+    return this.grants.issueScheduled(requestId);
+  }
+
+  /** Approved scheduled requests not issued yet (the reconciler). */
+  scheduledRequests(): Promise<AccessRequest[]> {
+    return this.requests.scheduled();
   }
 
   getRequest(requestId: string): Promise<AccessRequest> {
@@ -224,9 +271,9 @@ export class Broker {
   }
 
   /** `list`: my pending requests and live grants. */
-  async list(person: Person): Promise<{ requests: AccessRequest[]; grants: Grant[] }> {
-    const [requests, grants] = await Promise.all([this.requests.pendingOf(person), this.grants.liveGrantsOf(person)]);
-    return { requests, grants };
+  async list(person: Person): Promise<{ requests: AccessRequest[]; grants: Grant[]; scheduled: AccessRequest[] }> {
+    const [requests, grants, scheduled] = await Promise.all([this.requests.pendingOf(person), this.grants.liveGrantsOf(person), this.requests.scheduled(person)]);
+    return { requests, grants, scheduled };
   }
 
   // ---------------------------------------------------------------- step-up approval
@@ -249,6 +296,20 @@ export class Broker {
 
   approveWithStepUp(person: Person, proof: StepUpProof): Promise<DecideResult> {
     return this.requests.approveWithStepUp(person, proof);
+  }
+
+  /**
+   * What a completed step-up sign-in is for: an approval, or a break-glass on a `stepUp` target
+   * (the requester's own sign-in, after which the grant is issued).
+   */
+  async completeStepUp(
+    person: Person,
+    proof: StepUpProof,
+  ): Promise<{ kind: "approval"; result: DecideResult } | { kind: "break-glass"; result: { request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview } }> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    const request = await this.requests.get(challenge.requestId);
+    if (request.breakGlass) return { kind: "break-glass", result: await this.breakGlassReviews.completeSignIn(person, proof) };
+    return { kind: "approval", result: await this.requests.approveWithStepUp(person, proof) };
   }
 
   // ---------------------------------------------------------------- grants

@@ -1,6 +1,6 @@
-import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
-import { accessRequests, auditEvents, grants, heldStatements, people, sessions } from "../db/schema.js";
+import { accessRequests, auditEvents, breakGlassReviews, grants, heldStatements, people, sessions } from "../db/schema.js";
 
 /** How each request created in the window ended (or stands, at the window's end). */
 export interface RequestOutcomes {
@@ -32,6 +32,8 @@ export interface Digest {
   /** Requests still waiting for a decision at the window's end, whenever they were made. */
   pending: { count: number; oldest: { id: string; target: string; requesterName: string; createdAt: Date }[] };
   longestGrant: { id: string; target: string; holderName: string; grantedMs: number } | null;
+  /** Break-glass uses not reviewed at the window's end, whenever they were made, oldest first. */
+  breakGlassUnreviewed: { id: string; target: string; requesterName: string; createdAt: Date }[];
 }
 
 export interface DigestWindow {
@@ -125,6 +127,19 @@ export async function computeDigest(db: Database, window: DigestWindow): Promise
         .limit(top),
     ]);
 
+  // Not reviewed at the window's end: still open, or reviewed only after it.
+  const breakGlassUnreviewed = await db
+    .select({ id: breakGlassReviews.id, target: breakGlassReviews.target, requesterName: people.displayName, createdAt: breakGlassReviews.createdAt })
+    .from(breakGlassReviews)
+    .innerJoin(people, eq(people.id, breakGlassReviews.requesterId))
+    .where(
+      and(
+        lt(breakGlassReviews.createdAt, until),
+        or(eq(breakGlassReviews.state, "open"), isNull(breakGlassReviews.reviewedAt), gte(breakGlassReviews.reviewedAt, until)),
+      ),
+    )
+    .orderBy(asc(breakGlassReviews.createdAt));
+
   const byOutcome: RequestOutcomes = { approved: 0, denied: 0, expired: 0, cancelled: 0, pending: 0 };
   let total = 0;
   let extensions = 0;
@@ -159,5 +174,6 @@ export async function computeDigest(db: Database, window: DigestWindow): Promise
     },
     pending: { count: Number(pendingCount[0]?.count ?? 0), oldest: pendingOldest },
     longestGrant: first ? { id: first.id, target: first.target, holderName: first.holderName, grantedMs: Number(first.grantedMs) } : null,
+    breakGlassUnreviewed,
   };
 }

@@ -201,3 +201,53 @@ export class StepUpRequired extends BrokerError {
 export class StepUpRefused extends BrokerError {
   readonly code = "broker_step_up_refused";
 }
+
+export class BreakGlassNotAllowed extends BrokerError {
+  readonly code = "broker_break_glass_not_allowed";
+  constructor(
+    readonly target: string,
+    configured: boolean,
+  ) {
+    super(
+      configured
+        ? `you may not break the glass on ${target}: you are not on its breakGlass.allow list; ask for access normally`
+        : `there is no break-glass access on ${target}; ask for access normally`,
+    );
+  }
+}
+
+export class InvalidStartTime extends BrokerError {
+  readonly code = "broker_invalid_start_time";
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+export class ReviewNotFound extends BrokerError {
+  readonly code = "broker_review_not_found";
+  constructor(readonly reviewId: string) {
+    super(`no break-glass review ${reviewId}`);
+  }
+}
+
+export class ReviewClosed extends BrokerError {
+  readonly code = "broker_review_closed";
+  constructor(
+    readonly reviewId: string,
+    readonly state: string,
+    readonly by: string | null,
+  ) {
+    super(`this break-glass use was already ${state}${by ? ` by ${by}` : ""}`);
+  }
+}
+
+/**
+ * Break-glass on a `stepUp` target: the grant waits for the requester's own fresh sign-in. The
+ * message carries the one-time link (shown only to the requester).
+ */
+export class BreakGlassSignInRequired extends StepUpRequired {
+  constructor(target: string, challengeId: string, link: string, expiresAt: Date, validForMs: number) {
+    super(target, challengeId, link, expiresAt, validForMs);
+    this.message = `break-glass on ${target} needs a fresh sign-in, like every grant there: open ${link} within ${formatDuration(validForMs)} to sign in again; the grant is issued after it`;
+  }
+}

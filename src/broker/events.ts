@@ -37,6 +37,23 @@ export interface DecisionSnapshot {
   at: string;
 }
 
+/** A break-glass use and its review, as the loud message and the Review card show it. */
+export interface BreakGlassSnapshot {
+  id: string;
+  requestId: string;
+  grantId: string;
+  target: string;
+  requesterId: string;
+  requesterName: string;
+  reason: string;
+  state: "open" | "acknowledged" | "flagged";
+  createdAt: string;
+  reviewedAt: string | null;
+  reviewerName: string | null;
+  /** `breakGlass.alertChannel` of the target, when set. */
+  alertChannel: string | null;
+}
+
 export interface SessionSnapshot {
   id: string;
   grantId: string;
@@ -96,6 +113,11 @@ export interface BrokerEvents {
   "grant.extended": { grant: GrantSnapshot; previousExpiresAt: string; byId: string; byName: string };
   "grant.revoked": { grant: GrantSnapshot; byId: string; byName: string; reason: string | null };
   "grant.expired": { grant: GrantSnapshot };
+  /** A grant issued at once by break-glass (its `grant.issued` follows); the review is open. */
+  "break_glass.used": { review: BreakGlassSnapshot };
+  "break_glass.reviewed": { review: BreakGlassSnapshot };
+  /** An approved scheduled request: its grant comes at `startsAt`. */
+  "request.scheduled": { request: RequestSnapshot; startsAt: string };
   "session.opened": { session: SessionSnapshot };
   "session.closed": { session: SessionSnapshot; summary: SessionSummary };
   "statement.blocked": { session: SessionSnapshot; text: string; rule: string; at: string };
@@ -120,6 +142,9 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "grant.extended",
   "grant.revoked",
   "grant.expired",
+  "break_glass.used",
+  "break_glass.reviewed",
+  "request.scheduled",
   "session.opened",
   "session.closed",
   "statement.blocked",

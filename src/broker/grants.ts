@@ -34,7 +34,7 @@ import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
 import { decidersOf, decisionsOf, parseDurationMs } from "./requests.js";
 import { grantSnapshot, iso, requestSnapshot } from "./snapshots.js";
-import type { AccessRequest, ExpireOutcome, ExpiryFinder, ExtendResult, Grant, Person } from "./types.js";
+import type { AccessRequest, ExpireOutcome, ExpiryFinder, ExtendResult, Grant, GrantStartOutcome, Person, ScramVerifierRow } from "./types.js";
 
 /**
  * Grants: issued when a request's quorum is met, extended, revoked, expired, and the credential
@@ -135,7 +135,7 @@ export class GrantsService {
   async issueIn(
     tx: Executor,
     request: AccessRequest,
-    by: Person,
+    by: Person | null,
     now: Date,
     ended: Grant[],
   ): Promise<{ grant: Grant; connection: ConnectionLine; request: AccessRequest }> {
@@ -151,10 +151,11 @@ export class GrantsService {
       const expired = await this.#expireIn(tx, grant.id, now, "issue");
       if (expired) ended.push(expired);
     }
-    const expiresAt = new Date(now.getTime() + request.durationMs);
+    // A scheduled grant keeps its window: issued late (a lost job found by the reconciler), it ends as asked.
+    const expiresAt = new Date((request.startsAt ?? now).getTime() + request.durationMs);
     const [grant] = await tx
       .insert(grants)
-      .values({ id: newId("grt"), requestId: request.id, personId: requester.id, target: request.target, startsAt: now, expiresAt })
+      .values({ id: newId("grt"), requestId: request.id, personId: requester.id, target: request.target, startsAt: now, expiresAt, once: request.once })
       .returning();
     const [linked] = await tx.update(accessRequests).set({ grantId: grant!.id }).where(eq(accessRequests.id, request.id)).returning();
     const secret = newSecret();
@@ -166,13 +167,88 @@ export class GrantsService {
     await tx.insert(grantCredentials).values({ grantId: grant!.id, login, target: request.target, ...verifier, lookup, createdAt: now });
     await appendAudit(tx, now, {
       kind: "grant.issued",
-      actorId: by.id,
+      actorId: by?.id ?? null,
       target: request.target,
       requestId: request.id,
       grantId: grant!.id,
-      data: { personId: requester.id, startsAt: iso(now), expiresAt: iso(expiresAt), login },
+      data: {
+        personId: requester.id,
+        startsAt: iso(now),
+        expiresAt: iso(expiresAt),
+        login,
+        ...(request.startsAt ? { scheduled: true } : {}),
+        ...(request.once ? { once: true } : {}),
+        ...(request.breakGlass ? { breakGlass: true } : {}),
+      },
     });
     return { grant: grant!, connection: this.connectionLine(request.target, login, secret), request: linked! };
+  }
+
+  /**
+   * The grant-start job: issues the grant of an approved scheduled request once its start has come.
+   * Idempotent: a request already issued, no longer approved, or whose whole window passed while the
+   * job was lost (then cancelled, audited) is `done`; one not due yet says when it is.
+   */
+  async issueScheduled(requestId: string): Promise<GrantStartOutcome> {
+    const now = this.ctx.clock.now();
+    const ended: Grant[] = [];
+    const outcome = await this.ctx.db.transaction(async (tx): Promise<GrantStartOutcome> => {
+      const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, requestId)).for("update");
+      if (!request) throw new RequestNotFound(requestId);
+      if (request.grantId) return { kind: "done", why: "issued" };
+      if (request.kind !== "access" || request.state !== "approved" || !request.startsAt) return { kind: "done", why: "not-approved" };
+      if (request.startsAt.getTime() > now.getTime()) return { kind: "not-due", startsAt: request.startsAt };
+      if (request.startsAt.getTime() + request.durationMs <= now.getTime()) {
+        await tx.update(accessRequests).set({ state: "cancelled" }).where(eq(accessRequests.id, request.id));
+        await appendAudit(tx, now, {
+          kind: "grant.start_missed",
+          target: request.target,
+          requestId: request.id,
+          data: { startsAt: iso(request.startsAt), endsAt: iso(new Date(request.startsAt.getTime() + request.durationMs)) },
+        });
+        return { kind: "done", why: "missed" };
+      }
+      // The holder still has a live grant on the target (one live grant per person and target): this
+      // one starts when that one ends, within its own window.
+      const live = await this.live(tx, request.requesterId, request.target, now);
+      if (live) return { kind: "not-due", startsAt: live.expiresAt };
+      const issued = await this.issueIn(tx, request, null, now, ended);
+      return { kind: "issued", ...issued };
+    });
+    this.afterOverdue(ended);
+    if (outcome.kind === "issued") await this.afterIssue(outcome.grant, outcome.request);
+    return outcome;
+  }
+
+  /**
+   * A `--once` grant ends when its first session closes: one conditional UPDATE (active → expired,
+   * its end moved to now), the credential deleted, audited; its other sessions are cut by the event.
+   */
+  async endOnce(grantId: string, sessionId: string): Promise<Grant | undefined> {
+    const now = this.ctx.clock.now();
+    const grant = await this.ctx.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(grants)
+        .set({ state: "expired", endedAt: now, expiresAt: now })
+        .where(and(eq(grants.id, grantId), eq(grants.once, true), eq(grants.state, "active")))
+        .returning();
+      if (!row) return undefined;
+      await tx.delete(grantCredentials).where(eq(grantCredentials.grantId, grantId));
+      await appendAudit(tx, now, {
+        kind: "grant.ended",
+        target: row.target,
+        requestId: row.requestId,
+        grantId: row.id,
+        sessionId,
+        data: { why: "once", endedAt: iso(now) },
+      });
+      return row;
+    });
+    if (grant) {
+      this.afterOverdue([grant]);
+      await this.ctx.background("cancel grant expiry", () => this.ctx.scheduler.cancelGrantExpiry(grant.id));
+    }
+    return grant;
   }
 
   async afterIssue(grant: Grant, request: AccessRequest): Promise<void> {

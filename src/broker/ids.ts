@@ -10,7 +10,7 @@ function randomId(length: number): string {
   return out;
 }
 
-export type IdKind = "req" | "grt" | "dec" | "ses" | "hld" | "hdc" | "msg" | "usr" | "key";
+export type IdKind = "req" | "grt" | "dec" | "ses" | "hld" | "hdc" | "msg" | "usr" | "key" | "bgr";
 
 export function newId(kind: IdKind): string {
   return `${kind}_${randomId(10)}`;

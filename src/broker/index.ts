@@ -10,3 +10,4 @@ export * from "./credentials.js";
 export * from "./sessions.js";
 export * from "./statement-log.js";
 export * from "./ssh-keys.js";
+export * from "./start-time.js";

@@ -16,6 +16,8 @@ export interface TargetPolicy {
   stepUp: boolean;
   /** Distinct approvals a held statement or command needs before it runs (`review.approvals`). */
   heldApprovals: number;
+  /** Who may take the target at once with `--break-glass`, and the extra channel told; undefined: nobody. */
+  breakGlass: { allow: string[]; alertChannel: string | undefined } | undefined;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {
@@ -30,7 +32,14 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
     requestTtlMs: defaults.requestTtl,
     stepUp: target.stepUp,
     heldApprovals: target.review.approvals,
+    breakGlass: target.breakGlass ? { allow: target.breakGlass.allow, alertChannel: target.breakGlass.alertChannel } : undefined,
   };
+}
+
+/** May this person break the glass on the target? Entries are matched exactly as approver entries are. */
+export function mayBreakGlass(policy: TargetPolicy, who: Identity): boolean {
+  if (!policy.breakGlass) return false;
+  return isApprover({ ...policy, approvers: policy.breakGlass.allow }, who);
 }
 
 /** A chat identity as stored (`chat_identities`): the platform and the id it knows the person by. */

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import { parseDuration } from "../config/duration.js";
 import type { Executor } from "../db/client.js";
 import { accessRequests, decisions, people } from "../db/schema.js";
@@ -9,6 +9,8 @@ import {
   DurationTooLong,
   GrantAlreadyLive,
   InvalidDuration,
+  InvalidStartTime,
+  NotAllowed,
   NotAnApprover,
   ReasonRejected,
   ReasonRequired,
@@ -25,6 +27,8 @@ import { isApprover } from "./policy.js";
 import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
 import type { StepUpService } from "./step-up.js";
 import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
+
+const BREAK_GLASS_NOT_DECIDED = "a break-glass request is not approved by anyone: it is issued on its user's own fresh sign-in";
 
 export function parseDurationMs(text: string | number): number {
   const ms = typeof text === "number" ? text : parseDuration(text);
@@ -64,7 +68,10 @@ export class RequestsService {
     private readonly grants: GrantsService,
   ) {}
 
-  async request(requester: Person, input: { target: string; duration: string | number; reason: string; origin?: string }): Promise<AccessRequest> {
+  async request(
+    requester: Person,
+    input: { target: string; duration: string | number; reason: string; origin?: string; startsAt?: Date | undefined; once?: boolean | undefined },
+  ): Promise<AccessRequest> {
     const policy = this.ctx.policy(input.target);
     await this.people.checkRequester(requester, policy.name, { duration: String(input.duration), reason: input.reason, origin: input.origin ?? "api" });
     const durationMs = parseDurationMs(input.duration);
@@ -75,8 +82,15 @@ export class RequestsService {
       throw new ReasonRejected(policy.name, policy.reasonPattern.source);
     }
     const now = this.ctx.clock.now();
+    const startsAt = input.startsAt;
+    if (startsAt && startsAt.getTime() <= now.getTime()) {
+      throw new InvalidStartTime(`the start time ${startsAt.toISOString()} has already passed; give a time ahead (from 22:00, or an ISO date-time like 2026-12-03T22:00)`);
+    }
+    // A scheduled request waits for approval until its window ends at the latest.
+    const timeoutMs = Math.min(now.getTime() + policy.requestTtlMs, startsAt ? startsAt.getTime() + durationMs : Infinity);
     const request = await this.ctx.db.transaction(async (tx) => {
-      const live = await this.grants.live(tx, requester.id, policy.name, now);
+      // A grant live now says nothing about a later window; its issue checks again then.
+      const live = startsAt ? undefined : await this.grants.live(tx, requester.id, policy.name, now);
       if (live) throw new GrantAlreadyLive(policy.name, live.id);
       const [row] = await tx
         .insert(accessRequests)
@@ -90,7 +104,9 @@ export class RequestsService {
           approvalsRequired: policy.approvals,
           origin: input.origin ?? "api",
           createdAt: now,
-          timeoutAt: new Date(now.getTime() + policy.requestTtlMs),
+          timeoutAt: new Date(timeoutMs),
+          startsAt: startsAt ?? null,
+          once: input.once === true,
         })
         .returning();
       await appendAudit(tx, now, {
@@ -98,7 +114,14 @@ export class RequestsService {
         actorId: requester.id,
         target: policy.name,
         requestId: row!.id,
-        data: { durationMs, reason, approvalsRequired: policy.approvals, origin: row!.origin },
+        data: {
+          durationMs,
+          reason,
+          approvalsRequired: policy.approvals,
+          origin: row!.origin,
+          ...(startsAt ? { startsAt: iso(startsAt) } : {}),
+          ...(row!.once ? { once: true } : {}),
+        },
       });
       return row!;
     });
@@ -128,6 +151,7 @@ export class RequestsService {
       const state = request.state === "pending" ? "expired" : request.state;
       throw new RequestNotPending(request.id, state, state === "expired" ? [] : await decidersOf(this.ctx.db, request));
     }
+    if (request.breakGlass) throw new NotAllowed(BREAK_GLASS_NOT_DECIDED);
     if (request.requesterId === person.id) throw new SelfApproval();
     if (!(await this.people.isApprover(request.target, person))) throw new NotAnApprover(request.target);
     return request;
@@ -158,6 +182,8 @@ export class RequestsService {
       }
       if (request.timeoutAt.getTime() <= now.getTime()) throw new RequestNotPending(request.id, "expired", []);
       const policy = this.ctx.policy(request.target);
+      // A break-glass waiting for its user's sign-in is nobody else's to approve (a forged click).
+      if (request.breakGlass) throw new NotAllowed(BREAK_GLASS_NOT_DECIDED);
       if (request.requesterId === approver.id) throw new SelfApproval();
       if (!isApprover(policy, await this.people.identity(approver, tx))) throw new NotAnApprover(policy.name);
       const [previous] = await tx
@@ -214,7 +240,17 @@ export class RequestsService {
         });
       }
       const result: DecideResult = { request: current, decision: decision!, approvals, required: request.approvalsRequired };
-      if (finalState === "approved" && current.kind === "access") {
+      if (finalState === "approved" && current.kind === "access" && current.startsAt && current.startsAt.getTime() > now.getTime()) {
+        // Approved now, issued at its start by the grant-start job.
+        await appendAudit(tx, now, {
+          kind: "grant.scheduled",
+          actorId: approver.id,
+          target: request.target,
+          requestId: request.id,
+          data: { startsAt: iso(current.startsAt), expiresAt: iso(new Date(current.startsAt.getTime() + current.durationMs)) },
+        });
+        result.scheduled = current.startsAt;
+      } else if (finalState === "approved" && current.kind === "access") {
         const issued = await this.grants.issueIn(tx, current, approver, now, ended);
         result.grant = issued.grant;
         result.connection = issued.connection;
@@ -239,6 +275,11 @@ export class RequestsService {
       await this.ctx.background("cancel request timeout", () => this.ctx.scheduler.cancelRequestTimeout(outcome.request.id));
     }
     if (outcome.grant) await this.grants.afterIssue(outcome.grant, outcome.request);
+    if (outcome.scheduled) {
+      const startsAt = outcome.scheduled;
+      this.ctx.events.emit("request.scheduled", { request: snapshot, startsAt: iso(startsAt) });
+      await this.ctx.background("schedule grant start", () => this.ctx.scheduler.scheduleGrantStart(outcome.request.id, startsAt));
+    }
     if (outcome.extended) await this.grants.afterExtend(outcome.extended.grant, outcome.extended.previousExpiresAt, approver);
     return outcome;
   }
@@ -274,12 +315,30 @@ export class RequestsService {
       });
       return row;
     });
-    if (request) this.ctx.events.emit("request.expired", { request: await requestSnapshot(this.ctx.db, request) });
+    // A break-glass that waited for a sign-in in vain was never posted: nothing to redraw.
+    if (request && !request.breakGlass) this.ctx.events.emit("request.expired", { request: await requestSnapshot(this.ctx.db, request) });
     return request;
   }
 
   async pending(): Promise<AccessRequest[]> {
     return this.ctx.db.select().from(accessRequests).where(eq(accessRequests.state, "pending"));
+  }
+
+  /** Approved scheduled requests whose grant is not issued yet (the person's, or everyone's). */
+  async scheduled(person?: Person): Promise<AccessRequest[]> {
+    return this.ctx.db
+      .select()
+      .from(accessRequests)
+      .where(
+        and(
+          eq(accessRequests.state, "approved"),
+          eq(accessRequests.kind, "access"),
+          isNull(accessRequests.grantId),
+          isNotNull(accessRequests.startsAt),
+          person ? eq(accessRequests.requesterId, person.id) : undefined,
+        ),
+      )
+      .orderBy(asc(accessRequests.startsAt));
   }
 
   /** The person's requests still waiting for a decision, for `list`. */

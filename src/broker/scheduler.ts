@@ -9,6 +9,11 @@ export interface Scheduler {
   cancelGrantExpiry(grantId: string): Promise<void>;
   scheduleRequestTimeout(requestId: string, at: Date): Promise<void>;
   cancelRequestTimeout(requestId: string): Promise<void>;
+  /** Issues the grant of an approved scheduled request at its start (job id = request id). */
+  scheduleGrantStart(requestId: string, at: Date): Promise<void>;
+  /** The daily reminder of an open break-glass review (job id = review id). */
+  scheduleReviewReminder(reviewId: string, at: Date): Promise<void>;
+  cancelReviewReminder(reviewId: string): Promise<void>;
 }
 
 export const noScheduler: Scheduler = {
@@ -16,4 +21,7 @@ export const noScheduler: Scheduler = {
   async cancelGrantExpiry() {},
   async scheduleRequestTimeout() {},
   async cancelRequestTimeout() {},
+  async scheduleGrantStart() {},
+  async scheduleReviewReminder() {},
+  async cancelReviewReminder() {},
 };

@@ -126,6 +126,8 @@ export class SessionBroker {
     });
     if (session) {
       this.broker.events.emit("session.closed", { session: await this.snapshot(session), summary });
+      // A `--once` grant is over with its first session.
+      await this.broker.grants.endOnce(session.grantId, session.id);
       await this.#expireAfterTimer(session.grantId, summary.endReason);
     }
     return session;

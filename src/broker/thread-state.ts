@@ -1,6 +1,6 @@
 import { and, asc, desc, eq } from "drizzle-orm";
 import type { Database, Executor } from "../db/client.js";
-import { auditEvents, chatIdentities, chatMessages, grants, heldDecisions, heldStatements, people, sessions } from "../db/schema.js";
+import { auditEvents, breakGlassReviews, chatIdentities, chatMessages, grants, heldDecisions, heldStatements, people, sessions } from "../db/schema.js";
 import type { BrokerContext } from "./context.js";
 import type { GrantsService } from "./grants.js";
 import { newId } from "./ids.js";
@@ -35,6 +35,11 @@ export interface RequestStateRecord {
   deniedBy: { name: string; reason: string | null } | null;
   /** The issued grant (access requests) or the grant to extend (extension requests). */
   grant: GrantStateRecord | null;
+  /** A scheduled request's start (its grant is issued then). */
+  startsAt: Date | null;
+  once: boolean;
+  /** Issued by break-glass, without approval: its review's state and reviewer. */
+  breakGlass: { reviewId: string; state: string; reviewerName: string | null } | null;
 }
 
 export interface HeldStateRecord {
@@ -159,7 +164,20 @@ export class ThreadStates {
       approvedBy: decisions.filter((d) => d.verdict === "approve").map((d) => d.approverName),
       deniedBy: denial ? { name: denial.approverName, reason: denial.reason } : null,
       grant: request.grantId ? await this.grant(request.grantId) : null,
+      startsAt: request.startsAt,
+      once: request.once,
+      breakGlass: request.breakGlass ? await this.#review(request.id) : null,
     };
+  }
+
+  async #review(requestId: string): Promise<{ reviewId: string; state: string; reviewerName: string | null } | null> {
+    const [row] = await this.ctx.db
+      .select({ id: breakGlassReviews.id, state: breakGlassReviews.state, reviewerId: breakGlassReviews.reviewerId })
+      .from(breakGlassReviews)
+      .where(eq(breakGlassReviews.requestId, requestId));
+    if (!row) return null;
+    const reviewer = row.reviewerId ? await this.people.person(row.reviewerId) : undefined;
+    return { reviewId: row.id, state: row.state, reviewerName: reviewer?.displayName ?? null };
   }
 }
 
@@ -200,7 +218,7 @@ export async function knownChatUser(
 }
 
 /** `held:<id>` is the message of one held statement, updated when it is decided. */
-export type MessageRole = "root" | "reply" | "dm" | "card" | `held:${string}` | `reminder:${string}`;
+export type MessageRole = "root" | "reply" | "dm" | "card" | "review" | `held:${string}` | `reminder:${string}`;
 
 /** Where a posted chat message is: the platform's channel, message id and thread. */
 export interface PostedMessage {

@@ -47,6 +47,8 @@ export interface DecideResult {
   grant?: Grant;
   /** The requester's ready-to-paste line, holding the grant's secret: deliver it, never log it. */
   connection?: ConnectionLine;
+  /** Set when this decision approved a scheduled request: its grant is issued at this time. */
+  scheduled?: Date;
   /** Set when this decision completed the quorum of an extension request. */
   extended?: { grant: Grant; previousExpiresAt: Date };
 }
@@ -62,4 +64,10 @@ export type ExpireOutcome = { kind: "expired"; grant: Grant } | { kind: "not-due
  * late, the reconciler, a login, a session's end, the holder's next request, or the next issue /
  * extend / revoke on it.
  */
+/** What the grant-start job found: the grant issued now, not yet due, or nothing to do. */
+export type GrantStartOutcome =
+  | { kind: "issued"; request: AccessRequest; grant: Grant; connection: ConnectionLine }
+  | { kind: "not-due"; startsAt: Date }
+  | { kind: "done"; why: "issued" | "not-approved" | "missed" };
+
 export type ExpiryFinder = "job" | "reconciler" | "login" | "session-end" | "request" | "issue" | "extend" | "revoke";

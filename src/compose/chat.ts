@@ -17,6 +17,8 @@ import { ChatJobTargets } from "../jobs/chat-targets.js";
 import { DigestJobs } from "../jobs/digest.js";
 import { UserGroupRefreshJobs } from "../jobs/slack-user-groups.js";
 import { slackGroupsNamed } from "../config/approver-entry.js";
+import { reviewReminderWorker } from "../jobs/break-glass-reminders.js";
+import { grantStartWorker } from "../jobs/grant-start.js";
 import { reminderWorker } from "../jobs/reminders.js";
 import type { OidcConsoleAuth } from "../oidc/console-login.js";
 import type { Core } from "./core.js";
@@ -38,7 +40,7 @@ export interface Chat {
    * A step-up approval's connection line: to the platform the request was made on, else to the
    * first platform that knows the requester. Answers a note when no platform could deliver it.
    */
-  deliverConnection(result: DecideResult): Promise<string | undefined>;
+  deliverConnection(result: Pick<DecideResult, "request" | "grant" | "connection">): Promise<string | undefined>;
 }
 
 export async function startChat(
@@ -55,7 +57,14 @@ export async function startChat(
 
   const http = new HttpServer((error, path) => logger.error({ err: error, path }, "HTTP handler failed"));
   // Read at scrape time: queues started below (chat outboxes, digest) are added to it.
-  const queues: Queue[] = [scheduler.grantExpiry, scheduler.requestTimeout, reminders.queue as Queue, reviews.queue as Queue];
+  const queues: Queue[] = [
+    scheduler.grantExpiry,
+    scheduler.requestTimeout,
+    scheduler.grantStart as Queue,
+    scheduler.reviewReminder as Queue,
+    reminders.queue as Queue,
+    reviews.queue as Queue,
+  ];
   mountOperations(http, {
     db: storage.db,
     checks: [
@@ -103,6 +112,8 @@ export async function startChat(
   }
   const reminding = reminderWorker({ broker, reminders, targets: chatTargets, connection, prefix, ownership, onError: onBackgroundError });
   cleanups.add("reminder worker", () => closeBullmq([reminding], connection));
+  const reviewReminding = reviewReminderWorker({ broker, targets: chatTargets, connection, prefix, ownership, onError: onBackgroundError });
+  cleanups.add("break-glass review reminder worker", () => closeBullmq([reviewReminding], connection));
   const digest = new DigestJobs({ db: storage.db, clock, targets: chatTargets, connection, prefix, ownership, timezone: config.digest.timezone, onError: onBackgroundError });
   cleanups.add("digest jobs", () => digest.close());
   await digest.schedule(config.digest.cron, config.digest.timezone);
@@ -128,6 +139,19 @@ export async function startChat(
   }
 
   const adapters = { slack, teams, console: consoleChat };
+  const deliverConnection = async (result: Pick<DecideResult, "request" | "grant" | "connection">): Promise<string | undefined> => {
+    const origin = adapters[result.request.origin as keyof typeof adapters];
+    const order = [origin, slack, teams, consoleChat].filter((a, i, all) => a !== undefined && all.indexOf(a) === i);
+    let notice: string | undefined = "No chat platform is configured: the connection line was not delivered.";
+    for (const adapter of order) {
+      notice = await adapter!.deliverConnection(result);
+      if (notice === undefined) return undefined;
+    }
+    return notice;
+  };
+  // Scheduled grants are issued where their line can be delivered: the replica with the chat.
+  const starting = grantStartWorker({ broker, deliver: deliverConnection, connection, prefix, ownership, onError: onBackgroundError });
+  cleanups.add("grant start worker", () => closeBullmq([starting], connection));
   return {
     http,
     slack,
@@ -141,15 +165,6 @@ export async function startChat(
       ...(teams ? [{ name: "teams receiver", run: () => teams.closeReceiver() }] : []),
       ...(consoleChat ? [{ name: "console receiver", run: () => consoleChat.closeReceiver() }] : []),
     ],
-    async deliverConnection(result) {
-      const origin = adapters[result.request.origin as keyof typeof adapters];
-      const order = [origin, slack, teams, consoleChat].filter((a, i, all) => a !== undefined && all.indexOf(a) === i);
-      let notice: string | undefined = "No chat platform is configured: the connection line was not delivered.";
-      for (const adapter of order) {
-        notice = await adapter!.deliverConnection(result);
-        if (notice === undefined) return undefined;
-      }
-      return notice;
-    },
+    deliverConnection,
   };
 }

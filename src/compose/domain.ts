@@ -49,7 +49,8 @@ export async function startDomain(
   const reconciler = new Reconciler(broker, scheduler, (error) => onBackgroundError(error, "reconcile"), { reminders, reviews });
   cleanups.add("reconciler", () => reconciler.stop());
   const report = await reconciler.reconcile();
-  const restored = (report.reminderJobsRestored ?? 0) + (report.reviewJobsRestored ?? 0);
+  const restored =
+    (report.reminderJobsRestored ?? 0) + (report.reviewJobsRestored ?? 0) + report.grantStartJobsRestored + report.breakGlassReminderJobsRestored;
   if (report.grantsExpired + report.expiryJobsRestored + report.requestsExpired + report.timeoutJobsRestored + restored > 0) {
     logger.info({ report }, "reconciled grants and requests with the database");
   }

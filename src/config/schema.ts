@@ -174,6 +174,18 @@ const targetCommon = {
       approvals: z.number({ error: "expected a whole number of approvals, at least 1" }).int({ error: "expected a whole number of approvals, at least 1" }).min(1, { error: "expected a whole number of approvals, at least 1" }).default(1),
     })
     .prefault({}),
+  /**
+   * Break-glass: the people listed (named as approvers are) may take the target at once with
+   * `request <target> <duration> --break-glass <reason>`; the grant is announced loudly and waits for
+   * an approver's review.
+   */
+  breakGlass: z
+    .strictObject({
+      allow: z.array(approver).min(1, { message: "names nobody: list who may break the glass (emails or chat ids, as approvers are named)" }),
+      /** A Slack channel id that also gets the loud message (besides the approval channel). */
+      alertChannel: z.string().regex(/^[CG][A-Z0-9]{2,}$/, { message: "expected a Slack channel id like C0SECURITY" }).optional(),
+    })
+    .optional(),
 };
 
 const postgresTarget = z.strictObject({
@@ -318,6 +330,8 @@ export const configSchema = z
         requestTtl: duration.prefault("1h"),
         reviewTimeout: duration.prefault("10m"),
         reminderBefore: duration.prefault("10m"),
+        /** The time zone of `request … from 22:00` when the requester's chat platform does not say theirs. */
+        timezone: timezone.default("UTC"),
       })
       .prefault({}),
     digest: z

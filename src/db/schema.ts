@@ -120,6 +120,12 @@ export const accessRequests = pgTable(
     createdAt: at("created_at").notNull(),
     timeoutAt: at("timeout_at").notNull(),
     decidedAt: at("decided_at"),
+    /** A scheduled request (`from 22:00`): its grant is issued at this time, once approved. */
+    startsAt: at("starts_at"),
+    /** `--once`: the grant ends when its first session closes. */
+    once: boolean("once").notNull().default(false),
+    /** `--break-glass`: issued at once without approval, reviewed afterwards (`break_glass_reviews`). */
+    breakGlass: boolean("break_glass").notNull().default(false),
   },
   (t) => [
     index("access_requests_state_idx").on(t.state, t.timeoutAt),
@@ -166,6 +172,8 @@ export const grants = pgTable(
     expiresAt: at("expires_at").notNull(),
     endedAt: at("ended_at"),
     endedBy: text("ended_by"),
+    /** The grant ends when its first session closes (`--once`). */
+    once: boolean("once").notNull().default(false),
   },
   (t) => [
     // At most one live grant per person and target: the proxy's login resolves to exactly one.
@@ -174,6 +182,38 @@ export const grants = pgTable(
       .where(sql`state = 'active'`),
     index("grants_state_expires_idx").on(t.state, t.expiresAt),
   ],
+);
+
+export const breakGlassReviewStates = ["open", "acknowledged", "flagged"] as const;
+
+/**
+ * The review of a break-glass grant: open until an approver of the target (not the holder)
+ * acknowledges it or flags it as misuse. Reminded daily and listed in the digest while open.
+ */
+export const breakGlassReviews = pgTable(
+  "break_glass_reviews",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id")
+      .notNull()
+      .unique()
+      .references(() => accessRequests.id),
+    grantId: text("grant_id")
+      .notNull()
+      .references(() => grants.id),
+    target: text("target")
+      .notNull()
+      .references(() => targets.name),
+    requesterId: text("requester_id")
+      .notNull()
+      .references(() => people.id),
+    state: text("state", { enum: breakGlassReviewStates }).notNull().default("open"),
+    createdAt: at("created_at").notNull(),
+    reviewedAt: at("reviewed_at"),
+    reviewerId: text("reviewer_id").references(() => people.id),
+    note: text("note"),
+  },
+  (t) => [index("break_glass_reviews_state_idx").on(t.state, t.createdAt)],
 );
 
 /**

@@ -16,6 +16,8 @@ export interface ChatJobTarget {
   readonly platform: string;
   /** The reminder before a grant's expiry, in the grant's thread when its request came from this platform. */
   remind(grantId: string, key: string): Promise<void>;
+  /** The daily reminder of an open break-glass review, in its thread (`key`: which day). */
+  remindReview?(requestId: string, key: string): Promise<void>;
   /** The digest, to the platform's digest channel, its times in `timeZone`; nothing when no channel is configured. */
   digest(digest: Digest, key: string, timeZone?: string): Promise<void>;
 }

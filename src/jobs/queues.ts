@@ -5,12 +5,20 @@ import type { Scheduler } from "../broker/scheduler.js";
 
 export const GRANT_EXPIRY = "grant-expiry";
 export const REQUEST_TIMEOUT = "request-timeout";
+export const GRANT_START = "grant-start";
+export const BREAK_GLASS_REVIEW = "break-glass-review";
 
 export interface GrantExpiryData extends OwnedJobData {
   grantId: string;
 }
 export interface RequestTimeoutData extends OwnedJobData {
   requestId: string;
+}
+export interface GrantStartData extends OwnedJobData {
+  requestId: string;
+}
+export interface ReviewReminderData extends OwnedJobData {
+  reviewId: string;
 }
 
 /** Jobs are retried a few times on infrastructure errors; a domain "nothing to do" never retries. */
@@ -25,6 +33,10 @@ const CLEANUP = { removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } }
 export class BullmqScheduler implements Scheduler {
   readonly grantExpiry: Queue<GrantExpiryData>;
   readonly requestTimeout: Queue<RequestTimeoutData>;
+  /** Scheduled grants (`from 22:00`): one job per approved request, at its start. */
+  readonly grantStart: Queue<GrantStartData>;
+  /** Open break-glass reviews: one job per review, due daily until it is reviewed. */
+  readonly reviewReminder: Queue<ReviewReminderData>;
   readonly #connection: unknown;
   #closed = false;
 
@@ -38,6 +50,29 @@ export class BullmqScheduler implements Scheduler {
     this.#connection = connection;
     this.grantExpiry = reportErrors(new Queue(GRANT_EXPIRY, { connection, prefix }), `${GRANT_EXPIRY} queue`, onError);
     this.requestTimeout = reportErrors(new Queue(REQUEST_TIMEOUT, { connection, prefix }), `${REQUEST_TIMEOUT} queue`, onError);
+    this.grantStart = reportErrors(new Queue(GRANT_START, { connection, prefix }), `${GRANT_START} queue`, onError);
+    this.reviewReminder = reportErrors(new Queue(BREAK_GLASS_REVIEW, { connection, prefix }), `${BREAK_GLASS_REVIEW} queue`, onError);
+  }
+
+  scheduleGrantStart(requestId: string, at: Date): Promise<void> {
+    return this.#schedule(this.grantStart, requestId, ownedData(this.ownership, { requestId }), at);
+  }
+
+  scheduleReviewReminder(reviewId: string, at: Date): Promise<void> {
+    return this.#schedule(this.reviewReminder, reviewId, ownedData(this.ownership, { reviewId }), at);
+  }
+
+  cancelReviewReminder(reviewId: string): Promise<void> {
+    return this.#cancel(this.reviewReminder, reviewId);
+  }
+
+  /** Restores a missing grant-start or review-reminder job (the reconciler's use). */
+  ensureGrantStart(requestId: string, at: Date): Promise<boolean> {
+    return ensureJob(this.grantStart, requestId, ownedData(this.ownership, { requestId }), this.#delay(at));
+  }
+
+  ensureReviewReminder(reviewId: string, at: Date): Promise<boolean> {
+    return ensureJob(this.reviewReminder, reviewId, ownedData(this.ownership, { reviewId }), this.#delay(at));
   }
 
   scheduleGrantExpiry(grantId: string, at: Date): Promise<void> {
@@ -80,7 +115,7 @@ export class BullmqScheduler implements Scheduler {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await closeBullmq([this.grantExpiry, this.requestTimeout], this.#connection);
+    await closeBullmq([this.grantExpiry, this.requestTimeout, this.grantStart, this.reviewReminder], this.#connection);
   }
 }
 

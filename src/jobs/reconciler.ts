@@ -1,4 +1,4 @@
-import type { Broker } from "../broker/index.js";
+import { nextReviewReminder, type Broker } from "../broker/index.js";
 import type { BullmqScheduler } from "./queues.js";
 import type { ExpiryReminders } from "./reminders.js";
 import type { ReviewTimeouts } from "./review-timeout.js";
@@ -11,6 +11,9 @@ export interface ReconcileReport {
   /** Present when the reconciler looks after reminders / review timeouts too. */
   reminderJobsRestored?: number;
   reviewJobsRestored?: number;
+  /** Grant-start jobs of approved scheduled requests, and daily reminders of open break-glass reviews. */
+  grantStartJobsRestored: number;
+  breakGlassReminderJobsRestored: number;
 }
 
 /** The other delayed jobs the reconciler restores when they are missing. */
@@ -45,7 +48,14 @@ export class Reconciler {
   }
 
   async #pass(): Promise<ReconcileReport> {
-    const report: ReconcileReport = { grantsExpired: 0, expiryJobsRestored: 0, requestsExpired: 0, timeoutJobsRestored: 0 };
+    const report: ReconcileReport = {
+      grantsExpired: 0,
+      expiryJobsRestored: 0,
+      requestsExpired: 0,
+      timeoutJobsRestored: 0,
+      grantStartJobsRestored: 0,
+      breakGlassReminderJobsRestored: 0,
+    };
     const now = this.broker.clock.now().getTime();
     for (const grant of await this.broker.activeGrants()) {
       if (grant.expiresAt.getTime() <= now) {
@@ -64,6 +74,16 @@ export class Reconciler {
         if (await this.broker.expireRequest(request.id)) report.requestsExpired += 1;
       } else if (await this.scheduler.ensure("request", request.id, request.timeoutAt)) {
         report.timeoutJobsRestored += 1;
+      }
+    }
+    // A scheduled grant whose start has passed gets its job due now: the job issues it and delivers
+    // the line (the reconciler has no chat to deliver it with).
+    for (const request of await this.broker.scheduledRequests()) {
+      if (await this.scheduler.ensureGrantStart(request.id, request.startsAt!)) report.grantStartJobsRestored += 1;
+    }
+    for (const review of await this.broker.openBreakGlassReviews()) {
+      if (await this.scheduler.ensureReviewReminder(review.id, nextReviewReminder(review.createdAt, new Date(now)))) {
+        report.breakGlassReminderJobsRestored += 1;
       }
     }
     return report;

@@ -91,6 +91,9 @@ export function withReminders(inner: Scheduler, reminders: ExpiryReminders): Sch
       ),
     scheduleRequestTimeout: (requestId, at) => inner.scheduleRequestTimeout(requestId, at),
     cancelRequestTimeout: (requestId) => inner.cancelRequestTimeout(requestId),
+    scheduleGrantStart: (requestId, at) => inner.scheduleGrantStart(requestId, at),
+    scheduleReviewReminder: (reviewId, at) => inner.scheduleReviewReminder(reviewId, at),
+    cancelReviewReminder: (reviewId) => inner.cancelReviewReminder(reviewId),
   };
 }
 

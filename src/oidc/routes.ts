@@ -34,7 +34,7 @@ export interface OidcRoutesOptions {
    * Sends the requester the connection line when a step-up approval issues the grant (the chat
    * adapter of the request's origin does it; see main.ts). Answers a note when it could not.
    */
-  deliverConnection: (result: DecideResult) => Promise<string | undefined>;
+  deliverConnection: (result: Pick<DecideResult, "request" | "grant" | "connection">) => Promise<string | undefined>;
   onError?: (error: unknown, where: string) => void;
 }
 
@@ -101,7 +101,16 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
                 : `It is ${held.state.replace("_", " ")}.`;
           return notice(res, 200, "Approval recorded", [`Your approval of held statement ${held.id} (${held.target}) is recorded, after a fresh sign-in as ${token.email}.`, outcome]);
         }
-        const result = await broker.approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
+        const completed = await broker.completeStepUp(person, { challengeId: challenge.id, authTime: token.authTime });
+        if (completed.kind === "break-glass") {
+          const { grant, review } = completed.result;
+          const lines = [
+            `Break-glass access to ${grant.target} is granted (grant ${grant.id}), after a fresh sign-in as ${token.email}. The approvers have been alerted and will review it (${review.id}).`,
+            (await options.deliverConnection(completed.result)) ?? "Your connection line is in a direct message.",
+          ];
+          return notice(res, 200, "Break-glass access granted", lines);
+        }
+        const result = completed.result;
         const lines = [`Your approval of request ${result.request.id} (${result.request.target}) is recorded, after a fresh sign-in as ${token.email}.`];
         if (result.grant) {
           lines.push(`The quorum is met: access is granted for ${formatDuration(result.request.durationMs)}.`);

@@ -74,7 +74,7 @@ export interface ConsoleAdapter extends ChatAdapter {
   readonly jobTarget: ChatJobTarget;
 }
 
-const ACTIONS = new Set<ActionKind>(["approve", "deny", "extend", "revoke", "approve-statement", "deny-statement"]);
+const ACTIONS = new Set<ActionKind>(["approve", "deny", "extend", "revoke", "approve-statement", "deny-statement", "acknowledge-break-glass", "flag-break-glass"]);
 
 /**
  * The console chat adapter: the gateway's own chat at /console, for demo mode and for teams without
@@ -280,6 +280,9 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       case "approve-statement":
       case "deny-statement":
         return { verb: action, heldId: value };
+      case "acknowledge-break-glass":
+      case "flag-break-glass":
+        return { verb: "review-break-glass", reviewId: value, verdict: action === "flag-break-glass" ? "flagged" : "acknowledged" };
     }
   };
 

@@ -14,7 +14,7 @@ export const ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adapti
 export type CardVerb = ActionKind | "refresh" | "deny-confirm" | "extend-confirm";
 
 /** What a card is about, so a refresh or a click knows what to redraw. */
-export type CardSubject = "request" | "grant" | "held";
+export type CardSubject = "request" | "grant" | "held" | "review";
 
 /** The `data` of every jitgate `Action.Execute`; input values (a reason) are merged into it by the client. */
 export interface CardActionData {
@@ -30,6 +30,10 @@ export function subjectOf(action: ActionKind): CardSubject {
     case "approve":
     case "deny":
       return "request";
+    // A break-glass review is one per request: its buttons carry the request id.
+    case "acknowledge-break-glass":
+    case "flag-break-glass":
+      return "review";
     case "extend":
     case "revoke":
       return "grant";

@@ -9,6 +9,8 @@ export const SLACK_ACTION_IDS: Record<ActionKind, string> = {
   revoke: "jitgate_revoke",
   "approve-statement": "jitgate_approve_statement",
   "deny-statement": "jitgate_deny_statement",
+  "acknowledge-break-glass": "jitgate_acknowledge_break_glass",
+  "flag-break-glass": "jitgate_flag_break_glass",
 };
 
 // Block Kit's own limits: section text 3000 characters, field 2000, button value 2000, 10 fields.
@@ -73,7 +75,9 @@ export function toBlockKit(view: MessageView): SlackMessage {
   const blocks: Record<string, unknown>[] = [];
   const mrkdwn = (text: string) => ({ type: "mrkdwn", text });
   // https://docs.slack.dev/messaging/formatting-message-text#mentioning-users: the one unescaped `<…>`.
-  const mention = view.mention && /^[A-Z0-9]+$/i.test(view.mention.user) ? `<@${view.mention.user}> ` : "";
+  const person = view.mention && /^[A-Z0-9]+$/i.test(view.mention.user) ? `<@${view.mention.user}> ` : "";
+  // A loud message notifies everyone active in the channel (https://docs.slack.dev/messaging/formatting-message-text#special-mentions).
+  const mention = (view.alert ? "<!here> " : "") + person;
   const headline = mention + (view.title ? `*${escapeMrkdwn(view.title)}*` : escapeMrkdwn(view.text));
   blocks.push({ type: "section", text: mrkdwn(cut(headline, SECTION_MAX)) });
   if (view.fields && view.fields.length > 0) {

@@ -237,6 +237,8 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackAdapt
   onButton(SLACK_ACTION_IDS["approve-statement"], (heldId) => ({ verb: "approve-statement", heldId }));
   onButton(SLACK_ACTION_IDS["deny-statement"], (heldId) => ({ verb: "deny-statement", heldId }));
   onButton(SLACK_ACTION_IDS.revoke, (grantId) => ({ verb: "revoke", grantId }));
+  onButton(SLACK_ACTION_IDS["acknowledge-break-glass"], (reviewId) => ({ verb: "review-break-glass", reviewId, verdict: "acknowledged" }));
+  onButton(SLACK_ACTION_IDS["flag-break-glass"], (reviewId) => ({ verb: "review-break-glass", reviewId, verdict: "flagged" }));
   onButton(
     SLACK_ACTION_IDS.extend,
     (grantId) => ({ verb: "check-extend", grantId }),

@@ -32,7 +32,7 @@ import {
 } from "../render/adaptive-card.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { loadGrantState, loadHeldState, loadRequestState } from "../request-state.js";
-import { grantCardView, heldView, noticeView, requestView, type ButtonView, type MessageView } from "../view-model.js";
+import { breakGlassState, grantCardView, heldView, noticeView, requestView, reviewCardView, type ButtonView, type MessageView } from "../view-model.js";
 import { ConversationStore } from "../../broker/teams-conversations.js";
 import { sameTenant, TeamsChatPort } from "./teams-port.js";
 
@@ -164,6 +164,10 @@ const RETRY_BUTTONS: Record<CardSubject, (id: string) => ButtonView[]> = {
     { action: "approve-statement", label: "Approve", value: id, style: "primary" },
     { action: "deny-statement", label: "Deny", value: id, style: "danger" },
   ],
+  review: (id) => [
+    { action: "acknowledge-break-glass", label: "Acknowledge", value: id, style: "primary" },
+    { action: "flag-break-glass", label: "Flag as misuse", value: id, style: "danger" },
+  ],
 };
 
 const isCardData = (value: unknown): value is CardActionData => {
@@ -172,7 +176,7 @@ const isCardData = (value: unknown): value is CardActionData => {
     typeof data === "object" &&
     data !== null &&
     data.jitgate === 1 &&
-    (data.subject === "request" || data.subject === "grant" || data.subject === "held") &&
+    (data.subject === "request" || data.subject === "grant" || data.subject === "held" || data.subject === "review") &&
     typeof data.id === "string"
   );
 };
@@ -290,6 +294,11 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
         return grantCardView(await loadGrantState(broker, db, id), now);
       case "held":
         return heldView((await loadHeldState(broker, db, id)).held, now);
+      case "review": {
+        const review = await broker.breakGlassReviews.ofRequest(id);
+        if (!review) throw new Error(`request ${id} has no break-glass review`);
+        return reviewCardView(breakGlassState(await broker.breakGlassSnapshot(review)), now);
+      }
     }
   };
 
@@ -305,6 +314,13 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       if (request.requesterId === person.id) return { ...view, buttons: [], lines: [...(view.lines ?? []), "Waiting for an approver; you will get a message when it is decided."] };
       if (!(await broker.isApprover(request.target, person))) {
         return { ...view, buttons: [], lines: [...(view.lines ?? []), `Only an approver of ${request.target} can decide this request.`] };
+      }
+    }
+    if (subject === "review") {
+      const request = await broker.getRequest(id);
+      if (request.requesterId === person.id) return { ...view, buttons: [], lines: [...(view.lines ?? []), "Another approver of the target reviews your break-glass use."] };
+      if (!(await broker.isApprover(request.target, person))) {
+        return { ...view, buttons: [], lines: [...(view.lines ?? []), `Only an approver of ${request.target} can review this break-glass use.`] };
       }
     }
     return view;
@@ -357,6 +373,10 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
       case "deny-statement":
         action = { verb, heldId: data.id };
         break;
+      case "acknowledge-break-glass":
+      case "flag-break-glass":
+        action = { verb: "review-break-glass", reviewId: data.id, verdict: verb === "flag-break-glass" ? "flagged" : "acknowledged" };
+        break;
       case "revoke":
         action = { verb: "revoke", grantId: data.id };
         break;
@@ -402,7 +422,8 @@ export async function startTeams(options: StartTeamsOptions): Promise<TeamsAdapt
     // Only later, proactive messages need it: a failure here must not cost the person their answer.
     await rememberPersonalChat(context).catch((error: unknown) => logger.warn({ err: error, user: context.activity.from.id }, "could not store the personal chat"));
     const to: EphemeralTarget = { channel: context.activity.conversation.id, user: context.activity.from.id };
-    await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context)));
+    // Teams sends the client's IANA time zone with each message (Activity.localTimezone): `from 22:00` is read in it.
+    await answer(to, await actions.command(() => identify(context), TEAMS_COMMAND, commandText(context), async () => context.activity.localTimezone || undefined));
   };
 
   const refuseForeignActivity = async (context: TurnContext, tenants: string[]) => {

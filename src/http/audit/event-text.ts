@@ -48,7 +48,7 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
     case "request.created":
       return d.kind === "extension"
         ? html`Asked to extend grant ${row.grantId ?? ""} by ${formatDuration(num(d.durationMs) ?? 0)}${reason ? html`: “${reason}”` : ""}`
-        : html`Asked for ${formatDuration(num(d.durationMs) ?? 0)} on ${row.target ?? ""}${reason ? html`: “${reason}”` : ""}${num(d.approvalsRequired) ? html` (${d.approvalsRequired as number} approval${d.approvalsRequired === 1 ? "" : "s"} needed)` : ""}`;
+        : html`${d.breakGlass === true ? html`<strong>Break-glass</strong>: ` : ""}Asked for ${formatDuration(num(d.durationMs) ?? 0)} on ${row.target ?? ""}${str(d.startsAt) ? html` from ${when(d.startsAt)}` : ""}${d.once === true ? " (one session)" : ""}${reason ? html`: “${reason}”` : ""}${num(d.approvalsRequired) ? html` (${d.approvalsRequired as number} approval${d.approvalsRequired === 1 ? "" : "s"} needed)` : ""}`;
     case "request.decided":
       return html`${d.verdict === "deny" ? "Denied" : "Approved"}${num(d.approvals) !== undefined ? html` (${d.approvals as number} of ${(d.required as number) ?? "?"})` : ""}${reason ? html`: “${reason}”` : ""}${stepUpNote(d.stepUp)}`;
     case "step_up.challenged":
@@ -67,6 +67,18 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
       return html`Grant revoked${reason ? html`: “${reason}”` : ""}`;
     case "grant.expired":
       return html`Grant expired (it ran until ${when(d.expiresAt)})`;
+    case "grant.ended":
+      return html`Grant ended with its first session (--once)${row.sessionId ? html`: ${sessionLink(row.sessionId)}` : ""}`;
+    case "grant.scheduled":
+      return html`Approved for later: the grant starts at ${when(d.startsAt)} and ends at ${when(d.expiresAt)}`;
+    case "grant.start_missed":
+      return html`Scheduled grant not issued: its whole window (${when(d.startsAt)} – ${when(d.endsAt)}) passed while its start job was lost`;
+    case "break_glass.used":
+      return html`<strong>Break-glass</strong>: grant ${row.grantId ?? ""} issued without approval, until ${when(d.expiresAt)}${reason ? html`: “${reason}”` : ""}${stepUpNote(d.stepUp)}`;
+    case "break_glass.refused":
+      return html`Break-glass refused on ${row.target ?? ""} (${d.configured === false ? "the target has no break-glass" : "not on its allow list"})${reason ? html`: “${reason}”` : ""}`;
+    case "break_glass.reviewed":
+      return html`Break-glass use ${d.verdict === "flagged" ? html`<strong>flagged as misuse</strong>` : "acknowledged"}${str(d.note) ? html`: “${d.note as string}”` : ""}`;
     case "session.opened":
       return html`${str(d.protocol) === "ssh" ? "SSH" : "PostgreSQL"} session ${sessionLink(row.sessionId)} opened${str(d.clientAddress) ? html` from ${d.clientAddress as string}` : ""}`;
     case "session.closed":
