@@ -65,7 +65,7 @@ beforeAll(async () => {
     `
 slack: { botToken: ${BOT_TOKEN}, signingSecret: ${SIGNING_SECRET}, apiUrl: "${fake.apiUrl}", approvalChannel: ${CHANNEL} }
 console: { enabled: true, allow: { groups: ["group:dba", "@ops"] } }
-proxy: { postgres: { listen: 127.0.0.1:0 } }
+proxy: { postgres: { listen: 127.0.0.1:0, allowPlaintextTokens: true } }  # ID tokens from loopback without TLS: local use
 targets:
   - name: by-id
     kind: postgres
@@ -493,7 +493,7 @@ describe("who may request", () => {
     expect(await answerTo(await slash("U0EVE", `extend ${grant!.id} 30m`))).toContain("Extension request");
   });
 
-  it("targets and whocan show only what the person may request", async () => {
+  it("targets, whocan and an unknown target's answer show only what the person may request", async () => {
     await refreshSlackGroups();
     const forDev = await answerTo(await slash("U0DEV", "targets"));
     expect(forDev).toContain("by-id:");
@@ -507,6 +507,10 @@ describe("who may request", () => {
     const unknown = await answerTo(await slash("U0DEV", "whocan nope"));
     expect(unknown).toContain('Unknown target "nope"');
     expect(unknown).not.toContain("restricted");
+    // So is a request for one.
+    const unknownRequest = await answerTo(await slash("U0DEV", "request nope 1h INC-1 look"));
+    expect(unknownRequest).toContain('Unknown target "nope"');
+    expect(unknownRequest).not.toContain("restricted");
     // Groups are shown as groups.
     expect(await answerTo(await slash("U0DEV", "whocan by-handle"))).toContain("members of the Slack user group @dba");
   });

@@ -149,7 +149,7 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
     case "request": {
       const shape = "request <target> <duration> [from <time>] [--once] [--break-glass] <reason…>";
       if (!parsed.target) return usage(command, shape);
-      broker.policy(parsed.target); // an unknown target is answered with the list of targets
+      await broker.knownTarget(person, parsed.target); // an unknown target is answered with the targets this person may request
       if (!parsed.duration) return usage(command, shape);
       // The requester's zone (Slack's users.info tz), else the configured default.
       // A zone the runtime does not know (a platform may send anything) falls back to the default too.

@@ -169,12 +169,20 @@ export class Broker {
    */
   async whocan(target: string, asker?: Person): Promise<{ policy: TargetPolicy; approvers: { entry: string; name: string | null }[] }> {
     if (asker) {
-      const requestable = await this.people.requestable(asker);
-      // An unknown target is answered with the targets this person may request, not every one.
-      if (!this.targets().some((t) => t.name === target)) throw new UnknownTarget(target, requestable.map((t) => t.name));
+      const requestable = await this.knownTarget(asker, target);
       if (!requestable.some((t) => t.name === target)) throw new NotARequester(target);
     }
     return this.people.whocan(target);
+  }
+
+  /**
+   * Throws UnknownTarget when no target has this name, listing only the targets `person` may
+   * request (never every target's name); returns those targets.
+   */
+  async knownTarget(person: Person, target: string): Promise<TargetPolicy[]> {
+    const requestable = await this.people.requestable(person);
+    if (!this.targets().some((t) => t.name === target)) throw new UnknownTarget(target, requestable.map((t) => t.name));
+    return requestable;
   }
 
   /** The person's identity as policy sees it, groups included. */
