@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { demoConfigYaml, DEMO_USERS } from "../src/demo/demo-config.js";
-import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, type Gateway } from "../src/main.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL, testPrefix } from "./support/databases.js";
 import { activityText, cardActions, cardOf, cardStatus, cardText, FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
@@ -98,10 +97,7 @@ afterAll(async () => {
   await admin?.end();
   await slack?.stop();
   await teams?.stop();
-  const redis = connectRedis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await database?.drop();
 });
 

@@ -6,8 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
-import { closeRedis, connectRedis } from "../src/infra/redis.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL, testPrefix } from "./support/databases.js";
 import { FakeBotConnector, FakeTokenCredentialsFactory, TEAMS_ISSUER } from "./support/fake-bot-connector.js";
 import { eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
@@ -40,10 +39,7 @@ targets:
 
 afterAll(async () => {
   await gateway?.close();
-  const redis = connectRedis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await database?.drop();
 });
 
@@ -175,10 +171,7 @@ targets:
     await withSecrets?.close();
     await slack?.stop();
     await teams?.stop();
-    const redis = connectRedis(REDIS_URL);
-    const keys = await redis.keys(`${secretsPrefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await closeRedis(redis);
+    await dropRedisKeys(secretsPrefix);
     await secretsDatabase?.drop();
   });
 

@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GrantSnapshot, Person } from "../src/broker/index.js";
 import type { Storage } from "../src/db/client.js";
-import { closeRedis, connectRedis } from "../src/infra/redis.js";
-import { testPostgresStorage, testPrefix } from "./support/databases.js";
+import { dropRedisKeys, REDIS_URL, testPostgresStorage, testPrefix } from "./support/databases.js";
 import { brokerConfig } from "./support/fixtures.js";
 import { nextEvent, startReplica, untilPast, WIDE_LATENESS_MS, type Replica } from "./support/jobs.js";
 
-// Its own Redis database: this file runs FLUSHDB, which must not touch other files' keys.
-const REDIS_URL = `${process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/7`;
 const config = brokerConfig();
 config.defaults.requestTtl = 2_000;
 
@@ -27,9 +24,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await replica?.close();
-  const redis = connectRedis(REDIS_URL);
-  await redis.flushdb();
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await storage?.close();
 });
 
@@ -77,15 +72,14 @@ describe("grant expiry", () => {
     expect(payload.request.state).toBe("expired");
   });
 
-  it("after FLUSHDB the reconciliation restores expiry, and expires what is overdue", async () => {
+  it("after Redis loses every key of the deployment the reconciliation restores expiry, and expires what is overdue", async () => {
     // Seconds apart, so the live one is still live when the restarted replica reconciles.
     const live = await grantFor(other, "orders-db", "8s");
     const overdue = await grantFor(dev, "web-1", "1s");
-    // Redis loses everything: the jobs of both grants are gone.
+    // Redis loses everything of this deployment (a failover to an empty replica; FLUSHDB would also
+    // take the keys of the test files running beside this one): the jobs of both grants are gone.
     await replica.workers.close();
-    const redis = connectRedis(REDIS_URL);
-    await redis.flushdb();
-    await closeRedis(redis);
+    await dropRedisKeys(prefix);
     expect(await replica.scheduler.grantExpiry.getJob(live.id)).toBeUndefined();
     await untilPast(overdue.expiresAt);
 

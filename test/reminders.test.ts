@@ -8,7 +8,7 @@ import { BullmqScheduler } from "../src/jobs/queues.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { ExpiryReminders, reminderWorker, withReminders } from "../src/jobs/reminders.js";
 import { ReviewTimeouts } from "../src/jobs/review-timeout.js";
-import { REDIS_URL, testPostgresStorage, testPrefix } from "./support/databases.js";
+import { dropRedisKeys, REDIS_URL, testPostgresStorage, testPrefix } from "./support/databases.js";
 import { eventually } from "./support/fake-slack.js";
 import { brokerConfig } from "./support/fixtures.js";
 import { untilPast, WIDE_LATENESS_MS } from "./support/jobs.js";
@@ -106,10 +106,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const redis = connectRedis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await storage?.close();
 });
 

@@ -3,8 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/broker/index.js";
 import { accessRequests, auditEvents, chatIdentities, grants } from "../src/db/schema.js";
-import { closeRedis, connectRedis } from "../src/infra/redis.js";
-import { createTestDatabase, REDIS_URL } from "./support/databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { psql, SlackDriver } from "./support/slack-driver.js";
@@ -82,13 +81,7 @@ const linesOf = (user: string) =>
 
 /** What a failover to an empty Redis does to this gateway: every key under its prefix is gone. */
 async function flushPrefix(): Promise<void> {
-  const redis = connectRedis(REDIS_URL);
-  try {
-    const keys = await redis.keys(`${test.prefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-  } finally {
-    await closeRedis(redis);
-  }
+  await dropRedisKeys(test.prefix);
 }
 
 /** Sends a command and waits for its (next) ephemeral answer. */

@@ -11,7 +11,7 @@ import { parseConfig } from "../src/config/load.js";
 import { accessRequests, chatMessages, decisions } from "../src/db/schema.js";
 import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
-import { createTestDatabase, readRedisValue, REDIS_URL, testPrefix } from "./support/databases.js";
+import { createTestDatabase, dropRedisKeys, readRedisValue, REDIS_URL, testPrefix } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { capturedLogger } from "./support/logs.js";
 
@@ -86,10 +86,7 @@ proxy:
 afterAll(async () => {
   await gateway?.close();
   await fake?.stop();
-  const redis = connectRedis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await database?.drop();
   await upstream?.drop();
 });

@@ -3,9 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTeamsAuthentication, type TeamsCloudOptions } from "../src/bot/teams/teams-app.js";
 import { parseConfig } from "../src/config/load.js";
 import { chatConversations, decisions } from "../src/db/schema.js";
-import { closeRedis, connectRedis } from "../src/infra/redis.js";
 import { startGateway, startupBanner, type Gateway } from "../src/main.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./support/databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL, testPrefix } from "./support/databases.js";
 import { eventually } from "./support/fake-slack.js";
 import {
   activityText,
@@ -82,10 +81,7 @@ proxy:
 afterAll(async () => {
   await gateway?.close();
   await fake?.stop();
-  const redis = connectRedis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await closeRedis(redis);
+  await dropRedisKeys(prefix);
   await database?.drop();
 });
 

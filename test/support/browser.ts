@@ -2,9 +2,8 @@ import { mkdir } from "node:fs/promises";
 import { chromium, type Browser } from "playwright-core";
 import { parseConfig } from "../../src/config/load.js";
 import { demoConfigYaml, type DemoOverrides } from "../../src/demo/demo-config.js";
-import { closeRedis, connectRedis } from "../../src/infra/redis.js";
 import { startGateway, type Gateway } from "../../src/main.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL, testPrefix } from "./databases.js";
 import { capturedLogger } from "./logs.js";
 import { freePort } from "./ports.js";
 
@@ -96,10 +95,7 @@ export async function startDemoGateway(
     async close() {
       await gateway.close();
       if (replicaOf) return;
-      const redis = connectRedis(REDIS_URL);
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await closeRedis(redis);
+      await dropRedisKeys(prefix);
       await database!.drop();
     },
   };

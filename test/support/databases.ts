@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import pg from "pg";
 import { openStorage, type Storage } from "../../src/db/client.js";
+import { closeRedis, connectRedis } from "../../src/infra/redis.js";
 
 /** The PostgreSQL server tests run against (CI starts it; trust auth, user postgres). */
 export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -91,5 +92,19 @@ export async function readRedisValue(redis: Redis, key: string, type?: string): 
       return null;
     default:
       throw new Error(`Redis key ${key} has a type this scan cannot read: ${type}`);
+  }
+}
+
+/**
+ * Deletes every Redis key under `prefix`: a test's clean-up, or what a failover to an empty Redis
+ * does to one deployment (its jobs, caches and sessions gone), without touching other files' keys.
+ */
+export async function dropRedisKeys(prefix: string, url = REDIS_URL): Promise<void> {
+  const redis = connectRedis(url);
+  try {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    await closeRedis(redis);
   }
 }

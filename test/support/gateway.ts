@@ -2,8 +2,7 @@ import { parseConfig } from "../../src/config/load.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import type { Clock } from "../../src/broker/index.js";
 import type { TeamsCloudOptions } from "../../src/bot/teams/teams-app.js";
-import { closeRedis, connectRedis } from "../../src/infra/redis.js";
-import { createTestDatabase, REDIS_URL, testPrefix } from "./databases.js";
+import { createTestDatabase, dropRedisKeys, REDIS_URL, testPrefix } from "./databases.js";
 import { capturedLogger } from "./logs.js";
 
 export interface TestGateway {
@@ -56,10 +55,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
     prefix,
     async close() {
       await gateway.close();
-      const redis = connectRedis(REDIS_URL);
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await closeRedis(redis);
+      await dropRedisKeys(prefix);
       await database.drop();
     },
   };
