@@ -9,7 +9,7 @@ import { BrokerError, UnknownTarget } from "./errors.js";
 import type { TypedEvents } from "./events.js";
 import { GrantsService } from "./grants.js";
 import { PeopleService } from "./people.js";
-import { isApprover, type TargetPolicy } from "./policy.js";
+import { isApprover, isAuditor, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
 import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
@@ -145,6 +145,16 @@ export class Broker {
     return this.targets()
       .filter((target) => isApprover(target, identity))
       .map((target) => target.name);
+  }
+
+  /**
+   * Whether this person is one of the configured `auditors`: the audit pages show them every
+   * target's requests, sessions, statements and recordings (approvers see only their targets').
+   */
+  async isAuditor(person: Person): Promise<boolean> {
+    const auditors = this.context.config.auditors ?? [];
+    if (auditors.length === 0) return false;
+    return isAuditor(auditors, await this.people.identity(person));
   }
 
   loginOf(person: Person): string {

@@ -6,7 +6,7 @@ import { TypedEvents } from "./events.js";
 import { targetPolicy, type TargetPolicy } from "./policy.js";
 import { noScheduler, type Scheduler } from "./scheduler.js";
 
-export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http">>;
+export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "auditors">>;
 
 export interface BrokerOptions {
   db: Database;

@@ -59,3 +59,13 @@ export function isApprover(policy: TargetPolicy, who: Identity): boolean {
     return who.chatIds.some((chat) => chat.platform === entry.platform && chat.externalId === entry.id);
   });
 }
+
+/**
+ * Whether this person is one of the configured `auditors`. The list is read and matched by the very
+ * function that reads an approver list, so every kind of entry an approver list may hold (emails,
+ * `slack:`/`teams:` ids, and groups where the policy brings them) names an auditor the same way.
+ */
+export function isAuditor(auditors: readonly string[], who: Identity): boolean {
+  // isApprover reads nothing of the policy but its approver list.
+  return isApprover({ approvers: [...auditors] } as Pick<TargetPolicy, "approvers"> as TargetPolicy, who);
+}

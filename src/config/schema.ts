@@ -343,6 +343,12 @@ export const configSchema = z
       })
       .prefault({}),
     targets: z.array(target).default([]),
+    /**
+     * Who reviews the evidence: these people (named as an approver list names them) see every
+     * target's requests, sessions, statements and recordings in the audit pages, not only their own
+     * and those of the targets they approve.
+     */
+    auditors: z.array(approver).default([]),
   })
   .superRefine(
     (config, ctx) => {
