@@ -1,4 +1,4 @@
-import type { AuditSearchRow } from "./broker/audit.js";
+import { canonicalJson, type AuditSearchRow } from "./broker/audit.js";
 import type { SessionEvidence } from "./broker/evidence-bundle.js";
 import { formatDuration } from "./config/duration.js";
 import { showHidden } from "./infra/visible-text.js";
@@ -76,7 +76,7 @@ export function sessionTimelineText(evidence: SessionEvidence, only?: number): s
     }
     out.push("", `Events (${evidence.events.length})`);
     for (const event of evidence.events) {
-      const data = Object.keys(event.data).length > 0 ? `  ${visibleText(JSON.stringify(event.data))}` : "";
+      const data = Object.keys(event.data).length > 0 ? `  ${visibleText(canonicalJson(event.data))}` : "";
       out.push(`  #${event.seq}  ${iso(event.at)}  ${event.kind}  ${visibleText(who(event))}${data}`);
     }
   }
