@@ -249,7 +249,7 @@ export function verifyEvidenceBundle(archive: Buffer): BundleVerdict {
     else if (sha256(body) !== digest?.sha256 || body.length !== digest.bytes) problems.push(`${name}: its SHA-256 does not match the manifest (edited)`);
   }
   for (const name of byName.keys()) {
-    if (name !== "manifest.json" && !(name in manifest.files)) problems.push(`${name} is in the bundle but not in the manifest (added)`);
+    if (name !== "manifest.json" && !Object.hasOwn(manifest.files, name)) problems.push(`${name} is in the bundle but not in the manifest (added)`);
   }
 
   return problems.length === 0 ? { ok: true, manifest } : { ok: false, problems, manifest };
