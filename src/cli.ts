@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { CronExpressionParser } from "cron-parser";
 import { parseDuration } from "./config/duration.js";
@@ -9,7 +9,9 @@ import { redisPrefixOf, type Config } from "./config/schema.js";
 import { deploymentId } from "./db/deployment.js";
 import { JobOwnership } from "./infra/job-ownership.js";
 import { openStorage, type Storage } from "./db/client.js";
-import { searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
+import { recordAudit, searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
+import { buildEvidenceBundle, sealedResultsOf, sessionEvidence, verifyEvidenceBundle } from "./broker/evidence-bundle.js";
+import { sessionTimelineJson, sessionTimelineText } from "./audit-show.js";
 import { computeDigest } from "./broker/digest.js";
 import { recordingsOf } from "./broker/recordings.js";
 import { digestView, viewToPlainText } from "./bot/view-model.js";
@@ -127,8 +129,32 @@ export function buildCli(): Command {
   const audit = program.command("audit").description("the audit log");
   audit
     .command("verify")
-    .description("walk the hash chain and name the first broken link (exit 1 if there is one)")
-    .action(async () => {
+    .description("walk the hash chain and name the first broken link (exit 1 if there is one); with --bundle, check an evidence bundle on its own")
+    .option("--bundle <file>", "an evidence bundle from `jitgate audit export` (needs no configuration or database)")
+    .action(async (options: { bundle?: string }) => {
+      if (options.bundle !== undefined) {
+        let archive: Buffer;
+        try {
+          archive = readFileSync(options.bundle);
+        } catch (error) {
+          process.stderr.write(`cannot read ${options.bundle}: ${(error as Error).message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        const verdict = verifyEvidenceBundle(archive);
+        if (verdict.ok) {
+          const { chain, counts, range } = verdict.manifest;
+          process.stdout.write(
+            `bundle ok: ${range.since} – ${range.until}${range.target ? ` on ${range.target}` : ""}; events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"} (${counts.events} with content${counts.omittedEvents ? `, ${counts.omittedEvents} of other targets as links only` : ""}), ${counts.sessions} sessions, ${counts.statements} statements, ${counts.recordings} recordings\n` +
+              `last event's hash ${chain.lastHash ?? "none"}; chain head at export ${chain.head ? `${chain.head.seq} ${chain.head.hash}` : "none"}\n` +
+              `(to prove it is this gateway's, compare these hashes with \`jitgate audit verify\` and \`jitgate audit search --kind audit.exported --json\` on its database)\n`,
+          );
+        } else {
+          process.stderr.write(`bundle NOT verified:\n${verdict.problems.map((p) => `  ${p}`).join("\n")}\n`);
+          process.exitCode = 1;
+        }
+        return;
+      }
       const { config } = configOrExit(program.opts().config);
       const verdict = await withStorage(config, (storage) => verifyAuditChain(storage.db));
       if (verdict.ok) {
@@ -170,6 +196,96 @@ export function buildCli(): Command {
         process.stdout.write(`${options.json ? JSON.stringify({ ...row, at: row.at.toISOString() }) : formatRow(row)}\n`);
       }
       if (!options.json) process.stderr.write(`${rows.length} event${rows.length === 1 ? "" : "s"}\n`);
+    });
+
+  audit
+    .command("show <session-id>")
+    .description("a session's timeline: who, target, grant, request, each statement (PostgreSQL) or recorded channel and file operation (SSH), its events")
+    .option("--statement <n>", "only this statement", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a statement number (1, 2, …)");
+      return n;
+    })
+    .option("--reveal", "the sealed original values of the statement's results (needs --statement and --reason)")
+    .option("--reason <why>", "why the originals are revealed (recorded with the reveal)")
+    .option("--json", "one JSON object per line")
+    .action(async (sessionId: string, options: { statement?: number; reveal?: boolean; reason?: string; json?: boolean }) => {
+      if (options.reveal && (options.statement === undefined || !options.reason?.trim())) {
+        process.stderr.write("--reveal shows one statement's originals at a time, with a stated reason: add --statement <n> --reason <why>\n");
+        process.exitCode = 2;
+        return;
+      }
+      const { config } = configOrExit(program.opts().config);
+      await withStorage(config, async (storage) => {
+        const evidence = await sessionEvidence(storage.db, sessionId);
+        if (!evidence) {
+          process.stderr.write(`no session ${sessionId}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        if (options.statement !== undefined && !evidence.statements.some((s) => s.seq === options.statement)) {
+          process.stderr.write(`session ${sessionId} has no statement ${options.statement}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.stdout.write(options.json ? sessionTimelineJson(evidence, options.statement) : sessionTimelineText(evidence, options.statement));
+        if (options.reveal) {
+          // The reveal itself (key, audit event, thread post) comes with sealed results; none exist yet.
+          const sealed = await sealedResultsOf(storage.db, sessionId, options.statement!);
+          if (sealed === null) {
+            process.stderr.write("no sealed results in this session\n");
+            process.exitCode = 1;
+          }
+        }
+      });
+    });
+  audit
+    .command("export")
+    .description("write an evidence bundle (.tar.gz): events, requests, sessions, statements, recordings and a manifest that `audit verify --bundle` checks")
+    .requiredOption("--since <when>", "start of the range: a time or a duration ago (7d)", (v) => parseWhen(v))
+    .requiredOption("--until <when>", "end of the range: a time or a duration ago", (v) => parseWhen(v))
+    .option("--target <name>", "only this target (other targets' events stay in as links of the chain, without content)")
+    .requiredOption("--out <file>", "where to write the bundle (an existing file is not overwritten)")
+    .action(async (options: { since: Date; until: Date; target?: string; out: string }) => {
+      if (options.since > options.until) {
+        process.stderr.write(`--since (${options.since.toISOString()}) is after --until (${options.until.toISOString()})\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const { config } = configOrExit(program.opts().config);
+      await withStorage(config, async (storage) => {
+        const now = new Date();
+        const { bundle, manifest } = await buildEvidenceBundle(storage.db, { since: options.since, until: options.until, target: options.target }, now);
+        try {
+          writeFileSync(options.out, bundle, { flag: "wx" });
+        } catch (error) {
+          process.stderr.write(`cannot write ${options.out}: ${(error as Error).message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        // The export is evidence too: who exported what is in the chain, with the manifest's digest.
+        try {
+          await recordAudit(storage.db, now, {
+            kind: "audit.exported",
+            target: options.target ?? null,
+            data: {
+              since: manifest.range.since,
+              until: manifest.range.until,
+              manifestDigest: manifest.manifestDigest,
+              firstSeq: manifest.chain.firstSeq,
+              lastSeq: manifest.chain.lastSeq,
+              osUser: process.env.USER ?? null,
+            },
+          });
+        } catch (error) {
+          rmSync(options.out, { force: true });
+          throw error;
+        }
+        const { counts, chain } = manifest;
+        process.stdout.write(
+          `wrote ${options.out}: events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"}, ${counts.requests} requests, ${counts.sessions} sessions, ${counts.statements} statements, ${counts.recordings} recordings; manifest ${manifest.manifestDigest}\n`,
+        );
+      });
     });
 
   program

@@ -197,6 +197,7 @@ describe("defaults", () => {
     console: { enabled: false, users: [], channel: "access-requests" },
     demo: { enabled: false, postgresListen: "127.0.0.1:15499" },
     targets: [],
+    auditors: [],
   };
 
   it.each([

@@ -590,6 +590,11 @@ targets:
     expect(problems(`${base}    approvers: [lead@example.com]\n    requesters: [slack-group:S0OPS]\n`)).toEqual([
       "targets[0].requesters: slack-group:S0OPS is a Slack user group, and slack: is not configured (jitgate learns Slack groups from the Slack app)",
     ]);
+    // The same for auditors and break-glass lists: a Slack group there would name nobody either.
+    expect(problems(`auditors: ["@audit"]\n${base}    approvers: [lead@example.com]\n    breakGlass: { allow: [slack-group:S0SRE] }\n`)).toEqual([
+      "targets[0].breakGlass.allow: slack-group:S0SRE is a Slack user group, and slack: is not configured (jitgate learns Slack groups from the Slack app)",
+      "auditors: @audit is a Slack user group, and slack: is not configured (jitgate learns Slack groups from the Slack app)",
+    ]);
     expect(problems(`${base}    approvers: [group:dba]\n    approvals: 2\n`)).toEqual([]); // a group may hold a quorum of two
     expect(problems(`${base}    approvers: [lead@example.com, group:dba]\n    requesters: [group:dev, ann@example.com]\n`)).toEqual([]);
     const withConsole = `${base}    approvers: [lead@example.com]\noidc: { issuer: "https://id.example.com/", clientId: c, redirectUrl: "https://gw.example.com/oidc/callback" }\nconsole:\n  enabled: true\n  allow: { groups: [ann@example.com] }\n`;

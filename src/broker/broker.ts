@@ -11,7 +11,7 @@ import { BreakGlassService, type BreakGlassReview } from "./break-glass.js";
 import type { BreakGlassSnapshot } from "./events.js";
 import { GrantsService } from "./grants.js";
 import { PeopleService, type SlackUserGroup } from "./people.js";
-import { isApprover, type Identity, type TargetPolicy } from "./policy.js";
+import { isApprover, isAuditor, type Identity, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
 import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
@@ -157,6 +157,16 @@ export class Broker {
     return this.targets()
       .filter((target) => isApprover(target, identity))
       .map((target) => target.name);
+  }
+
+  /**
+   * Whether this person is one of the configured `auditors`: the audit pages show them every
+   * target's requests, sessions, statements and recordings (approvers see only their targets').
+   */
+  async isAuditor(person: Person): Promise<boolean> {
+    const auditors = this.context.config.auditors ?? [];
+    if (auditors.length === 0) return false;
+    return isAuditor(auditors, await this.people.identity(person));
   }
 
   loginOf(person: Person): string {

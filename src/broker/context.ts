@@ -6,7 +6,7 @@ import { TypedEvents } from "./events.js";
 import { targetPolicy, type TargetPolicy } from "./policy.js";
 import { noScheduler, type Scheduler } from "./scheduler.js";
 
-export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "slack">>;
+export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "slack" | "auditors">>;
 
 export interface BrokerOptions {
   db: Database;

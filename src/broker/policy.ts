@@ -105,3 +105,12 @@ export function isApprover(policy: TargetPolicy, who: Identity): boolean {
 export function mayRequest(policy: TargetPolicy, who: Identity): boolean {
   return policy.requesters === undefined || listNames(policy.requesters, who);
 }
+
+/**
+ * Whether this person is one of the configured `auditors`. The list is matched by the very function
+ * that reads approver and requester lists, so every kind of entry they may hold (emails,
+ * `slack:`/`teams:` ids, groups) names an auditor the same way.
+ */
+export function isAuditor(auditors: readonly string[], who: Identity): boolean {
+  return listNames(auditors, who);
+}

@@ -100,8 +100,9 @@ export async function startChat(
   // Slack user groups named in policy: fetched now and every slack.userGroupsRefresh (nothing is
   // asked of Slack, nor of its usergroups:read scope, when policy names none).
   const namedSlackGroups = slackGroupsNamed([
-    ...config.targets.flatMap((t) => [...t.approvers, ...(t.requesters ?? [])]),
+    ...config.targets.flatMap((t) => [...t.approvers, ...(t.requesters ?? []), ...(t.breakGlass?.allow ?? [])]),
     ...(config.console.allow?.groups ?? []),
+    ...config.auditors,
   ]);
   let userGroups: UserGroupRefreshJobs | undefined;
   if (slack && config.slack && namedSlackGroups.ids.size + namedSlackGroups.handles.size > 0) {

@@ -385,6 +385,12 @@ export const configSchema = z
       })
       .prefault({}),
     targets: z.array(target).default([]),
+    /**
+     * Who reviews the evidence: these people (named as an approver list names them) see every
+     * target's requests, sessions, statements and recordings in the audit pages, not only their own
+     * and those of the targets they approve.
+     */
+    auditors: z.array(approver).default([]),
   })
   .superRefine(
     (config, ctx) => {
@@ -482,8 +488,10 @@ export const configSchema = z
           ...targets.flatMap((t, index) => [
             { path: ["targets", index, "approvers"], entries: (t as { approvers?: unknown } | null)?.approvers },
             { path: ["targets", index, "requesters"], entries: (t as { requesters?: unknown } | null)?.requesters },
+            { path: ["targets", index, "breakGlass", "allow"], entries: (t as { breakGlass?: { allow?: unknown } } | null)?.breakGlass?.allow },
           ]),
           { path: ["console", "allow", "groups"], entries: (consoleSection as { allow?: { groups?: unknown } } | undefined)?.allow?.groups },
+          { path: ["auditors"], entries: (config as { auditors?: unknown }).auditors },
         ];
         for (const { path, entries } of lists) {
           if (!Array.isArray(entries)) continue;

@@ -33,8 +33,9 @@ const SESSION_PAGE_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eva
 /**
  * The audit pages: search the log, a request's timeline, a session's statements or terminal replay.
  * Server-rendered HTML with GET forms (linkable searches); JavaScript only mounts the player.
- * Everyone sees their own requests and sessions, and an approver also everything on the targets
- * they approve (not on the others); any other id answers 404 exactly like an unknown one.
+ * Everyone sees their own requests and sessions, an approver also everything on the targets they
+ * approve (not on the others), and an auditor everything; any other id answers 404 exactly like an
+ * unknown one.
  */
 export function mountAuditPages(http: HttpServer, options: AuditPagesOptions): void {
   const pages = new AuditPages(options);
@@ -57,10 +58,12 @@ class AuditPages {
     const viewer = await this.options.auth.viewerOf(req);
     if (!viewer) return this.options.auth.challenge(req, res, `${url.pathname}${url.search}`);
     const approves = await this.options.broker.targetsApprovedBy(viewer.person);
+    // An auditor (configuration's `auditors`) reviews everything; an approver, the targets they approve.
+    const auditor = await this.options.broker.isAuditor(viewer.person);
     const mayView = (scope: { ownerId: string; target: string } | undefined) =>
-      scope !== undefined && (scope.ownerId === viewer.person.id || approves.includes(scope.target));
+      scope !== undefined && (auditor || scope.ownerId === viewer.person.id || approves.includes(scope.target));
 
-    if (parts.length === 0) return this.#search(res, viewer, url.searchParams, approves);
+    if (parts.length === 0) return this.#search(res, viewer, url.searchParams, approves, auditor);
     const [section, id, sub, file, ...rest] = parts;
     if (!id || !ID.test(id) || rest.length > 0) return this.#notFound(res, viewer);
     if (section === "requests" && !sub) {
@@ -90,13 +93,13 @@ class AuditPages {
     return this.#notFound(res, viewer);
   }
 
-  async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, approves: string[]): Promise<void> {
+  async #search(res: ServerResponse, viewer: ConsoleViewer, params: URLSearchParams, approves: string[], auditor: boolean): Promise<void> {
     const form = searchFormOf(params);
     const pageSize = this.options.pageSize ?? PAGE_SIZE;
     const choices = await auditChoices(this.#db);
     const parsed = parseSearch(form, { targets: choices.targets.map((t) => t.name), kinds: choices.kinds });
     if (!parsed.ok) {
-      const body = searchPage({ form, choices, errors: parsed.errors, rows: undefined, hasOlder: false, approves });
+      const body = searchPage({ form, choices, errors: parsed.errors, rows: undefined, hasOlder: false, approves, auditor });
       return this.#send(res, viewer, "Audit log", body, 400);
     }
     const rows = await searchAudit(this.#db, {
@@ -106,13 +109,13 @@ class AuditPages {
       since: parsed.since,
       until: parsed.until,
       beforeSeq: parsed.beforeSeq,
-      visibleTo: { personId: viewer.person.id, targets: approves },
+      visibleTo: auditor ? undefined : { personId: viewer.person.id, targets: approves },
       newestFirst: true,
       limit: pageSize + 1,
     });
     const page = rows.slice(0, pageSize);
     const requestOfGrant = await requestsOfGrants(this.#db, page.filter((r) => !r.requestId && r.grantId).map((r) => r.grantId!));
-    const body = searchPage({ form, choices, errors: [], rows: page, hasOlder: rows.length > pageSize, approves, requestOfGrant });
+    const body = searchPage({ form, choices, errors: [], rows: page, hasOlder: rows.length > pageSize, approves, auditor, requestOfGrant });
     return this.#send(res, viewer, "Audit log", body);
   }
 
@@ -136,14 +139,14 @@ class AuditPages {
 
   /**
    * A held statement or command, whole (`/audit/held/<id>`, and `/text` for its exact characters):
-   * the page a chat message links to when it cannot show all of it. For the approvers of its target
-   * and the person who ran it; anyone else gets the same 404 as for an unknown id.
+   * the page a chat message links to when it cannot show all of it. For the approvers of its target,
+   * the person who ran it and the auditors; anyone else gets the same 404 as for an unknown id.
    */
   async #held(res: ServerResponse, viewer: ConsoleViewer, id: string, sub: string | undefined, file: string | undefined, mayView: (scope: { ownerId: string; target: string }) => boolean): Promise<void> {
     if (file !== undefined || (sub !== undefined && sub !== "text")) return this.#notFound(res, viewer);
     const detail = await heldDetail(this.#db, id);
     if (!detail) return this.#notFound(res, viewer);
-    // The same rule as every audit page: the person who ran it, or an approver of its target.
+    // The same rule as every audit page: the person who ran it, an approver of its target, an auditor.
     if (!mayView({ ownerId: detail.personId, target: detail.target })) return this.#notFound(res, viewer);
     if (sub === "text") {
       const body = Buffer.from(detail.held.text, "utf8");

@@ -84,6 +84,8 @@ export function searchPage(input: {
   hasOlder: boolean;
   /** The targets the viewer approves: they see these targets' events besides their own. */
   approves: string[];
+  /** The viewer is an auditor: they see every event. */
+  auditor?: boolean;
   /** The request behind a grant, for events that name only the grant (a held statement's decision). */
   requestOfGrant?: Map<string, string>;
 }): Html {
@@ -91,7 +93,7 @@ export function searchPage(input: {
   const option = (value: string, label: string, selected: boolean) => html`<option value="${value}"${selected ? html` selected` : ""}>${label}</option>`;
   return html`<div class="audit">
 <h1>Audit log</h1>
-<p class="lead">${input.approves.length > 0 ? `Every request, decision, grant and session on ${input.approves.join(", ")} (the targets you approve), and your own.` : "Your own requests and sessions (approvers of a target see everyone’s on it)."} Times are UTC.</p>
+<p class="lead">${input.auditor ? "Every request, decision, grant and session on every target (you are an auditor)." : input.approves.length > 0 ? `Every request, decision, grant and session on ${input.approves.join(", ")} (the targets you approve), and your own.` : "Your own requests and sessions (approvers of a target see everyone’s on it)."} Times are UTC.</p>
 <form class="search" method="get" action="/audit" role="search" aria-label="Search the audit log">
   <div><label for="person">Person</label><input id="person" name="person" type="search" value="${form.person}" placeholder="name or email" autocomplete="off" maxlength="${MAX_TEXT}"></div>
   <div><label for="target">Target</label><select id="target" name="target">
