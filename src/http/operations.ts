@@ -4,6 +4,9 @@ import type { Database } from "../db/client.js";
 import { OperationCounts } from "../broker/operation-counts.js";
 import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 
+/** A check's failure that is not about reaching something: shown as its message alone. */
+export class NotReadyError extends Error {}
+
 export interface Check {
   name: string;
   check(): Promise<void>;
@@ -140,7 +143,7 @@ export function createMetrics(options: OperationsOptions): Registry {
   return registry;
 }
 
-/** `/healthz` (the process answers), `/readyz` (database and Redis answer), `/metrics`. */
+/** `/healthz` (the process answers), `/readyz` (database and Redis answer, the audit journal takes statements), `/metrics`. */
 export function mountOperations(server: HttpServer, options: OperationsOptions): Registry {
   const registry = createMetrics(options);
   const timeout = options.checkTimeoutMs ?? 2_000;
@@ -152,6 +155,7 @@ export function mountOperations(server: HttpServer, options: OperationsOptions):
           await withTimeout(check, timeout);
           return [name, "ok"] as const;
         } catch (error) {
+          if (error instanceof NotReadyError) return [name, error.message] as const;
           return [name, `unreachable: ${(error as Error).message}`] as const;
         }
       }),
