@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { StatementLog, type StatementRecorder } from "../broker/statement-log.js";
 import { JournaledStatements } from "../broker/statement-journal.js";
 import type { Cleanups } from "../infra/cleanups.js";
-import { FileJournal } from "../infra/journal.js";
+import { FileJournal, JournalLockedError } from "../infra/journal.js";
 import type { Logger } from "../infra/logger.js";
 import type { Core } from "./core.js";
 
@@ -29,13 +29,20 @@ export async function startAuditJournal(core: Core, options: { logger: Logger },
   const settings = config.audit.journal;
   const dir = settings.dir ?? join(config.dataDir, "journal", core.deploymentId);
   if (!config.proxy.postgres && !existsSync(dir)) return undefined;
-  const journal = FileJournal.open({
-    dir,
-    fsync: settings.fsync,
-    intervalMs: settings.intervalMs,
-    maxBytes: settings.maxBytes,
-    onError: (error) => onBackgroundError(error, "audit journal"),
-  });
+  let journal: FileJournal;
+  try {
+    journal = FileJournal.open({
+      dir,
+      fsync: settings.fsync,
+      intervalMs: settings.intervalMs,
+      maxBytes: settings.maxBytes,
+      onError: (error) => onBackgroundError(error, "audit journal"),
+    });
+  } catch (error) {
+    // Without a proxy of its own this gateway only ships leftovers; a live gateway that owns them ships them itself.
+    if (!config.proxy.postgres && error instanceof JournalLockedError) return undefined;
+    throw error;
+  }
   if (journal.recovered.cutBytes > 0) {
     options.logger.warn({ dir, cutBytes: journal.recovered.cutBytes }, "the audit journal ended in a torn or corrupt record (a crash mid-write); it was cut off");
   }

@@ -52,6 +52,11 @@ export class JournalFullError extends Error {
   }
 }
 
+/** The journal's directory is locked by another live gateway. */
+export class JournalLockedError extends Error {
+  readonly code = "journal_locked";
+}
+
 export class JournalClosedError extends Error {
   readonly code = "journal_closed";
   constructor(why = "the audit journal is closed") {
@@ -448,11 +453,11 @@ export class FileJournal {
 /** One journal per directory: a second gateway on the same data directory would interleave records. */
 function lock(dir: string): void {
   const path = join(dir, LOCK);
-  if (openHere.has(dir)) throw new Error(`the audit journal ${dir} is already open in this process`);
+  if (openHere.has(dir)) throw new JournalLockedError(`the audit journal ${dir} is already open in this process: give each gateway its own audit.journal.dir`);
   try {
     const pid = Number(readFileSync(path, "utf8").trim());
     if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new Error(`the audit journal ${dir} is in use by process ${pid}: give each gateway its own audit.journal.dir`);
+      throw new JournalLockedError(`the audit journal ${dir} is in use by process ${pid}: give each gateway its own audit.journal.dir`);
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
