@@ -345,7 +345,7 @@ targets:
     // Every statement that ran is recorded; the refused one neither ran nor was recorded.
     const admin = new pg.Client({ connectionString: own.url });
     await admin.connect();
-    const recorded = (await admin.query<{ text: string }>("SELECT text FROM session_statements WHERE text LIKE 'INSERT INTO landed%'")).rows.map((r) => /VALUES \((\d+)/.exec(r.text)![1]);
+    const recorded = (await admin.query<{ text: string }>("SELECT text FROM session_statements WHERE text LIKE 'INSERT INTO landed%'")).rows.map((r) => /VALUES \((\d+)/.exec(r.text)![1]!);
     await admin.end();
     const ran = new pg.Client({ connectionString: target.url });
     await ran.connect();
