@@ -244,3 +244,24 @@ describe.each([
     await statements.close();
   });
 });
+
+describe("audit.journal in the configuration", () => {
+  it("takes sizes with units and refuses bad values with clear messages", async () => {
+    const { parseConfig } = await import("../src/config/load.js");
+    expect(parseConfig("audit: { journal: { fsync: interval, intervalMs: 10, maxBytes: 64KiB } }", "t", {}).audit.journal).toEqual({ fsync: "interval", intervalMs: 10, maxBytes: 65_536 });
+    expect(parseConfig("audit: { journal: { maxBytes: 1GiB } }", "t", {}).audit.journal.maxBytes).toBe(1024 ** 3);
+    expect(() => parseConfig("audit: { journal: { fsync: never, intervalMs: 0, maxBytes: 12XB, size: 1 } }", "t", {})).toThrow(
+      new RegExp(
+        [
+          'audit.journal.fsync: must be "always"',
+          "audit.journal.intervalMs: must be at least 1 ms",
+          'audit.journal.maxBytes: "12XB" is not a size like 256MiB, 64KiB or 1GiB',
+          "audit.journal.size: unknown key",
+        ]
+          .map((line) => line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+          .join("[\\s\\S]*"),
+      ),
+    );
+    expect(() => parseConfig("audit: { journal: { maxBytes: 1KiB } }", "t", {})).toThrow(/audit.journal.maxBytes: must be at least 16KiB/);
+  });
+});
