@@ -27,6 +27,8 @@ type JournalRecord =
   | { t: "o"; s: string; q: number; d: number; n: number | null; c: string | null; e: string | null };
 
 const BATCH_RECORDS = 2_000;
+const SHIP_DELAY_MS = 20;
+const EAGER_SHIP_BYTES = 1024 * 1024;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 /** How long closing a session waits for its records to reach the database before the summary is written. */
@@ -56,8 +58,25 @@ export class JournaledStatements implements StatementRecorder {
     private readonly writer: Pick<StatementLog, "insert" | "updateOutcomes">,
     private readonly onError: (error: unknown, what: string) => void = () => {},
   ) {
-    this.#unsubscribe = journal.onWritten(() => this.#kick());
+    this.#unsubscribe = journal.onWritten(() => this.#soon());
   }
+
+  /**
+   * Ships a moment after a write rather than after every one: a batch then carries many groups'
+   * records, and the per-batch work (read, insert, update, checkpoint) stays off the statements'
+   * cores. A waiter (an audit page, a closing session) or a large backlog ships at once.
+   */
+  #soon(): void {
+    if (this.#delay || this.#running) return;
+    if (this.journal.written - this.journal.shipped >= EAGER_SHIP_BYTES) return this.#kick();
+    this.#delay = setTimeout(() => {
+      this.#delay = undefined;
+      this.#kick();
+    }, SHIP_DELAY_MS);
+    this.#delay.unref();
+  }
+
+  #delay: NodeJS.Timeout | undefined;
 
   record(rows: StatementRecord[]): Promise<void> {
     if (rows.length === 1) return this.journal.append(encodeStatement(rows[0]!), { durable: true, capped: true });
@@ -217,6 +236,7 @@ export class JournaledStatements implements StatementRecorder {
       await this.shipped(timeoutMs);
       this.#stopped = true;
       this.#unsubscribe();
+      clearTimeout(this.#delay);
       clearTimeout(this.#retry);
       await this.#running;
       for (const waiter of this.#waiters.splice(0)) {
