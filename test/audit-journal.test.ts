@@ -265,3 +265,65 @@ describe("audit.journal in the configuration", () => {
     expect(() => parseConfig("audit: { journal: { maxBytes: 1KiB } }", "t", {})).toThrow(/audit.journal.maxBytes: must be at least 16KiB/);
   });
 });
+
+describe("the session page reads through the journal", () => {
+  let storage: Awaited<ReturnType<typeof testPostgresStorage>>;
+  let http: import("../src/infra/web/http-server.js").HttpServer;
+  let statements: JournaledStatements;
+  let base: string;
+  let sessionId: string;
+  let cookie: string;
+
+  beforeAll(async () => {
+    const { seedAuditHistory } = await import("./audit-pages-seed.js");
+    const { auditTestAuth } = await import("./audit-pages-auth.js");
+    const { mountAuditPages } = await import("../src/http/audit/audit-pages.js");
+    const { HttpServer } = await import("../src/infra/web/http-server.js");
+    storage = await testPostgresStorage("journal_pages");
+    const seeded = await seedAuditHistory(storage.db);
+    sessionId = seeded.pg.sessionId;
+    statements = new JournaledStatements(open(tempDir()), new StatementLog(storage.db));
+    http = new HttpServer((error) => {
+      throw error;
+    });
+    const auth = auditTestAuth(seeded.broker, http);
+    mountAuditPages(http, { broker: seeded.broker, auth: auth.auth, statementsShipped: (ms) => statements.shipped(ms) });
+    const address = await http.listen("127.0.0.1:0");
+    base = `http://127.0.0.1:${address.port}`;
+    cookie = await auth.cookieFor(base, "lee");
+  });
+
+  afterAll(async () => {
+    await statements?.close(1_000);
+    await http?.close();
+    await storage?.close();
+  });
+
+  const page = async () => (await fetch(`${base}/audit/sessions/${sessionId}`, { headers: { cookie } })).text();
+  const record = (seq: number, text: string) =>
+    statements.record([{ sessionId, seq, protocol: "simple", kind: "select", text, verdict: "allow", startedAt: new Date() }]);
+
+  it("shows a statement still in the journal (it waits for the shipper), and says so rather than show a partial timeline when the database does not take it", async () => {
+    await record(901, "SELECT 'just journaled'");
+    expect(await page()).toContain("SELECT &#39;just journaled&#39;");
+
+    const admin = (await import("pg")).default;
+    const client = new admin.Client({ connectionString: storage.url });
+    await client.connect();
+    // Inserts wait behind this lock (reads do not): the shipper is stuck, the page can still read.
+    await client.query("BEGIN");
+    await client.query("LOCK TABLE session_statements IN EXCLUSIVE MODE");
+    try {
+      await record(902, "SELECT 'not shipped yet'");
+      const stuck = await page();
+      expect(stuck).toContain("The statement timeline cannot be shown now: some of its statements are still in this gateway&#39;s audit journal");
+      expect(stuck).not.toContain("just journaled");
+    } finally {
+      await client.query("COMMIT");
+      await client.end();
+    }
+    const after = await page();
+    expect(after).toContain("SELECT &#39;not shipped yet&#39;");
+    expect(after).not.toContain("cannot be shown now");
+  });
+});
