@@ -333,6 +333,8 @@ targets:
     relay.restore();
     expect(await gateway.audit!.journaled.shipped(30_000)).toBe(true);
     await eventually(async () => (await readyz()).status === 200, 30_000, "/readyz 200 once the journal is shipped");
+    const metrics = await (await fetch(`http://127.0.0.1:${gateway.httpAddress.port}/metrics`)).text();
+    expect(metrics).toMatch(/^jitgate_audit_journal_unshipped_bytes 0$/m);
 
     const other = await broker.identify({ platform: "slack", externalId: "U2", email: "other@example.com" });
     const again = new pg.Client({ connectionString: await grantLine(broker, other, lead, "cap-db", port) });
@@ -366,3 +368,39 @@ async function countLanded(url: string): Promise<number> {
     await client.end();
   }
 }
+
+describe("a journal of another deployment", () => {
+  it("is not shipped into this deployment's database: the gateway refuses to start and says why", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jitgate-journal-owner-"));
+    dirs.push(dir);
+    const journalDir = join(dir, "journal");
+    const { FileJournal } = await import("../src/infra/journal.js");
+    const foreign = FileJournal.open({ dir: journalDir, fsync: "always", intervalMs: 5, maxBytes: 1024 * 1024 });
+    await foreign.append(Buffer.from(JSON.stringify({ t: "s", s: "ses_elsewhere", q: 1 })), { durable: true, capped: true });
+    await foreign.close();
+    writeFileSync(join(journalDir, "deployment"), "dep_of_another_database");
+    const own = await createTestDatabase("journal_owner");
+    cleanups.push(() => own.drop());
+    const { logger } = capturedLogger("warn");
+    await expect(
+      startGateway({
+        config: parseConfig(
+          `database: ${own.url}
+redis: ${REDIS_URL}
+redisPrefix: ${testPrefix("journal_owner")}
+audit: { journal: { dir: ${journalDir} } }
+proxy:
+  postgres: { listen: 127.0.0.1:0 }
+`,
+          "owner test",
+          {},
+        ),
+        logger,
+        httpListen: "127.0.0.1:0",
+        postgresListen: "127.0.0.1:0",
+      }),
+    ).rejects.toThrow(/the audit journal in .* holds \d+ bytes of records of deployment dep_of_another_database, but this database is deployment \w+: start that deployment's gateway to ship them, or move the directory away/);
+    // Left as it was, for its own deployment.
+    expect(readdirSync(journalDir).filter((name) => name.endsWith(".journal"))).toHaveLength(1);
+  });
+});

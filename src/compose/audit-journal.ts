@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StatementLog, type StatementRecorder } from "../broker/statement-log.js";
 import { JournaledStatements } from "../broker/statement-journal.js";
@@ -43,12 +43,27 @@ export async function startAuditJournal(core: Core, options: { logger: Logger },
     if (!config.proxy.postgres && error instanceof JournalLockedError) return undefined;
     throw error;
   }
+  // A journal is only ever shipped into its own deployment's database (a dir named in the
+  // configuration may outlive the database it was written for).
+  const owner = join(dir, "deployment");
+  const recorded = existsSync(owner) ? readFileSync(owner, "utf8").trim() : undefined;
+  if (recorded !== undefined && recorded !== core.deploymentId && journal.unshippedBytes > 0) {
+    await journal.close();
+    throw new Error(
+      `the audit journal in ${dir} holds ${journal.unshippedBytes} bytes of records of deployment ${recorded}, but this database is deployment ${core.deploymentId}: start that deployment's gateway to ship them, or move the directory away`,
+    );
+  }
+  if (recorded !== core.deploymentId) writeFileSync(owner, core.deploymentId);
   if (journal.recovered.cutBytes > 0) {
     options.logger.warn({ dir, cutBytes: journal.recovered.cutBytes }, "the audit journal ended in a torn or corrupt record (a crash mid-write); it was cut off");
   }
   const writer = new StatementLog(storage.db, (error) => onBackgroundError(error, "statement outcomes"));
   const journaled = new JournaledStatements(journal, writer, (error, what) => onBackgroundError(error, what));
-  cleanups.add("audit journal", () => journaled.close());
+  cleanups.add("audit journal", async () => {
+    await journaled.close();
+    // Wholly shipped: the journal left nothing but its owner's note, which goes too.
+    if (existsSync(dir) && readdirSync(dir).every((name) => name === "deployment")) rmSync(dir, { recursive: true, force: true });
+  });
   if (journal.unshippedBytes > 0) {
     options.logger.info({ dir, bytes: journal.unshippedBytes }, "shipping what the audit journal holds from the last run");
     await journaled.shipAll(LEFTOVER_SHIP_TIMEOUT_MS);

@@ -68,6 +68,7 @@ export async function startChat(
       ...(options.audit ? [{ name: "audit journal", check: auditJournalCheck(options.audit) }] : []),
     ],
     queues,
+    auditJournal: options.audit,
     now: () => clock.now(),
   });
   // Outboxes close after the HTTP listener (clicks in flight still enqueue) and the proxies

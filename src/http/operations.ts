@@ -17,6 +17,8 @@ export interface OperationsOptions {
   /** What must answer for the gateway to be ready: database and Redis. */
   checks: Check[];
   queues: Queue[];
+  /** The local audit journal's backlog (bytes not yet shipped to the database), when there is one. */
+  auditJournal?: { readonly backlogBytes: number } | undefined;
   now?: () => Date;
   checkTimeoutMs?: number;
 }
@@ -140,6 +142,17 @@ export function createMetrics(options: OperationsOptions): Registry {
       }
     },
   });
+  const journal = options.auditJournal;
+  if (journal) {
+    new Gauge({
+      name: "jitgate_audit_journal_unshipped_bytes",
+      help: "Bytes of statement records in this replica's audit journal not yet shipped to the database (statements are refused at audit.journal.maxBytes)",
+      registers: [registry],
+      collect() {
+        this.set(journal.backlogBytes);
+      },
+    });
+  }
   return registry;
 }
 

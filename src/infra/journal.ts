@@ -448,6 +448,7 @@ export class FileJournal {
         await unlink(join(this.options.dir, CHECKPOINT)).catch(() => {});
       }
       unlock(this.options.dir);
+      // Only if nothing else (an owner's note) is left in it.
       if (this.#shipped >= this.#end) await rmdir(this.options.dir).catch(() => {});
     })();
     return this.#closing;
