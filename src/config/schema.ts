@@ -338,7 +338,7 @@ export const configSchema = z
               .enum(["always", "interval"], {
                 error: 'must be "always" (each statement waits for its group\'s fdatasync) or "interval" (it waits for the write; fdatasync every intervalMs)',
               })
-              .default("always"),
+              .default("interval"),
             intervalMs: z.number({ error: "must be a number of milliseconds" }).int().min(1, { message: "must be at least 1 ms" }).max(10_000, { message: "must be at most 10000 ms (a machine crash loses up to this much)" }).default(5),
             maxBytes: byteSize
               .prefault("256MiB")
