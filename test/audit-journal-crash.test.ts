@@ -357,6 +357,25 @@ targets:
     expect(numerically(recorded)).toEqual(landed);
     expect(landed).toEqual(["0", ...accepted.map(String), "5000"]);
   }, 120_000);
+
+  it("refuses a statement the journal cannot write (58000), and it does not run", async () => {
+    const { broker } = gateway;
+    const lead = await broker.identify({ platform: "slack", externalId: "U0LEAD", email: "lead@example.com" });
+    const third = await broker.identify({ platform: "slack", externalId: "U3", email: "third@example.com" });
+    const client = new pg.Client({ connectionString: await grantLine(broker, third, lead, "cap-db", gateway.postgresProxy!.address.port) });
+    client.on("error", () => {});
+    await client.connect();
+    // The journal's file is closed under the running proxy (what a lost disk looks like to it).
+    await gateway.audit!.journal.close();
+    await expect(client.query("INSERT INTO landed VALUES (7000, 'never')")).rejects.toMatchObject({
+      code: "58000",
+      message: "jitgate could not record the statement, so it was not run; the session is closed",
+    });
+    const check = new pg.Client({ connectionString: target.url });
+    await check.connect();
+    expect((await check.query("SELECT n FROM landed WHERE n = 7000")).rows).toEqual([]);
+    await check.end();
+  });
 });
 
 async function countLanded(url: string): Promise<number> {
