@@ -231,6 +231,19 @@ describe.each([
     expect(() => readdirSync(crashed)).toThrow(/ENOENT/);
   });
 
+  it("keeps a record whose values PostgreSQL cannot store (a NUL character), escaped", async () => {
+    const dir = tempDir();
+    const errors: unknown[] = [];
+    const statements = new JournaledStatements(open(dir), new StatementLog(storage.db), (error) => errors.push(error));
+    await statements.record([{ ...statement(201), text: "SELECT $1 -- \u0000", parameters: ["a\u0000b", null] }, statement(202)]);
+    expect(await statements.shipped(20_000)).toBe(true);
+    const rows = await storage.db.select().from(sessionStatements).where(eq(sessionStatements.sessionId, sessionId)).orderBy(sessionStatements.seq);
+    expect(rows.find((r) => r.seq === 201)).toMatchObject({ text: "SELECT $1 -- \\0", parameters: ["a\\0b", null] });
+    expect(rows.find((r) => r.seq === 202)).toBeDefined();
+    expect(errors).toEqual([]);
+    await statements.close();
+  });
+
   it("skips a record the database will never take (reported), and ships the ones after it", async () => {
     const dir = tempDir();
     const errors: string[] = [];

@@ -193,7 +193,7 @@ export class JournaledStatements implements StatementRecorder {
       if (record.t === "s") statements.push(decodeStatement(record));
       else outcomes.push({ sessionId: record.s, seq: record.q, durationMs: record.d, rows: record.n, commandTag: record.c, error: record.e });
     }
-    await this.#each(statements, (rows) => this.writer.insert(rows), "statement");
+    await this.#each(statements, (rows) => this.writer.insert(rows), "statement", (row) => this.writer.insert([withoutNul(row)]));
     await this.#each(outcomes, (batch) => this.writer.updateOutcomes(batch), "outcome");
   }
 
@@ -201,7 +201,7 @@ export class JournaledStatements implements StatementRecorder {
    * Writes a batch; when the database refuses its data (not the connection), one by one, so a row
    * it will never take is reported and skipped instead of holding back every later one.
    */
-  async #each<T>(items: T[], write: (batch: T[]) => Promise<void>, what: string): Promise<void> {
+  async #each<T>(items: T[], write: (batch: T[]) => Promise<void>, what: string, retry?: (item: T) => Promise<void>): Promise<void> {
     if (items.length === 0) return;
     try {
       await write(items);
@@ -214,7 +214,14 @@ export class JournaledStatements implements StatementRecorder {
         await write([item]);
       } catch (error) {
         if (!isDataError(error)) throw error;
-        this.onError(error, `audit journal ${what} the database refuses (skipped)`);
+        try {
+          // A value PostgreSQL cannot store as text or jsonb (a NUL character) is kept visibly escaped.
+          if (retry) await retry(item);
+          else throw error;
+        } catch (again) {
+          if (!isDataError(again)) throw again;
+          this.onError(again, `audit journal ${what} the database refuses (skipped)`);
+        }
       }
     }
   }
@@ -267,6 +274,12 @@ function encodeStatement(row: StatementRecord): Buffer {
     at: startedAt,
   };
   return Buffer.from(JSON.stringify(record));
+}
+
+/** The record with NUL characters (which text and jsonb cannot hold) written as `\0`. */
+function withoutNul(row: StatementRecord): StatementRecord {
+  const clean = (text: string) => text.replaceAll("\u0000", "\\0");
+  return { ...row, text: clean(row.text), parameters: row.parameters?.map((value) => (value === null ? null : clean(value))) ?? null };
 }
 
 function decodeStatement(record: Extract<JournalRecord, { t: "s" }>): StatementRecord {
