@@ -2,7 +2,9 @@
  * bench/pg-proxy: pgbench through four paths, in one run with the rounds interleaved:
  *   direct      → PostgreSQL
  *   pipe        → a bare Node.js socket pipe (a.pipe(b); b.pipe(a)): the floor any Node proxy pays here
- *   jitgate     → the PostgreSQL proxy with auditing, rules and masking on
+ *   jitgate-always   → the PostgreSQL proxy with auditing, rules and masking on; audit journal with
+ *                      `fsync: always` (each statement waits for its group's fdatasync)
+ *   jitgate-interval → the same with `fsync: interval` (waits for the journal write; fdatasync every 5 ms)
  *   pgbouncer   → pgbouncer in session pooling (Debian package), when installed
  * Workloads: select-only in simple and extended protocol, and the default TPC-B-like script.
  * Prints TPS, mean latency and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
@@ -94,12 +96,16 @@ async function main(): Promise<void> {
   const prefix = testPrefix("bench");
   await run("pgbench", ["-i", "-q", "-s", String(SCALE), upstream.url], { timeout: 300_000 });
 
-  const config = parseConfig(
-    `
+  // Two replicas of one deployment (same database and Redis), one per journal mode, each with its own journal.
+  const configOf = (fsync: "always" | "interval") =>
+    parseConfig(
+      `
 database: ${own.url}
 redis: ${REDIS_URL}
 redisPrefix: ${prefix}
+dataDir: ${join(dir, "data")}
 log: { level: error }
+audit: { journal: { dir: ${join(dir, `journal-${fsync}`)}, fsync: ${fsync}, intervalMs: 5 } }
 proxy:
   postgres: { listen: 127.0.0.1:0 }
 targets:
@@ -112,27 +118,30 @@ targets:
       review: [delete-without-where, update-without-where]
     mask: [{ column: email }, { detect: credit-card }, { detect: email }]
 `,
-    "bench",
-    {},
-  );
-  const gateway = await startGateway({ config, logger: createLogger("error"), httpListen: "127.0.0.1:0" });
+      "bench",
+      {},
+    );
+  const gateway = await startGateway({ config: configOf("always"), logger: createLogger("error"), httpListen: "127.0.0.1:0" });
+  const intervalGateway = await startGateway({ config: configOf("interval"), logger: createLogger("error"), httpListen: "127.0.0.1:0" });
   const { broker } = gateway;
   const bench = await broker.identify({ platform: "console", externalId: "bench", email: "bench@example.com" });
   const lead = await broker.identify({ platform: "console", externalId: "lead", email: "lead@example.com" });
   const request = await broker.request(bench, { target: "bench-db", duration: "8h", reason: "benchmark" });
   const { connection } = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
   const proxyPort = gateway.postgresProxy!.address.port;
+  const intervalPort = intervalGateway.postgresProxy!.address.port;
   const pipe = await barePipe(5432);
   const bouncer = await startPgbouncer(dir, upstream.name);
 
   const paths: Record<string, string> = {
     direct: upstream.url,
     pipe: `postgres://postgres@127.0.0.1:${(pipe.address() as AddressInfo).port}/${upstream.name}`,
-    jitgate: connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`),
+    "jitgate-always": connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`),
+    "jitgate-interval": connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${intervalPort}/`),
   };
   if (bouncer) paths.pgbouncer = `postgres://postgres@127.0.0.1:${bouncer.port}/${upstream.name}`;
   const only = process.argv.indexOf("--only");
-  if (only > 0) for (const key of Object.keys(paths)) if (key !== process.argv[only + 1]) delete paths[key];
+  if (only > 0) for (const key of Object.keys(paths)) if (!process.argv[only + 1]!.split(",").includes(key)) delete paths[key];
   const workloads: Record<string, string[]> = process.argv.includes("--quick") ? { "select-only simple": ["-S", "-M", "simple"] } : {
     "select-only simple": ["-S", "-M", "simple"],
     "select-only extended": ["-S", "-M", "extended"],
@@ -146,11 +155,12 @@ targets:
         for (const [path, uri] of Object.entries(paths)) {
           const result = await pgbench(uri, args);
           ((results[workload] ??= {})[path] ??= []).push(result);
-          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(10)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
+          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(16)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
         }
       }
     }
   } finally {
+    await intervalGateway.close();
     await gateway.close();
     pipe.close();
     bouncer?.child.kill();
@@ -161,16 +171,17 @@ targets:
 
   const mean = (values: Result[], key: keyof Result) => values.reduce((sum, r) => sum + r[key], 0) / values.length;
   console.log(`\npgbench, ${CLIENTS} clients, ${SECONDS}s × ${ROUNDS} interleaved rounds, scale ${SCALE}, ${new Date().toISOString()}`);
-  console.log("workload               path        TPS   latency ms");
+  console.log("workload               path               TPS   latency ms");
   for (const [workload, byPath] of Object.entries(results)) {
     for (const [path, values] of Object.entries(byPath)) {
-      console.log(`${workload.padEnd(22)} ${path.padEnd(10)} ${mean(values, "tps").toFixed(0).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
+      console.log(`${workload.padEnd(22)} ${path.padEnd(16)} ${mean(values, "tps").toFixed(0).padStart(7)}   ${mean(values, "latencyMs").toFixed(3)}`);
     }
     const tps = (path: string) => (byPath[path] ? mean(byPath[path]!, "tps") : NaN);
     const ratio = (a: string, b: string) => (tps(a) / tps(b)).toFixed(2);
     console.log(
-      `  ratios: jitgate/pipe ${ratio("jitgate", "pipe")}  jitgate/direct ${ratio("jitgate", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
-        (byPath.pgbouncer ? `  pgbouncer/direct ${ratio("pgbouncer", "direct")}  pipe/pgbouncer ${ratio("pipe", "pgbouncer")}  jitgate/pgbouncer ${ratio("jitgate", "pgbouncer")}` : "  (pgbouncer not installed)"),
+      `  ratios: jitgate-always/pipe ${ratio("jitgate-always", "pipe")}  jitgate-interval/pipe ${ratio("jitgate-interval", "pipe")}` +
+        `  jitgate-always/jitgate-interval ${ratio("jitgate-always", "jitgate-interval")}  jitgate-interval/direct ${ratio("jitgate-interval", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
+        (byPath.pgbouncer ? `  pgbouncer/direct ${ratio("pgbouncer", "direct")}  jitgate-interval/pgbouncer ${ratio("jitgate-interval", "pgbouncer")}` : "  (pgbouncer not installed)"),
     );
   }
 }

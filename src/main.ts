@@ -4,6 +4,7 @@ import type { TeamsCloudOptions } from "./bot/teams/teams-app.js";
 import { systemClock, type Broker, type Clock } from "./broker/index.js";
 import type { SessionBroker } from "./broker/sessions.js";
 import type { ClusterEvents } from "./bus/cluster-events.js";
+import { startAuditJournal, type AuditJournal } from "./compose/audit-journal.js";
 import { startChat } from "./compose/chat.js";
 import { startCore } from "./compose/core.js";
 import { startDomain } from "./compose/domain.js";
@@ -72,6 +73,8 @@ export interface Gateway {
   readonly oidc: { verifier: OidcVerifier; consoleAuth: OidcConsoleAuth } | undefined;
   /** The console chat at /console (demo mode, or `console.enabled` with an OIDC login), and who is looking there. */
   readonly console: { adapter: ConsoleAdapter; auth: ConsoleAuth } | undefined;
+  /** The local audit journal, when the PostgreSQL proxy is configured. */
+  readonly audit: AuditJournal | undefined;
   /** Demo mode's PostgreSQL target (PGlite over the wire), when `demo.enabled`. */
   readonly demoTarget: DemoTarget | undefined;
   /** Shuts down in the reverse order of start-up; memoised, and every step runs even when one fails. */
@@ -107,11 +110,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const demoTarget = config.demo.enabled ? await startDemoTarget({ listen: config.demo.postgresListen }) : undefined;
     if (demoTarget) cleanups.add("demo target", () => demoTarget.close());
 
-    const chat = await startChat(core, domain, { clock, logger, teamsCloud: options.teamsCloud, oidcConsoleAuth }, cleanups);
+    // The audit journal ships what a crash left behind before the gateway listens; it closes after the proxies drain.
+    const audit = await startAuditJournal(core, { logger }, cleanups);
+    const chat = await startChat(core, domain, { clock, logger, teamsCloud: options.teamsCloud, oidcConsoleAuth, audit: audit?.journaled }, cleanups);
     const proxies = await startProxies(
       core,
       domain,
-      { logger, oidc: verifier, postgresListen: options.postgresListen, sshListen: options.sshListen },
+      { logger, oidc: verifier, statements: audit?.statements, postgresListen: options.postgresListen, sshListen: options.sshListen },
       cleanups,
     );
     const oidc = verifier && oidcConsoleAuth ? { verifier, consoleAuth: oidcConsoleAuth } : undefined;
@@ -159,6 +164,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       sshProxy: proxies.ssh,
       oidc,
       console: chat.console,
+      audit,
       demoTarget,
       close: () => cleanups.close(),
     };

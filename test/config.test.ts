@@ -196,6 +196,7 @@ describe("defaults", () => {
     digest: { cron: "0 9 * * *", timezone: "UTC" },
     console: { enabled: false, users: [], channel: "access-requests" },
     demo: { enabled: false, postgresListen: "127.0.0.1:15499" },
+    audit: { journal: { fsync: "interval", intervalMs: 5, maxBytes: 268_435_456 } },
     targets: [],
     auditors: [],
   };

@@ -296,7 +296,7 @@ describe("COPY, replicas and failures", () => {
     }
   });
 
-  it("a statement that cannot be recorded is refused, and the session is closed", async () => {
+  it("a statement is recorded in the audit journal first: it runs while session_statements cannot take it, and is shipped once it can", async () => {
     const person = await test.gateway.broker.identify({ platform: "slack", externalId: "U22", email: "fail@example.com" });
     const { uri } = await grantUri(person);
     const client = new pg.Client({ connectionString: uri });
@@ -305,14 +305,25 @@ describe("COPY, replicas and failures", () => {
     const admin = new pg.Client({ connectionString: new URL(test.gateway.config.database!).toString() });
     await admin.connect();
     await admin.query("ALTER TABLE session_statements RENAME TO session_statements_away");
+    let renamed = true;
     try {
-      await expect(client.query("SELECT id FROM orders")).rejects.toMatchObject({
-        code: "58000",
-        message: "jitgate could not record the statement, so it was not run; the session is closed",
-      });
-    } finally {
+      const result = await client.query("SELECT id FROM orders WHERE id < 3 ORDER BY id");
+      expect(result.rows).toEqual([{ id: 1 }, { id: 2 }]);
+      // The journal holds it; the database does not have it yet.
+      expect(await test.gateway.audit!.journaled.shipped(50)).toBe(false);
       await admin.query("ALTER TABLE session_statements_away RENAME TO session_statements");
+      renamed = false;
+      expect(await test.gateway.audit!.journaled.shipped(20_000)).toBe(true);
+      const rows = await test.gateway.storage.db
+        .select({ text: sessionStatements.text })
+        .from(sessionStatements)
+        .innerJoin(sessions, eq(sessions.id, sessionStatements.sessionId))
+        .where(eq(sessions.personId, person.id));
+      expect(rows.map((r) => r.text)).toContain("SELECT id FROM orders WHERE id < 3 ORDER BY id");
+    } finally {
+      if (renamed) await admin.query("ALTER TABLE session_statements_away RENAME TO session_statements");
       await admin.end();
+      await client.end();
     }
   });
 });

@@ -25,7 +25,7 @@ export interface StatementOutcome {
  * still committed and visible before the statement runs, and only a crash of the database server
  * itself could lose the last fraction of a second of it.
  */
-export class StatementLog {
+export class StatementLog implements StatementRecorder {
   #queue: { row: StatementRecord; resolve: () => void; reject: (error: unknown) => void }[] = [];
   #writers = 0;
   #outcomes: StatementOutcome[] = [];
@@ -59,7 +59,7 @@ export class StatementLog {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, 500);
       try {
-        await this.#insert(batch.map((b) => b.row));
+        await this.insert(batch.map((b) => b.row));
         for (const item of batch) item.resolve();
       } catch (error) {
         for (const item of batch) item.reject(error);
@@ -71,9 +71,11 @@ export class StatementLog {
   /**
    * One prepared INSERT … SELECT FROM unnest(…) per batch, straight on the driver: this runs for
    * every statement through the proxy, and building the query through the ORM each time cost more
-   * than the insert.
+   * than the insert. A row already there (same session and seq) is left as it is, so the journal's
+   * shipper may replay what a crash left unconfirmed.
    */
-  async #insert(rows: StatementRecord[]): Promise<void> {
+  async insert(rows: StatementRecord[]): Promise<void> {
+    if (rows.length === 0) return;
     const column = <T>(pick: (row: StatementRecord) => T) => rows.map(pick);
     const values = [
       column((r) => r.sessionId),
@@ -91,7 +93,8 @@ export class StatementLog {
       {
         name: "jitgate_insert_statements",
         text: `insert into session_statements (session_id, seq, protocol, kind, text, parameters, verdict, rule, held_id, started_at)
-               select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])`,
+               select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+               on conflict (session_id, seq) do nothing`,
         values,
       },
     );
@@ -113,22 +116,50 @@ export class StatementLog {
     if (batch.length === 0) return this.#outcomeFlush;
     this.#outcomeFlush = this.#outcomeFlush.then(async () => {
       try {
-        const values = sql.join(
-          batch.map(
-            (o) =>
-              sql`(${o.sessionId}, ${o.seq}::int, ${Math.round(o.durationMs)}::int, ${o.rows}::int, ${o.commandTag}::text, ${o.error}::text)`,
-          ),
-          sql`, `,
-        );
-        await this.db.execute(sql`
-          update session_statements s
-             set duration_ms = v.duration_ms, rows = v.rows, command_tag = v.command_tag, error = v.error
-            from (values ${values}) as v(session_id, seq, duration_ms, rows, command_tag, error)
-           where s.session_id = v.session_id and s.seq = v.seq`);
+        await this.updateOutcomes(batch);
       } catch (error) {
         this.onError(error);
       }
     });
     return this.#outcomeFlush;
   }
+
+  /** Direct writes need no shipping: written is shipped once the outcomes are. */
+  async shipped(): Promise<boolean> {
+    await this.flushOutcomes();
+    return true;
+  }
+
+  /** Sets the outcome columns of statements already inserted (idempotent). */
+  async updateOutcomes(batch: StatementOutcome[]): Promise<void> {
+    if (batch.length === 0) return;
+    const values = sql.join(
+      batch.map(
+        (o) => sql`(${o.sessionId}, ${o.seq}::int, ${Math.round(o.durationMs)}::int, ${o.rows}::int, ${o.commandTag}::text, ${o.error}::text)`,
+      ),
+      sql`, `,
+    );
+    await this.db.execute(sql`
+      update session_statements s
+         set duration_ms = v.duration_ms, rows = v.rows, command_tag = v.command_tag, error = v.error
+        from (values ${values}) as v(session_id, seq, duration_ms, rows, command_tag, error)
+       where s.session_id = v.session_id and s.seq = v.seq`);
+  }
+}
+
+/**
+ * What the proxy records statements through: straight into the database (StatementLog) or through
+ * the local audit journal (JournaledStatements).
+ */
+export interface StatementRecorder {
+  /** Resolves once the rows are recorded (durably, per the journal's mode); a rejection refuses the statements. */
+  record(rows: StatementRecord[]): Promise<void>;
+  complete(outcome: StatementOutcome): void;
+  /** Outcomes so far are recorded (and, journaled, shipped, within a bounded wait). */
+  flushOutcomes(): Promise<void>;
+  /**
+   * True once everything recorded before the call is in `session_statements`; false when that did
+   * not happen within `timeoutMs` (the database does not take the records now).
+   */
+  shipped(timeoutMs: number): Promise<boolean>;
 }

@@ -7,7 +7,8 @@ import { startSlack, type SlackAdapter } from "../bot/slack/slack-app.js";
 import { startTeams, type TeamsAdapter, type TeamsCloudOptions } from "../bot/teams/teams-app.js";
 import type { Clock } from "../broker/index.js";
 import { mountAuditPages } from "../http/audit/audit-pages.js";
-import { mountOperations } from "../http/operations.js";
+import type { JournaledStatements } from "../broker/statement-journal.js";
+import { mountOperations, NotReadyError } from "../http/operations.js";
 import type { Cleanups } from "../infra/cleanups.js";
 import type { Logger } from "../infra/logger.js";
 import { closeBullmq, pingRedis } from "../infra/redis.js";
@@ -46,7 +47,14 @@ export interface Chat {
 export async function startChat(
   core: Core,
   domain: Domain,
-  options: { clock: Clock; logger: Logger; teamsCloud?: TeamsCloudOptions | undefined; oidcConsoleAuth: OidcConsoleAuth | undefined },
+  options: {
+    clock: Clock;
+    logger: Logger;
+    teamsCloud?: TeamsCloudOptions | undefined;
+    oidcConsoleAuth: OidcConsoleAuth | undefined;
+    /** The audit journal: /readyz says when it is full, and the audit pages wait for it to be shipped. */
+    audit?: JournaledStatements | undefined;
+  },
   cleanups: Cleanups,
 ): Promise<Chat> {
   const { config, storage, connection, ownership, onBackgroundError } = core;
@@ -70,8 +78,10 @@ export async function startChat(
     checks: [
       { name: "database", check: () => storage.ping() },
       { name: "redis", check: () => pingRedis(connection) },
+      ...(options.audit ? [{ name: "audit journal", check: auditJournalCheck(options.audit) }] : []),
     ],
     queues,
+    auditJournal: options.audit,
     now: () => clock.now(),
   });
   // Outboxes close after the HTTP listener (clicks in flight still enqueue) and the proxies
@@ -136,7 +146,8 @@ export async function startChat(
   // The audit pages read the database only; they sit behind the console's login.
   if (consoleAuth) {
     const switchHref = consoleAuth.kind === "demo" ? (returnTo: string) => `${DEMO_LOGIN_PATH}?returnTo=${encodeURIComponent(returnTo)}` : undefined;
-    mountAuditPages(http, { broker, auth: consoleAuth, switchHref });
+    const audit = options.audit;
+    mountAuditPages(http, { broker, auth: consoleAuth, switchHref, ...(audit ? { statementsShipped: (ms: number) => audit.shipped(ms) } : {}) });
   }
 
   const adapters = { slack, teams, console: consoleChat };
@@ -167,5 +178,13 @@ export async function startChat(
       ...(consoleChat ? [{ name: "console receiver", run: () => consoleChat.closeReceiver() }] : []),
     ],
     deliverConnection,
+  };
+}
+
+/** Not ready while the journal refuses statements (full), with the reason. */
+function auditJournalCheck(audit: JournaledStatements): () => Promise<void> {
+  return async () => {
+    const problem = audit.problem();
+    if (problem) throw new NotReadyError(problem);
   };
 }

@@ -1,8 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { SessionBroker } from "../broker/sessions.js";
 import { SshKeys } from "../broker/ssh-keys.js";
-import { StatementLog } from "../broker/statement-log.js";
-import { openStorage } from "../db/client.js";
+import type { StatementRecorder } from "../broker/statement-log.js";
 import type { Cleanups } from "../infra/cleanups.js";
 import type { Logger } from "../infra/logger.js";
 import type { OidcVerifier } from "../oidc/verifier.js";
@@ -22,7 +21,14 @@ export interface Proxies {
 export async function startProxies(
   core: Core,
   domain: Domain,
-  options: { logger: Logger; oidc: OidcVerifier | undefined; postgresListen?: string | undefined; sshListen?: string | undefined },
+  options: {
+    logger: Logger;
+    oidc: OidcVerifier | undefined;
+    /** The statement timeline (through the audit journal): required with proxy.postgres. */
+    statements: StatementRecorder | undefined;
+    postgresListen?: string | undefined;
+    sshListen?: string | undefined;
+  },
   cleanups: Cleanups,
 ): Promise<Proxies> {
   const { config, onBackgroundError } = core;
@@ -45,13 +51,9 @@ export async function startProxies(
   let postgres: Proxies["postgres"];
   if (config.proxy.postgres) {
     await loadSqlParser();
-    // The statement timeline is written on every statement's path: its own pool commits without
-    // waiting for the WAL flush (see StatementLog), the rest of the data keeps full durability.
-    const timeline = config.database
-      ? await openStorage({ url: config.database, dataDir: config.dataDir, poolSize: 4, asynchronousCommit: true })
-      : undefined;
-    if (timeline) cleanups.add("statement timeline pool", () => timeline.close());
-    const statements = new StatementLog(timeline?.db ?? broker.db, (error) => onBackgroundError(error, "statement outcomes"));
+    // Every statement is recorded in the local audit journal before it runs (see compose/audit-journal.ts).
+    const statements = options.statements;
+    if (!statements) throw new Error("the PostgreSQL proxy needs the audit journal");
     const server = new PgProxyServer({ ...common, statements, config: config.proxy.postgres });
     const address = await server.listen(options.postgresListen ?? config.proxy.postgres.listen);
     cleanups.add("postgres proxy", async () => {

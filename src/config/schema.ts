@@ -39,6 +39,20 @@ export const isLoopbackListen = (address: string) => /^(127\.\d{1,3}\.\d{1,3}\.\
 
 const nonEmpty = z.string().min(1, { message: "must not be empty" });
 
+const BYTE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** A size in bytes: a number, or text like `256MiB`, `64KiB`, `1GiB`, `500MB`. */
+const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const match = typeof value === "number" ? undefined : /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : 1;
+  const bytes = typeof value === "number" ? value : match && unit !== undefined ? Math.floor(Number(match[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is not a size like 256MiB, 64KiB or 1GiB` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
 const regexText = z.string().refine(
   (text) => {
     try {
@@ -382,6 +396,26 @@ export const configSchema = z
       .strictObject({
         enabled: z.boolean().default(false),
         postgresListen: listenAddress.default("127.0.0.1:15499"),
+      })
+      .prefault({}),
+    /** The local write-ahead audit journal: statements are recorded there, then shipped to session_statements. */
+    audit: z
+      .strictObject({
+        journal: z
+          .strictObject({
+            /** Absent: `<dataDir>/journal`. One directory per gateway process (it is locked). */
+            dir: nonEmpty.optional(),
+            fsync: z
+              .enum(["always", "interval"], {
+                error: 'must be "always" (each statement waits for its group\'s fdatasync) or "interval" (it waits for the write; fdatasync every intervalMs)',
+              })
+              .default("interval"),
+            intervalMs: z.number({ error: "must be a number of milliseconds" }).int().min(1, { message: "must be at least 1 ms" }).max(10_000, { message: "must be at most 10000 ms (a machine crash loses up to this much)" }).default(5),
+            maxBytes: byteSize
+              .prefault("256MiB")
+              .refine((bytes) => bytes >= 16 * 1024, { message: "must be at least 16KiB" }),
+          })
+          .prefault({}),
       })
       .prefault({}),
     targets: z.array(target).default([]),

@@ -4,6 +4,9 @@ import type { Database } from "../db/client.js";
 import { OperationCounts } from "../broker/operation-counts.js";
 import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 
+/** A check's failure that is not about reaching something: shown as its message alone. */
+export class NotReadyError extends Error {}
+
 export interface Check {
   name: string;
   check(): Promise<void>;
@@ -14,6 +17,8 @@ export interface OperationsOptions {
   /** What must answer for the gateway to be ready: database and Redis. */
   checks: Check[];
   queues: Queue[];
+  /** The local audit journal's backlog (bytes not yet shipped to the database), when there is one. */
+  auditJournal?: { readonly backlogBytes: number } | undefined;
   now?: () => Date;
   checkTimeoutMs?: number;
 }
@@ -137,10 +142,21 @@ export function createMetrics(options: OperationsOptions): Registry {
       }
     },
   });
+  const journal = options.auditJournal;
+  if (journal) {
+    new Gauge({
+      name: "jitgate_audit_journal_unshipped_bytes",
+      help: "Bytes of statement records in this replica's audit journal not yet shipped to the database (statements are refused at audit.journal.maxBytes)",
+      registers: [registry],
+      collect() {
+        this.set(journal.backlogBytes);
+      },
+    });
+  }
   return registry;
 }
 
-/** `/healthz` (the process answers), `/readyz` (database and Redis answer), `/metrics`. */
+/** `/healthz` (the process answers), `/readyz` (database and Redis answer, the audit journal takes statements), `/metrics`. */
 export function mountOperations(server: HttpServer, options: OperationsOptions): Registry {
   const registry = createMetrics(options);
   const timeout = options.checkTimeoutMs ?? 2_000;
@@ -152,6 +168,7 @@ export function mountOperations(server: HttpServer, options: OperationsOptions):
           await withTimeout(check, timeout);
           return [name, "ok"] as const;
         } catch (error) {
+          if (error instanceof NotReadyError) return [name, error.message] as const;
           return [name, `unreachable: ${(error as Error).message}`] as const;
         }
       }),

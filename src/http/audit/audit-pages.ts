@@ -20,7 +20,18 @@ export interface AuditPagesOptions {
   pageSize?: number;
   /** Where to become someone else and come back to `returnTo` (demo mode's picker); none with a real login. */
   switchHref?: ((returnTo: string) => string) | undefined;
+  /**
+   * Resolves true once every statement recorded so far is in the database (the audit journal has
+   * shipped it), false when that did not happen within `timeoutMs`. Absent: statements are written
+   * straight to the database.
+   */
+  statementsShipped?: ((timeoutMs: number) => Promise<boolean>) | undefined;
 }
+
+/** How long a session page waits for the audit journal to be shipped before saying it cannot show the timeline whole. */
+const SHIPPED_WAIT_MS = 3_000;
+const UNSHIPPED_NOTE =
+  "The statement timeline cannot be shown now: some of its statements are still in this gateway's audit journal, which the database has not taken yet (see /readyz). Nothing is lost; reload in a moment.";
 
 const STATEMENTS_PER_PAGE = 500;
 /** How much of a recording's cast the page reads for its text fallback. */
@@ -122,6 +133,8 @@ class AuditPages {
   async #session(res: ServerResponse, viewer: ConsoleViewer, id: string, params: URLSearchParams): Promise<void> {
     const after = params.get("after");
     const afterSeq = after !== null && /^\d{1,9}$/.test(after) ? Number(after) : undefined;
+    // Read through the journal: every statement recorded before this request is shipped first, or the page says it cannot show them all.
+    const shipped = this.options.statementsShipped ? await this.options.statementsShipped(SHIPPED_WAIT_MS) : true;
     const detail = await sessionDetail(this.#db, id, { limit: STATEMENTS_PER_PAGE, ...(afterSeq !== undefined ? { afterSeq } : {}) });
     if (!detail) return this.#notFound(res, viewer);
     const texts = new Map<number, { text: string; truncated: boolean }>();
@@ -134,7 +147,7 @@ class AuditPages {
 <script src="/audit/assets/asciinema-player.min.js" defer></script>
 <script src="/audit/assets/replay.js" defer></script>`
       : undefined;
-    return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+    return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq, shipped ? undefined : UNSHIPPED_NOTE), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
   }
 
   /**

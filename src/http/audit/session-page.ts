@@ -8,7 +8,13 @@ export function castHref(sessionId: string, channel: number): string {
 }
 
 /** A session's page: who, where, when, the summary; then its statements (PostgreSQL) or its recordings (SSH). */
-export function sessionPage(detail: SessionDetail, recordingText: Map<number, { text: string; truncated: boolean }>, afterSeq: number | undefined): Html {
+export function sessionPage(
+  detail: SessionDetail,
+  recordingText: Map<number, { text: string; truncated: boolean }>,
+  afterSeq: number | undefined,
+  /** The statement timeline cannot be shown whole now (part of it is still in the audit journal). */
+  unshipped?: string,
+): Html {
   const { session, person } = detail;
   const held = new Map<string, HeldOutcome>(detail.held.map((h) => [h.id, h]));
   return html`<div class="audit">
@@ -25,7 +31,7 @@ export function sessionPage(detail: SessionDetail, recordingText: Map<number, { 
   <dt>Grant</dt><dd>${session.grantId}</dd>
 </dl>
 ${summary(session.summary, session.protocol)}
-${session.protocol === "postgres" ? statements(detail, held, afterSeq) : recordings(detail, recordingText)}
+${session.protocol === "postgres" ? (unshipped ? html`<h2>Statements</h2><p class="none" role="status">${unshipped}</p>` : statements(detail, held, afterSeq)) : recordings(detail, recordingText)}
 <h2>Events</h2>
 ${
   detail.events.length === 0

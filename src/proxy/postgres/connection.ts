@@ -676,6 +676,8 @@ export class PgProxyConnection {
     try {
       await this.#session!.onStatements(starts);
     } catch (error) {
+      // A refusal that says why (the audit journal is full) reaches the client as it is.
+      if (error instanceof ProxyRefusal) throw error;
       this.options.onError?.(error);
       // Fail closed: a statement that cannot be recorded does not reach the target.
       throw new ProxyRefusal("58000", "jitgate could not record the statement, so it was not run; the session is closed");

@@ -6,7 +6,8 @@ import type { Redis } from "ioredis";
 import type { Broker, Grant } from "../../broker/broker.js";
 import type { SessionSnapshot, TypedEvents } from "../../broker/events.js";
 import type { SessionBroker } from "../../broker/sessions.js";
-import type { StatementLog } from "../../broker/statement-log.js";
+import type { StatementRecorder } from "../../broker/statement-log.js";
+import { JournalFullError } from "../../infra/journal.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
 import { classifySql, compileRules, type CompiledRules } from "../../rules/sql-classifier.js";
@@ -31,7 +32,7 @@ import { holdForDecision, type HeldVerdict } from "../held-decision.js";
 export interface PgProxyOptions {
   broker: Broker;
   sessions: SessionBroker;
-  statements: StatementLog;
+  statements: StatementRecorder;
   /** Domain events from every replica. */
   events: TypedEvents;
   redis: Redis;
@@ -59,6 +60,23 @@ const SQLSTATE: Record<RefusalCode, string> = {
   target_unreachable: "08006",
   internal: "XX000",
 };
+
+/**
+ * Records statements before they run. A full audit journal (the database has not taken its records
+ * for a while) refuses them with 53100 disk_full and says why; the session ends (fail closed).
+ */
+function recordOrRefuse(statements: StatementRecorder, rows: Parameters<StatementRecorder["record"]>[0]): Promise<void> {
+  return statements.record(rows).catch((error: unknown) => {
+    if (error instanceof JournalFullError) {
+      throw new ProxyRefusal(
+        "53100",
+        "jitgate: the audit journal is full (the gateway's database has not taken its records), so the statement was not run",
+        "statements are accepted again once the journal has been shipped to the database; /readyz says why meanwhile",
+      );
+    }
+    throw error;
+  });
+}
 
 /** The user name under which a client presents an OIDC ID token as its password. */
 export const OIDC_LOGIN = "oidc";
@@ -258,7 +276,7 @@ export class PgProxyServer {
       },
       inspectAttached: (statement, unverifiable) => attachedFunctions.inspect(statement, unverifiable),
       onStatements: (starts) =>
-        statements.record(
+        recordOrRefuse(statements, 
           starts.map((s) => ({
             sessionId: session.id,
             seq: s.seq,
