@@ -133,7 +133,11 @@ async function teamsRequest(user: string, text: string): Promise<string> {
   const conversation = `a:personal-${user}`;
   const before = teamsAnswers(conversation).length;
   await teams.send(teams.personalMessage(user, text));
-  const answer = await eventually(() => teamsAnswers(conversation).slice(before).find((t) => /Request req_\w+ sent/.test(t)), 10_000, `the answer to ${user}`);
+  const answer = await eventually(
+    () => teamsAnswers(conversation).slice(before).find((t) => /Request req_\w+ sent/.test(t)),
+    30_000,
+    () => `the answer to ${user} (answers so far: ${JSON.stringify(teamsAnswers(conversation).slice(before))})`,
+  );
   return /Request (req_\w+)/.exec(answer)![1]!;
 }
 

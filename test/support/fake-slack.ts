@@ -302,11 +302,14 @@ export function buttonsOf(message: { blocks?: unknown }): Record<string, string>
   return buttons;
 }
 
-/** Polls until `check` returns a value (not undefined, null or false), or fails after `timeoutMs`. */
+/**
+ * Polls until `check` returns a value (not undefined, null or false), or fails after `timeoutMs`
+ * saying `what` it waited for (a function: what was seen by then).
+ */
 export async function eventually<T>(
   check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   timeoutMs = 10_000,
-  what = "condition",
+  what: string | (() => string) = "condition",
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -317,7 +320,7 @@ export async function eventually<T>(
     } catch (error) {
       lastError = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}${lastError ? `: ${String(lastError)}` : ""}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
