@@ -61,12 +61,14 @@ export function parseCommand(text: string): ParsedCommand {
 
 /**
  * `request <target> <duration> [from <time>] [--once] [--break-glass] <reason…>`: `from` comes right
- * after the duration (so a reason may say "from"); the flags may stand anywhere in the reason.
+ * after the duration and is followed by a time (it starts with a digit, or is a day word such as
+ * "tomorrow", which is refused with the forms that work); otherwise it is the reason's first word
+ * ("from teams, INC-1 …"). The flags may stand anywhere in the reason.
  */
 function parseRequest(target: string | undefined, duration: string | undefined, rest: string[]): ParsedCommand {
   let words = rest;
   let from: string | undefined;
-  if (words[0]?.toLowerCase() === "from") {
+  if (words[0]?.toLowerCase() === "from" && (words[1] === undefined || /^(\d|today$|tonight$|tomorrow$|now$)/i.test(words[1]))) {
     from = words[1] ?? "";
     words = words.slice(2);
   }
