@@ -79,7 +79,8 @@ function threadPointer(view: MessageView): string {
 /** One inbox item: its text and thread, its code, and its own buttons (an actions block with a block id of its own). */
 function itemBlocks(item: MessageView, index: number): Record<string, unknown>[] {
   const text = [escapeMrkdwn(item.text), ...(item.lines ?? []).map(escapeMrkdwn)].join("\n");
-  const blocks: Record<string, unknown>[] = [{ type: "divider" }, { type: "section", text: { type: "mrkdwn", text: cut(text, SECTION_MAX - 200) + threadPointer(item) } }];
+  // Two blocks an item (three with code), so that 20 fit in Slack's 50: no divider.
+  const blocks: Record<string, unknown>[] = [{ type: "section", block_id: `jitgate_item_${index}`, text: { type: "mrkdwn", text: cut(text, SECTION_MAX - 200) + threadPointer(item) } }];
   if (item.code !== undefined) blocks.push(...codeBlocks(item));
   if (item.buttons && item.buttons.length > 0) blocks.push(actionsBlock(item, `jitgate_actions_${index}`));
   return blocks;
