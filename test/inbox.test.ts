@@ -86,6 +86,11 @@ targets:
     kind: postgres
     upstream: postgres://gw@127.0.0.1:5432/team
     approvers: [lead@example.com, dev@example.com]
+  - name: quorum-db
+    kind: postgres
+    upstream: postgres://gw@127.0.0.1:5432/quorum
+    approvers: [lead@example.com, second@example.com]
+    approvals: 2
   - name: cap-db
     kind: postgres
     upstream: postgres://gw@127.0.0.1:5432/cap
@@ -236,6 +241,22 @@ proxy:
     // Lead sees it.
     const lead = await answerTo("U0LEAD", "pending");
     expect(itemsOf(lead).map((i) => i.buttons.jitgate_approve)).toContain(own);
+  });
+
+  it("takes a request out of the inbox of whoever has decided it, and leaves it in the others' with the count so far", async () => {
+    const id = await requestId("U0DEV", "request quorum-db 1h INC-3 needs two");
+    const lead = await answerTo("U0LEAD", "pending");
+    const item = itemsOf(lead).find((i) => i.buttons.jitgate_approve === id)!;
+    expect(item.text).toContain("0 of 2 approvals");
+    await slack.click("U0LEAD", "jitgate_approve", id, lead);
+    await eventually(async () => (await gateway.broker.decisionsOf(id)).length === 1, 10_000, "Lead's approval");
+    expect(itemsOf(await answerTo("U0LEAD", "pending")).map((i) => i.buttons.jitgate_approve)).not.toContain(id);
+    // A second click on the old inbox message changes nothing (one decision per person).
+    await slack.click("U0LEAD", "jitgate_approve", id, lead);
+    await eventually(() => /already/i.test(lastEphemeral("U0LEAD")), 10_000, "the second click's answer");
+    expect(await gateway.broker.decisionsOf(id)).toHaveLength(1);
+    const second = itemsOf(await answerTo("U0SECOND", "pending")).find((i) => i.buttons.jitgate_approve === id)!;
+    expect(second.text).toContain("1 of 2 approvals");
   });
 
   it("caps the list at 20, oldest first, and says how many more wait", async () => {

@@ -461,7 +461,7 @@ export function inboxItemView(item: InboxItem, now: Date = new Date(), timeZone 
       return {
         text: `⏸ Held ${item.id} on ${item.target}: ${item.personName} wants to run (rule ${item.rule}); decide before ${formatTime(item.timeoutAt, now, timeZone)} (${since}${quorum})`,
         code: item.text,
-        fullText: { url: null, reference: `held ${item.id}` },
+        fullText: { url: item.fullTextUrl, reference: `held ${item.id}` },
         thread,
         buttons: [
           { action: "approve-statement", label: "Approve", value: item.id, style: "primary" },

@@ -3,6 +3,7 @@ import { accessRequests, breakGlassReviews, chatMessages, grants, heldStatements
 import type { BrokerContext } from "./context.js";
 import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
+import { heldTextUrl } from "./thread-state.js";
 import type { Person } from "./types.js";
 
 /** Where an inbox item's own message is on one chat platform: a request's root, a held statement's or a review's message. */
@@ -41,6 +42,8 @@ export type InboxItem =
   | (InboxItemBase & {
       kind: "held";
       grantId: string;
+      /** The audit page with its whole text, when the gateway serves one (`heldTextUrl`). */
+      fullTextUrl: string | null;
       personName: string;
       text: string;
       rule: string;
@@ -203,6 +206,7 @@ export class InboxService {
           threadRequestId: h.requestId,
           thread: null,
           grantId: h.grantId,
+          fullTextUrl: heldTextUrl(this.ctx.config, h.id),
           personName: h.personName,
           text: h.text,
           rule: h.rule,

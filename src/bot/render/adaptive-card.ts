@@ -82,13 +82,16 @@ function executeAction(button: ButtonView): Record<string, unknown> {
  * One inbox item: its text, where its thread is, its code, and its own buttons in an ActionSet
  * (https://adaptivecards.io/explorer/ActionSet.html), the same `Action.Execute` data as its thread card's.
  */
+const ITEM_CODE_MAX = 500;
+
 function itemContainer(item: MessageView): Record<string, unknown> {
   const items: Record<string, unknown>[] = [richText([run(item.text)])];
   for (const line of item.lines ?? []) items.push(richText([run(line)], { spacing: "None" }));
   if (item.thread) items.push(richText([run(`In the approval channel: the thread of request ${item.thread.requestId}`, { isSubtle: true })], { spacing: "None" }));
   if (item.code !== undefined) {
-    const shown = presentCode(item.code, TEXT_MAX, (char) => (char === "{" ? 2 : char.length), item.fullText);
-    if (shown.notice) items.push(richText([run(shown.notice, { weight: "Bolder" })]));
+    // Shorter than a card's own code: twenty items must stay within Teams' message size (about 28 KB).
+    const shown = presentCode(item.code, ITEM_CODE_MAX, (char) => (char === "{" ? 2 : char.length), item.fullText);
+    if (shown.notice) items.push(richText([run(shown.notice, { weight: "Bolder" }), ...(shown.url ? [run(` ${shown.url}`)] : [])]));
     shown.parts.forEach((part, index) => {
       if (index > 0 && shown.gap) items.push(richText([run(shown.gap, { isSubtle: true })]));
       items.push(richText([code(part)]));
