@@ -1,8 +1,8 @@
 import { formatDuration } from "../config/duration.js";
-import { BrokerError, parseStartTime, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
+import { BrokerError, INBOX_LIMIT, parseStartTime, RequestNotPending, SshKeys, type Broker, type Person } from "../broker/index.js";
 import type { DeliverConnection } from "./actions.js";
 import type { ChatPlatform } from "./chat-port.js";
-import { formatTime, knownTimeZone, noticeView, type MessageView } from "./view-model.js";
+import { formatTime, inboxView, knownTimeZone, noticeView, type MessageView } from "./view-model.js";
 
 /**
  * The command words of DESIGN.md's table, platform-neutral: Slack's `/access …` and the words sent
@@ -28,6 +28,7 @@ export type ParsedCommand =
   | { word: "whocan"; target?: string | undefined }
   | { word: "key"; action?: string | undefined; argument: string }
   | { word: "whoami" }
+  | { word: "pending" }
   | { word: "help" }
   | { word: "unknown"; text: string };
 
@@ -54,6 +55,8 @@ export function parseCommand(text: string): ParsedCommand {
       return { word: "key", action: a?.toLowerCase(), argument: [b, ...rest].filter((w) => w !== undefined).join(" ") };
     case "whoami":
       return { word: "whoami" };
+    case "pending":
+      return { word: "pending" };
     default:
       return { word: "unknown", text: first ?? "" };
   }
@@ -89,6 +92,7 @@ export function helpView(command: string): MessageView {
     `${command} revoke <grant-id>   end a grant now`,
     `${command} targets   what I may request`,
     `${command} whocan <target>   who would approve, and with what quorum`,
+    `${command} pending   what waits for my decision (requests, extensions, held statements, break-glass reviews), oldest first, with their buttons`,
     `${command} key add <public key>   register an SSH public key to log in to SSH targets with (instead of the password)`,
     `${command} key list   my registered SSH keys`,
     `${command} key remove <key-id or fingerprint>   unregister an SSH key`,
@@ -229,6 +233,11 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
         `${policy.name} needs ${policy.approvals === 1 ? "1 approval" : `${policy.approvals} distinct approvals`} from:`,
         approvers.map((a) => (a.name && a.name !== a.entry ? `${a.name} (${a.entry})` : a.entry)),
       );
+    }
+    case "pending": {
+      // What waits for this approver, with where each item's message is on the platform they asked on.
+      const inbox = await broker.inbox(person, { platform: context.origin, limit: INBOX_LIMIT });
+      return inboxView(inbox, now, knownTimeZone(context.timeZone));
     }
     case "whoami": {
       const identities = await broker.identitiesOf(person);

@@ -1,5 +1,6 @@
 import { formatDuration } from "../config/duration.js";
 import { SHELL_CHECKS, type SessionSummary } from "../broker/index.js";
+import type { Inbox, InboxItem } from "../broker/index.js";
 import type { GrantStateRecord, HeldStateRecord, RequestStateRecord } from "../broker/thread-state.js";
 
 /**
@@ -50,6 +51,20 @@ export interface MessageView {
   mention?: { user: string; name: string };
   /** A loud message (break-glass): renderers notify the whole channel (Slack `<!here>`). */
   alert?: boolean;
+  /**
+   * Entries listed under the message, each with its own buttons (the approver's inbox): renderers
+   * show them compactly, after the lines, in order.
+   */
+  items?: MessageView[];
+  /** Where the thread of this entry is (an inbox item): renderers point or link to it. */
+  thread?: ThreadPointer;
+}
+
+/** An inbox item's message in chat: the request whose thread it is, and its message where known. */
+export interface ThreadPointer {
+  requestId: string;
+  channel?: string;
+  messageId?: string;
 }
 
 /** Where the whole of a view's `code` can be read. */
@@ -411,6 +426,73 @@ export function shellStartedReply(input: { personName: string; target: string; t
     text: `🐚 ${input.personName} started an interactive shell on ${input.target}: ${SHELL_CHECKS}. jitgate records every keystroke and checks each typed line, but a shell can run what no line shows.`,
     code: input.text,
   };
+}
+
+// ------------------------------------------------------------------ the approver's inbox
+
+/**
+ * One entry of the inbox: what waits, since when, and the very buttons its thread message carries
+ * (same actions, same values), so a click here does what it does there.
+ */
+export function inboxItemView(item: InboxItem, now: Date = new Date(), timeZone = "UTC"): MessageView {
+  const since = `waiting since ${formatTime(item.createdAt, now, timeZone)}`;
+  const thread: ThreadPointer = {
+    requestId: item.threadRequestId,
+    ...(item.thread ? { channel: item.thread.channel, messageId: item.thread.messageId } : {}),
+  };
+  switch (item.kind) {
+    case "request": {
+      const quorum = item.approvalsRequired > 1 ? `, ${item.approvals} of ${item.approvalsRequired} approvals` : "";
+      const text =
+        item.requestKind === "extension"
+          ? `⏩ Extension request ${item.id}: ${item.requesterName} asks for ${formatDuration(item.durationMs)} more on ${item.target}${item.grantId ? ` (grant ${item.grantId})` : ""} — ${item.reason} (${since}${quorum})`
+          : `⏳ Access request ${item.id}: ${item.requesterName} → ${item.target} for ${formatDuration(item.durationMs)}${item.startsAt ? ` from ${formatTime(item.startsAt, now, timeZone)}` : ""}${item.once ? ", ending with its first session" : ""} — ${item.reason} (${since}${quorum})`;
+      return {
+        text,
+        thread,
+        buttons: [
+          { action: "approve", label: "Approve", value: item.id, style: "primary" },
+          { action: "deny", label: "Deny", value: item.id, style: "danger" },
+        ],
+      };
+    }
+    case "held": {
+      const quorum = item.approvalsRequired > 1 ? `, ${item.approvals} of ${item.approvalsRequired} approvals` : "";
+      return {
+        text: `⏸ Held ${item.id} on ${item.target}: ${item.personName} wants to run (rule ${item.rule}); decide before ${formatTime(item.timeoutAt, now, timeZone)} (${since}${quorum})`,
+        code: item.text,
+        fullText: { url: item.fullTextUrl, reference: `held ${item.id}` },
+        thread,
+        buttons: [
+          { action: "approve-statement", label: "Approve", value: item.id, style: "primary" },
+          { action: "deny-statement", label: "Deny", value: item.id, style: "danger" },
+        ],
+      };
+    }
+    case "break-glass":
+      return {
+        text: `🚨 Break-glass ${item.id} to review: ${item.requesterName} took ${item.target} without approval — ${item.reason} (grant ${item.grantId}; ${since})`,
+        thread,
+        // As on the Review card: one review per request, its buttons carry the request id.
+        buttons: [
+          { action: "acknowledge-break-glass", label: "Acknowledge", value: item.requestId, style: "primary" },
+          { action: "flag-break-glass", label: "Flag as misuse", value: item.requestId, style: "danger" },
+        ],
+      };
+  }
+}
+
+/** `pending`: the approver's inbox, oldest first, capped (saying how many more wait). */
+export function inboxView(inbox: Inbox, now: Date = new Date(), timeZone = "UTC"): MessageView {
+  if (inbox.items.length === 0) {
+    return noticeView("Nothing waits for you: no requests, extensions, held statements or break-glass reviews for you to decide.");
+  }
+  const more = inbox.total - inbox.items.length;
+  const text =
+    more > 0
+      ? `${plural(inbox.total, "item")} wait for you; the oldest ${inbox.items.length} first (${more} more not shown: decide these, or find them in the approval channel):`
+      : `${plural(inbox.total, "item")} ${inbox.total === 1 ? "waits" : "wait"} for you, oldest first:`;
+  return { text, items: inbox.items.map((item) => inboxItemView(item, now, timeZone)) };
 }
 
 /** A short reply to the person who acted (an ephemeral message). */

@@ -10,6 +10,7 @@ import type { TypedEvents } from "./events.js";
 import { BreakGlassService, type BreakGlassReview } from "./break-glass.js";
 import type { BreakGlassSnapshot } from "./events.js";
 import { GrantsService } from "./grants.js";
+import { InboxService, type Inbox } from "./inbox.js";
 import { PeopleService, type SlackUserGroup } from "./people.js";
 import { isApprover, isAuditor, type Identity, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
@@ -34,6 +35,8 @@ import type {
 
 export type { BrokerConfig, BrokerOptions } from "./context.js";
 export type { BreakGlassReview } from "./break-glass.js";
+export type { Inbox, InboxItem, InboxThreadRef } from "./inbox.js";
+export { INBOX_LIMIT } from "./inbox.js";
 export { nextReviewReminder, REVIEW_REMINDER_EVERY_MS } from "./break-glass.js";
 export * from "./types.js";
 
@@ -51,6 +54,8 @@ export class Broker {
   /** What a request's chat thread shows (read model). */
   readonly threads: ThreadStates;
   readonly breakGlassReviews: BreakGlassService;
+  /** What waits for one approver (read model). */
+  readonly inboxes: InboxService;
 
   constructor(options: BrokerOptions) {
     this.context = new BrokerContext(options);
@@ -60,6 +65,7 @@ export class Broker {
     this.requests = new RequestsService(this.context, this.people, this.stepUp, this.grants);
     this.breakGlassReviews = new BreakGlassService(this.context, this.people, this.grants, this.stepUp);
     this.threads = new ThreadStates(this.context, this.people, this.requests, this.grants);
+    this.inboxes = new InboxService(this.context, this.people);
   }
 
   get events(): TypedEvents {
@@ -292,6 +298,14 @@ export class Broker {
   async list(person: Person): Promise<{ requests: AccessRequest[]; grants: Grant[]; scheduled: AccessRequest[] }> {
     const [requests, grants, scheduled] = await Promise.all([this.requests.pendingOf(person), this.grants.liveGrantsOf(person), this.requests.scheduled(person)]);
     return { requests, grants, scheduled };
+  }
+
+  /**
+   * `pending`: what waits for this person's decision, oldest first (requests, extensions, held
+   * statements, break-glass reviews), each with where its message is on `platform`.
+   */
+  inbox(person: Person, options: { platform?: string | undefined; limit?: number | undefined } = {}): Promise<Inbox> {
+    return this.inboxes.of(person, options);
   }
 
   // ---------------------------------------------------------------- step-up approval

@@ -7,7 +7,7 @@ import type { Redis } from "ioredis";
 import { parseDuration } from "../../config/duration.js";
 import type { Config } from "../../config/schema.js";
 import type { Database } from "../../db/client.js";
-import type { Broker, TypedEvents } from "../../broker/index.js";
+import { INBOX_LIMIT, type Broker, type TypedEvents } from "../../broker/index.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, sendHtml } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
@@ -21,9 +21,9 @@ import { connectionDelivery } from "../connection-delivery.js";
 import { adapterShutdown, InflightWork, PlatformDelivery, type ChatAdapter } from "../platform-delivery.js";
 import { MessageRefs } from "../request-state.js";
 import { chatJobTarget } from "../scheduled-messages.js";
-import { noticeView, type ActionKind, type MessageView } from "../view-model.js";
+import { inboxView, knownTimeZone, noticeView, type ActionKind, type MessageView } from "../view-model.js";
 import { ConsoleLive } from "./console-live.js";
-import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EVENTS_PATH } from "./console-page.js";
+import { ACTION_PATH, ASSETS_PREFIX, COMMAND_PATH, CONSOLE_PATH, consolePage, EVENTS_PATH, PENDING_PATH, pendingPage } from "./console-page.js";
 import { ConsolePort } from "./console-port.js";
 import { ConsoleStore } from "../../broker/console-messages.js";
 import { LOGIN_PATH } from "./demo-auth.js";
@@ -73,6 +73,9 @@ export interface ConsoleAdapter extends ChatAdapter {
   /** Reminders and the digest (to the console's channel); registered with the gateway's ChatJobTargets. */
   readonly jobTarget: ChatJobTarget;
 }
+
+/** A button's form field that says it was clicked in the inbox page (`pending`), to go back there. */
+const BACK_FIELD = "back";
 
 const ACTIONS = new Set<ActionKind>(["approve", "deny", "extend", "revoke", "approve-statement", "deny-statement", "acknowledge-break-glass", "flag-break-glass"]);
 
@@ -204,6 +207,28 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     );
   });
 
+  // ---------------------------------------------------------------- the approver's inbox
+
+  // The same inbox as `/access pending`; its buttons post to ACTION_PATH and come back here.
+  http.route("GET", PENDING_PATH, async (req, res) => {
+    const seen = await auth.viewerOf(req);
+    if (!seen) return auth.challenge(req, res, PENDING_PATH);
+    const viewer = await withConsoleIdentity(seen);
+    const token = csrfToken(csrfSecret(req, res, auth.cookies), viewerPurpose(viewer));
+    const [inbox, notes] = await Promise.all([broker.inbox(viewer.person, { platform: "console", limit: INBOX_LIMIT }), store.addressedTo(viewer.userId, "ephemeral", 1)]);
+    sendHtml(
+      res,
+      200,
+      pendingPage({
+        viewer,
+        inbox: inboxView(inbox, broker.clock.now(), knownTimeZone(config.defaults.timezone)),
+        notes,
+        hidden: { [CSRF_FIELD]: token, [BACK_FIELD]: "pending" },
+        switchHref: auth.kind === "demo" ? `${LOGIN_PATH}?returnTo=${encodeURIComponent(PENDING_PATH)}` : undefined,
+      }),
+    );
+  });
+
   // ---------------------------------------------------------------- the command box
 
   /**
@@ -234,8 +259,8 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
     }
   };
 
-  /** Answers a form post with a note in the viewer's notes and sends the browser back to the page. */
-  const reply = async (res: ServerResponse, viewer: ConsoleViewer, work: () => Promise<MessageView | undefined>) => {
+  /** Answers a form post with a note in the viewer's notes and sends the browser back to the page (or to the inbox it came from). */
+  const reply = async (res: ServerResponse, viewer: ConsoleViewer, work: () => Promise<MessageView | undefined>, back: string = CONSOLE_PATH) => {
     let unsent: { view: MessageView; errorId: string } | undefined;
     await inflight.track(async () => {
       const view = await work();
@@ -249,7 +274,7 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       }
     });
     if (unsent) return notDone(res, [unsent.view.text, ...(unsent.view.lines ?? [])], unsent.errorId);
-    redirect(res, CONSOLE_PATH);
+    redirect(res, back);
   };
 
   http.route("POST", COMMAND_PATH, async (req, res) => {
@@ -302,7 +327,8 @@ export async function startConsole(options: StartConsoleOptions): Promise<Consol
       const outcome = await actions.run(async () => viewer.person, chatAction);
       const note = outcome.ok ? outcome.notice : outcome.message;
       return note ? noticeView(note) : undefined;
-    });
+      // Only one place to come back to besides the console: never a path the form names.
+    }, form.get(BACK_FIELD) === "pending" ? PENDING_PATH : CONSOLE_PATH);
   });
 
   // ---------------------------------------------------------------- live updates

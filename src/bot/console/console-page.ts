@@ -1,6 +1,7 @@
 import type { ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, raw, type Html } from "../../infra/web/html.js";
 import { messageHtml, type HtmlFormOptions } from "../render/html.js";
+import type { MessageView } from "../view-model.js";
 import type { ConsoleMessage, ConsoleThread } from "./console-port.js";
 
 export const CONSOLE_PATH = "/console";
@@ -8,6 +9,12 @@ export const COMMAND_PATH = "/console/command";
 export const ACTION_PATH = "/console/action";
 export const EVENTS_PATH = "/console/events";
 export const ASSETS_PREFIX = "/console/assets/";
+/** The approver's inbox: what waits for the viewer's decision (`/access pending`), with its buttons. */
+export const PENDING_PATH = "/console/pending";
+
+/** The console's anchor of a thread message (its messages are `m-<id>` on the page). */
+export const consoleThreadHref = (thread: NonNullable<MessageView["thread"]>) =>
+  thread.messageId ? `${CONSOLE_PATH}#m-${encodeURIComponent(thread.messageId)}` : undefined;
 
 export interface ConsolePageInput {
   viewer: ConsoleViewer;
@@ -39,7 +46,7 @@ export function liveParts(input: ConsolePageInput): { notes: Html; dms: Html; ch
   const form: HtmlFormOptions = { action: ACTION_PATH, hidden: input.hidden };
   const notes = html`<div id="live-notes" class="live" aria-live="polite">
 ${input.notes.length > 0
-  ? html`<h2 class="small">Only visible to you</h2><ol class="notes">${input.notes.map((note, index) => html`<li>${messageHtml(note.view, { id: domId(note), at: note.createdAt, className: index === 0 ? "note latest" : "note" })}</li>`)}</ol>`
+  ? html`<h2 class="small">Only visible to you</h2><ol class="notes">${input.notes.map((note, index) => html`<li>${messageHtml(note.view, { id: domId(note), at: note.createdAt, className: index === 0 ? "note latest" : "note", ...(note.view.items ? { form, threadHref: consoleThreadHref } : {}) })}</li>`)}</ol>`
   : ""}
 </div><!-- /live-notes -->`;
   const dms = html`<div id="live-dms" class="live">
@@ -76,7 +83,7 @@ ${parts.notes}
 ${parts.dms}
 </section>
 <section class="pane channel-pane" aria-labelledby="channel-title">
-<h1 id="channel-title"># ${input.channel} <a class="reload" href="${CONSOLE_PATH}">Reload</a></h1>
+<h1 id="channel-title"># ${input.channel} <a class="reload" href="${CONSOLE_PATH}">Reload</a> <a class="reload" href="${PENDING_PATH}">Waiting for me</a></h1>
 ${parts.channel}
 </section>
 </div>`;
@@ -86,5 +93,37 @@ ${parts.channel}
     section: "console",
     viewer: { name: input.viewer.displayName, ...(input.switchHref ? { switchHref: input.switchHref } : {}) },
     head: raw(`<script src="${ASSETS_PREFIX}console.js" defer></script>`),
+  });
+}
+
+export interface PendingPageInput {
+  viewer: ConsoleViewer;
+  /** The inbox (`inboxView`). */
+  inbox: MessageView;
+  /** The viewer's latest note: what their last click did. */
+  notes: ConsoleMessage[];
+  /** Hidden fields of every form (the CSRF token, and where to come back to). */
+  hidden: Record<string, string>;
+  switchHref?: string | undefined;
+}
+
+/**
+ * The approver's inbox as a page: the same view `/access pending` answers with, its buttons posting
+ * to the console's action path like every other button (CSRF-checked), and back here afterwards.
+ */
+export function pendingPage(input: PendingPageInput): Html {
+  const form: HtmlFormOptions = { action: ACTION_PATH, hidden: input.hidden };
+  const body = html`<div class="console pending">
+<section class="pane" aria-labelledby="pending-title">
+<h1 id="pending-title">Waiting for ${input.viewer.displayName} <a class="reload" href="${PENDING_PATH}">Reload</a> <a class="reload" href="${CONSOLE_PATH}">Console</a></h1>
+${input.notes.map((note) => messageHtml(note.view, { id: domId(note), at: note.createdAt, className: "note latest" }))}
+<div id="inbox">${messageHtml(input.inbox, { id: "inbox-list", form, threadHref: consoleThreadHref })}</div><!-- /inbox -->
+</section>
+</div>`;
+  return page({
+    title: `Waiting for ${input.viewer.displayName}`,
+    body,
+    section: "console",
+    viewer: { name: input.viewer.displayName, ...(input.switchHref ? { switchHref: input.switchHref } : {}) },
   });
 }

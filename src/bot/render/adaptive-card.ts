@@ -78,6 +78,29 @@ function executeAction(button: ButtonView): Record<string, unknown> {
   };
 }
 
+/**
+ * One inbox item: its text, where its thread is, its code, and its own buttons in an ActionSet
+ * (https://adaptivecards.io/explorer/ActionSet.html), the same `Action.Execute` data as its thread card's.
+ */
+const ITEM_CODE_MAX = 500;
+
+function itemContainer(item: MessageView): Record<string, unknown> {
+  const items: Record<string, unknown>[] = [richText([run(item.text)])];
+  for (const line of item.lines ?? []) items.push(richText([run(line)], { spacing: "None" }));
+  if (item.thread) items.push(richText([run(`In the approval channel: the thread of request ${item.thread.requestId}`, { isSubtle: true })], { spacing: "None" }));
+  if (item.code !== undefined) {
+    // Shorter than a card's own code: twenty items must stay within Teams' message size (about 28 KB).
+    const shown = presentCode(item.code, ITEM_CODE_MAX, (char) => (char === "{" ? 2 : char.length), item.fullText);
+    if (shown.notice) items.push(richText([run(shown.notice, { weight: "Bolder" }), ...(shown.url ? [run(` ${shown.url}`)] : [])]));
+    shown.parts.forEach((part, index) => {
+      if (index > 0 && shown.gap) items.push(richText([run(shown.gap, { isSubtle: true })]));
+      items.push(richText([code(part)]));
+    });
+  }
+  if (item.buttons && item.buttons.length > 0) items.push({ type: "ActionSet", actions: item.buttons.map(executeAction) });
+  return { type: "Container", separator: true, spacing: "Medium", items };
+}
+
 export interface AdaptiveCardOptions {
   /**
    * Teams user ids (`29:…`) whose clients refresh the card when they see it, so each gets their own
@@ -113,6 +136,7 @@ export function toAdaptiveCard(view: MessageView, options: AdaptiveCardOptions =
     if (shown.url) openFullText.push({ type: "Action.OpenUrl", title: "Read the full text", url: shown.url });
   }
   if (view.status) body.push(richText([run(view.status.text, { color: TONE_COLOR[view.status.tone], weight: "Bolder" })], { id: "status" }));
+  for (const item of view.items ?? []) body.push(itemContainer(item));
   body.push(...(options.extraBody ?? []));
 
   const buttons = view.buttons ?? [];

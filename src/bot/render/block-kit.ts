@@ -65,6 +65,41 @@ function codeBlocks(view: MessageView): Record<string, unknown>[] {
   return blocks;
 }
 
+// https://docs.slack.dev/reference/block-kit/blocks: at most 50 blocks in a message.
+const BLOCKS_MAX = 50;
+
+/** Where an inbox item's thread is: its request, and the channel (as Slack's own channel link) when known. */
+function threadPointer(view: MessageView): string {
+  if (!view.thread) return "";
+  // https://docs.slack.dev/messaging/formatting-message-text#linking-channels; only an id Slack could have made.
+  const channel = view.thread.channel && /^[CG][A-Z0-9]+$/.test(view.thread.channel) ? ` in <#${view.thread.channel}>` : "";
+  return `\n↳ thread of request ${escapeMrkdwn(view.thread.requestId)}${channel}`;
+}
+
+/** One inbox item: its text and thread, its code, and its own buttons (an actions block with a block id of its own). */
+function itemBlocks(item: MessageView, index: number): Record<string, unknown>[] {
+  const text = [escapeMrkdwn(item.text), ...(item.lines ?? []).map(escapeMrkdwn)].join("\n");
+  // Two blocks an item (three with code), so that 20 fit in Slack's 50: no divider.
+  const blocks: Record<string, unknown>[] = [{ type: "section", block_id: `jitgate_item_${index}`, text: { type: "mrkdwn", text: cut(text, SECTION_MAX - 200) + threadPointer(item) } }];
+  if (item.code !== undefined) blocks.push(...codeBlocks(item));
+  if (item.buttons && item.buttons.length > 0) blocks.push(actionsBlock(item, `jitgate_actions_${index}`));
+  return blocks;
+}
+
+function actionsBlock(view: MessageView, blockId: string): Record<string, unknown> {
+  return {
+    type: "actions",
+    block_id: blockId,
+    elements: (view.buttons ?? []).map((b) => ({
+      type: "button",
+      action_id: SLACK_ACTION_IDS[b.action],
+      text: { type: "plain_text", text: b.label, emoji: true },
+      value: b.value,
+      ...(b.style ? { style: b.style } : {}),
+    })),
+  };
+}
+
 export interface SlackMessage {
   text: string;
   blocks: Record<string, unknown>[];
@@ -91,18 +126,17 @@ export function toBlockKit(view: MessageView): SlackMessage {
   for (const line of view.lines ?? []) blocks.push({ type: "section", text: mrkdwn(cut(escapeMrkdwn(line), SECTION_MAX)) });
   if (view.code !== undefined) blocks.push(...codeBlocks(view));
   if (view.status) blocks.push({ type: "context", elements: [mrkdwn(cut(escapeMrkdwn(view.status.text), SECTION_MAX))] });
-  if (view.buttons && view.buttons.length > 0) {
-    blocks.push({
-      type: "actions",
-      block_id: "jitgate_actions",
-      elements: view.buttons.map((b) => ({
-        type: "button",
-        action_id: SLACK_ACTION_IDS[b.action],
-        text: { type: "plain_text", text: b.label, emoji: true },
-        value: b.value,
-        ...(b.style ? { style: b.style } : {}),
-      })),
-    });
+  if (view.buttons && view.buttons.length > 0) blocks.push(actionsBlock(view, "jitgate_actions"));
+  const items = view.items ?? [];
+  for (const [index, item] of items.entries()) {
+    const next = itemBlocks(item, index);
+    // Within Slack's block limit, with room for the note that says what did not fit.
+    if (blocks.length + next.length > BLOCKS_MAX - 1) {
+      const left = items.length - index;
+      blocks.push({ type: "context", elements: [mrkdwn(`${left} more not shown here: decide these first, or find them in the approval channel.`)] });
+      break;
+    }
+    blocks.push(...next);
   }
   // `text` is shown in notifications and where blocks cannot be; it is not mrkdwn-parsed by us.
   return { text: cut(mention + escapeMrkdwn(view.text), 4000), blocks };

@@ -26,6 +26,8 @@ export interface HtmlMessageOptions {
   at?: Date | undefined;
   /** Extra class names (`reply`, `dm`, `note`). */
   className?: string | undefined;
+  /** Where an inbox item's thread message is on this page, when it is on one (a local link). */
+  threadHref?: ((thread: NonNullable<MessageView["thread"]>) => string | undefined) | undefined;
 }
 
 const BUTTON_LABEL_HINT: Partial<Record<ButtonView["action"], string>> = {
@@ -95,8 +97,18 @@ ${view.status ? html`<p class="status">${view.status.text}</p>` : ""}
 ${view.fields && view.fields.length > 0 ? html`<dl class="fields">${view.fields.map((f) => html`<div><dt>${f.label}</dt><dd>${f.value}</dd></div>`)}</dl>` : ""}
 ${(view.lines ?? []).map((line) => html`<p class="line">${linkified(line)}</p>`)}
 ${view.code !== undefined ? codeHtml(view.code) : ""}
+${threadHtml(view, options)}
 ${buttons.length > 0 && form ? html`<div class="actions">${buttons.map((b) => buttonForm(b, form, options.id, titleId))}</div>` : ""}
+${view.items && view.items.length > 0 ? html`<ol class="items">${view.items.map((item, index) => html`<li>${messageHtml(item, { id: `${options.id}-i${index}`, form, threadHref: options.threadHref, className: "item" })}</li>`)}</ol>` : ""}
 </article>`;
+}
+
+/** An inbox item's pointer to its thread: a link when the thread is on this page's site, else its request id. */
+function threadHtml(view: MessageView, options: HtmlMessageOptions): Html | string {
+  if (!view.thread) return "";
+  const href = options.threadHref?.(view.thread);
+  const label = `thread of request ${view.thread.requestId}`;
+  return html`<p class="line thread">↳ ${href ? html`<a href="${href}">${label}</a>` : label}</p>`;
 }
 
 /** A view as one line of text, where there is no room for more (a page title, a notification). */
