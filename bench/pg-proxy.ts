@@ -3,6 +3,8 @@
  *   direct      → PostgreSQL
  *   pipe        → a bare Node.js socket pipe (a.pipe(b); b.pipe(a)): the floor any Node proxy pays here
  *   jitgate     → the PostgreSQL proxy with auditing, rules and masking on
+ *   jitgate-relay → the same gateway with statement recording stubbed out at the StatementLog, in
+ *                 this benchmark only ("relay only, recording off"): the relay's own cost
  *   pgbouncer   → pgbouncer in session pooling (Debian package), when installed
  * Workloads: select-only in simple and extended protocol, and the default TPC-B-like script.
  * Prints TPS, mean latency and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
@@ -16,6 +18,7 @@ import { promisify } from "node:util";
 import { parseConfig } from "../src/config/load.js";
 import { createLogger } from "../src/infra/logger.js";
 import { startGateway } from "../src/main.js";
+import { StatementLog } from "../src/broker/statement-log.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "../test/support/databases.js";
 
 const run = promisify(execFile);
@@ -28,13 +31,30 @@ const ROUNDS = arg("rounds", 2);
 const CLIENTS = arg("clients", 8);
 const SCALE = arg("scale", 5);
 
+/**
+ * "Relay only, recording off": while the path `jitgate-relay` runs, StatementLog's record and
+ * complete are stubbed (in this benchmark process only, never in the product), so the figure is
+ * the relay's own cost without the statement timeline's write.
+ */
+let recordingOff = false;
+const realRecord = StatementLog.prototype.record;
+const realComplete = StatementLog.prototype.complete;
+StatementLog.prototype.record = function (this: StatementLog, ...args: Parameters<StatementLog["record"]>) {
+  return recordingOff ? Promise.resolve() : realRecord.apply(this, args);
+};
+StatementLog.prototype.complete = function (this: StatementLog, ...args: Parameters<StatementLog["complete"]>) {
+  if (!recordingOff) realComplete.apply(this, args);
+};
+
 interface Result {
   tps: number;
   latencyMs: number;
 }
 
 async function pgbench(uri: string, args: string[]): Promise<Result> {
-  const { stdout } = await run("pgbench", ["-n", "-c", String(CLIENTS), "-j", "2", "-T", String(SECONDS), ...args, uri], {
+  // A workload may set its own client count (`-c 1` for latency); otherwise --clients.
+  const clients = args.includes("-c") ? [] : ["-c", String(CLIENTS), "-j", "2"];
+  const { stdout } = await run("pgbench", ["-n", ...clients, "-T", String(SECONDS), ...args, uri], {
     timeout: (SECONDS + 60) * 1000,
     maxBuffer: 16 * 1024 * 1024,
   });
@@ -130,6 +150,7 @@ targets:
     pipe: `postgres://postgres@127.0.0.1:${(pipe.address() as AddressInfo).port}/${upstream.name}`,
     jitgate: connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`),
   };
+  paths["jitgate-relay"] = paths.jitgate!;
   if (bouncer) paths.pgbouncer = `postgres://postgres@127.0.0.1:${bouncer.port}/${upstream.name}`;
   const only = process.argv.indexOf("--only");
   if (only > 0) for (const key of Object.keys(paths)) if (key !== process.argv[only + 1]) delete paths[key];
@@ -137,16 +158,20 @@ targets:
     "select-only simple": ["-S", "-M", "simple"],
     "select-only extended": ["-S", "-M", "extended"],
     "tpc-b simple": ["-M", "simple"],
+    "select-only 1 client": ["-S", "-M", "simple", "-c", "1", "-j", "1"],
   };
+  const pick = process.argv.indexOf("--workload");
+  if (pick > 0) for (const key of Object.keys(workloads)) if (!key.includes(process.argv[pick + 1]!)) delete workloads[key];
 
   const results: Record<string, Record<string, Result[]>> = {};
   try {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [workload, args] of Object.entries(workloads)) {
         for (const [path, uri] of Object.entries(paths)) {
-          const result = await pgbench(uri, args);
+          recordingOff = path === "jitgate-relay";
+          const result = await pgbench(uri, args).finally(() => (recordingOff = false));
           ((results[workload] ??= {})[path] ??= []).push(result);
-          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(10)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
+          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(13)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
         }
       }
     }
@@ -161,15 +186,15 @@ targets:
 
   const mean = (values: Result[], key: keyof Result) => values.reduce((sum, r) => sum + r[key], 0) / values.length;
   console.log(`\npgbench, ${CLIENTS} clients, ${SECONDS}s × ${ROUNDS} interleaved rounds, scale ${SCALE}, ${new Date().toISOString()}`);
-  console.log("workload               path        TPS   latency ms");
+  console.log("workload               path           TPS   latency ms");
   for (const [workload, byPath] of Object.entries(results)) {
     for (const [path, values] of Object.entries(byPath)) {
-      console.log(`${workload.padEnd(22)} ${path.padEnd(10)} ${mean(values, "tps").toFixed(0).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
+      console.log(`${workload.padEnd(22)} ${path.padEnd(13)} ${mean(values, "tps").toFixed(0).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
     }
     const tps = (path: string) => (byPath[path] ? mean(byPath[path]!, "tps") : NaN);
     const ratio = (a: string, b: string) => (tps(a) / tps(b)).toFixed(2);
     console.log(
-      `  ratios: jitgate/pipe ${ratio("jitgate", "pipe")}  jitgate/direct ${ratio("jitgate", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
+      `  ratios: jitgate/pipe ${ratio("jitgate", "pipe")}  jitgate-relay/pipe (relay only, recording off) ${ratio("jitgate-relay", "pipe")}  jitgate/direct ${ratio("jitgate", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
         (byPath.pgbouncer ? `  pgbouncer/direct ${ratio("pgbouncer", "direct")}  pipe/pgbouncer ${ratio("pipe", "pgbouncer")}  jitgate/pgbouncer ${ratio("jitgate", "pgbouncer")}` : "  (pgbouncer not installed)"),
     );
   }
