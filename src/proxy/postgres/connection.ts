@@ -76,6 +76,8 @@ export interface SessionMasking {
   serverText(type: number, frame: Buffer, statement: string | undefined): Buffer;
   /** Refuses what cannot be masked (COPY out of masked columns); resolves with the statements to decide on. */
   vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]>;
+  /** `vet` without waiting: the same answer when it needs no look-up, else undefined. */
+  vetSync?(statements: ClassifiedStatement[]): ClassifiedStatement[] | undefined;
 }
 
 /** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
@@ -156,6 +158,10 @@ const SERVER_TEXT_TYPES: ReadonlySet<number> = new Set([
 ]);
 
 const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
+
+const COPY_DATA = 0x64; // d, from the client
+
+const allAllowed = (statements: readonly ClassifiedStatement[]) => statements.every((s) => s.verdict === "allow");
 
 // ReadyForQuery's transaction status byte.
 const TRANSACTION_IDLE = 0x49; // I
@@ -268,44 +274,91 @@ export class PgProxyConnection {
       return;
     }
     if (frames.length === 0) return;
-    // Back-pressure: while earlier messages wait (a held statement), stop reading more. Pausing
-    // costs system calls, so it is only done once a few batches are queued.
-    this.#queued += 1;
-    if (this.#queued > 4) this.#client.pause();
-    this.#work = this.#work
-      .then(() => this.#handleFrames(frames))
-      .catch((error: unknown) => {
-        if (error instanceof ProtocolViolation) this.#fatal({ severity: "FATAL", code: "08P01", message: error.message });
-        else if (error instanceof ProxyRefusal) this.#fatal({ severity: "FATAL", code: error.sqlState, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
-        else {
-          this.options.onError?.(error);
-          this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not handle this message; the session is closed" });
+    if (this.#queued === 0 && this.#state === "ready" && !this.#ending) {
+      // The hot path: nothing waits, so the messages are decided on the spot, their statements
+      // recorded in one call and everything written upstream in one write once that call is done.
+      for (let i = 0; i < frames.length; i++) {
+        let pending: void | Promise<void>;
+        try {
+          pending = this.#relayFrame(frames[i]!);
+        } catch (error) {
+          this.#failed(error);
+          return;
         }
-      })
-      .finally(() => {
-        this.#queued -= 1;
-        if (this.#queued <= 4 && this.#state !== "closed" && this.#client.isPaused()) this.#client.resume();
-      });
+        if (pending) {
+          // A message that needs more (a hold, a block, a catalog look-up): the rest waits behind it.
+          this.#settle(pending.then(() => this.#handleFrames(frames, i + 1)));
+          return;
+        }
+        if (this.#isClosed() || this.#ending) return;
+      }
+      if (this.#unrecorded.length === 0) this.#writeUpstream();
+      else this.#settle(this.#flushUpstream());
+      return;
+    }
+    this.#settle(this.#work.then(() => this.#handleFrames(frames, 0)));
   }
 
-  async #handleFrames(frames: Buffer[]): Promise<void> {
-    for (let i = 0; i < frames.length; i++) {
+  /**
+   * Queues work behind what is queued (messages are handled strictly in order). Back-pressure:
+   * while earlier messages wait (a held statement), stop reading more. Pausing costs system
+   * calls, so it is only done once a few batches are queued.
+   */
+  #settle(work: Promise<void>): void {
+    this.#queued += 1;
+    if (this.#queued > 4) this.#client.pause();
+    this.#work = work.then(
+      () => this.#settled(),
+      (error: unknown) => {
+        this.#failed(error);
+        this.#settled();
+      },
+    );
+  }
+
+  #settled(): void {
+    this.#queued -= 1;
+    if (this.#queued <= 4 && this.#state !== "closed" && this.#client.isPaused()) this.#client.resume();
+  }
+
+  #failed(error: unknown): void {
+    if (error instanceof ProtocolViolation) this.#fatal({ severity: "FATAL", code: "08P01", message: error.message });
+    else if (error instanceof ProxyRefusal) this.#fatal({ severity: "FATAL", code: error.sqlState, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    else {
+      this.options.onError?.(error);
+      this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not handle this message; the session is closed" });
+    }
+  }
+
+  async #handleFrames(frames: Buffer[], start: number): Promise<void> {
+    for (let i = start; i < frames.length; i++) {
       if (this.#state === "closed" || this.#ending) return;
       const frame = frames[i]!;
       if (this.#state === "startup") {
         await this.#handleStartup(frame);
         // Bytes that followed the startup packet belong to the next phase.
         const more = this.#reader.drain();
-        if (more.length > 0) await this.#handleFrames(more);
+        if (more.length > 0) await this.#handleFrames(more, 0);
       } else if (this.#state === "auth") {
         await this.#handleAuth(decodeFrontend(frame[0]!, frame));
       } else if (this.#state === "ready") {
-        await this.#handleMessage(decodeFrontend(frame[0]!, frame));
+        const pending = this.#relayFrame(frame);
+        if (pending) await pending;
       } else {
         throw new ProtocolViolation("message before the session was ready");
       }
     }
-    this.#flushUpstream();
+    await this.#flushUpstream();
+  }
+
+  /** One client message in the ready state; a promise only when deciding it needs to wait. */
+  #relayFrame(frame: Buffer): void | Promise<void> {
+    // COPY data is only framed, never decoded: it goes upstream as it came.
+    if (frame[0] === COPY_DATA && !this.#skipUntilSync) {
+      this.#send(frame);
+      return;
+    }
+    return this.#handleMessage(decodeFrontend(frame[0]!, frame));
   }
 
   // ------------------------------------------------------------------ start-up and authentication
@@ -459,11 +512,28 @@ export class PgProxyConnection {
   #outgoing: Buffer[] = [];
   #refusedSeq: number | undefined;
 
+  /**
+   * Statements handled since the last flush. Their records go in one call, and nothing queued for
+   * upstream is written before that call is done (a rejection refuses them all: fail closed).
+   */
+  #unrecorded: StatementStart[] = [];
+
   #send(buffer: Buffer): void {
     this.#outgoing.push(buffer);
   }
 
-  #flushUpstream(): void {
+  /** Records the unrecorded statements, then writes what is queued upstream. */
+  async #flushUpstream(): Promise<void> {
+    if (this.#unrecorded.length > 0) {
+      const starts = this.#unrecorded;
+      this.#unrecorded = [];
+      await this.#record(starts);
+    }
+    this.#writeUpstream();
+  }
+
+  /** Only after the records of everything queued are accepted (see `#unrecorded`). */
+  #writeUpstream(): void {
     if (this.#ending) this.#outgoing = [];
     if (this.#outgoing.length === 0 || !this.#upstream) return;
     const out = this.#outgoing.length === 1 ? this.#outgoing[0]! : Buffer.concat(this.#outgoing);
@@ -479,7 +549,7 @@ export class PgProxyConnection {
     this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0, texts, ours });
   }
 
-  async #handleMessage(message: FrontendMessage): Promise<void> {
+  #handleMessage(message: FrontendMessage): void | Promise<void> {
     const session = this.#session!;
     if (this.#skipUntilSync) {
       if (message.type !== "sync") return;
@@ -504,43 +574,18 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        let classified = this.#classify(message);
-        if (classified.some((s) => s.functionsToInspect !== undefined)) {
-          classified = await Promise.all(classified.map((s, i) => (s.functionsToInspect ? session.inspectAttached(s, this.#notOnItsOwn("simple", i)) : s)));
-          if (this.#state === "closed") return;
-        }
-        // Only a masked target vets (an await per message would cost every other target).
-        const statements = session.masking ? await session.masking.vet(classified) : classified;
-        const refusal = await this.#decide(statements);
-        if (this.#state === "closed") return;
-        const starts = statements.map((statement) => this.#start("simple", statement, null));
-        await this.#record(starts);
-        this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
-        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
-        // Its ReadyForQuery also answers extended-protocol messages sent before it.
-        this.#unsynced = this.#unsyncedExecute = false;
-        this.#batchParses = this.#batchBinds = 0;
+        const classified = this.#classify(message);
+        // Decided on the spot when every statement is allowed and needs no look-up.
+        const statements = classified.some((s) => s.functionsToInspect !== undefined) ? undefined : this.#vetted(classified);
+        if (statements === undefined || !allAllowed(statements)) return this.#queryDeciding(message.raw, classified);
+        this.#forwardQuery(message.raw, statements, undefined);
         return;
       }
       case "parse": {
         const classified = this.#classify(message);
-        // Only a masked target vets (an await per message would cost every other target).
-        const statements = session.masking ? await session.masking.vet(classified) : classified;
-        const refusal = await this.#decide(statements);
-        if (this.#state === "closed") return;
-        if (refusal !== undefined) {
-          const start = this.#start("extended", statements.find((s) => s.verdict !== "allow") ?? statements[0]!, null);
-          await this.#record([start]);
-          this.#refusedSeq = start.seq;
-          this.#skipUntilSync = true;
-          this.#refusalAtSync = refusal;
-          return;
-        }
-        const [first] = statements;
-        this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
-        this.#unsynced = true;
-        this.#batchParses += 1;
-        this.#send(message.raw);
+        const statements = this.#vetted(classified);
+        if (statements === undefined || !allAllowed(statements)) return this.#parseDeciding(message, classified);
+        this.#forwardParse(message, statements);
         return;
       }
       case "bind": {
@@ -555,35 +600,9 @@ export class PgProxyConnection {
       }
       case "execute": {
         const portal = this.#portals.get(message.portal);
-        let statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
-        if (statement.functionsToInspect) {
-          // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
-          const inspected = await session.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
-          const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
-          const refusal = changed ? await this.#decide([inspected]) : undefined;
-          if (this.#state === "closed") return;
-          statement = inspected;
-          if (refusal !== undefined) {
-            const start = this.#start("extended", statement, portal?.params ?? null);
-            await this.#record([start]);
-            this.#refusedSeq = start.seq;
-            this.#skipUntilSync = true;
-            this.#refusalAtSync = refusal;
-            return;
-          }
-        }
-        this.#unsynced = true;
-        this.#unsyncedExecute = true;
-        const start = this.#start("extended", statement, portal?.params ?? null);
-        await this.#record([start]);
-        if (session.masking) {
-          // The result's row shape, whether or not the client asked for it: without a
-          // RowDescription the proxy would not know which values to mask. Its answer is ours.
-          this.#send(serialize.describe({ type: "P", name: message.portal }));
-          this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
-        }
-        this.#send(message.raw);
-        this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
+        const statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
+        if (statement.functionsToInspect) return this.#executeInspecting(message, portal, statement);
+        this.#forwardExecute(message, portal, statement);
         return;
       }
       case "describe":
@@ -605,9 +624,7 @@ export class PgProxyConnection {
         return;
       case "terminate":
         this.#send(message.raw);
-        this.#flushUpstream();
-        this.#end("client");
-        return;
+        return this.#flushUpstream().then(() => this.#end("client"));
       case "function-call":
         // The fast-path function call protocol runs functions by OID, past any statement rule.
         this.#send(serialize.query(refusalSql("42501", "jitgate: the function call protocol is not allowed")));
@@ -618,6 +635,106 @@ export class PgProxyConnection {
       default:
         this.#send(message.raw);
     }
+  }
+
+  /** The statements after a masked target's vetting, or undefined when vetting needs a look-up. */
+  #vetted(classified: ClassifiedStatement[]): ClassifiedStatement[] | undefined {
+    const masking = this.#session!.masking;
+    if (!masking) return classified;
+    return masking.vetSync ? masking.vetSync(classified) : undefined;
+  }
+
+  async #queryDeciding(raw: Buffer, classified: ClassifiedStatement[]): Promise<void> {
+    const session = this.#session!;
+    if (classified.some((s) => s.functionsToInspect !== undefined)) {
+      classified = await Promise.all(classified.map((s, i) => (s.functionsToInspect ? session.inspectAttached(s, this.#notOnItsOwn("simple", i)) : s)));
+      if (this.#state === "closed") return;
+    }
+    const statements = session.masking ? await session.masking.vet(classified) : classified;
+    const refusal = await this.#decide(statements);
+    if (this.#state === "closed") return;
+    this.#forwardQuery(raw, statements, refusal);
+  }
+
+  /** Queues a Query (or the refusal that runs instead) behind the records of its statements. */
+  #forwardQuery(raw: Buffer, statements: ClassifiedStatement[], refusal: string | undefined): void {
+    const seqs: number[] = [];
+    const texts: string[] = [];
+    for (const statement of statements) {
+      const start = this.#start("simple", statement, null);
+      this.#unrecorded.push(start);
+      seqs.push(start.seq);
+      texts.push(statement.text);
+    }
+    this.#send(refusal === undefined ? raw : serialize.query(refusal));
+    this.#track("query", seqs, ++this.#syncCount, texts, refusal !== undefined);
+    // Its ReadyForQuery also answers extended-protocol messages sent before it.
+    this.#unsynced = this.#unsyncedExecute = false;
+    this.#batchParses = this.#batchBinds = 0;
+  }
+
+  async #parseDeciding(message: Extract<FrontendMessage, { type: "parse" }>, classified: ClassifiedStatement[]): Promise<void> {
+    const session = this.#session!;
+    const statements = session.masking ? await session.masking.vet(classified) : classified;
+    const refusal = await this.#decide(statements);
+    if (this.#state === "closed") return;
+    if (refusal !== undefined) {
+      this.#refuseAtSync(this.#start("extended", statements.find((s) => s.verdict !== "allow") ?? statements[0]!, null), refusal);
+      return;
+    }
+    this.#forwardParse(message, statements);
+  }
+
+  #forwardParse(message: Extract<FrontendMessage, { type: "parse" }>, statements: ClassifiedStatement[]): void {
+    const [first] = statements;
+    this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
+    this.#unsynced = true;
+    this.#batchParses += 1;
+    this.#send(message.raw);
+  }
+
+  /** The refused statement is recorded; the server raises the refusal at the batch's Sync. */
+  #refuseAtSync(start: StatementStart, refusal: string): void {
+    this.#unrecorded.push(start);
+    this.#refusedSeq = start.seq;
+    this.#skipUntilSync = true;
+    this.#refusalAtSync = refusal;
+  }
+
+  async #executeInspecting(
+    message: Extract<FrontendMessage, { type: "execute" }>,
+    portal: { statement: string; params: (string | null)[] | null } | undefined,
+    statement: ClassifiedStatement,
+  ): Promise<void> {
+    // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
+    const inspected = await this.#session!.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
+    const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
+    const refusal = changed ? await this.#decide([inspected]) : undefined;
+    if (this.#state === "closed") return;
+    if (refusal !== undefined) {
+      this.#refuseAtSync(this.#start("extended", inspected, portal?.params ?? null), refusal);
+      return;
+    }
+    this.#forwardExecute(message, portal, inspected);
+  }
+
+  #forwardExecute(
+    message: Extract<FrontendMessage, { type: "execute" }>,
+    portal: { statement: string; params: (string | null)[] | null } | undefined,
+    statement: ClassifiedStatement,
+  ): void {
+    this.#unsynced = true;
+    this.#unsyncedExecute = true;
+    const start = this.#start("extended", statement, portal?.params ?? null);
+    this.#unrecorded.push(start);
+    if (this.#session!.masking) {
+      // The result's row shape, whether or not the client asked for it: without a
+      // RowDescription the proxy would not know which values to mask. Its answer is ours.
+      this.#send(serialize.describe({ type: "P", name: message.portal }));
+      this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
+    }
+    this.#send(message.raw);
+    this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
   }
 
   /**
@@ -653,7 +770,7 @@ export class PgProxyConnection {
     }
     for (const statement of statements.filter((s) => s.verdict === "review")) {
       // What is already queued goes out first: the server must not wait behind the held statement.
-      this.#flushUpstream();
+      await this.#flushUpstream();
       this.#summary.held += 1;
       const verdict = await session.onHold(statement);
       if (this.#state === "closed") return undefined;
@@ -946,6 +1063,7 @@ export class PgProxyConnection {
     }
     this.#ending = true;
     this.#outgoing = [];
+    this.#unrecorded = [];
     this.#client.pause();
     void endUpstreamBackend(target, upstream.processId, upstream.secretKey).then(() => {
       this.#ending = false;
