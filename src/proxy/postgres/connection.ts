@@ -63,6 +63,8 @@ export interface StatementEnd {
 
 export interface RowMasker {
   mask(values: readonly (Buffer | null)[]): { values: readonly (Buffer | null)[]; masked: number };
+  /** The same on a whole DataRow frame: the frame itself when nothing changed (see masker.ts). */
+  maskFrame?(frame: Buffer, counts: { masked: number }): Buffer;
 }
 
 /**
@@ -222,6 +224,7 @@ export class PgProxyConnection {
   #unsyncedExecute = false;
   #seq = 0;
   #masker: RowMasker | undefined;
+  readonly #maskCounts = { masked: 0 };
   readonly #summary: ConnectionSummary;
 
   constructor(
@@ -863,10 +866,10 @@ export class PgProxyConnection {
   readonly #describes: { injected: boolean; text: string | undefined; sync: number }[] = [];
 
   #relayMasked(chunk: Buffer): void {
-    const frames: [number, Buffer][] = [];
+    const frames: Buffer[] = [];
     const whole = this.#upstreamReader.pendingLength === 0;
     try {
-      this.#upstreamReader.push(chunk, (type, frame) => frames.push([type, frame]));
+      this.#upstreamReader.push(chunk, (_type, frame) => frames.push(frame));
     } catch (error) {
       this.options.onError?.(error);
       this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
@@ -876,13 +879,13 @@ export class PgProxyConnection {
     this.#relayFrames(frames, 0, whole && this.#upstreamReader.pendingLength === 0 ? chunk : undefined);
   }
 
-  #relayFrames(frames: [number, Buffer][], start: number, chunk?: Buffer): void {
+  #relayFrames(frames: Buffer[], start: number, chunk?: Buffer): void {
     const out: Buffer[] = [];
     let modified = chunk === undefined;
     for (let i = start; i < frames.length; i++) {
       if (this.#ending || this.#state === "closed") return;
-      const [type, frame] = frames[i]!;
-      const result = this.#inspectMasked(type, frame);
+      const frame = frames[i]!;
+      const result = this.#inspectMasked(frame[0]!, frame);
       if (result instanceof Promise) {
         this.#writeClient(Buffer.concat(out));
         this.#upstreamHeld = [];
@@ -980,6 +983,11 @@ export class PgProxyConnection {
         if (current) current.rows += 1;
         this.#summary.rowsReturned += 1;
         if (!this.#masker) return frame;
+        if (this.#masker.maskFrame) {
+          const out = this.#masker.maskFrame(frame, this.#maskCounts);
+          this.#summary.valuesMasked += this.#maskCounts.masked;
+          return out;
+        }
         const { values, masked } = this.#masker.mask(decodeDataRow(frame));
         if (masked === 0) return frame;
         this.#summary.valuesMasked += masked;
