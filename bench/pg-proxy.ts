@@ -6,8 +6,11 @@
  *   jitgate-relay → the same gateway with statement recording stubbed out at the StatementLog, in
  *                 this benchmark only ("relay only, recording off"): the relay's own cost
  *   pgbouncer   → pgbouncer in session pooling (Debian package), when installed
- * Workloads: select-only in simple and extended protocol, and the default TPC-B-like script.
- * Prints TPS, mean latency and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
+ * Workloads: select-only in simple and extended protocol (8 clients), the default TPC-B-like
+ * script, select-only at 1 client (latency), a 500k-row select with a masked column (psql wall
+ * time), and COPY out and in of pgbench_accounts (500k rows) on a target without masking
+ * (`jitgate` there is the gateway's unmasked target). Prints TPS (or runs per second for the
+ * psql workloads), mean latency (or wall time) and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -51,6 +54,8 @@ interface Result {
   latencyMs: number;
 }
 
+const fmt = (rate: number) => rate.toFixed(rate < 100 ? 2 : 0);
+
 async function pgbench(uri: string, args: string[]): Promise<Result> {
   // A workload may set its own client count (`-c 1` for latency); otherwise --clients.
   const clients = args.includes("-c") ? [] : ["-c", String(CLIENTS), "-j", "2"];
@@ -62,6 +67,17 @@ async function pgbench(uri: string, args: string[]): Promise<Result> {
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
   if (!tps || !latency) throw new Error(`unexpected pgbench output:\n${stdout}`);
   return { tps: Number(tps[1]), latencyMs: Number(latency[1]) };
+}
+
+/** One psql run (the workloads that are not pgbench): its wall time, as a rate of runs per second. */
+async function psqlRun(uri: string, commands: string[]): Promise<Result> {
+  const started = performance.now();
+  await run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c]), "-o", "/dev/null", uri], {
+    timeout: 300_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const ms = performance.now() - started;
+  return { tps: 1000 / ms, latencyMs: ms };
 }
 
 function barePipe(upstreamPort: number): Promise<Server> {
@@ -113,6 +129,9 @@ async function main(): Promise<void> {
   const own = await createTestDatabase("bench_gateway");
   const prefix = testPrefix("bench");
   await run("pgbench", ["-i", "-q", "-s", String(SCALE), upstream.url], { timeout: 300_000 });
+  const copyFile = join(dir, "accounts.copy");
+  await run("psql", ["-X", "-q", "-c", `\\copy pgbench_accounts to '${copyFile}'`, upstream.url]);
+  await run("psql", ["-X", "-q", "-c", "create table bench_people as select g as id, 'user' || g || '@example.com' as email, 'note ' || g as note from generate_series(1, 500000) g", "-c", "create table bench_copy_in (like pgbench_accounts)", upstream.url]);
 
   const config = parseConfig(
     `
@@ -131,6 +150,13 @@ targets:
       block: [drop-database, "^ALTER SYSTEM"]
       review: [delete-without-where, update-without-where]
     mask: [{ column: email }, { detect: credit-card }, { detect: email }]
+  - name: bench-plain
+    kind: postgres
+    upstream: ${upstream.url}
+    approvers: [lead@example.com]
+    commands:
+      block: [drop-database, "^ALTER SYSTEM"]
+      review: [delete-without-where, update-without-where]
 `,
     "bench",
     {},
@@ -141,6 +167,8 @@ targets:
   const lead = await broker.identify({ platform: "console", externalId: "lead", email: "lead@example.com" });
   const request = await broker.request(bench, { target: "bench-db", duration: "8h", reason: "benchmark" });
   const { connection } = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
+  const plainRequest = await broker.request(bench, { target: "bench-plain", duration: "8h", reason: "benchmark" });
+  const { connection: plainConnection } = await broker.decide(lead, { requestId: plainRequest.id, verdict: "approve" });
   const proxyPort = gateway.postgresProxy!.address.port;
   const pipe = await barePipe(5432);
   const bouncer = await startPgbouncer(dir, upstream.name);
@@ -151,27 +179,36 @@ targets:
     jitgate: connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`),
   };
   paths["jitgate-relay"] = paths.jitgate!;
+  const plainUri = plainConnection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`);
   if (bouncer) paths.pgbouncer = `postgres://postgres@127.0.0.1:${bouncer.port}/${upstream.name}`;
   const only = process.argv.indexOf("--only");
   if (only > 0) for (const key of Object.keys(paths)) if (key !== process.argv[only + 1]) delete paths[key];
-  const workloads: Record<string, string[]> = process.argv.includes("--quick") ? { "select-only simple": ["-S", "-M", "simple"] } : {
-    "select-only simple": ["-S", "-M", "simple"],
-    "select-only extended": ["-S", "-M", "extended"],
-    "tpc-b simple": ["-M", "simple"],
-    "select-only 1 client": ["-S", "-M", "simple", "-c", "1", "-j", "1"],
+  type Workload = (uri: string) => Promise<Result>;
+  const pgbenchOf = (...args: string[]): Workload => (uri) => pgbench(uri, args);
+  const workloads: Record<string, Workload> = process.argv.includes("--quick") ? { "select-only simple": pgbenchOf("-S", "-M", "simple") } : {
+    "select-only simple": pgbenchOf("-S", "-M", "simple"),
+    "select-only extended": pgbenchOf("-S", "-M", "extended"),
+    "tpc-b simple": pgbenchOf("-M", "simple"),
+    "select-only 1 client": pgbenchOf("-S", "-M", "simple", "-c", "1", "-j", "1"),
+    "500k rows, email masked": (uri) => psqlRun(uri, ["select * from bench_people"]),
+    "copy out 500k (no mask)": (uri) => psqlRun(uri, ["copy pgbench_accounts to stdout"]),
+    "copy in 500k (no mask)": (uri) => psqlRun(uri, ["truncate bench_copy_in", `\\copy bench_copy_in from '${copyFile}'`]),
   };
+  // On these the gateway's path is its target without masking rules.
+  const unmasked = new Set(["copy out 500k (no mask)", "copy in 500k (no mask)"]);
   const pick = process.argv.indexOf("--workload");
   if (pick > 0) for (const key of Object.keys(workloads)) if (!key.includes(process.argv[pick + 1]!)) delete workloads[key];
 
   const results: Record<string, Record<string, Result[]>> = {};
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [workload, args] of Object.entries(workloads)) {
-        for (const [path, uri] of Object.entries(paths)) {
+      for (const [workload, runWorkload] of Object.entries(workloads)) {
+        for (const [path, pathUri] of Object.entries(paths)) {
+          const uri = unmasked.has(workload) && path.startsWith("jitgate") ? plainUri : pathUri;
           recordingOff = path === "jitgate-relay";
-          const result = await pgbench(uri, args).finally(() => (recordingOff = false));
+          const result = await runWorkload(uri).finally(() => (recordingOff = false));
           ((results[workload] ??= {})[path] ??= []).push(result);
-          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(13)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
+          process.stderr.write(`round ${round} ${workload.padEnd(24)} ${path.padEnd(13)} ${fmt(result.tps).padStart(7)} tps ${result.latencyMs.toFixed(3).padStart(9)} ms\n`);
         }
       }
     }
@@ -186,10 +223,10 @@ targets:
 
   const mean = (values: Result[], key: keyof Result) => values.reduce((sum, r) => sum + r[key], 0) / values.length;
   console.log(`\npgbench, ${CLIENTS} clients, ${SECONDS}s × ${ROUNDS} interleaved rounds, scale ${SCALE}, ${new Date().toISOString()}`);
-  console.log("workload               path           TPS   latency ms");
+  console.log("workload (psql ones: runs/s and wall ms)   path           TPS   latency ms");
   for (const [workload, byPath] of Object.entries(results)) {
     for (const [path, values] of Object.entries(byPath)) {
-      console.log(`${workload.padEnd(22)} ${path.padEnd(13)} ${mean(values, "tps").toFixed(0).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
+      console.log(`${workload.padEnd(24)} ${path.padEnd(13)} ${fmt(mean(values, "tps")).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
     }
     const tps = (path: string) => (byPath[path] ? mean(byPath[path]!, "tps") : NaN);
     const ratio = (a: string, b: string) => (tps(a) / tps(b)).toFixed(2);
