@@ -943,7 +943,9 @@ export class PgProxyConnection {
     if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
-      const describe = this.#describes.shift();
+      // A Describe of a later batch is not answered yet: this result is a simple Query's, pipelined
+      // before it (its rows must be masked, not passed as the answer to that Describe).
+      const describe = this.#describes[0]?.sync === this.#syncsAnswered + 1 ? this.#describes.shift() : undefined;
       if (describe && !describe.injected) return frame;
       if (type === BackendType.NoData) {
         this.#masker = undefined;
