@@ -183,6 +183,15 @@ export function refusalSql(sqlState: string, message: string): string {
  * One client connection through the PostgreSQL proxy: start-up and SCRAM towards the client, the
  * upstream session, and the relay with its hooks. Client messages are handled strictly in order:
  * while one is held for approval, the ones after it wait behind it.
+ *
+ * The hot path (issue 15): a client read whose messages are all allowed is decided synchronously
+ * (`#relayFrame`), its statements are recorded in one `onStatements` call and everything it
+ * queued goes upstream in one write once that call resolves (`#flushUpstream`); an upstream read
+ * goes to the client in one write, as slices of the chunk wherever nothing changes
+ * (`#onUpstreamData`). Seam for the socket-free relay state machine (not split out yet): the
+ * socket side is `#onClientData`, `#writeUpstream`, `#writeClient` and the pause/resume in them;
+ * everything between frames in and buffers out is `#relayFrame`/`#handleMessage` (client →
+ * upstream) and `#inspect`/`#inspectMasked` (upstream → client).
  */
 export class PgProxyConnection {
   #client: Socket | TLSSocket;
@@ -811,18 +820,45 @@ export class PgProxyConnection {
       else this.#relayMasked(chunk);
       return;
     }
+    // Runs of messages that pass unchanged go out as slices of the chunk (the whole chunk, in the
+    // common case); only a changed or swallowed message cuts a run. DataRows without a masker and
+    // COPY data are counted or passed by their header alone.
     const out: Buffer[] = [];
-    let modified = this.#upstreamReader.pendingLength > 0;
+    let run: Buffer | undefined;
+    let runStart = 0;
+    let runEnd = 0;
     try {
-      this.#upstreamReader.push(chunk, (type, frame) => {
-        if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
-        if (this.#swallowed(type)) {
-          modified = true;
+      this.#upstreamReader.scan(chunk, (type, buffer, start, end) => {
+        let replaced: Buffer | null | undefined;
+        if (type === BackendType.DataRow) {
+          this.#countRow();
+          if (this.#masker) {
+            const frame = buffer.subarray(start, end);
+            const masked = this.#maskRow(frame);
+            if (masked !== frame) replaced = masked;
+          }
+        } else if (type !== BackendType.CopyData) {
+          const frame = buffer.subarray(start, end);
+          if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) replaced = null;
+          else if (this.#swallowed(type)) replaced = null;
+          else {
+            const inspected = this.#inspect(type, frame);
+            if (inspected !== frame) replaced = inspected;
+          }
+        }
+        if (replaced === undefined) {
+          if (run === buffer && runEnd === start) runEnd = end;
+          else {
+            if (run) out.push(run.subarray(runStart, runEnd));
+            run = buffer;
+            runStart = start;
+            runEnd = end;
+          }
           return;
         }
-        const replaced = this.#inspect(type, frame);
-        if (replaced !== frame) modified = true;
-        out.push(replaced);
+        if (run) out.push(run.subarray(runStart, runEnd));
+        run = undefined;
+        if (replaced) out.push(replaced);
       });
     } catch (error) {
       this.options.onError?.(error);
@@ -830,10 +866,28 @@ export class PgProxyConnection {
       return;
     }
     if (this.#state === "closed") return;
-    if (this.#upstreamReader.pendingLength > 0) modified = true;
-    // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
-    const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
-    this.#writeClient(written);
+    if (run) out.push(runStart === 0 && runEnd === run.length ? run : run.subarray(runStart, runEnd));
+    if (out.length > 0) this.#writeClient(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  #countRow(): void {
+    const current = this.#inflight[0];
+    if (current) current.rows += 1;
+    this.#summary.rowsReturned += 1;
+  }
+
+  /** A DataRow with the current masker applied (the frame itself when nothing changed). */
+  #maskRow(frame: Buffer): Buffer {
+    const masker = this.#masker!;
+    if (masker.maskFrame) {
+      const out = masker.maskFrame(frame, this.#maskCounts);
+      this.#summary.valuesMasked += this.#maskCounts.masked;
+      return out;
+    }
+    const { values, masked } = masker.mask(decodeDataRow(frame));
+    if (masked === 0) return frame;
+    this.#summary.valuesMasked += masked;
+    return encodeDataRow(values as (Buffer | null)[]);
   }
 
   #writeClient(written: Buffer): void {
@@ -980,21 +1034,9 @@ export class PgProxyConnection {
 
   #inspect(type: number, frame: Buffer): Buffer {
     switch (type) {
-      case BackendType.DataRow: {
-        const current = this.#inflight[0];
-        if (current) current.rows += 1;
-        this.#summary.rowsReturned += 1;
-        if (!this.#masker) return frame;
-        if (this.#masker.maskFrame) {
-          const out = this.#masker.maskFrame(frame, this.#maskCounts);
-          this.#summary.valuesMasked += this.#maskCounts.masked;
-          return out;
-        }
-        const { values, masked } = this.#masker.mask(decodeDataRow(frame));
-        if (masked === 0) return frame;
-        this.#summary.valuesMasked += masked;
-        return encodeDataRow(values as (Buffer | null)[]);
-      }
+      case BackendType.DataRow:
+        this.#countRow();
+        return this.#masker ? this.#maskRow(frame) : frame;
       case BackendType.RowDescription:
         this.#masker = this.#session!.onRowDescription(decodeRowDescription(frame));
         return frame;
