@@ -66,11 +66,24 @@ afterAll(async () => {
   await upstream?.drop();
 });
 
+const lines = new Map<string, Promise<string>>();
+
+/** dev's connection line for a target (one live grant per target). */
+function line(targetName: string): Promise<string> {
+  let granted = lines.get(targetName);
+  if (!granted) {
+    const { broker } = test.gateway;
+    granted = broker
+      .request(dev, { target: targetName, duration: "1h", reason: "INC-15 relay splits" })
+      .then((request) => broker.decide(lead, { requestId: request.id, verdict: "approve" }))
+      .then((result) => result.connection!.line);
+    lines.set(targetName, granted);
+  }
+  return granted;
+}
+
 async function session(targetName: string): Promise<UpstreamSession> {
-  const { broker } = test.gateway;
-  const request = await broker.request(dev, { target: targetName, duration: "1h", reason: "INC-15 relay splits" });
-  const result = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
-  const url = new URL(result.connection!.line);
+  const url = new URL(await line(targetName));
   return openUpstream(
     { host: "127.0.0.1", port, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: targetName, sslmode: "disable" },
     {},
@@ -172,4 +185,32 @@ describe.each(["masked-db", "plain-db"])("the relay on %s", (targetName) => {
     const answer = await exchange(client, [...STREAM].map((byte) => Buffer.from([byte])));
     if (!answer.equals(whole)) expect(framesOf(answer).map((f) => f.toString("latin1"))).toEqual(framesOf(whole).map((f) => f.toString("latin1")));
   }, 60_000);
+});
+
+describe("a batch whose records cannot be written", () => {
+  it("reaches the target with none of its statements, and the session ends with 58000", async () => {
+    const client = await session("plain-db");
+    const before = await target.query<{ n: string }>("SELECT count(*) AS n FROM copied");
+    const admin = new pg.Client({ connectionString: test.gateway.config.database! });
+    await admin.connect();
+    await admin.query("ALTER TABLE session_statements RENAME TO session_statements_away");
+    try {
+      // Three pipelined INSERTs in one write: recorded in one call, so refused together.
+      const stream = Buffer.concat([1, 2, 3].map((n) => serialize.query(`insert into copied values ('pipelined ${n}')`)));
+      const answer = await new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        client.socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+        client.socket.once("close", () => resolve(Buffer.concat(chunks)));
+        client.socket.write(stream);
+      });
+      const frames = framesOf(answer);
+      expect(frames.map((f) => String.fromCharCode(f[0]!))).toEqual(["E"]);
+      expect(decodeErrorFields(frames[0]!)).toMatchObject({ S: "FATAL", C: "58000", M: "jitgate could not record the statement, so it was not run; the session is closed" });
+    } finally {
+      await admin.query("ALTER TABLE session_statements_away RENAME TO session_statements");
+      await admin.end();
+    }
+    const after = await target.query<{ n: string }>("SELECT count(*) AS n FROM copied");
+    expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
+  });
 });
