@@ -5,9 +5,15 @@
  *   jitgate-always   → the PostgreSQL proxy with auditing, rules and masking on; audit journal with
  *                      `fsync: always` (each statement waits for its group's fdatasync)
  *   jitgate-interval → the same with `fsync: interval` (waits for the journal write; fdatasync every 5 ms)
+ *   jitgate-relay → the `interval` gateway with statement recording stubbed out (JournaledStatements'
+ *                   record and complete), in this benchmark only ("relay only, recording off"):
+ *                   the relay's own cost
  *   pgbouncer   → pgbouncer in session pooling (Debian package), when installed
- * Workloads: select-only in simple and extended protocol, and the default TPC-B-like script.
- * Prints TPS, mean latency and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
+ * Workloads: select-only in simple and extended protocol (8 clients), the default TPC-B-like
+ * script, select-only at 1 client (latency), a 500k-row select with a masked column (psql wall
+ * time), and COPY out and in of pgbench_accounts (500k rows) on a target without masking
+ * (`jitgate` there is the gateway's unmasked target). Prints TPS (or runs per second for the
+ * psql workloads), mean latency (or wall time) and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -18,6 +24,7 @@ import { promisify } from "node:util";
 import { parseConfig } from "../src/config/load.js";
 import { createLogger } from "../src/infra/logger.js";
 import { startGateway } from "../src/main.js";
+import { JournaledStatements } from "../src/broker/statement-journal.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "../test/support/databases.js";
 
 const run = promisify(execFile);
@@ -30,13 +37,32 @@ const ROUNDS = arg("rounds", 2);
 const CLIENTS = arg("clients", 8);
 const SCALE = arg("scale", 5);
 
+/**
+ * "Relay only, recording off": while the path `jitgate-relay` runs, the audit journal's record and
+ * complete are stubbed (in this benchmark process only, never in the product), so the figure is
+ * the relay's own cost without recording statements.
+ */
+let recordingOff = false;
+const realRecord = JournaledStatements.prototype.record;
+const realComplete = JournaledStatements.prototype.complete;
+JournaledStatements.prototype.record = function (this: JournaledStatements, ...args: Parameters<JournaledStatements["record"]>) {
+  return recordingOff ? Promise.resolve() : realRecord.apply(this, args);
+};
+JournaledStatements.prototype.complete = function (this: JournaledStatements, ...args: Parameters<JournaledStatements["complete"]>) {
+  if (!recordingOff) realComplete.apply(this, args);
+};
+
 interface Result {
   tps: number;
   latencyMs: number;
 }
 
+const fmt = (rate: number) => rate.toFixed(rate < 100 ? 2 : 0);
+
 async function pgbench(uri: string, args: string[]): Promise<Result> {
-  const { stdout } = await run("pgbench", ["-n", "-c", String(CLIENTS), "-j", "2", "-T", String(SECONDS), ...args, uri], {
+  // A workload may set its own client count (`-c 1` for latency); otherwise --clients.
+  const clients = args.includes("-c") ? [] : ["-c", String(CLIENTS), "-j", "2"];
+  const { stdout } = await run("pgbench", ["-n", ...clients, "-T", String(SECONDS), ...args, uri], {
     timeout: (SECONDS + 60) * 1000,
     maxBuffer: 16 * 1024 * 1024,
   });
@@ -44,6 +70,20 @@ async function pgbench(uri: string, args: string[]): Promise<Result> {
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
   if (!tps || !latency) throw new Error(`unexpected pgbench output:\n${stdout}`);
   return { tps: Number(tps[1]), latencyMs: Number(latency[1]) };
+}
+
+/** psql runs (the workloads that are not pgbench), three in a row: the mean wall time, and runs per second. */
+async function psqlRun(uri: string, commands: string[]): Promise<Result> {
+  const runs = 3;
+  const started = performance.now();
+  for (let i = 0; i < runs; i++) {
+    await run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c]), "-o", "/dev/null", uri], {
+      timeout: 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+  }
+  const ms = (performance.now() - started) / runs;
+  return { tps: 1000 / ms, latencyMs: ms };
 }
 
 function barePipe(upstreamPort: number): Promise<Server> {
@@ -95,6 +135,9 @@ async function main(): Promise<void> {
   const own = await createTestDatabase("bench_gateway");
   const prefix = testPrefix("bench");
   await run("pgbench", ["-i", "-q", "-s", String(SCALE), upstream.url], { timeout: 300_000 });
+  const copyFile = join(dir, "accounts.copy");
+  await run("psql", ["-X", "-q", "-c", `\\copy pgbench_accounts to '${copyFile}'`, upstream.url]);
+  await run("psql", ["-X", "-q", "-c", "create table bench_people as select g as id, 'user' || g || '@example.com' as email, 'note ' || g as note from generate_series(1, 500000) g", "-c", "create table bench_copy_in (like pgbench_accounts)", upstream.url]);
 
   // Two replicas of one deployment (same database and Redis), one per journal mode, each with its own journal.
   const configOf = (fsync: "always" | "interval") =>
@@ -117,6 +160,13 @@ targets:
       block: [drop-database, "^ALTER SYSTEM"]
       review: [delete-without-where, update-without-where]
     mask: [{ column: email }, { detect: credit-card }, { detect: email }]
+  - name: bench-plain
+    kind: postgres
+    upstream: ${upstream.url}
+    approvers: [lead@example.com]
+    commands:
+      block: [drop-database, "^ALTER SYSTEM"]
+      review: [delete-without-where, update-without-where]
 `,
       "bench",
       {},
@@ -128,6 +178,8 @@ targets:
   const lead = await broker.identify({ platform: "console", externalId: "lead", email: "lead@example.com" });
   const request = await broker.request(bench, { target: "bench-db", duration: "8h", reason: "benchmark" });
   const { connection } = await broker.decide(lead, { requestId: request.id, verdict: "approve" });
+  const plainRequest = await broker.request(bench, { target: "bench-plain", duration: "8h", reason: "benchmark" });
+  const { connection: plainConnection } = await broker.decide(lead, { requestId: plainRequest.id, verdict: "approve" });
   const proxyPort = gateway.postgresProxy!.address.port;
   const intervalPort = intervalGateway.postgresProxy!.address.port;
   const pipe = await barePipe(5432);
@@ -139,23 +191,38 @@ targets:
     "jitgate-always": connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${proxyPort}/`),
     "jitgate-interval": connection!.line.replace(/@[^/]+\//, `@127.0.0.1:${intervalPort}/`),
   };
+  paths["jitgate-relay"] = paths["jitgate-interval"]!;
+  // The unmasked target, on the gateway each jitgate path uses.
+  const plainUri = (path: string) => plainConnection!.line.replace(/@[^/]+\//, `@127.0.0.1:${path === "jitgate-always" ? proxyPort : intervalPort}/`);
   if (bouncer) paths.pgbouncer = `postgres://postgres@127.0.0.1:${bouncer.port}/${upstream.name}`;
   const only = process.argv.indexOf("--only");
   if (only > 0) for (const key of Object.keys(paths)) if (!process.argv[only + 1]!.split(",").includes(key)) delete paths[key];
-  const workloads: Record<string, string[]> = process.argv.includes("--quick") ? { "select-only simple": ["-S", "-M", "simple"] } : {
-    "select-only simple": ["-S", "-M", "simple"],
-    "select-only extended": ["-S", "-M", "extended"],
-    "tpc-b simple": ["-M", "simple"],
+  type Workload = (uri: string) => Promise<Result>;
+  const pgbenchOf = (...args: string[]): Workload => (uri) => pgbench(uri, args);
+  const workloads: Record<string, Workload> = process.argv.includes("--quick") ? { "select-only simple": pgbenchOf("-S", "-M", "simple") } : {
+    "select-only simple": pgbenchOf("-S", "-M", "simple"),
+    "select-only extended": pgbenchOf("-S", "-M", "extended"),
+    "tpc-b simple": pgbenchOf("-M", "simple"),
+    "select-only 1 client": pgbenchOf("-S", "-M", "simple", "-c", "1", "-j", "1"),
+    "500k rows, email masked": (uri) => psqlRun(uri, ["select * from bench_people"]),
+    "copy out 500k (no mask)": (uri) => psqlRun(uri, ["copy pgbench_accounts to stdout"]),
+    "copy in 500k (no mask)": (uri) => psqlRun(uri, ["truncate bench_copy_in", `\\copy bench_copy_in from '${copyFile}'`]),
   };
+  // On these the gateway's path is its target without masking rules.
+  const unmasked = new Set(["copy out 500k (no mask)", "copy in 500k (no mask)"]);
+  const pick = process.argv.indexOf("--workload");
+  if (pick > 0) for (const key of Object.keys(workloads)) if (!key.includes(process.argv[pick + 1]!)) delete workloads[key];
 
   const results: Record<string, Record<string, Result[]>> = {};
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [workload, args] of Object.entries(workloads)) {
-        for (const [path, uri] of Object.entries(paths)) {
-          const result = await pgbench(uri, args);
+      for (const [workload, runWorkload] of Object.entries(workloads)) {
+        for (const [path, pathUri] of Object.entries(paths)) {
+          const uri = unmasked.has(workload) && path.startsWith("jitgate") ? plainUri(path) : pathUri;
+          recordingOff = path === "jitgate-relay";
+          const result = await runWorkload(uri).finally(() => (recordingOff = false));
           ((results[workload] ??= {})[path] ??= []).push(result);
-          process.stderr.write(`round ${round} ${workload.padEnd(22)} ${path.padEnd(16)} ${result.tps.toFixed(0).padStart(7)} tps\n`);
+          process.stderr.write(`round ${round} ${workload.padEnd(24)} ${path.padEnd(16)} ${fmt(result.tps).padStart(7)} tps ${result.latencyMs.toFixed(3).padStart(9)} ms\n`);
         }
       }
     }
@@ -171,16 +238,16 @@ targets:
 
   const mean = (values: Result[], key: keyof Result) => values.reduce((sum, r) => sum + r[key], 0) / values.length;
   console.log(`\npgbench, ${CLIENTS} clients, ${SECONDS}s × ${ROUNDS} interleaved rounds, scale ${SCALE}, ${new Date().toISOString()}`);
-  console.log("workload               path               TPS   latency ms");
+  console.log("workload (psql ones: runs/s and wall ms)   path              TPS   latency ms");
   for (const [workload, byPath] of Object.entries(results)) {
     for (const [path, values] of Object.entries(byPath)) {
-      console.log(`${workload.padEnd(22)} ${path.padEnd(16)} ${mean(values, "tps").toFixed(0).padStart(7)}   ${mean(values, "latencyMs").toFixed(3)}`);
+      console.log(`${workload.padEnd(24)} ${path.padEnd(16)} ${fmt(mean(values, "tps")).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
     }
     const tps = (path: string) => (byPath[path] ? mean(byPath[path]!, "tps") : NaN);
     const ratio = (a: string, b: string) => (tps(a) / tps(b)).toFixed(2);
     console.log(
       `  ratios: jitgate-always/pipe ${ratio("jitgate-always", "pipe")}  jitgate-interval/pipe ${ratio("jitgate-interval", "pipe")}` +
-        `  jitgate-always/jitgate-interval ${ratio("jitgate-always", "jitgate-interval")}  jitgate-interval/direct ${ratio("jitgate-interval", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
+        `  jitgate-relay/pipe (relay only, recording off) ${ratio("jitgate-relay", "pipe")}  jitgate-interval/direct ${ratio("jitgate-interval", "direct")}  pipe/direct ${ratio("pipe", "direct")}` +
         (byPath.pgbouncer ? `  pgbouncer/direct ${ratio("pgbouncer", "direct")}  jitgate-interval/pgbouncer ${ratio("jitgate-interval", "pgbouncer")}` : "  (pgbouncer not installed)"),
     );
   }

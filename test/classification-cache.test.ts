@@ -40,6 +40,11 @@ const STATEMENTS = [
   "SELECT 1 -- 2 ; 3",
   "SELECT pg_read_file('/proc/1/status')",
   "PREPARE p1 AS DELETE FROM orders WHERE id = 1",
+  "SELECT\tabalance  FROM\n pgbench_accounts WHERE aid=42 ;",
+  "  DELETE FROM orders WHERE id = 42 /* 7 */",
+  "UPDATE orders SET total = 42\r\n WHERE id = 7;  ",
+  "SELECT 42",
+  "ALTER SYSTEM SET work_mem = 42",
 ];
 
 /** Each digit run replaced by 0, by 1 and by a number too large for int4, one at a time and all at once. */
@@ -63,12 +68,16 @@ describe("the classification cache", () => {
     ["with a regex rule (nothing folded)", compileRules({ ...RULES, review: [...RULES.review, "\\b42\\b"] })],
   ];
 
-  it.each(targets)("never returns another verdict than a fresh parse, %s", (_name, rules) => {
+  const regexTargets: [string, CompiledRules][] = [
+    ["with regex rules that read numbers (numbers folded, regexes matched again)", compileRules({ ...RULES, block: [...RULES.block, "^ALTER SYSTEM", "aid ?= ?7\\b"], review: [...RULES.review, "\\b42\\b", "WHERE id = 1$"] })],
+  ];
+
+  it.each([...targets.map(([name, rules]) => [name, rules, false] as const), ...regexTargets.map(([name, rules]) => [name, rules, true] as const)])("never returns another verdict than a fresh parse, %s", (_name, rules, forRules) => {
     const foldNumbers = [...rules.block, ...rules.review].every((r) => r.type === "builtin");
     let checked = 0;
     for (const first of STATEMENTS) {
       for (const second of variants(first)) {
-        const cache = new ClassificationCache((sql) => classifySql(sql, rules), foldNumbers);
+        const cache = forRules ? ClassificationCache.forRules(rules) : new ClassificationCache((sql) => classifySql(sql, rules), foldNumbers);
         cache.get(first);
         const fromCache = cache.get(second);
         expect(verdicts(fromCache), `${first} then ${second}`).toEqual(verdicts(classifySql(second, rules)));
@@ -95,5 +104,19 @@ describe("the classification cache", () => {
     cache.get("EXPLAIN (ANALYZE 0) DELETE FROM orders");
     cache.get("EXPLAIN (ANALYZE 0) DELETE FROM orders");
     expect(parsed).toBe(3);
+  });
+
+  it("with a regex rule, shares the parse but matches the regex against each text's own numbers", () => {
+    const rules = compileRules({ ...RULES, review: [...RULES.review, "aid = 42\\b"] });
+    const cache = ClassificationCache.forRules(rules);
+    expect(cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = 17")).toEqual([
+      { text: "SELECT abalance FROM pgbench_accounts WHERE aid = 17", kind: "select", verdict: "allow" },
+    ]);
+    expect(cache.get("SELECT abalance FROM pgbench_accounts WHERE  aid   =\n42;")).toEqual([
+      { text: "SELECT abalance FROM pgbench_accounts WHERE  aid   =\n42", kind: "select", verdict: "review", rule: "aid = 42\\b" },
+    ]);
+    expect(cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = 421")).toEqual([
+      { text: "SELECT abalance FROM pgbench_accounts WHERE aid = 421", kind: "select", verdict: "allow" },
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { compileMasking, type FieldInfo, type MaskRule, type RowMasker } from "../src/proxy/masking/masker.js";
+import { decodeDataRow, encodeDataRow } from "../src/proxy/postgres/backend-codec.js";
 
 // Type OIDs from pg_type.dat.
 const TEXT = 25;
@@ -307,5 +308,38 @@ describe("no work when no rule applies", () => {
     const toString = vi.spyOn(Buffer.prototype, "toString");
     expect(masker.mask([Buffer.from("ann@example.com")]).masked).toBe(1);
     expect(toString).not.toHaveBeenCalled();
+  });
+});
+
+describe("masking a DataRow frame without decoding it (the relay's path)", () => {
+  const fields = [textField("id", INT4), textField("email"), binaryField("secret_n", INT8), textField("note"), binaryField("blob", 17), textField("short")];
+  const rules: MaskRule[] = [{ column: "email" }, { column: "secret_*" }, ...ALL_DETECTORS];
+  const rows: (string | null)[][] = [
+    ["1", "ann@example.com", "\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0007", "call +44 20 7946 0958 or mail bob@example.org", "abc", "x"],
+    ["2", null, null, null, null, null],
+    ["3", "", "", "", "", ""],
+    ["40000", "b@c.de", "12345678", "card 4111 1111 1111 1111 ok", "4111111111111111", "12345"],
+    ["5", "x", "y", "nothing to see here", "z", "a@b.c"],
+  ];
+
+  it("gives what decode, mask and encode give, with the same count, for every row", () => {
+    const masker = maskerFor(rules, fields);
+    const counts = { masked: -1 };
+    for (const row of rows) {
+      const frame = encodeDataRow(row.map((v) => (v === null ? null : Buffer.from(v, "latin1"))));
+      const expected = masker.mask(decodeDataRow(frame));
+      const out = masker.maskFrame(frame, counts);
+      expect(out.equals(encodeDataRow(expected.values as (Buffer | null)[])), JSON.stringify(row)).toBe(true);
+      expect(counts.masked).toBe(expected.masked);
+      expect(decodeDataRow(out).length).toBe(fields.length);
+    }
+  });
+
+  it("returns the frame itself, not a copy, when nothing in it can match", () => {
+    const masker = maskerFor([{ detect: "email" }, { detect: "credit-card" }], [textField("id", INT4), textField("balance", INT4), textField("filler", BPCHAR)]);
+    const frame = encodeDataRow([Buffer.from("17"), Buffer.from("-4200"), Buffer.from(" ".repeat(84))]);
+    const counts = { masked: -1 };
+    expect(masker.maskFrame(frame, counts)).toBe(frame);
+    expect(counts.masked).toBe(0);
   });
 });

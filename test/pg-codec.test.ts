@@ -121,6 +121,31 @@ describe("backend messages", () => {
     for (let split = 1; split < sequence.length; split++) expect(collect([sequence.subarray(0, split), sequence.subarray(split)])).toEqual(whole);
   });
 
+  it("scans at every split and one byte at a time: the same messages, whole ones as slices of their chunk, a split one in its own buffer of exactly its bytes", () => {
+    const scanned = (chunks: Buffer[]) => {
+      const reader = new BackendReader();
+      const out: string[] = [];
+      for (const chunk of chunks) {
+        reader.scan(chunk, (type, buffer, start, end) => {
+          expect(buffer[start]).toBe(type);
+          // A message whole in this chunk is a slice of it; one that straddled chunks has its own buffer.
+          if (buffer !== chunk) expect([start, end]).toEqual([0, buffer.length]);
+          out.push(`${type}:${buffer.subarray(start, end).toString("hex")}`);
+        });
+      }
+      return out;
+    };
+    const whole = scanned([sequence]);
+    expect(whole).toHaveLength(4);
+    expect(whole.map((f) => f.slice(f.indexOf(":") + 1)).join("")).toBe(sequence.toString("hex"));
+    for (let split = 1; split < sequence.length; split++) expect(scanned([sequence.subarray(0, split), sequence.subarray(split)])).toEqual(whole);
+    for (let a = 1; a < sequence.length; a += 7) {
+      for (let b = a + 1; b < sequence.length; b += 5) expect(scanned([sequence.subarray(0, a), sequence.subarray(a, b), sequence.subarray(b)])).toEqual(whole);
+    }
+    expect(scanned([...sequence].map((byte) => Buffer.from([byte])))).toEqual(whole);
+    expect(() => scanned([Buffer.from([0x44, 0, 0, 0, 3])])).toThrow("invalid length 3");
+  });
+
   it("decodes RowDescription, DataRow, ErrorResponse and command tags", () => {
     expect(decodeRowDescription(rowDescription)).toEqual([
       // A table OID above 2^31 is still an OID (unsigned), not a negative number.

@@ -1,5 +1,4 @@
 import { execFile } from "node:child_process";
-import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { promisify } from "node:util";
 import { readFileSync } from "node:fs";
@@ -16,6 +15,7 @@ import { startupBanner } from "../src/main.js";
 import { groupsClaim } from "../src/oidc/verifier.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { startOidcGateway, startTestProvider, type TestAccount, type TestProvider } from "./support/oidc-provider.js";
+import { slackRequests } from "./support/slack-requests.js";
 
 /**
  * Groups in policy (issue 19, musts 1 and 2): Slack user groups (`slack-group:S0DBA`, `@dba`)
@@ -102,42 +102,12 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ Slack, as Slack sends it
 
-async function postSigned(body: string): Promise<void> {
-  const timestamp = Math.floor(Date.now() / 1000);
-  const response = await fetch(`${test.origin}/slack/events`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-slack-request-timestamp": String(timestamp),
-      "x-slack-signature": `v0=${createHmac("sha256", SIGNING_SECRET).update(`v0:${timestamp}:${body}`).digest("hex")}`,
-    },
-    body,
-  });
-  expect(response.status).toBe(200);
-  await response.text();
-}
-
+const slack = slackRequests({ fake: () => fake, endpoint: () => `${test.origin}/slack/events`, signingSecret: SIGNING_SECRET });
 let sent = 0;
 /** `/access <text>` from `user`; the answers go to the response_url labelled with a fresh label, returned. */
 async function slash(user: string, text: string): Promise<string> {
   const label = `${user}-${++sent}`;
-  await postSigned(
-    new URLSearchParams({
-      token: "unused",
-      team_id: "T0TEAM",
-      team_domain: "acme",
-      channel_id: "C0GENERAL",
-      channel_name: "general",
-      user_id: user,
-      user_name: user.toLowerCase(),
-      command: "/access",
-      text,
-      api_app_id: "A0APP",
-      is_enterprise_install: "false",
-      response_url: fake.responseUrl(label),
-      trigger_id: `trigger-${label}`,
-    }).toString(),
-  );
+  await slack.slash(user, text, label);
   return label;
 }
 
@@ -145,20 +115,7 @@ const answerTo = (label: string) => eventually(() => fake.ephemeralTexts(label)[
 
 async function click(user: string, requestId: string, message: FakeMessage): Promise<string> {
   const label = `${user}-click-${++sent}`;
-  const payload = {
-    type: "block_actions",
-    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
-    api_app_id: "A0APP",
-    token: "unused",
-    container: { type: "message", message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
-    trigger_id: `trigger-${label}`,
-    team: { id: "T0TEAM", domain: "acme" },
-    channel: { id: message.channel, name: "approvals" },
-    message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
-    response_url: fake.responseUrl(label),
-    actions: [{ type: "button", action_id: SLACK_ACTION_IDS.approve, block_id: "jitgate_actions", value: requestId, text: { type: "plain_text", text: "Approve" }, action_ts: `${Date.now() / 1000}` }],
-  };
-  await postSigned(`payload=${encodeURIComponent(JSON.stringify(payload))}`);
+  await slack.click(user, SLACK_ACTION_IDS.approve, requestId, message, label);
   return label;
 }
 

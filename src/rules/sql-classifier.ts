@@ -283,6 +283,36 @@ export function classifySql(sql: string, rules: CompiledRules): ClassifiedStatem
   return (parsed.stmts ?? []).map((raw) => classifyRawStatement(raw, bytes, rules));
 }
 
+/** The regex rules' part of a verdict, for another text of the same structure (see `classifySqlForReuse`). */
+export type Rejudge = (normalized: string) => Pick<ClassifiedStatement, "verdict" | "rule" | "detail">;
+
+/**
+ * `classifySql`, and for one statement with nothing nested in it (no body, no SQL-text argument)
+ * whose findings the regex rules only add to: how to decide the verdict of another text that
+ * parses to the same tree but for the values of its number literals, from that text's normalized
+ * form (`normalizeSql`) alone. The built-in findings are the tree's, so they are the same for it;
+ * only the regexes, which may look at the numbers, are matched again. For the proxy's cache.
+ * `normalized` is what the regexes were matched against for this text (absent without regex rules).
+ */
+export function classifySqlForReuse(sql: string, rules: CompiledRules): { statements: ClassifiedStatement[]; rejudge?: Rejudge; normalized?: string } {
+  assertParserLoaded();
+  if (sql.trim() === "" || sql.includes("\0")) return { statements: classifySql(sql, rules) };
+  let parsed: ParseResult;
+  try {
+    parsed = parseSync(sql);
+  } catch {
+    return { statements: classifySql(sql, rules) };
+  }
+  const bytes = utf8.encode(sql);
+  const raws = parsed.stmts ?? [];
+  if (raws.length !== 1) return { statements: raws.map((raw) => classifyRawStatement(raw, bytes, rules)) };
+  let kept: { found: Findings; normalized: string[] } | undefined;
+  const statement = classifyRawStatement(raws[0]!, bytes, rules, (found, normalized) => (kept = { found, normalized }));
+  if (!kept || kept.found.nested.length > 0 || kept.normalized.length !== 1) return { statements: [statement] };
+  const { found } = kept;
+  return { statements: [statement], rejudge: (normalized) => verdictOf(found, [normalized], rules), normalized: kept.normalized[0]! };
+}
+
 /** What the proxy found in the catalog for a statement's `functionsToInspect`. */
 export type AttachedFunctionLookup =
   | { readonly functions: readonly { readonly name: string; readonly definition: string }[] }
@@ -383,7 +413,12 @@ function newFindings(): Findings {
   return { fired: new Set(), nested: [], readsNumbers: false, attaches: [] };
 }
 
-function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: CompiledRules): ClassifiedStatement {
+function classifyRawStatement(
+  raw: RawStmt,
+  sqlBytes: Uint8Array,
+  rules: CompiledRules,
+  keep?: (found: Findings, normalized: string[]) => void,
+): ClassifiedStatement {
   // stmt_location and stmt_len are byte offsets into the UTF-8 text; both are omitted when 0, and
   // the last statement has no stmt_len when it runs to the end of the input.
   const start = raw.stmt_location ?? 0;
@@ -402,6 +437,7 @@ function classifyRawStatement(raw: RawStmt, sqlBytes: Uint8Array, rules: Compile
       return unparseable(text, error instanceof Error ? error.message : String(error));
     }
   }
+  keep?.(found, normalized);
   const result: ClassifiedStatement = { text, kind: statementKind(raw.stmt), ...verdictOf(found, normalized, rules) };
   if (found.readsNumbers) result.readsNumbers = true;
   if (found.attaches.length > 0) result.functionsToInspect = found.attaches;

@@ -35,8 +35,11 @@ export function slackRequests(options: SlackRequestsOptions) {
     await response.text();
   }
 
-  /** `/access <text>` typed by `user`. */
-  function slash(user: string, text: string): Promise<void> {
+  /**
+   * `/access <text>` typed by `user`. `respondTo`: the fake's response_url label its answers go to
+   * (default: the user), so a test can tell the answers of one command from another's.
+   */
+  function slash(user: string, text: string, respondTo = user): Promise<void> {
     return post(
       new URLSearchParams({
         token: "verification-token-unused",
@@ -50,14 +53,14 @@ export function slackRequests(options: SlackRequestsOptions) {
         text,
         api_app_id: "A0APP",
         is_enterprise_install: "false",
-        response_url: options.fake().responseUrl(user),
+        response_url: options.fake().responseUrl(respondTo),
         trigger_id: `trigger-${user}-${++counter}`,
       }).toString(),
     );
   }
 
-  /** A click by `user` on the button `actionId` (carrying `value`) of `message`. */
-  function click(user: string, actionId: string, value: string, message: FakeMessage): Promise<void> {
+  /** A click by `user` on the button `actionId` (carrying `value`) of `message`; `respondTo` as for slash. */
+  function click(user: string, actionId: string, value: string, message: FakeMessage, respondTo = user): Promise<void> {
     const payload = {
       type: "block_actions",
       user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: "T0TEAM" },
@@ -68,7 +71,7 @@ export function slackRequests(options: SlackRequestsOptions) {
       team: { id: "T0TEAM", domain: "acme" },
       channel: { id: message.channel, name: "approvals" },
       message: { type: "message", ts: message.ts, text: message.text, blocks: message.blocks },
-      response_url: options.fake().responseUrl(user),
+      response_url: options.fake().responseUrl(respondTo),
       actions: [{ type: "button", action_id: actionId, block_id: "jitgate_actions", value, text: { type: "plain_text", text: actionId }, action_ts: `${Date.now() / 1000}` }],
     };
     return post(`payload=${encodeURIComponent(JSON.stringify(payload))}`);

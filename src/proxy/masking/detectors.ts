@@ -21,6 +21,8 @@ export type DetectorKind = "email" | "credit-card" | "iban" | "phone";
 export interface TextMasker {
   /** The masked value, or undefined when nothing in it matched (the caller keeps the original). */
   mask(value: Buffer): Buffer | undefined;
+  /** No value shorter than this (in bytes) can match: `mask` of it is undefined. */
+  readonly minLength: number;
 }
 
 interface Span {
@@ -85,11 +87,19 @@ class DetectorSet implements TextMasker {
   readonly #iban: boolean;
   readonly #phone: boolean;
 
+  readonly minLength: number;
+
   constructor(kinds: ReadonlySet<DetectorKind>) {
     this.#email = kinds.has("email");
     this.#card = kinds.has("credit-card");
     this.#iban = kinds.has("iban");
     this.#phone = kinds.has("phone");
+    // The length checks `mask` starts with (card and IBAN are both looked for from MIN_CARD_DIGITS on).
+    this.minLength = Math.min(
+      this.#email ? MIN_EMAIL_BYTES : Infinity,
+      this.#phone ? MIN_PHONE_BYTES : Infinity,
+      this.#card || this.#iban ? MIN_CARD_DIGITS : Infinity,
+    );
   }
 
   mask(value: Buffer): Buffer | undefined {

@@ -33,6 +33,12 @@ export interface MaskedRow {
 export interface RowMasker {
   /** Never mutates `values`. Replacement buffers may be shared between rows: do not write to them. */
   mask(values: readonly (Buffer | null)[]): MaskedRow;
+  /**
+   * The same on a whole DataRow frame (type byte, length, column count, values): the frame itself
+   * when nothing in it changed, found without decoding the row; otherwise a new frame.
+   * `counts.masked` is set to the number of values changed.
+   */
+  maskFrame(frame: Buffer, counts: { masked: number }): Buffer;
 }
 
 export interface Masking {
@@ -162,6 +168,65 @@ class ColumnMasker implements RowMasker {
     }
     return { values: out ?? values, masked };
   }
+
+  maskFrame(frame: Buffer, counts: { masked: number }): Buffer {
+    const count = frame.readInt16BE(5);
+    const minDetected = this.#detectors?.minLength ?? Infinity;
+    let replacements: (Buffer | null | undefined)[] | undefined;
+    let masked = 0;
+    let offset = 7;
+    for (let column = 0, k = 0; column < count && k < this.#indexes.length; column++) {
+      const length = frame.readInt32BE(offset);
+      offset += 4;
+      if (column === this.#indexes[k]) {
+        const action = this.#actions[k++]!;
+        if (length >= 0) {
+          let replacement: Buffer | null | undefined;
+          if (action.kind === "replace") replacement = action.with;
+          else if (length >= minDetected) replacement = this.#detectors!.mask(frame.subarray(offset, offset + length));
+          if (replacement !== undefined) {
+            (replacements ??= new Array<Buffer | null | undefined>(count))[column] = replacement;
+            masked++;
+          }
+        }
+      }
+      if (length > 0) offset += length;
+    }
+    counts.masked = masked;
+    return replacements ? rebuildDataRow(frame, count, replacements) : frame;
+  }
+}
+
+/** A DataRow frame with some values replaced (undefined: keep; null: NULL). */
+function rebuildDataRow(frame: Buffer, count: number, replacements: readonly (Buffer | null | undefined)[]): Buffer {
+  let size = frame.length;
+  let offset = 7;
+  for (let column = 0; column < count; column++) {
+    const length = frame.readInt32BE(offset);
+    offset += 4 + Math.max(length, 0);
+    const replacement = replacements[column];
+    if (replacement !== undefined) size += (replacement === null ? 0 : replacement.length) - Math.max(length, 0);
+  }
+  const out = Buffer.allocUnsafe(size);
+  frame.copy(out, 0, 0, 7);
+  out.writeInt32BE(size - 1, 1);
+  let from = 7;
+  let to = 7;
+  for (let column = 0; column < count; column++) {
+    const length = frame.readInt32BE(from);
+    const end = from + 4 + Math.max(length, 0);
+    const replacement = replacements[column];
+    if (replacement === undefined) {
+      to += frame.copy(out, to, from, end);
+    } else if (replacement === null) {
+      to = out.writeInt32BE(-1, to);
+    } else {
+      to = out.writeInt32BE(replacement.length, to);
+      to += replacement.copy(out, to);
+    }
+    from = end;
+  }
+  return out;
 }
 
 /** `*_email` → /^.*_email$/; `*` is the only wildcard, everything else is literal. */

@@ -83,14 +83,17 @@ export class ResultOrigins {
    */
   maskedFields(fields: readonly OutputField[], statement: string | undefined): Set<number> | Promise<Set<number>> {
     const masked = new Set<number>();
-    const expressions = fields.flatMap((f, i) => (f.tableID === 0 ? [i] : []));
-    const plain = fields.flatMap((f, i) => (f.tableID !== 0 ? [i] : []));
-    const shape = statement === undefined ? undefined : this.shapeOf(statement);
-    const byText = shape === undefined ? true : this.#taintedByText(shape);
+    const expressions: number[] = [];
+    const plain: number[] = [];
+    for (let i = 0; i < fields.length; i++) (fields[i]!.tableID === 0 ? expressions : plain).push(i);
+    // Only expression columns need the statement's shape (a parse): plain columns are traced by the catalog.
+    const shape = statement === undefined || expressions.length === 0 ? undefined : this.shapeOf(statement);
+    const byText = expressions.length === 0 ? false : shape === undefined ? true : this.#taintedByText(shape);
     if (expressions.length > 0 && byText === true) for (const i of expressions) masked.add(i);
     const needExpressions = expressions.length > 0 && byText === undefined;
-    const unknownTables = [...new Set(plain.map((i) => fields[i]!.tableID))].filter((oid) => !this.#tables.has(oid));
-    if (!needExpressions && unknownTables.length === 0) {
+    let unknownTables = false;
+    for (const i of plain) if (!this.#tables.has(fields[i]!.tableID)) unknownTables = true;
+    if (!needExpressions && !unknownTables) {
       for (const i of plain) if (this.#plainMasked(fields[i]!) !== false) masked.add(i);
       return masked;
     }

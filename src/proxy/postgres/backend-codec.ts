@@ -97,19 +97,56 @@ export class BackendReader {
 
   /** Calls `onFrame(type, frame)` for each complete message; `frame` includes the 5-byte header. */
   push(chunk: Buffer, onFrame: (type: number, frame: Buffer) => void): void {
-    const buffer = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.scan(chunk, (type, buffer, start, end) => onFrame(type, buffer.subarray(start, end)));
+  }
+
+  /**
+   * Frames without cutting: calls `onFrame(type, buffer, start, end)` for each complete message,
+   * `buffer.subarray(start, end)` being the message (header included). `buffer` is the chunk
+   * itself, except for a message split across chunks: that one comes in a buffer of its own, made
+   * of its earlier bytes and only as many of the chunk's as it needs. So a relay can pass runs of
+   * messages it does not change as slices of the chunk, without a copy.
+   */
+  scan(chunk: Buffer, onFrame: (type: number, buffer: Buffer, start: number, end: number) => void): void {
     let offset = 0;
-    while (buffer.length - offset >= 5) {
-      const length = buffer.readInt32BE(offset + 1);
-      if (length < 4 || length > this.maxMessageLength) throw new Error(`upstream sent a message of invalid length ${length}`);
-      const total = length + 1;
-      if (buffer.length - offset < total) break;
-      onFrame(buffer[offset]!, buffer.subarray(offset, offset + total));
+    if (this.#pending.length > 0) {
+      let head = this.#pending;
+      if (head.length < 5) {
+        offset = Math.min(5 - head.length, chunk.length);
+        head = Buffer.concat([head, chunk.subarray(0, offset)]);
+        if (head.length < 5) {
+          this.#pending = head;
+          return;
+        }
+      }
+      const total = this.#total(head, 0);
+      const need = total - head.length;
+      if (chunk.length - offset < need) {
+        this.#pending = Buffer.concat([head, chunk.subarray(offset)]);
+        return;
+      }
+      const frame = Buffer.concat([head, chunk.subarray(offset, offset + need)]);
+      offset += need;
+      this.#pending = EMPTY;
+      onFrame(frame[0]!, frame, 0, total);
+    }
+    while (chunk.length - offset >= 5) {
+      const total = this.#total(chunk, offset);
+      if (chunk.length - offset < total) break;
+      onFrame(chunk[offset]!, chunk, offset, offset + total);
       offset += total;
     }
-    this.#pending = offset === buffer.length ? Buffer.alloc(0) : Buffer.from(buffer.subarray(offset));
+    this.#pending = offset === chunk.length ? EMPTY : Buffer.from(chunk.subarray(offset));
+  }
+
+  #total(buffer: Buffer, offset: number): number {
+    const length = buffer.readInt32BE(offset + 1);
+    if (length < 4 || length > this.maxMessageLength) throw new Error(`upstream sent a message of invalid length ${length}`);
+    return length + 1;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Field values of an ErrorResponse / NoticeResponse frame, by their one-letter codes. */
 export function decodeErrorFields(frame: Buffer): Record<string, string> {

@@ -63,6 +63,8 @@ export interface StatementEnd {
 
 export interface RowMasker {
   mask(values: readonly (Buffer | null)[]): { values: readonly (Buffer | null)[]; masked: number };
+  /** The same on a whole DataRow frame: the frame itself when nothing changed (see masker.ts). */
+  maskFrame?(frame: Buffer, counts: { masked: number }): Buffer;
 }
 
 /**
@@ -76,6 +78,8 @@ export interface SessionMasking {
   serverText(type: number, frame: Buffer, statement: string | undefined): Buffer;
   /** Refuses what cannot be masked (COPY out of masked columns); resolves with the statements to decide on. */
   vet(statements: ClassifiedStatement[]): Promise<ClassifiedStatement[]>;
+  /** `vet` without waiting: the same answer when it needs no look-up, else undefined. */
+  vetSync?(statements: ClassifiedStatement[]): ClassifiedStatement[] | undefined;
 }
 
 /** What the gateway decides about one admitted session (STYLE 2: policy hangs on hooks). */
@@ -157,6 +161,10 @@ const SERVER_TEXT_TYPES: ReadonlySet<number> = new Set([
 
 const ROW_COUNT_TAGS = /^(SELECT|FETCH|MOVE|COPY)\b/;
 
+const COPY_DATA = 0x64; // d, from the client
+
+const allAllowed = (statements: readonly ClassifiedStatement[]) => statements.every((s) => s.verdict === "allow");
+
 // ReadyForQuery's transaction status byte.
 const TRANSACTION_IDLE = 0x49; // I
 const TRANSACTION_FAILED = 0x45; // E
@@ -175,6 +183,15 @@ export function refusalSql(sqlState: string, message: string): string {
  * One client connection through the PostgreSQL proxy: start-up and SCRAM towards the client, the
  * upstream session, and the relay with its hooks. Client messages are handled strictly in order:
  * while one is held for approval, the ones after it wait behind it.
+ *
+ * The hot path (issue 15): a client read whose messages are all allowed is decided synchronously
+ * (`#relayFrame`), its statements are recorded in one `onStatements` call and everything it
+ * queued goes upstream in one write once that call resolves (`#flushUpstream`); an upstream read
+ * goes to the client in one write, as slices of the chunk wherever nothing changes
+ * (`#onUpstreamData`). Seam for the socket-free relay state machine (not split out yet): the
+ * socket side is `#onClientData`, `#writeUpstream`, `#writeClient` and the pause/resume in them;
+ * everything between frames in and buffers out is `#relayFrame`/`#handleMessage` (client →
+ * upstream) and `#inspect`/`#inspectMasked` (upstream → client).
  */
 export class PgProxyConnection {
   #client: Socket | TLSSocket;
@@ -216,6 +233,7 @@ export class PgProxyConnection {
   #unsyncedExecute = false;
   #seq = 0;
   #masker: RowMasker | undefined;
+  readonly #maskCounts = { masked: 0 };
   readonly #summary: ConnectionSummary;
 
   constructor(
@@ -268,44 +286,91 @@ export class PgProxyConnection {
       return;
     }
     if (frames.length === 0) return;
-    // Back-pressure: while earlier messages wait (a held statement), stop reading more. Pausing
-    // costs system calls, so it is only done once a few batches are queued.
-    this.#queued += 1;
-    if (this.#queued > 4) this.#client.pause();
-    this.#work = this.#work
-      .then(() => this.#handleFrames(frames))
-      .catch((error: unknown) => {
-        if (error instanceof ProtocolViolation) this.#fatal({ severity: "FATAL", code: "08P01", message: error.message });
-        else if (error instanceof ProxyRefusal) this.#fatal({ severity: "FATAL", code: error.sqlState, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
-        else {
-          this.options.onError?.(error);
-          this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not handle this message; the session is closed" });
+    if (this.#queued === 0 && this.#state === "ready" && !this.#ending) {
+      // The hot path: nothing waits, so the messages are decided on the spot, their statements
+      // recorded in one call and everything written upstream in one write once that call is done.
+      for (let i = 0; i < frames.length; i++) {
+        let pending: void | Promise<void>;
+        try {
+          pending = this.#relayFrame(frames[i]!);
+        } catch (error) {
+          this.#failed(error);
+          return;
         }
-      })
-      .finally(() => {
-        this.#queued -= 1;
-        if (this.#queued <= 4 && this.#state !== "closed" && this.#client.isPaused()) this.#client.resume();
-      });
+        if (pending) {
+          // A message that needs more (a hold, a block, a catalog look-up): the rest waits behind it.
+          this.#settle(pending.then(() => this.#handleFrames(frames, i + 1)));
+          return;
+        }
+        if (this.#isClosed() || this.#ending) return;
+      }
+      if (this.#unrecorded.length === 0) this.#writeUpstream();
+      else this.#settle(this.#flushUpstream());
+      return;
+    }
+    this.#settle(this.#work.then(() => this.#handleFrames(frames, 0)));
   }
 
-  async #handleFrames(frames: Buffer[]): Promise<void> {
-    for (let i = 0; i < frames.length; i++) {
+  /**
+   * Queues work behind what is queued (messages are handled strictly in order). Back-pressure:
+   * while earlier messages wait (a held statement), stop reading more. Pausing costs system
+   * calls, so it is only done once a few batches are queued.
+   */
+  #settle(work: Promise<void>): void {
+    this.#queued += 1;
+    if (this.#queued > 4) this.#client.pause();
+    this.#work = work.then(
+      () => this.#settled(),
+      (error: unknown) => {
+        this.#failed(error);
+        this.#settled();
+      },
+    );
+  }
+
+  #settled(): void {
+    this.#queued -= 1;
+    if (this.#queued <= 4 && this.#state !== "closed" && this.#client.isPaused()) this.#client.resume();
+  }
+
+  #failed(error: unknown): void {
+    if (error instanceof ProtocolViolation) this.#fatal({ severity: "FATAL", code: "08P01", message: error.message });
+    else if (error instanceof ProxyRefusal) this.#fatal({ severity: "FATAL", code: error.sqlState, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    else {
+      this.options.onError?.(error);
+      this.#fatal({ severity: "FATAL", code: "XX000", message: "jitgate could not handle this message; the session is closed" });
+    }
+  }
+
+  async #handleFrames(frames: Buffer[], start: number): Promise<void> {
+    for (let i = start; i < frames.length; i++) {
       if (this.#state === "closed" || this.#ending) return;
       const frame = frames[i]!;
       if (this.#state === "startup") {
         await this.#handleStartup(frame);
         // Bytes that followed the startup packet belong to the next phase.
         const more = this.#reader.drain();
-        if (more.length > 0) await this.#handleFrames(more);
+        if (more.length > 0) await this.#handleFrames(more, 0);
       } else if (this.#state === "auth") {
         await this.#handleAuth(decodeFrontend(frame[0]!, frame));
       } else if (this.#state === "ready") {
-        await this.#handleMessage(decodeFrontend(frame[0]!, frame));
+        const pending = this.#relayFrame(frame);
+        if (pending) await pending;
       } else {
         throw new ProtocolViolation("message before the session was ready");
       }
     }
-    this.#flushUpstream();
+    await this.#flushUpstream();
+  }
+
+  /** One client message in the ready state; a promise only when deciding it needs to wait. */
+  #relayFrame(frame: Buffer): void | Promise<void> {
+    // COPY data is only framed, never decoded: it goes upstream as it came.
+    if (frame[0] === COPY_DATA && !this.#skipUntilSync) {
+      this.#send(frame);
+      return;
+    }
+    return this.#handleMessage(decodeFrontend(frame[0]!, frame));
   }
 
   // ------------------------------------------------------------------ start-up and authentication
@@ -459,11 +524,28 @@ export class PgProxyConnection {
   #outgoing: Buffer[] = [];
   #refusedSeq: number | undefined;
 
+  /**
+   * Statements handled since the last flush. Their records go in one call, and nothing queued for
+   * upstream is written before that call is done (a rejection refuses them all: fail closed).
+   */
+  #unrecorded: StatementStart[] = [];
+
   #send(buffer: Buffer): void {
     this.#outgoing.push(buffer);
   }
 
-  #flushUpstream(): void {
+  /** Records the unrecorded statements, then writes what is queued upstream. */
+  async #flushUpstream(): Promise<void> {
+    if (this.#unrecorded.length > 0) {
+      const starts = this.#unrecorded;
+      this.#unrecorded = [];
+      await this.#record(starts);
+    }
+    this.#writeUpstream();
+  }
+
+  /** Only after the records of everything queued are accepted (see `#unrecorded`). */
+  #writeUpstream(): void {
     if (this.#ending) this.#outgoing = [];
     if (this.#outgoing.length === 0 || !this.#upstream) return;
     const out = this.#outgoing.length === 1 ? this.#outgoing[0]! : Buffer.concat(this.#outgoing);
@@ -479,7 +561,7 @@ export class PgProxyConnection {
     this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0, texts, ours });
   }
 
-  async #handleMessage(message: FrontendMessage): Promise<void> {
+  #handleMessage(message: FrontendMessage): void | Promise<void> {
     const session = this.#session!;
     if (this.#skipUntilSync) {
       if (message.type !== "sync") return;
@@ -504,43 +586,18 @@ export class PgProxyConnection {
     }
     switch (message.type) {
       case "query": {
-        let classified = this.#classify(message);
-        if (classified.some((s) => s.functionsToInspect !== undefined)) {
-          classified = await Promise.all(classified.map((s, i) => (s.functionsToInspect ? session.inspectAttached(s, this.#notOnItsOwn("simple", i)) : s)));
-          if (this.#state === "closed") return;
-        }
-        // Only a masked target vets (an await per message would cost every other target).
-        const statements = session.masking ? await session.masking.vet(classified) : classified;
-        const refusal = await this.#decide(statements);
-        if (this.#state === "closed") return;
-        const starts = statements.map((statement) => this.#start("simple", statement, null));
-        await this.#record(starts);
-        this.#send(refusal === undefined ? message.raw : serialize.query(refusal));
-        this.#track("query", starts.map((s) => s.seq), ++this.#syncCount, statements.map((s) => s.text), refusal !== undefined);
-        // Its ReadyForQuery also answers extended-protocol messages sent before it.
-        this.#unsynced = this.#unsyncedExecute = false;
-        this.#batchParses = this.#batchBinds = 0;
+        const classified = this.#classify(message);
+        // Decided on the spot when every statement is allowed and needs no look-up.
+        const statements = classified.some((s) => s.functionsToInspect !== undefined) ? undefined : this.#vetted(classified);
+        if (statements === undefined || !allAllowed(statements)) return this.#queryDeciding(message.raw, classified);
+        this.#forwardQuery(message.raw, statements, undefined);
         return;
       }
       case "parse": {
         const classified = this.#classify(message);
-        // Only a masked target vets (an await per message would cost every other target).
-        const statements = session.masking ? await session.masking.vet(classified) : classified;
-        const refusal = await this.#decide(statements);
-        if (this.#state === "closed") return;
-        if (refusal !== undefined) {
-          const start = this.#start("extended", statements.find((s) => s.verdict !== "allow") ?? statements[0]!, null);
-          await this.#record([start]);
-          this.#refusedSeq = start.seq;
-          this.#skipUntilSync = true;
-          this.#refusalAtSync = refusal;
-          return;
-        }
-        const [first] = statements;
-        this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
-        this.#unsynced = true;
-        this.#batchParses += 1;
-        this.#send(message.raw);
+        const statements = this.#vetted(classified);
+        if (statements === undefined || !allAllowed(statements)) return this.#parseDeciding(message, classified);
+        this.#forwardParse(message, statements);
         return;
       }
       case "bind": {
@@ -555,35 +612,9 @@ export class PgProxyConnection {
       }
       case "execute": {
         const portal = this.#portals.get(message.portal);
-        let statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
-        if (statement.functionsToInspect) {
-          // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
-          const inspected = await session.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
-          const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
-          const refusal = changed ? await this.#decide([inspected]) : undefined;
-          if (this.#state === "closed") return;
-          statement = inspected;
-          if (refusal !== undefined) {
-            const start = this.#start("extended", statement, portal?.params ?? null);
-            await this.#record([start]);
-            this.#refusedSeq = start.seq;
-            this.#skipUntilSync = true;
-            this.#refusalAtSync = refusal;
-            return;
-          }
-        }
-        this.#unsynced = true;
-        this.#unsyncedExecute = true;
-        const start = this.#start("extended", statement, portal?.params ?? null);
-        await this.#record([start]);
-        if (session.masking) {
-          // The result's row shape, whether or not the client asked for it: without a
-          // RowDescription the proxy would not know which values to mask. Its answer is ours.
-          this.#send(serialize.describe({ type: "P", name: message.portal }));
-          this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
-        }
-        this.#send(message.raw);
-        this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
+        const statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
+        if (statement.functionsToInspect) return this.#executeInspecting(message, portal, statement);
+        this.#forwardExecute(message, portal, statement);
         return;
       }
       case "describe":
@@ -605,9 +636,7 @@ export class PgProxyConnection {
         return;
       case "terminate":
         this.#send(message.raw);
-        this.#flushUpstream();
-        this.#end("client");
-        return;
+        return this.#flushUpstream().then(() => this.#end("client"));
       case "function-call":
         // The fast-path function call protocol runs functions by OID, past any statement rule.
         this.#send(serialize.query(refusalSql("42501", "jitgate: the function call protocol is not allowed")));
@@ -618,6 +647,106 @@ export class PgProxyConnection {
       default:
         this.#send(message.raw);
     }
+  }
+
+  /** The statements after a masked target's vetting, or undefined when vetting needs a look-up. */
+  #vetted(classified: ClassifiedStatement[]): ClassifiedStatement[] | undefined {
+    const masking = this.#session!.masking;
+    if (!masking) return classified;
+    return masking.vetSync ? masking.vetSync(classified) : undefined;
+  }
+
+  async #queryDeciding(raw: Buffer, classified: ClassifiedStatement[]): Promise<void> {
+    const session = this.#session!;
+    if (classified.some((s) => s.functionsToInspect !== undefined)) {
+      classified = await Promise.all(classified.map((s, i) => (s.functionsToInspect ? session.inspectAttached(s, this.#notOnItsOwn("simple", i)) : s)));
+      if (this.#state === "closed") return;
+    }
+    const statements = session.masking ? await session.masking.vet(classified) : classified;
+    const refusal = await this.#decide(statements);
+    if (this.#state === "closed") return;
+    this.#forwardQuery(raw, statements, refusal);
+  }
+
+  /** Queues a Query (or the refusal that runs instead) behind the records of its statements. */
+  #forwardQuery(raw: Buffer, statements: ClassifiedStatement[], refusal: string | undefined): void {
+    const seqs: number[] = [];
+    const texts: string[] = [];
+    for (const statement of statements) {
+      const start = this.#start("simple", statement, null);
+      this.#unrecorded.push(start);
+      seqs.push(start.seq);
+      texts.push(statement.text);
+    }
+    this.#send(refusal === undefined ? raw : serialize.query(refusal));
+    this.#track("query", seqs, ++this.#syncCount, texts, refusal !== undefined);
+    // Its ReadyForQuery also answers extended-protocol messages sent before it.
+    this.#unsynced = this.#unsyncedExecute = false;
+    this.#batchParses = this.#batchBinds = 0;
+  }
+
+  async #parseDeciding(message: Extract<FrontendMessage, { type: "parse" }>, classified: ClassifiedStatement[]): Promise<void> {
+    const session = this.#session!;
+    const statements = session.masking ? await session.masking.vet(classified) : classified;
+    const refusal = await this.#decide(statements);
+    if (this.#state === "closed") return;
+    if (refusal !== undefined) {
+      this.#refuseAtSync(this.#start("extended", statements.find((s) => s.verdict !== "allow") ?? statements[0]!, null), refusal);
+      return;
+    }
+    this.#forwardParse(message, statements);
+  }
+
+  #forwardParse(message: Extract<FrontendMessage, { type: "parse" }>, statements: ClassifiedStatement[]): void {
+    const [first] = statements;
+    this.#statements.set(message.statement, first ?? { text: message.sql, kind: "empty", verdict: "allow" });
+    this.#unsynced = true;
+    this.#batchParses += 1;
+    this.#send(message.raw);
+  }
+
+  /** The refused statement is recorded; the server raises the refusal at the batch's Sync. */
+  #refuseAtSync(start: StatementStart, refusal: string): void {
+    this.#unrecorded.push(start);
+    this.#refusedSeq = start.seq;
+    this.#skipUntilSync = true;
+    this.#refusalAtSync = refusal;
+  }
+
+  async #executeInspecting(
+    message: Extract<FrontendMessage, { type: "execute" }>,
+    portal: { statement: string; params: (string | null)[] | null } | undefined,
+    statement: ClassifiedStatement,
+  ): Promise<void> {
+    // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
+    const inspected = await this.#session!.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
+    const changed = inspected.verdict !== statement.verdict || inspected.rule !== statement.rule;
+    const refusal = changed ? await this.#decide([inspected]) : undefined;
+    if (this.#state === "closed") return;
+    if (refusal !== undefined) {
+      this.#refuseAtSync(this.#start("extended", inspected, portal?.params ?? null), refusal);
+      return;
+    }
+    this.#forwardExecute(message, portal, inspected);
+  }
+
+  #forwardExecute(
+    message: Extract<FrontendMessage, { type: "execute" }>,
+    portal: { statement: string; params: (string | null)[] | null } | undefined,
+    statement: ClassifiedStatement,
+  ): void {
+    this.#unsynced = true;
+    this.#unsyncedExecute = true;
+    const start = this.#start("extended", statement, portal?.params ?? null);
+    this.#unrecorded.push(start);
+    if (this.#session!.masking) {
+      // The result's row shape, whether or not the client asked for it: without a
+      // RowDescription the proxy would not know which values to mask. Its answer is ours.
+      this.#send(serialize.describe({ type: "P", name: message.portal }));
+      this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
+    }
+    this.#send(message.raw);
+    this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
   }
 
   /**
@@ -653,7 +782,7 @@ export class PgProxyConnection {
     }
     for (const statement of statements.filter((s) => s.verdict === "review")) {
       // What is already queued goes out first: the server must not wait behind the held statement.
-      this.#flushUpstream();
+      await this.#flushUpstream();
       this.#summary.held += 1;
       const verdict = await session.onHold(statement);
       if (this.#state === "closed") return undefined;
@@ -693,18 +822,45 @@ export class PgProxyConnection {
       else this.#relayMasked(chunk);
       return;
     }
+    // Runs of messages that pass unchanged go out as slices of the chunk (the whole chunk, in the
+    // common case); only a changed or swallowed message cuts a run. DataRows without a masker and
+    // COPY data are counted or passed by their header alone.
     const out: Buffer[] = [];
-    let modified = this.#upstreamReader.pendingLength > 0;
+    let run: Buffer | undefined;
+    let runStart = 0;
+    let runEnd = 0;
     try {
-      this.#upstreamReader.push(chunk, (type, frame) => {
-        if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) return;
-        if (this.#swallowed(type)) {
-          modified = true;
+      this.#upstreamReader.scan(chunk, (type, buffer, start, end) => {
+        let replaced: Buffer | null | undefined;
+        if (type === BackendType.DataRow) {
+          this.#countRow();
+          if (this.#masker) {
+            const frame = buffer.subarray(start, end);
+            const masked = this.#maskRow(frame);
+            if (masked !== frame) replaced = masked;
+          }
+        } else if (type !== BackendType.CopyData) {
+          const frame = buffer.subarray(start, end);
+          if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) replaced = null;
+          else if (this.#swallowed(type)) replaced = null;
+          else {
+            const inspected = this.#inspect(type, frame);
+            if (inspected !== frame) replaced = inspected;
+          }
+        }
+        if (replaced === undefined) {
+          if (run === buffer && runEnd === start) runEnd = end;
+          else {
+            if (run) out.push(run.subarray(runStart, runEnd));
+            run = buffer;
+            runStart = start;
+            runEnd = end;
+          }
           return;
         }
-        const replaced = this.#inspect(type, frame);
-        if (replaced !== frame) modified = true;
-        out.push(replaced);
+        if (run) out.push(run.subarray(runStart, runEnd));
+        run = undefined;
+        if (replaced) out.push(replaced);
       });
     } catch (error) {
       this.options.onError?.(error);
@@ -712,10 +868,28 @@ export class PgProxyConnection {
       return;
     }
     if (this.#state === "closed") return;
-    if (this.#upstreamReader.pendingLength > 0) modified = true;
-    // The common case, nothing changed and no message split across chunks: pass the chunk as it came.
-    const written = !modified ? chunk : out.length === 1 ? out[0]! : Buffer.concat(out);
-    this.#writeClient(written);
+    if (run) out.push(runStart === 0 && runEnd === run.length ? run : run.subarray(runStart, runEnd));
+    if (out.length > 0) this.#writeClient(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  #countRow(): void {
+    const current = this.#inflight[0];
+    if (current) current.rows += 1;
+    this.#summary.rowsReturned += 1;
+  }
+
+  /** A DataRow with the current masker applied (the frame itself when nothing changed). */
+  #maskRow(frame: Buffer): Buffer {
+    const masker = this.#masker!;
+    if (masker.maskFrame) {
+      const out = masker.maskFrame(frame, this.#maskCounts);
+      this.#summary.valuesMasked += this.#maskCounts.masked;
+      return out;
+    }
+    const { values, masked } = masker.mask(decodeDataRow(frame));
+    if (masked === 0) return frame;
+    this.#summary.valuesMasked += masked;
+    return encodeDataRow(values as (Buffer | null)[]);
   }
 
   #writeClient(written: Buffer): void {
@@ -748,10 +922,10 @@ export class PgProxyConnection {
   readonly #describes: { injected: boolean; text: string | undefined; sync: number }[] = [];
 
   #relayMasked(chunk: Buffer): void {
-    const frames: [number, Buffer][] = [];
+    const frames: Buffer[] = [];
     const whole = this.#upstreamReader.pendingLength === 0;
     try {
-      this.#upstreamReader.push(chunk, (type, frame) => frames.push([type, frame]));
+      this.#upstreamReader.push(chunk, (_type, frame) => frames.push(frame));
     } catch (error) {
       this.options.onError?.(error);
       this.#fatal({ severity: "FATAL", code: "08P01", message: "jitgate received an invalid message from the target" });
@@ -761,13 +935,13 @@ export class PgProxyConnection {
     this.#relayFrames(frames, 0, whole && this.#upstreamReader.pendingLength === 0 ? chunk : undefined);
   }
 
-  #relayFrames(frames: [number, Buffer][], start: number, chunk?: Buffer): void {
+  #relayFrames(frames: Buffer[], start: number, chunk?: Buffer): void {
     const out: Buffer[] = [];
     let modified = chunk === undefined;
     for (let i = start; i < frames.length; i++) {
       if (this.#ending || this.#state === "closed") return;
-      const [type, frame] = frames[i]!;
-      const result = this.#inspectMasked(type, frame);
+      const frame = frames[i]!;
+      const result = this.#inspectMasked(frame[0]!, frame);
       if (result instanceof Promise) {
         this.#writeClient(Buffer.concat(out));
         this.#upstreamHeld = [];
@@ -825,7 +999,9 @@ export class PgProxyConnection {
     if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
-      const describe = this.#describes.shift();
+      // A Describe of a later batch is not answered yet: this result is a simple Query's, pipelined
+      // before it (its rows must be masked, not passed as the answer to that Describe).
+      const describe = this.#describes[0]?.sync === this.#syncsAnswered + 1 ? this.#describes.shift() : undefined;
       if (describe && !describe.injected) return frame;
       if (type === BackendType.NoData) {
         this.#masker = undefined;
@@ -860,16 +1036,9 @@ export class PgProxyConnection {
 
   #inspect(type: number, frame: Buffer): Buffer {
     switch (type) {
-      case BackendType.DataRow: {
-        const current = this.#inflight[0];
-        if (current) current.rows += 1;
-        this.#summary.rowsReturned += 1;
-        if (!this.#masker) return frame;
-        const { values, masked } = this.#masker.mask(decodeDataRow(frame));
-        if (masked === 0) return frame;
-        this.#summary.valuesMasked += masked;
-        return encodeDataRow(values as (Buffer | null)[]);
-      }
+      case BackendType.DataRow:
+        this.#countRow();
+        return this.#masker ? this.#maskRow(frame) : frame;
       case BackendType.RowDescription:
         this.#masker = this.#session!.onRowDescription(decodeRowDescription(frame));
         return frame;
@@ -948,6 +1117,7 @@ export class PgProxyConnection {
     }
     this.#ending = true;
     this.#outgoing = [];
+    this.#unrecorded = [];
     this.#client.pause();
     void endUpstreamBackend(target, upstream.processId, upstream.secretKey).then(() => {
       this.#ending = false;

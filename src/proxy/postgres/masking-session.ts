@@ -89,6 +89,16 @@ export class MaskingSession implements SessionMasking {
     return out;
   }
 
+  /** `vet` when nothing needs a look-up: what it would answer (every statement as it is), else undefined. */
+  vetSync(statements: ClassifiedStatement[]): ClassifiedStatement[] | undefined {
+    for (const statement of statements) {
+      if (statement.verdict === "block") continue;
+      if (statement.kind === "copy") return undefined;
+      if (this.#origins && STORING_KINDS.has(statement.kind) && (statement.kind !== "select" || /\binto\b/i.test(statement.text))) return undefined;
+    }
+    return statements;
+  }
+
   async #copyProblem(sql: string): Promise<string | undefined> {
     let copy: { is_from?: boolean; is_program?: boolean; filename?: string; query?: unknown; relation?: { schemaname?: string; relname?: string }; attlist?: { String?: { sval?: string } }[]; options?: { DefElem?: { defname?: string; arg?: { String?: { sval?: string } } } }[] };
     try {

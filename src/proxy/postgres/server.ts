@@ -10,7 +10,7 @@ import type { StatementRecorder } from "../../broker/statement-log.js";
 import { JournalFullError } from "../../infra/journal.js";
 import type { Config, PostgresTargetConfig } from "../../config/schema.js";
 import { compileMasking, type Masking } from "../masking/masker.js";
-import { classifySql, compileRules, type CompiledRules } from "../../rules/sql-classifier.js";
+import { compileRules, type CompiledRules } from "../../rules/sql-classifier.js";
 import {
   PgProxyConnection,
   ProxyRefusal,
@@ -111,10 +111,7 @@ export class PgProxyServer {
         config: target,
         rules,
         masking: compileMasking(target.mask),
-        cache: new ClassificationCache(
-          (sql) => classifySql(sql, rules),
-          [...rules.block, ...rules.review].every((r) => r.type === "builtin"),
-        ),
+        cache: ClassificationCache.forRules(rules),
       };
       this.#targets.set(target.name, runtime);
     }
