@@ -140,11 +140,12 @@ export const decisions = pgTable(
     requestId: text("request_id")
       .notNull()
       .references(() => accessRequests.id),
-    approverId: text("approver_id")
-      .notNull()
-      .references(() => people.id),
+    /** Who decided; null for an approval by an auto-approval rule (`rule`). */
+    approverId: text("approver_id").references(() => people.id),
     verdict: text("verdict", { enum: ["approve", "deny"] }).notNull(),
     reason: text("reason"),
+    /** The auto-approval rule (`targets[].autoApprove[].name`) that approved, when no person did. */
+    rule: text("rule"),
     createdAt: at("created_at").notNull(),
   },
   // One decision per person per request: a double click cannot count twice towards the quorum.
