@@ -66,8 +66,12 @@ defaults: { maxDuration: 8h, approvals: 1, requestTtl: 1h }
 proxy:
   postgres: { listen: 127.0.0.1:0, publicAddress: "db-gw.example.com:15432" }
 onCall:
-  pagerduty: { token: \${PAGERDUTY_TOKEN}, apiUrl: "${doubles.pagerDutyUrl}" }
-  opsgenie: { apiKey: \${OPSGENIE_API_KEY}, apiUrl: "${doubles.opsgenieUrl}" }
+  pagerduty:
+    token: \${PAGERDUTY_TOKEN}
+    apiUrl: "${doubles.pagerDutyUrl}"
+  opsgenie:
+    apiKey: \${OPSGENIE_API_KEY}
+    apiUrl: "${doubles.opsgenieUrl}"
 targets:
   - name: orders-db
     kind: postgres
@@ -378,6 +382,7 @@ describe("auto-approval on a stepUp target", () => {
     // The link works once.
     expect((await browse(link)).status).toBe(403);
     expect(await db().select().from(grants).where(eq(grants.requestId, request!.id))).toHaveLength(1);
+    await test.gateway.broker.revoke((await test.gateway.broker.person(request!.requesterId))!, { grantId: issued.grantId!, reason: "done" });
   });
 
   it("never approves a stepUp request over the rule's maxDuration, sign-in or not", async () => {
