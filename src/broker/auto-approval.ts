@@ -30,7 +30,7 @@ export interface OnCallPort {
   onCall(provider: OnCallProvider, schedule: string, now: Date): Promise<OnCallAnswer>;
 }
 
-export type AutoApproveRule = TargetConfig["autoApprove"][number];
+export type AutoApproveRule = NonNullable<TargetConfig["autoApprove"]>[number];
 
 /** What a rule looked at, as recorded in the audit log and posted in the thread. */
 export interface RuleFacts {

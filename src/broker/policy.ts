@@ -19,7 +19,7 @@ export interface TargetPolicy {
   /** Who may take the target at once with `--break-glass`, and the extra channel told; undefined: nobody. */
   breakGlass: { allow: string[]; alertChannel: string | undefined } | undefined;
   /** Auto-approval rules, tried in order at request time (see auto-approval.ts). */
-  autoApprove: TargetConfig["autoApprove"];
+  autoApprove: NonNullable<TargetConfig["autoApprove"]>;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {

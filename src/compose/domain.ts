@@ -36,7 +36,7 @@ export async function startDomain(
   const reminders = new ExpiryReminders(connection, prefix, config.defaults.reminderBefore, now, onBackgroundError, ownership);
   cleanups.add("reminder queue", () => reminders.close());
   // Auto-approval rules ask PagerDuty / Opsgenie through this client (the broker does no HTTP).
-  const onCall = config.onCall.pagerduty || config.onCall.opsgenie ? new OnCallClient(config.onCall) : undefined;
+  const onCall = config.onCall?.pagerduty || config.onCall?.opsgenie ? new OnCallClient(config.onCall) : undefined;
   const broker = new Broker({ db: core.storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError, onCall });
   await broker.syncTargets();
 

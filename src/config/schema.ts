@@ -222,7 +222,7 @@ const targetCommon = {
     })
     .optional(),
   /** Auto-approval rules, tried in order at request time; the first whose every condition holds approves. */
-  autoApprove: z.array(autoApproveRule).default([]),
+  autoApprove: z.array(autoApproveRule).optional(),
 };
 
 const postgresTarget = z.strictObject({
@@ -440,7 +440,7 @@ export const configSchema = z
           })
           .optional(),
       })
-      .prefault({}),
+      .optional(),
     /**
      * Who reviews the evidence: these people (named as an approver list names them) see every
      * target's requests, sessions, statements and recordings in the audit pages, not only their own

@@ -5,7 +5,7 @@ import type { Config } from "../config/schema.js";
 export const ON_CALL_CACHE_MS = 60_000;
 const TIMEOUT_MS = 5_000;
 
-type OnCallConfig = Config["onCall"];
+type OnCallConfig = NonNullable<Config["onCall"]>;
 
 /**
  * Who is on call now, from PagerDuty (REST API v2: `GET /oncalls`, then `GET /users/{id}` for an
