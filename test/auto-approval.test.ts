@@ -3,7 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/broker/index.js";
 import { ConfigError, parseConfig } from "../src/config/load.js";
-import { accessRequests, auditEvents, decisions, grants, stepUpChallenges } from "../src/db/schema.js";
+import { accessRequests, auditEvents, decisions, grants, people, stepUpChallenges } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
 import { OnCallDoubles } from "./support/on-call-doubles.js";
@@ -306,6 +306,35 @@ describe("auto-approval by an on-call rule (PagerDuty)", () => {
   });
 });
 
+describe("what rules never approve", () => {
+  it("never approves an extension of a rule-approved grant, nor a scheduled request, even for the person on call within hours", async () => {
+    clock.set(at("2026-12-03T12:00:00Z")); // Thursday 13:00 Berlin
+    doubles.pagerDutySchedules.set("PSCHED1", [{ userId: "PDEV001", level: 1 }]);
+    const { answer, request } = await requestBy("U0DEV", "orders-db", "1h", "INC-110 extend me");
+    expect(answer).toContain("approved by rule on-call-readonly");
+    const grantId = (await test.gateway.broker.getRequest(request.id)).grantId!;
+
+    // The holder's extend becomes an extension request for approvers: no rule decides it.
+    const extend = await ask("U0DEV", `extend ${grantId} 30m more INC-110`);
+    const extension = /Extension request (req_\w+) sent for approval/.exec(extend)?.[1];
+    expect(extension, extend).toBeDefined();
+    expect((await test.gateway.broker.getRequest(extension!)).state).toBe("pending");
+    expect(await db().select().from(decisions).where(eq(decisions.requestId, extension!))).toEqual([]);
+    expect((await auditOf(extension!)).map((r) => r.kind)).not.toContain("request.auto_approved");
+    await test.gateway.broker.revoke((await test.gateway.broker.person(request.requesterId))!, { grantId, reason: "done" });
+
+    // A scheduled request is about a later window: rules are not asked, it waits for approvers.
+    const asked = doubles.requests.length;
+    clock.advance(120_000);
+    const later = await requestBy("U0DEV", "orders-db", "1h from 15:00", "INC-111 later today");
+    expect(later.answer).toContain(`Request ${later.request.id} sent`);
+    expect(later.request.startsAt).not.toBeNull();
+    expect((await test.gateway.broker.getRequest(later.request.id)).state).toBe("pending");
+    expect(await db().select().from(decisions).where(eq(decisions.requestId, later.request.id))).toEqual([]);
+    expect(doubles.requests.length).toBe(asked);
+  });
+});
+
 describe("auto-approval by an on-call rule (Opsgenie)", () => {
   it("approves the person on call (inside an escalation), with the GenieKey header; refuses when they are not; fails closed on 503", async () => {
     clock.set(at("2026-12-03T11:00:00Z"));
@@ -383,6 +412,28 @@ describe("auto-approval on a stepUp target", () => {
     expect((await browse(link)).status).toBe(403);
     expect(await db().select().from(grants).where(eq(grants.requestId, request!.id))).toHaveLength(1);
     await test.gateway.broker.revoke((await test.gateway.broker.person(request!.requesterId))!, { grantId: issued.grantId!, reason: "done" });
+  });
+
+  it("a forged Approve click by the requester is refused, and the sign-in link is dead once an approver denied the request", async () => {
+    clock.set(new Date());
+    const answer = await ask("U0DEV", "request vault-db 30m INC-302 denied later");
+    const link = /(http:\/\/\S+\/oidc\/approve\?challenge=[\w-]+)/.exec(answer)![1]!;
+    const [request] = await db().select().from(accessRequests).where(eq(accessRequests.reason, "INC-302 denied later"));
+    const root = await eventually(() => fake.rootsIn(APPROVALS).find((m) => messageText(m).includes(request!.id)), 10_000, "the approval message");
+    // The requester clicking Approve on their own request (the rule's approval is not theirs to give).
+    await slack.click("U0DEV", "jitgate_approve", request!.id, root);
+    await eventually(() => fake.ephemeralTexts("U0DEV").some((t) => /approve your own/i.test(t)), 10_000, "the self-approval refusal");
+    // The approver denies it; the requester's sign-in afterwards approves nothing.
+    // (Deny opens a form in Slack; the broker call is what its submission makes.)
+    const [lead] = await db().select().from(people).where(eq(people.email, "lead@example.com"));
+    await test.gateway.broker.decide(lead!, { requestId: request!.id, verdict: "deny", reason: "not now" });
+    expect((await test.gateway.broker.getRequest(request!.id)).state).toBe("denied");
+    Object.assign(provider.nextLogin, { account: "sub-dev", ageSeconds: 0 });
+    const page = await browse(link);
+    expect(page.status).toBe(403);
+    expect((await test.gateway.broker.getRequest(request!.id)).state).toBe("denied");
+    expect(await db().select().from(grants).where(eq(grants.requestId, request!.id))).toEqual([]);
+    expect((await db().select().from(decisions).where(eq(decisions.requestId, request!.id))).map((d) => d.rule)).toEqual([null]);
   });
 
   it("never approves a stepUp request over the rule's maxDuration, sign-in or not", async () => {
