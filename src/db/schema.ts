@@ -149,7 +149,11 @@ export const decisions = pgTable(
     createdAt: at("created_at").notNull(),
   },
   // One decision per person per request: a double click cannot count twice towards the quorum.
-  (t) => [uniqueIndex("decisions_one_per_person").on(t.requestId, t.approverId)],
+  // Every decision is a person's or a rule's, never neither nor both.
+  (t) => [
+    uniqueIndex("decisions_one_per_person").on(t.requestId, t.approverId),
+    check("decisions_by_person_or_rule", sql`(${t.approverId} is null) <> (${t.rule} is null)`),
+  ],
 );
 
 export const grantStates = ["active", "expired", "revoked"] as const;
