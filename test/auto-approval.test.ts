@@ -1,7 +1,8 @@
 import { and, asc, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ManualClock } from "../src/broker/index.js";
+import { ManualClock, verifyAuditChain } from "../src/broker/index.js";
+import { requestTimeline } from "../src/broker/audit-queries.js";
 import { ConfigError, parseConfig } from "../src/config/load.js";
 import { accessRequests, auditEvents, decisions, grants, people, stepUpChallenges } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
@@ -175,6 +176,9 @@ describe("auto-approval by an on-call rule (PagerDuty)", () => {
     const audit = await auditOf(request.id);
     expect(audit.map((r) => r.kind)).toEqual(["request.created", "request.auto_approved", "request.approved", "grant.issued"]);
     expect(audit[1]!.actorId).toBeNull();
+    // The audit pages' timeline names the rule as the decider; the hash chain holds.
+    expect((await requestTimeline(db(), request.id))!.decisions.map((d) => d.approverName)).toEqual(["rule on-call-readonly"]);
+    expect(await verifyAuditChain(db())).toMatchObject({ ok: true });
     expect(audit[1]!.data).toMatchObject({
       rule: "on-call-readonly",
       facts: {
