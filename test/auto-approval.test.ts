@@ -353,6 +353,7 @@ describe("auto-approval by an on-call rule (Opsgenie)", () => {
     expect(asked).toHaveLength(1);
     expect(asked[0]!.authorization).toBe(`GenieKey ${OG_KEY}`);
     expect(asked[0]!.url).toMatch(/^\/opsgenie\/v2\/schedules\/og-dba\/on-calls\?.*flat=false/);
+    expect(new URL(asked[0]!.url, "http://x").searchParams.get("date")).toBe("2026-12-03T11:00:00+00:00");
     const [decision] = await db().select().from(decisions).where(eq(decisions.requestId, request.id));
     expect(decision).toMatchObject({ approverId: null, rule: "opsgenie-on-call" });
     const reply = await eventually(() => threadTexts(root).find((t) => t.includes("Approved by rule opsgenie-on-call")), 10_000, "the rule's reply");

@@ -81,7 +81,8 @@ export class OnCallClient implements OnCallPort {
     const url = new URL(`v2/schedules/${encodeURIComponent(schedule)}/on-calls`, withSlash(og.apiUrl));
     url.searchParams.set("scheduleIdentifierType", "id");
     url.searchParams.set("flat", "false");
-    url.searchParams.set("date", now.toISOString());
+    // Opsgenie's reference: yyyy-MM-dd'T'HH:mm:ssZ, like 2017-01-15T08:00:00+02:00 (the + is escaped by URLSearchParams).
+    url.searchParams.set("date", now.toISOString().replace(/\.\d{3}Z$/, "+00:00"));
     const body = await this.#get(url, { authorization: `GenieKey ${og.apiKey}` }, "Opsgenie");
     if ("problem" in body) return { ok: false, problem: body.problem };
     const participants = (body.json as { data?: { onCallParticipants?: unknown } }).data?.onCallParticipants;

@@ -108,6 +108,8 @@ export class OnCallDoubles {
     if (this.failWith.opsgenie) return answer(this.failWith.opsgenie, { message: "Internal Server Error", took, requestId });
     const match = /^\/opsgenie\/v2\/schedules\/([^/]+)\/on-calls$/.exec(url.pathname);
     if (!match) return answer(404, { message: "Not Found", took, requestId });
+    const date = url.searchParams.get("date");
+    if (date !== null && !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/.test(date)) return answer(422, { message: `Invalid date [${date}]`, took, requestId });
     const id = decodeURIComponent(match[1]!);
     const participants = this.opsgenieSchedules.get(id);
     if (!participants) return answer(404, { message: `No schedule exists with identifier [${id}]`, took, requestId });
