@@ -450,6 +450,29 @@ describe("auto-approval on a stepUp target", () => {
   });
 });
 
+describe("who counts as on call", () => {
+  it("a person without a verified email is never on call, and the provider is not even asked; the match is on the email only", async () => {
+    const { evaluateRules } = await import("../src/broker/auto-approval.js");
+    const { OnCallClient } = await import("../src/infra/on-call.js");
+    const client = new OnCallClient({ pagerduty: { token: PD_TOKEN, apiUrl: doubles.pagerDutyUrl } });
+    doubles.pagerDutySchedules.set("PSCHED9", [{ userId: "PDEV001", level: 1 }]);
+    const rules = [{ name: "r", who: ["slack:U0DEV"], onCall: { provider: "pagerduty" as const, schedule: "PSCHED9", levels: [1] } }];
+    const before = doubles.requests.length;
+    // Named by their Slack id, but with no email a platform vouched for (an unverified Teams or OIDC email is dropped).
+    const unverified = { personId: "p1", email: null, chatIds: [{ platform: "slack", externalId: "U0DEV" }], groups: [] };
+    const outcome = await evaluateRules(rules, { who: unverified, durationMs: 60_000, now: clock.now(), onCall: client });
+    expect(outcome.applied).toBeUndefined();
+    expect(outcome.refused).toEqual([{ rule: "r", why: "the requester has no verified email to match the on-call schedule with" }]);
+    expect(doubles.requests.length).toBe(before);
+    // The same Slack id with another person's email is not the on-call user.
+    const other = { ...unverified, email: "other@example.com" };
+    expect((await evaluateRules(rules, { who: other, durationMs: 60_000, now: clock.now(), onCall: client })).refused[0]!.why).toContain("other@example.com is not on call now");
+    // The on-call user's email, in any case, is.
+    const dev = { ...unverified, email: "DEV@example.com" };
+    expect((await evaluateRules(rules, { who: dev, durationMs: 60_000, now: clock.now(), onCall: client })).applied?.onCall).toMatchObject({ email: "dev@example.com", level: 1 });
+  });
+});
+
 describe("auto-approval configuration", () => {
   const base = (rules: string, onCall = "") => `
 ${onCall}
