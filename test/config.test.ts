@@ -722,6 +722,8 @@ describe("examples/jitgate.yaml", () => {
     PROXY_TLS_CERT: "/etc/jitgate/tls.crt",
     PROXY_TLS_KEY: "/etc/jitgate/tls.key",
     ORDERS_DB_PASSWORD: "orders-password",
+    PAGERDUTY_TOKEN: "pd-read-only-key",
+    OPSGENIE_API_KEY: "og-integration-key",
   };
 
   it("parses, with every variable set", () => {
@@ -744,6 +746,8 @@ describe("examples/jitgate.yaml", () => {
       PROXY_TLS_CERT: env.PROXY_TLS_CERT,
       PROXY_TLS_KEY: env.PROXY_TLS_KEY,
       ORDERS_DB_PASSWORD: env.ORDERS_DB_PASSWORD,
+      PAGERDUTY_TOKEN: env.PAGERDUTY_TOKEN,
+      OPSGENIE_API_KEY: env.OPSGENIE_API_KEY,
     });
     expect(config.database).toBeUndefined();
     expect(config.redis).toBeUndefined();
@@ -757,6 +761,8 @@ describe("examples/jitgate.yaml", () => {
       "slack.botToken: is required (environment variable SLACK_BOT_TOKEN is not set)",
       "proxy.postgres.tls.cert: is required (environment variable PROXY_TLS_CERT is not set)",
       "proxy.postgres.tls.key: is required (environment variable PROXY_TLS_KEY is not set)",
+      "onCall.pagerduty.token: is required (environment variable PAGERDUTY_TOKEN is not set)",
+      "onCall.opsgenie.apiKey: is required (environment variable OPSGENIE_API_KEY is not set)",
       "slack.signingSecret: is required in HTTP mode (environment variable SLACK_SIGNING_SECRET is not set)",
     ]);
   });

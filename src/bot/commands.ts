@@ -178,6 +178,14 @@ async function execute(context: CommandContext, parsed: ParsedCommand): Promise<
         startsAt,
         once: parsed.once,
       });
+      if (request.autoApproved) {
+        const { rule, grant } = request.autoApproved;
+        const note = await context.deliverConnection?.({ request, grant, connection: request.autoApproved.connection });
+        return noticeView(
+          `Request ${request.id} approved by rule ${rule}: grant ${grant.id} on ${grant.target} until ${formatTime(grant.expiresAt, now, zone)}${grant.once ? ", ending with your first session" : ""}.${note ? ` ${note}` : " Your connection line is in a direct message."}`,
+          request.autoApproved.facts,
+        );
+      }
       const needs = request.approvalsRequired === 1 ? "1 approval" : `${request.approvalsRequired} approvals`;
       const when = request.startsAt ? ` from ${formatTime(request.startsAt, now, zone)}` : "";
       const once = request.once ? ", ending with your first session" : "";

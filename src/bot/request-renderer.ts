@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import type { ChatPlatform } from "./chat-port.js";
 import { threadRequestOf } from "./request-state.js";
 import {
+  autoApprovalReply,
   blockedReply,
   breakGlassAlertView,
   breakGlassState,
@@ -99,6 +100,12 @@ export class RequestRenderer {
       const view: MessageView = { text: `🗓 Scheduled: the grant starts at ${formatTime(new Date(startsAt), now)} and ends at ${formatTime(end, now)}` };
       await this.#reply(thread, view, "scheduled", request.id);
       await this.#refresh(request.id, "scheduled");
+    });
+    on("request.auto_approval", async ({ request, outcome, rule, facts, notes }) => {
+      const thread = await this.#ours(request);
+      if (!thread) return;
+      await this.#reply(thread, autoApprovalReply({ outcome, rule, facts, notes }), "auto-approval", request.id, outcome);
+      await this.#refresh(request.id, "auto-approval", outcome);
     });
     this.#breakGlassEvents(on);
     this.#proxyEvents(on);

@@ -622,3 +622,17 @@ export function viewToPlainText(view: MessageView): string {
   if (view.status) out.push(view.status.text);
   return out.join("\n");
 }
+
+/**
+ * The thread's note on auto-approval: the rule that approved and the facts it used, the sign-in it
+ * waits for (stepUp targets), or why a rule could not apply (an on-call provider failed).
+ */
+export function autoApprovalReply(input: { outcome: "approved" | "awaiting-sign-in" | "not-applied"; rule: string | null; facts: string[]; notes: string[] }): MessageView {
+  if (input.outcome === "approved") {
+    return { text: `🤖 Approved by rule ${input.rule}`, lines: input.facts };
+  }
+  if (input.outcome === "awaiting-sign-in") {
+    return { text: `🤖 Rule ${input.rule} applies; it approves once the requester signs in again (stepUp target). An approver may still decide.`, lines: input.facts };
+  }
+  return { text: "No auto-approval: an on-call provider gave no answer, so the request waits for an approver.", lines: input.notes };
+}

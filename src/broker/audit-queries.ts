@@ -91,9 +91,10 @@ export async function requestTimeline(db: Executor, requestId: string): Promise<
   if (!request) return undefined;
   const [grant] = request.grantId ? await db.select().from(grants).where(eq(grants.id, request.grantId)) : [];
   const decided = await db
-    .select({ decision: decisions, approverName: people.displayName })
+    // A rule's approval has no approver: it is named `rule <name>`.
+    .select({ decision: decisions, approverName: sql<string>`coalesce(${people.displayName}, 'rule ' || ${decisions.rule}, 'nobody')` })
     .from(decisions)
-    .innerJoin(people, eq(people.id, decisions.approverId))
+    .leftJoin(people, eq(people.id, decisions.approverId))
     .where(eq(decisions.requestId, request.id))
     .orderBy(asc(decisions.createdAt));
   const followsGrant = request.kind === "access" && grant !== undefined;

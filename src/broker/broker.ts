@@ -14,6 +14,7 @@ import { InboxService, type Inbox } from "./inbox.js";
 import { PeopleService, type SlackUserGroup } from "./people.js";
 import { isApprover, isAuditor, type Identity, type TargetPolicy } from "./policy.js";
 import { RequestsService } from "./requests.js";
+import type { AutoApproved } from "./auto-approval.js";
 import { StepUpService } from "./step-up.js";
 import { ThreadStates } from "./thread-state.js";
 import type {
@@ -227,7 +228,7 @@ export class Broker {
   request(
     requester: Person,
     input: { target: string; duration: string | number; reason: string; origin?: string; startsAt?: Date | undefined; once?: boolean | undefined },
-  ): Promise<AccessRequest> {
+  ): Promise<AccessRequest & { autoApproved?: AutoApproved }> {
     return this.requests.request(requester, input);
   }
 
@@ -337,10 +338,16 @@ export class Broker {
   async completeStepUp(
     person: Person,
     proof: StepUpProof,
-  ): Promise<{ kind: "approval"; result: DecideResult } | { kind: "break-glass"; result: { request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview } }> {
+  ): Promise<
+    | { kind: "approval"; result: DecideResult }
+    | { kind: "break-glass"; result: { request: AccessRequest; grant: Grant; connection: ConnectionLine; review: BreakGlassReview } }
+    | { kind: "auto-approval"; result: { request: AccessRequest; grant: Grant; connection: ConnectionLine; rule: string } }
+  > {
     const challenge = await this.stepUp.challenge(proof.challengeId);
     const request = await this.requests.get(challenge.requestId);
     if (request.breakGlass) return { kind: "break-glass", result: await this.breakGlassReviews.completeSignIn(person, proof) };
+    // The requester's own challenge: an auto-approval rule's approval waiting for their sign-in.
+    if (challenge.approverId === request.requesterId) return { kind: "auto-approval", result: await this.requests.completeRuleSignIn(person, proof) };
     return { kind: "approval", result: await this.requests.approveWithStepUp(person, proof) };
   }
 

@@ -5,6 +5,7 @@ import { UnknownTarget } from "./errors.js";
 import { TypedEvents } from "./events.js";
 import { targetPolicy, type TargetPolicy } from "./policy.js";
 import { noScheduler, type Scheduler } from "./scheduler.js";
+import type { OnCallPort } from "./auto-approval.js";
 
 export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "slack" | "auditors">>;
 
@@ -14,6 +15,8 @@ export interface BrokerOptions {
   clock?: Clock;
   scheduler?: Scheduler;
   events?: TypedEvents;
+  /** Who is on call now (auto-approval rules with `onCall`); absent: such rules never apply. */
+  onCall?: OnCallPort | undefined;
   /** Reports failures that must not fail the operation (a job that could not be scheduled). */
   onBackgroundError?: (error: unknown, what: string) => void;
 }
@@ -28,6 +31,7 @@ export class BrokerContext {
   readonly clock: Clock;
   readonly scheduler: Scheduler;
   readonly events: TypedEvents;
+  readonly onCall: OnCallPort | undefined;
   readonly onBackgroundError: (error: unknown, what: string) => void;
   readonly #policies: Map<string, TargetPolicy>;
 
@@ -36,6 +40,7 @@ export class BrokerContext {
     this.config = options.config;
     this.clock = options.clock ?? systemClock;
     this.scheduler = options.scheduler ?? noScheduler;
+    this.onCall = options.onCall;
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? new TypedEvents((error, name) => this.onBackgroundError(error, `listener of ${name}`));
     this.#policies = new Map(options.config.targets.map((t) => [t.name, targetPolicy(t, options.config.defaults)]));

@@ -251,3 +251,22 @@ export class BreakGlassSignInRequired extends StepUpRequired {
     this.message = `break-glass on ${target} needs a fresh sign-in, like every grant there: open ${link} within ${formatDuration(validForMs)} to sign in again; the grant is issued after it`;
   }
 }
+
+/**
+ * An auto-approval rule approves a request on a `stepUp` target: the approval waits for the
+ * requester's own fresh sign-in (the link, shown only to them); the grant is issued after it.
+ */
+export class AutoApprovalSignInRequired extends StepUpRequired {
+  constructor(
+    readonly requestId: string,
+    readonly rule: string,
+    target: string,
+    challengeId: string,
+    link: string,
+    expiresAt: Date,
+    validForMs: number,
+  ) {
+    super(target, challengeId, link, expiresAt, validForMs);
+    this.message = `request ${requestId} on ${target} meets auto-approval rule ${rule}, and every grant there rests on a fresh sign-in: open ${link} within ${formatDuration(validForMs)} to sign in again; the rule's approval and the grant come after it (until then an approver may approve it as usual)`;
+  }
+}

@@ -118,6 +118,12 @@ export interface BrokerEvents {
   "break_glass.reviewed": { review: BreakGlassSnapshot };
   /** An approved scheduled request: its grant comes at `startsAt`. */
   "request.scheduled": { request: RequestSnapshot; startsAt: string };
+  /**
+   * Auto-approval at request time: a rule approved (`approved`), approves once the requester signs
+   * in again (`awaiting-sign-in`, stepUp targets), or no rule applied because an on-call provider
+   * failed (`not-applied`, with why). `facts` are the lines the thread shows.
+   */
+  "request.auto_approval": { request: RequestSnapshot; outcome: "approved" | "awaiting-sign-in" | "not-applied"; rule: string | null; facts: string[]; notes: string[] };
   "session.opened": { session: SessionSnapshot };
   "session.closed": { session: SessionSnapshot; summary: SessionSummary };
   "statement.blocked": { session: SessionSnapshot; text: string; rule: string; at: string };
@@ -145,6 +151,7 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "break_glass.used",
   "break_glass.reviewed",
   "request.scheduled",
+  "request.auto_approval",
   "session.opened",
   "session.closed",
   "statement.blocked",

@@ -11,3 +11,4 @@ export * from "./sessions.js";
 export * from "./statement-log.js";
 export * from "./ssh-keys.js";
 export * from "./start-time.js";
+export type { OnCallPort, OnCallAnswer, OnCallPerson, OnCallProvider, AutoApproved, RuleFacts } from "./auto-approval.js";

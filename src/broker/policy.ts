@@ -18,6 +18,8 @@ export interface TargetPolicy {
   heldApprovals: number;
   /** Who may take the target at once with `--break-glass`, and the extra channel told; undefined: nobody. */
   breakGlass: { allow: string[]; alertChannel: string | undefined } | undefined;
+  /** Auto-approval rules, tried in order at request time (see auto-approval.ts). */
+  autoApprove: NonNullable<TargetConfig["autoApprove"]>;
 }
 
 export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): TargetPolicy {
@@ -33,6 +35,7 @@ export function targetPolicy(target: TargetConfig, defaults: PolicyDefaults): Ta
     stepUp: target.stepUp,
     heldApprovals: target.review.approvals,
     breakGlass: target.breakGlass ? { allow: target.breakGlass.allow, alertChannel: target.breakGlass.alertChannel } : undefined,
+    autoApprove: target.autoApprove ?? [],
   };
 }
 

@@ -19,12 +19,16 @@ import {
   SelfApproval,
   StepUpRefused,
   StepUpRequired,
+  AutoApprovalSignInRequired,
 } from "./errors.js";
 import type { GrantsService } from "./grants.js";
 import { newId } from "./ids.js";
 import type { PeopleService } from "./people.js";
 import { isApprover } from "./policy.js";
+import { approveByRuleIn, evaluateRules, factLines, type AutoApproved, type RulesOutcome } from "./auto-approval.js";
 import { decisionSnapshot, iso, requestSnapshot } from "./snapshots.js";
+import type { ConnectionLine } from "./credentials.js";
+import type { RequestSnapshot } from "./events.js";
 import type { StepUpService } from "./step-up.js";
 import { STEP_UP_LINK_TTL_MS, type AccessRequest, type DecideResult, type Decision, type Grant, type Person, type StepUpChallenge, type StepUpProof } from "./types.js";
 
@@ -36,12 +40,15 @@ export function parseDurationMs(text: string | number): number {
   return ms;
 }
 
-/** Every decision on a request with its approver's name, oldest first. */
+/** Who a decision names: its approver, or `rule <name>` for an auto-approval rule's. */
+const deciderName = sql<string>`coalesce(${people.displayName}, 'rule ' || ${decisions.rule}, 'nobody')`;
+
+/** Every decision on a request with its approver's name (`rule …` for a rule's), oldest first. */
 export async function decisionsOf(db: Executor, requestId: string): Promise<(Decision & { approverName: string })[]> {
   const rows = await db
-    .select({ decision: decisions, approverName: people.displayName })
+    .select({ decision: decisions, approverName: deciderName })
     .from(decisions)
-    .innerJoin(people, eq(people.id, decisions.approverId))
+    .leftJoin(people, eq(people.id, decisions.approverId))
     .where(eq(decisions.requestId, requestId))
     .orderBy(asc(decisions.createdAt));
   return rows.map((r) => ({ ...r.decision, approverName: r.approverName }));
@@ -51,9 +58,9 @@ export async function decisionsOf(db: Executor, requestId: string): Promise<(Dec
 export async function decidersOf(tx: Executor, request: AccessRequest): Promise<string[]> {
   const verdict = request.state === "denied" ? "deny" : "approve";
   const rows = await tx
-    .select({ name: people.displayName })
+    .select({ name: deciderName })
     .from(decisions)
-    .innerJoin(people, eq(people.id, decisions.approverId))
+    .leftJoin(people, eq(people.id, decisions.approverId))
     .where(and(eq(decisions.requestId, request.id), eq(decisions.verdict, verdict)))
     .orderBy(asc(decisions.createdAt));
   return rows.map((r) => r.name);
@@ -71,7 +78,7 @@ export class RequestsService {
   async request(
     requester: Person,
     input: { target: string; duration: string | number; reason: string; origin?: string; startsAt?: Date | undefined; once?: boolean | undefined },
-  ): Promise<AccessRequest> {
+  ): Promise<AccessRequest & { autoApproved?: AutoApproved }> {
     const policy = this.ctx.policy(input.target);
     await this.people.checkRequester(requester, policy.name, { duration: String(input.duration), reason: input.reason, origin: input.origin ?? "api" });
     const durationMs = parseDurationMs(input.duration);
@@ -86,6 +93,15 @@ export class RequestsService {
     if (startsAt && startsAt.getTime() <= now.getTime()) {
       throw new InvalidStartTime(`the start time ${startsAt.toISOString()} has already passed; give a time ahead (from 22:00, or an ISO date-time like 2026-12-03T22:00)`);
     }
+    // Auto-approval rules, after every requester check: asked now (an on-call provider over HTTP,
+    // outside any transaction). A scheduled request is not for now: rules never approve one.
+    const rules: RulesOutcome | undefined =
+      policy.autoApprove.length > 0 && !startsAt
+        ? await evaluateRules(policy.autoApprove, { who: await this.people.identity(requester), durationMs, now, onCall: this.ctx.onCall })
+        : undefined;
+    const ended: Grant[] = [];
+    let auto: { grant: Grant; connection: ConnectionLine; request: AccessRequest } | undefined;
+    let challenge: StepUpChallenge | undefined;
     // A scheduled request waits for approval until its window ends at the latest.
     const timeoutMs = Math.min(now.getTime() + policy.requestTtlMs, startsAt ? startsAt.getTime() + durationMs : Infinity);
     const request = await this.ctx.db.transaction(async (tx) => {
@@ -123,16 +139,93 @@ export class RequestsService {
           ...(row!.once ? { once: true } : {}),
         },
       });
+      if (rules?.applied && !policy.stepUp) {
+        auto = await approveByRuleIn(tx, this.grants, row!, rules.applied, now, ended);
+        return auto.request;
+      }
+      if (rules?.applied) {
+        // A stepUp target: the rule's approval waits for the requester's own fresh sign-in.
+        challenge = await this.stepUp.open(tx, { requestId: row!.id, heldId: null, target: row!.target, grantId: null }, requester, now);
+        await appendAudit(tx, now, {
+          kind: "request.auto_approval_awaiting_sign_in",
+          actorId: requester.id,
+          target: policy.name,
+          requestId: row!.id,
+          data: { rule: rules.applied.rule, facts: { ...rules.applied }, refused: rules.refused },
+        });
+      } else if (rules) {
+        await appendAudit(tx, now, { kind: "request.auto_approval_refused", actorId: requester.id, target: policy.name, requestId: row!.id, data: { refused: rules.refused } });
+      }
       return row!;
     });
-    this.ctx.events.emit("request.created", { request: await requestSnapshot(this.ctx.db, request) });
+    const snapshot = await requestSnapshot(this.ctx.db, request);
+    this.ctx.events.emit("request.created", { request: snapshot });
+    if (rules) this.#announceRules(snapshot, rules, auto !== undefined ? "approved" : challenge ? "awaiting-sign-in" : "not-applied");
+    if (auto) {
+      this.grants.afterOverdue(ended);
+      await this.grants.afterIssue(auto.grant, auto.request);
+      return { ...auto.request, autoApproved: { rule: rules!.applied!.rule, facts: factLines(rules!.applied!), grant: auto.grant, connection: auto.connection } };
+    }
     // Asking again right after a grant's end is when a lost expiry job shows: the old thread is
     // told now, not when the approval comes.
     await this.ctx.background("expire an overdue grant", async () => {
       await this.grants.liveOrExpire(requester.id, policy.name, "request");
     });
     await this.ctx.background("schedule request timeout", () => this.ctx.scheduler.scheduleRequestTimeout(request.id, request.timeoutAt));
+    if (challenge) {
+      throw new AutoApprovalSignInRequired(request.id, rules!.applied!.rule, policy.name, challenge.id, this.stepUp.link(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
+    }
     return request;
+  }
+
+  /** Posts in the thread what the rules decided: the rule and its facts, or why a provider kept a rule from applying. */
+  #announceRules(request: RequestSnapshot, rules: RulesOutcome, outcome: "approved" | "awaiting-sign-in" | "not-applied"): void {
+    const notes = rules.refused.filter((r) => r.provider).map((r) => `rule ${r.rule}: ${r.why}`);
+    // Nothing to say when no rule applied and no provider failed: the request simply waits.
+    if (outcome === "not-applied" && notes.length === 0) return;
+    this.ctx.events.emit("request.auto_approval", {
+      request,
+      outcome,
+      rule: rules.applied?.rule ?? null,
+      facts: rules.applied ? factLines(rules.applied) : [],
+      notes,
+    });
+  }
+
+  /**
+   * Completes an auto-approval on a `stepUp` target once the requester signed in again: the rules
+   * are asked again now (they must still hold), and the decision, the challenge's use and the grant
+   * are one transaction.
+   */
+  async completeRuleSignIn(person: Person, proof: StepUpProof): Promise<{ request: AccessRequest; grant: Grant; connection: ConnectionLine; rule: string }> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    const pending = await this.get(challenge.requestId);
+    if (person.id !== pending.requesterId) throw new StepUpRefused("the sign-in was by someone else than the requester; nothing was approved");
+    const policy = this.ctx.policy(pending.target);
+    const now = this.ctx.clock.now();
+    const rules = await evaluateRules(policy.autoApprove, { who: await this.people.identity(person), durationMs: pending.durationMs, now, onCall: this.ctx.onCall });
+    if (!rules.applied) {
+      const why = rules.refused.map((r) => `rule ${r.rule}: ${r.why}`).join("; ");
+      await this.ctx.db.transaction((tx) =>
+        appendAudit(tx, now, { kind: "request.auto_approval_refused", actorId: person.id, target: pending.target, requestId: pending.id, data: { refused: rules.refused, afterSignIn: true } }),
+      );
+      throw new StepUpRefused(`no auto-approval rule holds any more (${why}); the request waits for an approver`);
+    }
+    const ended: Grant[] = [];
+    const issued = await this.ctx.db.transaction(async (tx) => {
+      const [request] = await tx.select().from(accessRequests).where(eq(accessRequests.id, pending.id)).for("update");
+      if (!request || request.state !== "pending" || request.timeoutAt.getTime() <= now.getTime()) {
+        throw new StepUpRefused("this request is no longer waiting (an approver decided it, or it expired); nothing was recorded");
+      }
+      const stepUp = await this.stepUp.complete(tx, proof, { requestId: request.id, heldId: null }, person, now);
+      return approveByRuleIn(tx, this.grants, request, rules.applied!, now, ended, { ...stepUp, personId: person.id });
+    });
+    const snapshot = await requestSnapshot(this.ctx.db, issued.request);
+    this.#announceRules(snapshot, rules, "approved");
+    this.grants.afterOverdue(ended);
+    await this.ctx.background("cancel request timeout", () => this.ctx.scheduler.cancelRequestTimeout(issued.request.id));
+    await this.grants.afterIssue(issued.grant, issued.request);
+    return { request: issued.request, grant: issued.grant, connection: issued.connection, rule: rules.applied.rule };
   }
 
   async get(requestId: string): Promise<AccessRequest> {

@@ -110,7 +110,7 @@ export async function startChat(
   // Slack user groups named in policy: fetched now and every slack.userGroupsRefresh (nothing is
   // asked of Slack, nor of its usergroups:read scope, when policy names none).
   const namedSlackGroups = slackGroupsNamed([
-    ...config.targets.flatMap((t) => [...t.approvers, ...(t.requesters ?? []), ...(t.breakGlass?.allow ?? [])]),
+    ...config.targets.flatMap((t) => [...t.approvers, ...(t.requesters ?? []), ...(t.breakGlass?.allow ?? []), ...(t.autoApprove ?? []).flatMap((rule) => rule.who)]),
     ...(config.console.allow?.groups ?? []),
     ...config.auditors,
   ]);

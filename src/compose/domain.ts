@@ -3,6 +3,7 @@ import { SessionBroker } from "../broker/sessions.js";
 import { ClusterEvents } from "../bus/cluster-events.js";
 import type { Cleanups } from "../infra/cleanups.js";
 import type { Logger } from "../infra/logger.js";
+import { OnCallClient } from "../infra/on-call.js";
 import { ExpiryWorkers } from "../jobs/expiry.workers.js";
 import { BullmqScheduler } from "../jobs/queues.js";
 import { Reconciler } from "../jobs/reconciler.js";
@@ -34,7 +35,9 @@ export async function startDomain(
   // Expiry reminders ride on the grant-expiry scheduling: extend moves them, revoke drops them.
   const reminders = new ExpiryReminders(connection, prefix, config.defaults.reminderBefore, now, onBackgroundError, ownership);
   cleanups.add("reminder queue", () => reminders.close());
-  const broker = new Broker({ db: core.storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError });
+  // Auto-approval rules ask PagerDuty / Opsgenie through this client (the broker does no HTTP).
+  const onCall = config.onCall?.pagerduty || config.onCall?.opsgenie ? new OnCallClient(config.onCall) : undefined;
+  const broker = new Broker({ db: core.storage.db, config, clock, scheduler: withReminders(scheduler, reminders), onBackgroundError, onCall });
   await broker.syncTargets();
 
   const cluster = new ClusterEvents(core.publisher, core.subscriber, prefix, onBackgroundError, ownership);

@@ -171,6 +171,41 @@ const targetName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, { message: "expected lower-case letters, digits, '.', '_' or '-' (at most 63)" });
 
+const weekday = z.enum(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], { error: "expected a day: mon, tue, wed, thu, fri, sat or sun" });
+const clockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$|^24:00$/, { message: 'expected a time of day like "09:00" (24-hour clock; "24:00" ends at midnight)' });
+
+/**
+ * An auto-approval rule (`targets[].autoApprove[]`): a request is approved at once, by the rule,
+ * when every condition it sets holds at request time. See src/broker/auto-approval.ts.
+ */
+const autoApproveRule = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, { message: "expected a rule name of lower-case letters, digits, '.', '_' or '-', like on-call-readonly" }),
+    /** Who the rule approves: people and groups, named as approvers are. */
+    who: z.array(approver).min(1, { message: "names nobody: list the people or groups this rule approves" }),
+    /** Weekly hours in a time zone; absent: any time. */
+    when: z
+      .strictObject({
+        days: z.array(weekday).min(1, { message: "names no day" }).default(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+        from: clockTime,
+        to: clockTime,
+        timezone: timezone,
+      })
+      .refine((w) => w.to > w.from, { message: 'to must be later than from on the same day (a window past midnight is two rules, or ends at "24:00")', path: ["to"] })
+      .optional(),
+    /** The longest duration the rule approves; longer requests wait for an approver. */
+    maxDuration: duration.optional(),
+    /** The requester must be on call now in this schedule (their verified email is the on-call user's). */
+    onCall: z
+      .strictObject({
+        provider: z.enum(["pagerduty", "opsgenie"], { error: 'provider must be "pagerduty" or "opsgenie"' }),
+        schedule: nonEmpty,
+        /** PagerDuty escalation levels that count (1 = first responder); absent: any level. */
+        levels: z.array(z.number().int().min(1, { message: "escalation levels start at 1" })).min(1, { message: "names no level" }).optional(),
+      })
+      .optional(),
+  });
+
 const targetCommon = {
   name: targetName,
   approvers: z.array(approver).min(1, { message: "needs at least one approver" }),
@@ -200,6 +235,8 @@ const targetCommon = {
       alertChannel: z.string().regex(/^[CG][A-Z0-9]{2,}$/, { message: "expected a Slack channel id like C0SECURITY" }).optional(),
     })
     .optional(),
+  /** Auto-approval rules, tried in order at request time; the first whose every condition holds approves. */
+  autoApprove: z.array(autoApproveRule).optional(),
 };
 
 const postgresTarget = z.strictObject({
@@ -419,6 +456,25 @@ export const configSchema = z
       })
       .prefault({}),
     targets: z.array(target).default([]),
+    /** On-call providers that auto-approval rules ask (`autoApprove[].onCall`). */
+    onCall: z
+      .strictObject({
+        pagerduty: z
+          .strictObject({
+            /** A REST API key (read-only is enough): sent as `Authorization: Token token=…`. */
+            token: nonEmpty,
+            apiUrl: url(["https:", "http:"], "https://api.pagerduty.com").default("https://api.pagerduty.com"),
+          })
+          .optional(),
+        opsgenie: z
+          .strictObject({
+            /** An API key of an integration allowed to read schedules: sent as `Authorization: GenieKey …`. */
+            apiKey: nonEmpty,
+            apiUrl: url(["https:", "http:"], "https://api.opsgenie.com (https://api.eu.opsgenie.com in the EU)").default("https://api.opsgenie.com"),
+          })
+          .optional(),
+      })
+      .optional(),
     /**
      * Who reviews the evidence: these people (named as an approver list names them) see every
      * target's requests, sessions, statements and recordings in the audit pages, not only their own
@@ -463,6 +519,33 @@ export const configSchema = z
             message: `held statements would wait for ${review.approvals} approvals that ${target.approvers.length} approver${target.approvers.length === 1 ? "" : "s"} can never give`,
           });
         }
+      });
+      // Auto-approval rules: unique names per target, a configured provider, levels only where the provider has them.
+      const onCall = (config as { onCall?: { pagerduty?: unknown; opsgenie?: unknown } }).onCall;
+      targets.forEach((t, index) => {
+        const rules = (t as { autoApprove?: unknown } | null)?.autoApprove;
+        if (!Array.isArray(rules)) return;
+        const names = new Map<string, number>();
+        rules.forEach((rule: unknown, r) => {
+          const { name, onCall: ask } = (rule ?? {}) as { name?: unknown; onCall?: { provider?: unknown; levels?: unknown } };
+          if (typeof name === "string") {
+            if (names.has(name)) ctx.addIssue({ code: "custom", path: ["targets", index, "autoApprove", r, "name"], message: `"${name}" is already the name of autoApprove[${names.get(name)}]` });
+            else names.set(name, r);
+          }
+          if (ask?.provider === "pagerduty" && !onCall?.pagerduty) {
+            ctx.addIssue({ code: "custom", path: ["targets", index, "autoApprove", r, "onCall"], message: "asks PagerDuty, and onCall.pagerduty is not configured (its API token)" });
+          }
+          if (ask?.provider === "opsgenie" && !onCall?.opsgenie) {
+            ctx.addIssue({ code: "custom", path: ["targets", index, "autoApprove", r, "onCall"], message: "asks Opsgenie, and onCall.opsgenie is not configured (its API key)" });
+          }
+          if (ask?.provider === "opsgenie" && ask.levels !== undefined) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["targets", index, "autoApprove", r, "onCall", "levels"],
+              message: "Opsgenie schedules have no escalation levels: leave levels out (anyone on call in the schedule counts), or point the rule at the schedule of the level you mean",
+            });
+          }
+        });
       });
       const oidc = config.oidc as unknown;
       targets.forEach((t, index) => {
@@ -523,6 +606,9 @@ export const configSchema = z
             { path: ["targets", index, "approvers"], entries: (t as { approvers?: unknown } | null)?.approvers },
             { path: ["targets", index, "requesters"], entries: (t as { requesters?: unknown } | null)?.requesters },
             { path: ["targets", index, "breakGlass", "allow"], entries: (t as { breakGlass?: { allow?: unknown } } | null)?.breakGlass?.allow },
+            ...(Array.isArray((t as { autoApprove?: unknown } | null)?.autoApprove)
+              ? ((t as { autoApprove: { who?: unknown }[] }).autoApprove.map((rule, r) => ({ path: ["targets", index, "autoApprove", r, "who"], entries: rule?.who })))
+              : []),
           ]),
           { path: ["console", "allow", "groups"], entries: (consoleSection as { allow?: { groups?: unknown } } | undefined)?.allow?.groups },
           { path: ["auditors"], entries: (config as { auditors?: unknown }).auditors },

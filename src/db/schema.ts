@@ -140,15 +140,20 @@ export const decisions = pgTable(
     requestId: text("request_id")
       .notNull()
       .references(() => accessRequests.id),
-    approverId: text("approver_id")
-      .notNull()
-      .references(() => people.id),
+    /** Who decided; null for an approval by an auto-approval rule (`rule`). */
+    approverId: text("approver_id").references(() => people.id),
     verdict: text("verdict", { enum: ["approve", "deny"] }).notNull(),
     reason: text("reason"),
+    /** The auto-approval rule (`targets[].autoApprove[].name`) that approved, when no person did. */
+    rule: text("rule"),
     createdAt: at("created_at").notNull(),
   },
   // One decision per person per request: a double click cannot count twice towards the quorum.
-  (t) => [uniqueIndex("decisions_one_per_person").on(t.requestId, t.approverId)],
+  // Every decision is a person's or a rule's, never neither nor both.
+  (t) => [
+    uniqueIndex("decisions_one_per_person").on(t.requestId, t.approverId),
+    check("decisions_by_person_or_rule", sql`(${t.approverId} is null) <> (${t.rule} is null)`),
+  ],
 );
 
 export const grantStates = ["active", "expired", "revoked"] as const;

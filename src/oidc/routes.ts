@@ -110,6 +110,14 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
           ];
           return notice(res, 200, "Break-glass access granted", lines);
         }
+        if (completed.kind === "auto-approval") {
+          const { grant, rule } = completed.result;
+          const lines = [
+            `Access to ${grant.target} is approved by rule ${rule} (grant ${grant.id}), after a fresh sign-in as ${token.email}.`,
+            (await options.deliverConnection(completed.result)) ?? "Your connection line is in a direct message.",
+          ];
+          return notice(res, 200, "Access approved by rule", lines);
+        }
         const result = completed.result;
         const lines = [`Your approval of request ${result.request.id} (${result.request.target}) is recorded, after a fresh sign-in as ${token.email}.`];
         if (result.grant) {
