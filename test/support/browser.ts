@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { mkdir } from "node:fs/promises";
 import { chromium, type Browser } from "playwright-core";
 import { parseConfig } from "../../src/config/load.js";
@@ -69,8 +72,14 @@ export async function startDemoGateway(
   const database = replicaOf ? undefined : await createTestDatabase(label);
   const databaseUrl = replicaOf?.databaseUrl ?? database!.url;
   const prefix = replicaOf?.prefix ?? testPrefix(label);
+  // Its own data directory (the audit journal lives there), never the checkout's ./data.
+  const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), `jitgate-${label}-`));
+  const removeDataDir = () => {
+    if (overrides.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+  };
   const { logger, lines: logs } = capturedLogger("warn");
   const yaml = demoConfigYaml({
+    dataDir,
     httpListen: `127.0.0.1:${await freePort()}`,
     proxyListen: `127.0.0.1:${await freePort()}`,
     targetListen: `127.0.0.1:${await freePort()}`,
@@ -84,6 +93,7 @@ export async function startDemoGateway(
     gateway = await startGateway({ config: parseConfig(yaml, `${label} demo`, {}), logger });
   } catch (error) {
     await database?.drop();
+    removeDataDir();
     throw error;
   }
   return {
@@ -94,6 +104,7 @@ export async function startDemoGateway(
     databaseUrl,
     async close() {
       await gateway.close();
+      removeDataDir();
       if (replicaOf) return;
       await dropRedisKeys(prefix);
       await database!.drop();

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.js";
 import { startGateway, type Gateway } from "../../src/main.js";
 import type { Clock } from "../../src/broker/index.js";
@@ -28,8 +31,10 @@ export interface TestGatewayOptions {
 export async function startTestGateway(label: string, yaml: string, env: NodeJS.ProcessEnv = {}, options: TestGatewayOptions = {}): Promise<TestGateway> {
   const database = await createTestDatabase(label);
   const prefix = testPrefix(label);
+  // Its own data directory (the audit journal lives there), never the checkout's ./data.
+  const dataDir = mkdtempSync(join(tmpdir(), `jitgate-${label}-`));
   const { logger, lines: logs } = capturedLogger("warn");
-  const config = parseConfig(`database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${prefix}\n${yaml}`, `${label} test`, {
+  const config = parseConfig(`database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${prefix}\ndataDir: ${dataDir}\n${yaml}`, `${label} test`, {
     DATABASE_URL: database.url,
     REDIS_URL,
     ...env,
@@ -47,6 +52,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
     });
   } catch (error) {
     await database.drop();
+    rmSync(dataDir, { recursive: true, force: true });
     throw error;
   }
   return {
@@ -57,6 +63,7 @@ export async function startTestGateway(label: string, yaml: string, env: NodeJS.
       await gateway.close();
       await dropRedisKeys(prefix);
       await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
