@@ -269,7 +269,7 @@ describe("file transfers (scp, sftp)", () => {
     const blocked = join(dir, "blocked", "b.txt");
     const refused = await scp(secret, local, blocked);
     expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toMatch(/permission denied/i);
+    expect(refused.stderr, test.logs.join("")).toMatch(/permission denied/i);
     expect(existsSync(blocked)).toBe(false);
 
     // sftp's rm, chmod and ln -s on a blocked path: each refused, the file untouched.
@@ -295,7 +295,7 @@ describe("file transfers (scp, sftp)", () => {
     const { payload: approved } = await approvedHold;
     await test.gateway.sessions.decide(lead, { heldId: approved.held.id, verdict: "approved" });
     const uploaded = await approvedRun;
-    expect(uploaded.code).toBe(0);
+    expect(uploaded.code, `${uploaded.stderr}\n${test.logs.join("")}`).toBe(0);
     expect(uploaded.stderr).not.toMatch(/denied|failed|error/i);
     expect(existsSync(heldPath)).toBe(true);
     // The approval covered the rest of the upload (scp's setstat of the size): one hold, not two.
