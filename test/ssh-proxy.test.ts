@@ -21,6 +21,8 @@ const CLI = join(import.meta.dirname, "..", "src", "cli.ts");
 
 const APPROVALS = "C0SSHAPPROVALS";
 let sshd: PrivateSshd;
+/** A target whose SFTP server ends its output a second before it exits (its exit status comes after its EOF). */
+let lateExitSshd: PrivateSshd;
 let fake: FakeSlack;
 let test: TestGateway;
 let lead: Person;
@@ -98,6 +100,13 @@ beforeAll(async () => {
   // A `sudo` for the target's sessions (the test machine has none): it says that it ran.
   writeFileSync(join(sshd.binDir, "sudo"), '#!/bin/sh\necho "sudo ran: $*"\nexec "$@"\n', { mode: 0o755 });
   await execFileAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "other_host_key")]);
+  lateExitSshd = await startPrivateSshd("late-exit", {
+    sftpSubsystem: (binDir) => {
+      const wrapper = join(binDir, "sftp-late-exit");
+      writeFileSync(wrapper, "#!/bin/sh\n/usr/lib/openssh/sftp-server\nexec >&- 2>&-\nsleep 1\n", { mode: 0o755 });
+      return wrapper;
+    },
+  });
   // Requests made with origin "slack" get a thread in this fake workspace's approval channel.
   fake = new FakeSlack([{ id: "ULEAD", email: "lead@example.com", realName: "Lead" }], "xoxb-ssh-proxy");
   await fake.start();
@@ -128,6 +137,12 @@ targets:
     privateKeyFile: ${sshd.gatewayKeyFile}
     hostKey: "${otherHostKey}"
     approvers: [lead@example.com]
+  - name: web-late-exit
+    kind: ssh
+    upstream: ssh://${lateExitSshd.user}@127.0.0.1:${lateExitSshd.port}
+    privateKeyFile: ${lateExitSshd.gatewayKeyFile}
+    hostKey: "${lateExitSshd.hostKey}"
+    approvers: [lead@example.com]
   - name: web-forwarding
     kind: ssh
     upstream: ssh://${sshd.user}@127.0.0.1:${sshd.port}
@@ -146,6 +161,7 @@ afterAll(async () => {
   await test?.close();
   await fake?.stop();
   await sshd?.stop();
+  await lateExitSshd?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -490,6 +506,24 @@ describe("signals", () => {
 });
 
 describe("file transfer", () => {
+  it("scp succeeds when the target's SFTP server sends its exit status after its EOF", async () => {
+    // The client's channel must stay open until the target's closes: ended at the target's EOF, the
+    // OpenSSH client never gets the exit status, exits 255, and scp exits 1 after a whole transfer.
+    const dev = await person();
+    const { secret } = await grant(dev, "1h", "web-late-exit");
+    const source = join(dir, "late-exit.txt");
+    writeFileSync(source, "sent before the exit status\n");
+    const destination = join(dir, "late-exit.copy");
+    const result = await runProcess(
+      "sshpass",
+      ["-e", "scp", "-v", ...SSH_CLIENT_OPTIONS, "-o", "PubkeyAuthentication=no", "-P", String(port), source, `web-late-exit@127.0.0.1:${destination}`],
+      { env: { SSHPASS: secret } },
+    );
+    expect(result.code, `${result.stderr}\n${test.logs.join("")}`).toBe(0);
+    expect(result.stderr).toContain("Exit status 0");
+    expect(readFileSync(destination, "utf8")).toBe("sent before the exit status\n");
+  });
+
   it("scp of a 10 MB file arrives intact and the write is audited with path and size", async () => {
     const dev = await person();
     const { secret, grant: g } = await grant(dev);

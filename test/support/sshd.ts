@@ -56,7 +56,7 @@ function waitForPort(port: number, child: ChildProcess, stderr: () => string, ti
  * Nothing of the system's ssh configuration is read or changed. (sshd needs its privilege
  * separation directory /run/sshd, which is created when missing, as the Debian service would.)
  */
-export async function startPrivateSshd(label: string): Promise<PrivateSshd> {
+export async function startPrivateSshd(label: string, options: { sftpSubsystem?: (binDir: string) => string } = {}): Promise<PrivateSshd> {
   const dir = mkdtempSync(join(tmpdir(), `jitgate-sshd-${label}-`));
   chmodSync(dir, 0o755);
   const binDir = join(dir, "bin");
@@ -92,7 +92,7 @@ export async function startPrivateSshd(label: string): Promise<PrivateSshd> {
       // DEBUG1 names each channel request the server receives, so tests can see what reached it.
       `LogLevel DEBUG1`,
       `SetEnv PATH=${binDir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
-      `Subsystem sftp internal-sftp`,
+      `Subsystem sftp ${options.sftpSubsystem?.(binDir) ?? "internal-sftp"}`,
       "",
     ].join("\n"),
   );

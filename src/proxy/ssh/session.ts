@@ -548,34 +548,38 @@ export class SshProxySession {
     const drain = async () => {
       busy = true;
       try {
-        while (queue.length > 0 && this.#state === "open") {
-          const piece = queue.shift()!;
-          if (piece.kind === "tail") {
-            pass(piece.bytes);
-            continue;
+        // Back-pressure: while the target's channel is full, the client's waits (see the data handler);
+        // what the client sent meanwhile is queued and handled before this turn ends.
+        while (this.#state === "open") {
+          while (queue.length > 0 && this.#state === "open") {
+            const piece = queue.shift()!;
+            if (piece.kind === "tail") {
+              pass(piece.bytes);
+              continue;
+            }
+            const change = piece.whole ? fileChangeOf(piece.head, (handle) => audit.pathOf(handle)) : undefined;
+            if (!change) {
+              audit.request(piece.type, piece.head);
+              pass(piece.head);
+              continue;
+            }
+            if (!flush()) await writable();
+            const verdict = await this.hooks.onFileChange(change).catch((error: unknown) => {
+              // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
+              this.options.onError?.(error);
+              return { allowed: false, why: "could not be recorded" };
+            });
+            if (this.#state !== "open") break;
+            if (verdict.allowed) {
+              audit.request(piece.type, piece.head);
+              pass(piece.head);
+            } else {
+              channel.write(statusReply(requestId(piece.head), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
+            }
           }
-          const change = piece.whole ? fileChangeOf(piece.head, (handle) => audit.pathOf(handle)) : undefined;
-          if (!change) {
-            audit.request(piece.type, piece.head);
-            pass(piece.head);
-            continue;
-          }
-          if (!flush()) await writable();
-          const verdict = await this.hooks.onFileChange(change).catch((error: unknown) => {
-            // Fail closed, and say why in the log: the request is refused when it cannot be recorded.
-            this.options.onError?.(error);
-            return { allowed: false, why: "could not be recorded" };
-          });
-          if (this.#state !== "open") break;
-          if (verdict.allowed) {
-            audit.request(piece.type, piece.head);
-            pass(piece.head);
-          } else {
-            channel.write(statusReply(requestId(piece.head), SSH_FX_PERMISSION_DENIED, `jitgate: ${verdict.why ?? "refused"}`));
-          }
+          if (this.#state !== "open" || flush()) break;
+          await writable();
         }
-        // Back-pressure: while the target's channel is full, the client's waits (see the data handler).
-        if (this.#state === "open" && !flush()) await writable();
       } catch (error) {
         if (!(error instanceof SftpProtocolError)) this.options.onError?.(error);
         channel.close();
@@ -604,7 +608,10 @@ export class SshProxySession {
       ended = true;
       if (!busy) stream.end();
     });
-    stream.pipe(channel);
+    // The client's channel ends when the target's closes, not at its EOF: the target's exit status
+    // may come after its EOF, and an OpenSSH client whose channel closes before the exit status
+    // exits 255 (scp then exits 1 after a complete transfer).
+    stream.pipe(channel, { end: false });
     stream.on("exit", (code: number | null) => {
       if (typeof code === "number") channel.exit(code);
     });
