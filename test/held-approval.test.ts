@@ -18,7 +18,7 @@ import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from 
 import { nextEvent } from "./support/jobs.js";
 import { runProcess } from "./support/processes.js";
 import { SSH_CLIENT_OPTIONS, startPrivateSshd, type PrivateSshd } from "./support/sshd.js";
-import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import { browseUntil, browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { slackRequests } from "./support/slack-requests.js";
 
 /**
@@ -212,25 +212,6 @@ async function ephemeralMatching(user: string, pattern: RegExp): Promise<string>
   return eventually(() => slack.ephemeralTexts(user).find((t) => pattern.test(t)), 10_000, `an ephemeral answer to ${user} matching ${pattern}`);
 }
 
-/** Follows the provider's redirects until the browser would be sent to `prefix`; returns that URL unvisited. */
-async function browseUntil(start: string, prefix: string): Promise<string> {
-  const jar = new Map<string, string>();
-  let url = start;
-  for (let step = 0; step < 20; step++) {
-    if (url.startsWith(prefix)) return url;
-    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-    const response = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(";");
-      const index = pair!.indexOf("=");
-      jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
-    }
-    const location = response.headers.get("location");
-    if (!location) throw new Error(`no redirect at ${url} (${response.status})`);
-    url = new URL(location, url).toString();
-  }
-  throw new Error("too many redirects");
-}
 
 /** Signs in to the console (and so the audit pages) as `account`; the cookies a browser would send. */
 async function consoleCookies(account: string): Promise<string> {

@@ -5,7 +5,7 @@ import { NotAnApprover, SelfApproval, StepUpRequired, type Person } from "../src
 import { auditEvents, stepUpChallenges } from "../src/db/schema.js";
 import { SLACK_ACTION_IDS } from "../src/bot/render/block-kit.js";
 import { buttonsOf, eventually, FakeSlack, messageText } from "./support/fake-slack.js";
-import { browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
+import { browseUntil, browse, startOidcGateway, startTestProvider, type TestProvider } from "./support/oidc-provider.js";
 import { slackRequests } from "./support/slack-requests.js";
 
 const SIGNING_SECRET = "0123456789abcdef0123456789abcdef";
@@ -292,25 +292,6 @@ describe("the console outside demo mode", () => {
   });
 });
 
-/** Follows the provider's redirects until the browser would be sent to `prefix`; returns that URL unvisited. */
-async function browseUntil(start: string, prefix: string): Promise<string> {
-  const jar = new Map<string, string>();
-  let url = start;
-  for (let step = 0; step < 20; step++) {
-    if (url.startsWith(prefix)) return url;
-    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-    const response = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(";");
-      const index = pair!.indexOf("=");
-      jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
-    }
-    const location = response.headers.get("location");
-    if (!location) throw new Error(`no redirect at ${url} (${response.status})`);
-    url = new URL(location, url).toString();
-  }
-  throw new Error("too many redirects");
-}
 
 describe("step-up approval from Slack", () => {
   it("answers the Approve click with the link, to the clicker only, and records the approval after the sign-in", async () => {

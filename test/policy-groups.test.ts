@@ -14,7 +14,7 @@ import { accessRequests, auditEvents, chatIdentities, decisions, personGroups, s
 import { startupBanner } from "../src/main.js";
 import { groupsClaim } from "../src/oidc/verifier.js";
 import { buttonsOf, eventually, FakeSlack, messageText, type FakeMessage } from "./support/fake-slack.js";
-import { startOidcGateway, startTestProvider, type TestAccount, type TestProvider } from "./support/oidc-provider.js";
+import { browseUntil, startOidcGateway, startTestProvider, type TestAccount, type TestProvider } from "./support/oidc-provider.js";
 import { slackRequests } from "./support/slack-requests.js";
 
 /**
@@ -150,24 +150,6 @@ async function approveAs(user: string, requestId: string, root: FakeMessage): Pr
 
 // ------------------------------------------------------------------ the console login, through the provider
 
-async function browseUntil(start: string, prefix: string): Promise<string> {
-  const jar = new Map<string, string>();
-  let url = start;
-  for (let step = 0; step < 20; step++) {
-    if (url.startsWith(prefix)) return url;
-    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-    const response = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(";");
-      const index = pair!.indexOf("=");
-      jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
-    }
-    const location = response.headers.get("location");
-    if (!location) throw new Error(`no redirect at ${url} (${response.status})`);
-    url = new URL(location, url).toString();
-  }
-  throw new Error("too many redirects");
-}
 
 /** A console sign-in as `account`: the callback's status, and the session cookie when one was set. */
 async function consoleSignIn(account: string): Promise<{ status: number; body: string; cookie: string | undefined }> {

@@ -195,3 +195,23 @@ export async function startOidcGateway(label: string, issuer: string, yaml: stri
   const test = await startTestGateway(label, `${oidc}${yaml}`, env, { ...options, httpListen: `127.0.0.1:${port}` });
   return { ...test, origin };
 }
+
+/** Follows the provider's redirects until the browser would be sent to `prefix`; returns that URL unvisited. */
+export async function browseUntil(start: string, prefix: string): Promise<string> {
+  const jar = new Map<string, string>();
+  let url = start;
+  for (let step = 0; step < 20; step++) {
+    if (url.startsWith(prefix)) return url;
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    const response = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      const index = pair!.indexOf("=");
+      jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
+    }
+    const location = response.headers.get("location");
+    if (!location) throw new Error(`no redirect at ${url} (${response.status})`);
+    url = new URL(location, url).toString();
+  }
+  throw new Error("too many redirects");
+}
