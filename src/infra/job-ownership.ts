@@ -6,9 +6,10 @@ export interface OwnedJobData {
   deployment?: string;
 }
 
-// A job of another deployment is held this long (give or take half) and then put back in the
-// waiting list for its own workers to take; it is never run, failed or removed here. Holding it
-// keeps a worker whose deployment has no other workers up from spinning on it.
+// A job of another deployment is put back in the waiting list for its own workers to take, and the
+// worker slot that took it waits this long (give or take half) before it asks for another; the job
+// is never run, failed or removed here. The wait keeps a worker whose deployment has no other
+// workers up from spinning on it.
 export const FOREIGN_JOB_HOLD_MS = 1_000;
 
 type Processor<T, R> = (job: Job<T>, token?: string) => Promise<R>;
@@ -53,8 +54,11 @@ export class JobOwnership {
       if (!this.isForeign((job.data as OwnedJobData | undefined)?.deployment, queue, job.id)) return processor(job, token);
       // Back to waiting rather than delayed: a delayed job goes to whichever worker wakes first when it
       // is due, and that is the one that delayed it (it knows the time), so the owner could starve.
-      await sleep(FOREIGN_JOB_HOLD_MS * (0.5 + Math.random()));
+      // Put back first, then hold this worker's slot: on WaitingError BullMQ fetches the next job on
+      // the same connection at once, which would take this one straight back before the owner's
+      // worker, woken by the same put-back, can ask for it (the owner then starved for minutes).
       await job.moveToWait(token);
+      await sleep(FOREIGN_JOB_HOLD_MS * (0.5 + Math.random()));
       throw new WaitingError();
     };
   }
