@@ -22,7 +22,7 @@ import type { GrantsService } from "./grants.js";
 import { newId } from "./ids.js";
 import type { PeopleService } from "./people.js";
 import { isApprover, mayBreakGlass } from "./policy.js";
-import { parseDurationMs } from "./requests.js";
+import { insertRequest, parseDurationMs } from "./requests.js";
 import { iso, requestSnapshot } from "./snapshots.js";
 import type { StepUpService } from "./step-up.js";
 import { STEP_UP_LINK_TTL_MS, type AccessRequest, type Grant, type Person, type StepUpProof } from "./types.js";
@@ -75,6 +75,17 @@ export class BreakGlassService {
     const reason = input.reason.trim();
     if (reason === "") throw new ReasonRequired();
     if (policy.reasonPattern && !policy.reasonPattern.test(reason)) throw new ReasonRejected(policy.name, policy.reasonPattern.source);
+    const common = {
+      target: policy.name,
+      requester,
+      durationMs,
+      reason,
+      approvalsRequired: policy.approvals,
+      origin: input.origin ?? "api",
+      now,
+      once: input.once === true,
+      breakGlass: true,
+    };
 
     // Step-up targets: every grant there rests on a fresh sign-in, and break-glass does not skip it.
     // The request waits (unseen: nothing is posted) for the requester's own sign-in, then is issued.
@@ -82,31 +93,12 @@ export class BreakGlassService {
       const challenge = await this.ctx.db.transaction(async (tx) => {
         const live = await this.grants.live(tx, requester.id, policy.name, now);
         if (live) throw new GrantAlreadyLive(policy.name, live.id);
-        const [row] = await tx
-          .insert(accessRequests)
-          .values({
-            id: newId("req"),
-            kind: "access",
-            target: policy.name,
-            requesterId: requester.id,
-            durationMs,
-            reason,
-            approvalsRequired: policy.approvals,
-            origin: input.origin ?? "api",
-            createdAt: now,
-            timeoutAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
-            breakGlass: true,
-            once: input.once === true,
-          })
-          .returning();
-        await appendAudit(tx, now, {
-          kind: "request.created",
-          actorId: requester.id,
-          target: policy.name,
-          requestId: row!.id,
-          data: { durationMs, reason, origin: row!.origin, breakGlass: true, once: row!.once, awaitingSignIn: true },
+        const row = await insertRequest(tx, {
+          ...common,
+          timeoutAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
+          audit: { awaitingSignIn: true },
         });
-        return this.stepUp.open(tx, { requestId: row!.id, heldId: null, target: row!.target, grantId: null }, requester, now);
+        return this.stepUp.open(tx, { requestId: row.id, heldId: null, target: row.target, grantId: null }, requester, now);
       });
       throw new BreakGlassSignInRequired(policy.name, challenge.id, this.stepUp.link(challenge.id), challenge.expiresAt, STEP_UP_LINK_TTL_MS);
     }
@@ -115,33 +107,8 @@ export class BreakGlassService {
     const outcome = await this.ctx.db.transaction(async (tx) => {
       const live = await this.grants.live(tx, requester.id, policy.name, now);
       if (live) throw new GrantAlreadyLive(policy.name, live.id);
-      const [row] = await tx
-        .insert(accessRequests)
-        .values({
-          id: newId("req"),
-          kind: "access",
-          target: policy.name,
-          requesterId: requester.id,
-          durationMs,
-          reason,
-          state: "approved",
-          approvalsRequired: policy.approvals,
-          origin: input.origin ?? "api",
-          createdAt: now,
-          timeoutAt: now,
-          decidedAt: now,
-          breakGlass: true,
-          once: input.once === true,
-        })
-        .returning();
-      await appendAudit(tx, now, {
-        kind: "request.created",
-        actorId: requester.id,
-        target: policy.name,
-        requestId: row!.id,
-        data: { durationMs, reason, approvalsRequired: policy.approvals, origin: row!.origin, breakGlass: true, once: row!.once },
-      });
-      return this.#issueIn(tx, row!, requester, now, ended);
+      const row = await insertRequest(tx, { ...common, timeoutAt: now, approved: true });
+      return this.#issueIn(tx, row, requester, now, ended);
     });
     await this.#afterIssue(outcome, ended, now);
     return outcome;

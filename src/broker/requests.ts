@@ -40,6 +40,66 @@ export function parseDurationMs(text: string | number): number {
   return ms;
 }
 
+/** An access request about to be written: what every way of asking (plain, break-glass) records. */
+export interface NewRequest {
+  target: string;
+  requester: Person;
+  durationMs: number;
+  reason: string;
+  approvalsRequired: number;
+  origin: string;
+  now: Date;
+  timeoutAt: Date;
+  startsAt?: Date | null;
+  once: boolean;
+  breakGlass?: boolean;
+  /** Issued at once (break-glass): approved as it is written, decided now. */
+  approved?: boolean;
+  /** More facts for the `request.created` audit event. */
+  audit?: Record<string, unknown>;
+}
+
+/** Writes an access request and its `request.created` audit event, in the caller's transaction. */
+export async function insertRequest(tx: Executor, input: NewRequest): Promise<AccessRequest> {
+  const { now } = input;
+  const [row] = await tx
+    .insert(accessRequests)
+    .values({
+      id: newId("req"),
+      kind: "access",
+      target: input.target,
+      requesterId: input.requester.id,
+      durationMs: input.durationMs,
+      reason: input.reason,
+      approvalsRequired: input.approvalsRequired,
+      origin: input.origin,
+      createdAt: now,
+      timeoutAt: input.timeoutAt,
+      startsAt: input.startsAt ?? null,
+      once: input.once,
+      ...(input.breakGlass ? { breakGlass: true } : {}),
+      ...(input.approved ? { state: "approved" as const, decidedAt: now } : {}),
+    })
+    .returning();
+  await appendAudit(tx, now, {
+    kind: "request.created",
+    actorId: input.requester.id,
+    target: input.target,
+    requestId: row!.id,
+    data: {
+      durationMs: input.durationMs,
+      reason: input.reason,
+      approvalsRequired: input.approvalsRequired,
+      origin: row!.origin,
+      ...(input.startsAt ? { startsAt: iso(input.startsAt) } : {}),
+      ...(input.once ? { once: true } : {}),
+      ...(input.breakGlass ? { breakGlass: true } : {}),
+      ...input.audit,
+    },
+  });
+  return row!;
+}
+
 /** Who a decision names: its approver, or `rule <name>` for an auto-approval rule's. */
 const deciderName = sql<string>`coalesce(${people.displayName}, 'rule ' || ${decisions.rule}, 'nobody')`;
 
@@ -108,36 +168,17 @@ export class RequestsService {
       // A grant live now says nothing about a later window; its issue checks again then.
       const live = startsAt ? undefined : await this.grants.live(tx, requester.id, policy.name, now);
       if (live) throw new GrantAlreadyLive(policy.name, live.id);
-      const [row] = await tx
-        .insert(accessRequests)
-        .values({
-          id: newId("req"),
-          kind: "access",
-          target: policy.name,
-          requesterId: requester.id,
-          durationMs,
-          reason,
-          approvalsRequired: policy.approvals,
-          origin: input.origin ?? "api",
-          createdAt: now,
-          timeoutAt: new Date(timeoutMs),
-          startsAt: startsAt ?? null,
-          once: input.once === true,
-        })
-        .returning();
-      await appendAudit(tx, now, {
-        kind: "request.created",
-        actorId: requester.id,
+      const row = await insertRequest(tx, {
         target: policy.name,
-        requestId: row!.id,
-        data: {
-          durationMs,
-          reason,
-          approvalsRequired: policy.approvals,
-          origin: row!.origin,
-          ...(startsAt ? { startsAt: iso(startsAt) } : {}),
-          ...(row!.once ? { once: true } : {}),
-        },
+        requester,
+        durationMs,
+        reason,
+        approvalsRequired: policy.approvals,
+        origin: input.origin ?? "api",
+        now,
+        timeoutAt: new Date(timeoutMs),
+        startsAt: startsAt ?? null,
+        once: input.once === true,
       });
       if (rules?.applied && !policy.stepUp) {
         auto = await approveByRuleIn(tx, this.grants, row!, rules.applied, now, ended);
