@@ -7,7 +7,7 @@
  * Packet: uint32 length, byte type, uint32 request-id, … (filexfer-02 §3).
  */
 
-import { SftpPacketScanner, SftpProtocolError } from "./sftp-packets.js";
+import { SftpPacketScanner, SftpProtocolError, SftpReader } from "./sftp-packets.js";
 
 export { MAX_SFTP_PACKET, SftpProtocolError } from "./sftp-packets.js";
 
@@ -40,27 +40,6 @@ const T = {
 
 const SSH_FXF_WRITE = 0x02;
 const SSH_FX_OK = 0;
-
-class Reader {
-  offset = 0;
-  constructor(readonly buffer: Buffer) {}
-  u32(): number {
-    if (this.offset + 4 > this.buffer.length) throw new SftpProtocolError("truncated SFTP packet");
-    const value = this.buffer.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
-  }
-  bytes(): Buffer {
-    const length = this.u32();
-    if (this.offset + length > this.buffer.length) throw new SftpProtocolError("truncated SFTP string");
-    const value = this.buffer.subarray(this.offset, this.offset + length);
-    this.offset += length;
-    return value;
-  }
-  string(): string {
-    return this.bytes().toString("utf8");
-  }
-}
 
 interface OpenFile {
   path: string;
@@ -120,7 +99,7 @@ export class SftpAudit {
   }
 
   #request(type: number, body: Buffer): void {
-    const r = new Reader(body);
+    const r = new SftpReader(body);
     switch (type) {
       case T.OPEN: {
         const id = r.u32();
@@ -183,7 +162,7 @@ export class SftpAudit {
       if (body.length >= 4) this.#pending.delete(body.readUInt32BE(0));
       return;
     }
-    const r = new Reader(body);
+    const r = new SftpReader(body);
     const id = r.u32();
     const pending = this.#pending.get(id);
     this.#pending.delete(id);

@@ -3,7 +3,7 @@
  * into requests so that a request that changes the host can be recorded — and refused or held by
  * the target's `files` rules — before it is forwarded. Pure: bytes in, requests and descriptions out.
  */
-import { SftpPacketScanner, SftpProtocolError } from "./sftp-packets.js";
+import { SftpPacketScanner, SftpProtocolError, SftpReader } from "./sftp-packets.js";
 
 export interface FileChange {
   op: "write" | "setstat" | "remove" | "rename" | "mkdir" | "rmdir" | "symlink" | "hardlink" | "copy-data";
@@ -23,7 +23,6 @@ export interface FileChange {
 
 const T = { OPEN: 3, SETSTAT: 9, FSETSTAT: 10, REMOVE: 13, MKDIR: 14, RMDIR: 15, RENAME: 18, SYMLINK: 20, EXTENDED: 200, STATUS: 101 } as const;
 const FXF = { WRITE: 0x02, APPEND: 0x04, CREAT: 0x08, TRUNC: 0x10 } as const;
-const ATTR = { SIZE: 0x1, UIDGID: 0x2, PERMISSIONS: 0x4, ACMODTIME: 0x8 } as const;
 export const SSH_FX_PERMISSION_DENIED = 3;
 
 /** Request types that may change the host: the gate reads them whole before they go on. */
@@ -35,40 +34,6 @@ const MAY_CHANGE: ReadonlySet<number> = new Set([T.OPEN, T.SETSTAT, T.FSETSTAT, 
  */
 export function requestScanner(): SftpPacketScanner {
   return new SftpPacketScanner((type) => MAY_CHANGE.has(type));
-}
-
-class Reader {
-  offset = 9; // uint32 length, byte type, uint32 request-id
-  constructor(readonly packet: Buffer) {}
-  u32(): number {
-    if (this.offset + 4 > this.packet.length) throw new SftpProtocolError("truncated SFTP request");
-    const value = this.packet.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
-  }
-  u64(): number {
-    const high = this.u32();
-    return high * 2 ** 32 + this.u32();
-  }
-  bytes(): Buffer {
-    const length = this.u32();
-    if (this.offset + length > this.packet.length) throw new SftpProtocolError("truncated SFTP string");
-    const value = this.packet.subarray(this.offset, this.offset + length);
-    this.offset += length;
-    return value;
-  }
-  string(): string {
-    return this.bytes().toString("utf8");
-  }
-  /** ATTRS (filexfer-02 §5): what a setstat changes. */
-  attrs(): { size?: number; mode?: number } {
-    const flags = this.u32();
-    const out: { size?: number; mode?: number } = {};
-    if (flags & ATTR.SIZE) out.size = this.u64();
-    if (flags & ATTR.UIDGID) this.offset += 8;
-    if (flags & ATTR.PERMISSIONS) out.mode = this.u32() & 0o7777;
-    return out;
-  }
 }
 
 export function requestType(packet: Buffer): number {
@@ -84,7 +49,7 @@ export function requestId(packet: Buffer): number {
  * path a handle was opened for (fsetstat, copy-data), when known.
  */
 export function fileChangeOf(packet: Buffer, pathOf: (handle: string) => string | undefined): FileChange | undefined {
-  const r = new Reader(packet);
+  const r = new SftpReader(packet, 9); // past uint32 length, byte type, uint32 request-id
   const handlePath = (handle: Buffer) => pathOf(handle.toString("hex")) ?? "(unknown handle)";
   switch (requestType(packet)) {
     case T.OPEN: {

@@ -8,6 +8,46 @@
 
 export class SftpProtocolError extends Error {}
 
+/** ATTRS flags (filexfer-02 §5). */
+const ATTR = { SIZE: 0x1, UIDGID: 0x2, PERMISSIONS: 0x4 } as const;
+
+/** Reads the fields of one SFTP packet (or its body) in order; a field past its end is a protocol error. */
+export class SftpReader {
+  constructor(
+    readonly packet: Buffer,
+    public offset = 0,
+  ) {}
+  u32(): number {
+    if (this.offset + 4 > this.packet.length) throw new SftpProtocolError("truncated SFTP packet");
+    const value = this.packet.readUInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+  u64(): number {
+    const high = this.u32();
+    return high * 2 ** 32 + this.u32();
+  }
+  bytes(): Buffer {
+    const length = this.u32();
+    if (this.offset + length > this.packet.length) throw new SftpProtocolError("truncated SFTP string");
+    const value = this.packet.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+  string(): string {
+    return this.bytes().toString("utf8");
+  }
+  /** ATTRS (filexfer-02 §5): what a setstat changes. */
+  attrs(): { size?: number; mode?: number } {
+    const flags = this.u32();
+    const out: { size?: number; mode?: number } = {};
+    if (flags & ATTR.SIZE) out.size = this.u64();
+    if (flags & ATTR.UIDGID) this.offset += 8;
+    if (flags & ATTR.PERMISSIONS) out.mode = this.u32() & 0o7777;
+    return out;
+  }
+}
+
 /** OpenSSH caps its packets at 256 KiB (SFTP_MAX_MSG_LENGTH); anything far over it is not SFTP. */
 export const MAX_SFTP_PACKET = 1024 * 1024;
 
