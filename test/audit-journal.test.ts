@@ -231,6 +231,34 @@ describe.each([
     expect(() => readdirSync(crashed)).toThrow(/ENOENT/);
   });
 
+  it("writes a statement and its outcome shipped in the same batch with one insert, no update", async () => {
+    const dir = tempDir();
+    const down = () => Promise.reject(new Error("the database is down"));
+    const journal = open(dir);
+    const unshipped = new JournaledStatements(journal, { insert: down, updateOutcomes: down });
+    await unshipped.record([statement(301), statement(302)]);
+    unshipped.complete({ sessionId, seq: 301, durationMs: 4.4, rows: 7, commandTag: "SELECT 7", error: null });
+    unshipped.complete({ sessionId, seq: 302, durationMs: 1, rows: null, commandTag: null, error: "57014 canceling statement" });
+    await new Promise<void>((resolve) => journal.onWritten(resolve));
+    // What the gateway left when it stopped with the database down: both statements and both outcomes.
+    const left = crashCopy(dir);
+    await unshipped.close(0);
+
+    const log = new StatementLog(storage.db);
+    const calls: string[] = [];
+    const writer = {
+      insert: (rows: Parameters<StatementLog["insert"]>[0]) => (calls.push(`insert ${rows.length}`), log.insert(rows)),
+      updateOutcomes: (batch: Parameters<StatementLog["updateOutcomes"]>[0]) => (calls.push(`update ${batch.length}`), log.updateOutcomes(batch)),
+    };
+    const shipper = new JournaledStatements(open(left), writer);
+    await shipper.shipAll(20_000);
+    expect(calls).toEqual(["insert 2"]);
+    const rows = await storage.db.select().from(sessionStatements).where(eq(sessionStatements.sessionId, sessionId)).orderBy(sessionStatements.seq);
+    expect(rows.find((r) => r.seq === 301)).toMatchObject({ durationMs: 4, rows: 7, commandTag: "SELECT 7", error: null });
+    expect(rows.find((r) => r.seq === 302)).toMatchObject({ durationMs: 1, rows: null, error: "57014 canceling statement" });
+    await shipper.close();
+  });
+
   it("keeps a record whose values PostgreSQL cannot store (a NUL character), escaped", async () => {
     const dir = tempDir();
     const errors: unknown[] = [];

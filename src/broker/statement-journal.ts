@@ -181,6 +181,7 @@ export class JournaledStatements implements StatementRecorder {
   async #ship(records: Buffer[]): Promise<void> {
     const statements: StatementRecord[] = [];
     const outcomes: StatementOutcome[] = [];
+    const unfinished = new Map<string, StatementRecord>();
     for (const payload of records) {
       let record: JournalRecord;
       try {
@@ -190,7 +191,15 @@ export class JournaledStatements implements StatementRecorder {
         this.onError(error, "audit journal record that is not JSON (skipped)");
         continue;
       }
-      if (record.t === "s") statements.push(decodeStatement(record));
+      if (record.t === "s") {
+        const statement = decodeStatement(record);
+        statements.push(statement);
+        unfinished.set(`${record.s}\n${record.q}`, statement);
+        continue;
+      }
+      // A statement shipped in this batch takes its outcome in its insert: one write, not two.
+      const statement = unfinished.get(`${record.s}\n${record.q}`);
+      if (statement) Object.assign(statement, { durationMs: Math.round(record.d), rows: record.n, commandTag: record.c, error: record.e });
       else outcomes.push({ sessionId: record.s, seq: record.q, durationMs: record.d, rows: record.n, commandTag: record.c, error: record.e });
     }
     await this.#each(statements, (rows) => this.writer.insert(rows), "statement", (row) => this.writer.insert([withoutNul(row)]));

@@ -88,13 +88,20 @@ export class StatementLog implements StatementRecorder {
       column((r) => r.rule ?? null),
       column((r) => r.heldId ?? null),
       column((r) => (r.startedAt instanceof Date ? r.startedAt : new Date(r.startedAt!)).toISOString()),
+      column((r) => (r.durationMs == null ? null : Math.round(r.durationMs))),
+      column((r) => r.rows ?? null),
+      column((r) => r.commandTag ?? null),
+      column((r) => r.error ?? null),
     ];
     await this.#driver.query(
       {
         name: "jitgate_insert_statements",
-        text: `insert into session_statements (session_id, seq, protocol, kind, text, parameters, verdict, rule, held_id, started_at)
-               select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-               on conflict (session_id, seq) do nothing`,
+        // A row shipped again after a crash keeps what it has, but takes an outcome it lacked.
+        text: `insert into session_statements (session_id, seq, protocol, kind, text, parameters, verdict, rule, held_id, started_at, duration_ms, rows, command_tag, error)
+               select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::int[], $12::int[], $13::text[], $14::text[])
+               on conflict (session_id, seq) do update
+                 set duration_ms = excluded.duration_ms, rows = excluded.rows, command_tag = excluded.command_tag, error = excluded.error
+               where excluded.duration_ms is not null and session_statements.duration_ms is null`,
         values,
       },
     );
