@@ -301,12 +301,15 @@ export class PgRelay {
 
   /** One client message; a promise only when deciding it needs to wait. */
   #relayFrame(frame: Buffer): void | Promise<void> {
+    // Only the message right after a Describe can be the Execute that reuses it.
+    const described = this.#described;
+    this.#described = undefined;
     // COPY data is only framed, never decoded: it goes upstream as it came.
     if (frame[0] === COPY_DATA && !this.#skipUntilSync) {
       this.#send(frame);
       return;
     }
-    return this.#handleMessage(decodeFrontend(frame[0]!, frame));
+    return this.#handleMessage(decodeFrontend(frame[0]!, frame), described);
   }
 
   // ------------------------------------------------------------------ client → upstream
@@ -351,7 +354,8 @@ export class PgRelay {
     this.#inflight.push({ kind, seqs, next: 0, startedAt: performance.now(), sync, rows: 0, texts, ours });
   }
 
-  #handleMessage(message: FrontendMessage): void | Promise<void> {
+  /** `described`: the client's Describe of a portal, when it was the message right before this one. */
+  #handleMessage(message: FrontendMessage, described?: { portal: string; entry: PendingDescribe }): void | Promise<void> {
     const session = this.#session!;
     if (this.#skipUntilSync) {
       if (message.type !== "sync") return;
@@ -403,13 +407,18 @@ export class PgRelay {
       case "execute": {
         const portal = this.#portals.get(message.portal);
         const statement: ClassifiedStatement = (portal && this.#statements.get(portal.statement)) ?? { text: "(unknown portal)", kind: "other", verdict: "allow" as const };
-        if (statement.functionsToInspect) return this.#executeInspecting(message, portal, statement);
-        this.#forwardExecute(message, portal, statement);
+        const ownDescribe = described?.portal === message.portal ? described.entry : undefined;
+        if (statement.functionsToInspect) return this.#executeInspecting(message, portal, statement, ownDescribe);
+        this.#forwardExecute(message, portal, statement, ownDescribe);
         return;
       }
       case "describe":
         this.#unsynced = true;
-        if (session.masking) this.#describes.push({ injected: false, text: undefined, sync: this.#syncCount + 1 });
+        if (session.masking) {
+          const entry: PendingDescribe = { injected: false, forExecute: false, text: undefined, sync: this.#syncCount + 1 };
+          this.#describes.push(entry);
+          if (message.target === "P") this.#described = { portal: message.name, entry };
+        }
         this.#send(message.raw);
         return;
       case "sync":
@@ -507,6 +516,7 @@ export class PgRelay {
     message: Extract<FrontendMessage, { type: "execute" }>,
     portal: { statement: string; params: (string | null)[] | null } | undefined,
     statement: ClassifiedStatement,
+    ownDescribe: PendingDescribe | undefined,
   ): Promise<void> {
     // Decided at its Parse by its text; now by the attached functions, as they are when it runs.
     const inspected = await this.#session!.inspectAttached(statement, this.#notOnItsOwn("extended", 0));
@@ -517,13 +527,14 @@ export class PgRelay {
       this.#refuseAtSync(this.#start("extended", inspected, portal?.params ?? null), refusal);
       return;
     }
-    this.#forwardExecute(message, portal, inspected);
+    this.#forwardExecute(message, portal, inspected, ownDescribe);
   }
 
   #forwardExecute(
     message: Extract<FrontendMessage, { type: "execute" }>,
     portal: { statement: string; params: (string | null)[] | null } | undefined,
     statement: ClassifiedStatement,
+    ownDescribe?: PendingDescribe,
   ): void {
     this.#unsynced = true;
     this.#unsyncedExecute = true;
@@ -531,9 +542,19 @@ export class PgRelay {
     this.#unrecorded.push(start);
     if (this.#session!.masking) {
       // The result's row shape, whether or not the client asked for it: without a
-      // RowDescription the proxy would not know which values to mask. Its answer is ours.
-      this.#send(serialize.describe({ type: "P", name: message.portal }));
-      this.#describes.push({ injected: true, text: portal ? statement.text : undefined, sync: this.#syncCount + 1 });
+      // RowDescription the proxy would not know which values to mask.
+      const text = portal ? statement.text : undefined;
+      if (ownDescribe && this.#describes.includes(ownDescribe)) {
+        // The client's own Describe of this portal came right before this Execute and is not
+        // answered yet: nothing comes between its answer and the rows, so that answer (which the
+        // client sees, as it asked) gives the masker.
+        ownDescribe.forExecute = true;
+        ownDescribe.text = text;
+      } else {
+        // Ours; its answer is not the client's to see.
+        this.#send(serialize.describe({ type: "P", name: message.portal }));
+        this.#describes.push({ injected: true, forExecute: true, text, sync: this.#syncCount + 1 });
+      }
     }
     this.#send(message.raw);
     this.#track("execute", [start.seq], this.#syncCount + 1, [statement.text]);
@@ -704,7 +725,9 @@ export class PgRelay {
   /** Chunks that arrived while a masker was being resolved. */
   #upstreamHeld: Buffer[] | undefined;
   /** Describe answers (RowDescription or NoData) still to come, in order: ours are not the client's to see. */
-  readonly #describes: { injected: boolean; text: string | undefined; sync: number }[] = [];
+  readonly #describes: PendingDescribe[] = [];
+  /** The client's Describe of a portal, while it is the last message handled (see `#forwardExecute`). */
+  #described: { portal: string; entry: PendingDescribe } | undefined;
 
   #relayMasked(chunk: Buffer): void {
     const frames: Buffer[] = [];
@@ -787,13 +810,13 @@ export class PgRelay {
       // A Describe of a later batch is not answered yet: this result is a simple Query's, pipelined
       // before it (its rows must be masked, not passed as the answer to that Describe).
       const describe = this.#describes[0]?.sync === this.#syncsAnswered + 1 ? this.#describes.shift() : undefined;
-      if (describe && !describe.injected) return frame;
+      if (describe && !describe.forExecute) return frame;
       if (type === BackendType.NoData) {
         this.#masker = undefined;
-        return describe ? null : frame;
+        return describe?.injected ? null : frame;
       }
       const resolved = masking.forResult(decodeRowDescription(frame), describe ? describe.text : this.#currentText());
-      const forward = describe ? null : frame;
+      const forward = describe?.injected ? null : frame;
       if (resolved instanceof Promise) {
         return resolved.then((masker) => {
           this.#masker = masker;
