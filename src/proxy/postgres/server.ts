@@ -285,7 +285,7 @@ export class PgProxyServer {
             parameters: s.parameters,
             verdict: s.statement.verdict,
             rule: s.statement.rule ?? null,
-            startedAt: new Date(s.startedAt),
+            startedAt: s.startedAt,
           })),
         ),
       onStatementEnd: (end) => statements.complete({ sessionId: session.id, ...end }),
