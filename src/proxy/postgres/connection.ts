@@ -9,7 +9,7 @@ import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
 import type { AttachedFunction } from "../../rules/sql-classifier.js";
 import { pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
-import { fatalFieldsOf, PgRelay, ProxyRefusal } from "./relay.js";
+import { fatalFieldsOf, PgRelay, ProxyRefusal, type RelayIo } from "./relay.js";
 
 export { ProxyRefusal, refusalSql } from "./relay.js";
 
@@ -245,7 +245,7 @@ export class PgProxyConnection {
   }
 
   /** The relay's output, over the two sockets. */
-  #relayIo(upstream: UpstreamSession) {
+  #relayIo(upstream: UpstreamSession): RelayIo {
     return {
       toUpstream: (bytes: Buffer) => {
         upstream.socket.write(bytes);
