@@ -360,24 +360,35 @@ describe("the relay machine, without sockets", () => {
         serialize.flush(),
         serialize.execute({}),
         serialize.sync(),
+        // A portal run a row at a time: the first Execute follows the client's Describe, the second does not.
+        serialize.parse({ name: "s2", text: "select email from people order by id" }),
+        serialize.bind({ statement: "s2", portal: "p2" }),
+        serialize.describe({ type: "P", name: "p2" }),
+        serialize.execute({ portal: "p2", rows: 1 }),
+        serialize.execute({ portal: "p2", rows: 1 }),
+        serialize.sync(),
       ]),
     );
     expect(rowsOf(recorded.answer)).toEqual([
       ["2", "***", "card ****-****-****-1111 of 2"],
       ["3", "***", "card ****-****-****-1111 of 3"],
       ["1", "***", "card ****-****-****-1111 of 1"],
+      ["***"],
+      ["***"],
     ]);
-    // Upstream: the client's own messages, plus one Describe before the Execute that had none right before it.
-    expect(frontendTypes(recorded.client)).toBe("PBDES" + "BES" + "BDHES");
-    expect(frontendTypes(recorded.upstream)).toBe("PBDES" + "BDES" + "BDHDES");
+    // Upstream: the client's own messages, plus one Describe before each Execute that had none right before it.
+    expect(frontendTypes(recorded.client)).toBe("PBDES" + "BES" + "BDHES" + "PBDEES");
+    expect(frontendTypes(recorded.upstream)).toBe("PBDES" + "BDES" + "BDHDES" + "PBDEDES");
     // The client gets the answers to its own messages only: one RowDescription per Describe it sent.
-    expect(typesOf(recorded.answer)).toBe("12TDCZ" + "2DCZ" + "2TDCZ");
-    const [description] = backendFrames(recorded.answer).filter((f) => f[0] === BackendType.RowDescription);
-    expect(decodeRowDescription(description!).map((f) => f.name)).toEqual(["id", "email", "note"]);
+    expect(typesOf(recorded.answer)).toBe("12TDCZ" + "2DCZ" + "2TDCZ" + "12TDsDsZ");
+    const descriptions = backendFrames(recorded.answer).filter((f) => f[0] === BackendType.RowDescription);
+    expect(descriptions.map((d) => decodeRowDescription(d).map((f) => f.name))).toEqual([["id", "email", "note"], ["id", "email", "note"], ["email"]]);
     expect(recorded.calls.filter((c) => c[0] === "end")).toEqual([
       ["end", 1, 1, "SELECT 1", null],
       ["end", 2, 1, "SELECT 1", null],
       ["end", 3, 1, "SELECT 1", null],
+      ["end", 4, 1, null, null],
+      ["end", 5, 1, null, null],
     ]);
     await expectSameAtEverySplit(recorded);
   }, 240_000);
