@@ -268,7 +268,7 @@ export class JournaledStatements implements StatementRecorder {
 }
 
 function encodeStatement(row: StatementRecord): Buffer {
-  const startedAt = row.startedAt instanceof Date ? row.startedAt.getTime() : new Date(row.startedAt!).getTime();
+  const startedAt = typeof row.startedAt === "number" ? row.startedAt : row.startedAt.getTime();
   const record: JournalRecord = {
     t: "s",
     s: row.sessionId,

@@ -2,7 +2,11 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
 import { sessionStatements } from "../db/schema.js";
 
-export type StatementRecord = typeof sessionStatements.$inferInsert;
+/**
+ * A statement's row. Its start may come as epoch milliseconds: the proxy's hot path builds no Date
+ * for it (issue 15), and the audit journal stores a number anyway; the Date is built at the insert.
+ */
+export type StatementRecord = Omit<typeof sessionStatements.$inferInsert, "startedAt"> & { startedAt: Date | number };
 
 const MAX_WRITERS = 3;
 
@@ -87,7 +91,7 @@ export class StatementLog implements StatementRecorder {
       column((r) => r.verdict),
       column((r) => r.rule ?? null),
       column((r) => r.heldId ?? null),
-      column((r) => (r.startedAt instanceof Date ? r.startedAt : new Date(r.startedAt!)).toISOString()),
+      column((r) => (r.startedAt instanceof Date ? r.startedAt : new Date(r.startedAt)).toISOString()),
       column((r) => (r.durationMs == null ? null : Math.round(r.durationMs))),
       column((r) => r.rows ?? null),
       column((r) => r.commandTag ?? null),
