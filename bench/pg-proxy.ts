@@ -13,10 +13,11 @@
  * script, select-only at 1 client (latency), a 500k-row select with a masked column (psql wall
  * time), and COPY out and in of pgbench_accounts (500k rows) on a target without masking
  * (`jitgate` there is the gateway's unmasked target). Prints TPS (or runs per second for the
- * psql workloads), mean latency (or wall time) and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
+ * psql workloads), mean latency (or wall time), the CPU each transaction cost in PostgreSQL, in the
+ * proxy process and in the client (run it on a quiet machine: other PostgreSQL work counts too), and ratios. Run: npm run bench:pg [-- --seconds 5 --rounds 2 --clients 8]
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -55,6 +56,48 @@ JournaledStatements.prototype.complete = function (this: JournaledStatements, ..
 interface Result {
   tps: number;
   latencyMs: number;
+  /** CPU time per transaction (µs): in PostgreSQL's processes, in this process (the proxies), in the client (pgbench or psql). */
+  cpu?: { postgres: number; proxy: number; client: number };
+}
+
+/**
+ * CPU seconds used so far: by every PostgreSQL process (the target's backends, and the gateway's
+ * own database, the same server here), by this process (the pipe, pgbouncer aside, and the
+ * gateway run in it), and by this process's finished children (pgbench, psql). On a 2-core machine
+ * every path competes for the same cores, so this shows where each transaction's time goes.
+ */
+function cpuNow(): { postgres: number; proxy: number; client: number } {
+  const ticks = 100; // USER_HZ on Linux
+  let postgres = 0;
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (name !== "postgres" && name !== "pgbouncer") continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Its own time, and that of its children that have exited (a backend's, once its client left).
+    postgres += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / ticks;
+  }
+  const self = readFileSync("/proc/self/stat", "utf8");
+  const fields = self.slice(self.lastIndexOf(")") + 2).split(" ");
+  const usage = process.cpuUsage();
+  return { postgres, proxy: (usage.user + usage.system) / 1e6, client: (Number(fields[13]) + Number(fields[14])) / ticks };
+}
+
+/** `work`, with the CPU each side spent on it per transaction (µs). */
+async function measured(work: () => Promise<Result>): Promise<Result> {
+  const before = cpuNow();
+  const started = performance.now();
+  const result = await work();
+  const after = cpuNow();
+  const transactions = (result.tps * (performance.now() - started)) / 1000;
+  const per = (key: keyof typeof before) => ((after[key] - before[key]) * 1e6) / Math.max(transactions, 1);
+  return { ...result, cpu: { postgres: per("postgres"), proxy: per("proxy"), client: per("client") } };
 }
 
 const fmt = (rate: number) => rate.toFixed(rate < 100 ? 2 : 0);
@@ -220,7 +263,7 @@ targets:
         for (const [path, pathUri] of Object.entries(paths)) {
           const uri = unmasked.has(workload) && path.startsWith("jitgate") ? plainUri(path) : pathUri;
           recordingOff = path === "jitgate-relay";
-          const result = await runWorkload(uri).finally(() => (recordingOff = false));
+          const result = await measured(() => runWorkload(uri)).finally(() => (recordingOff = false));
           ((results[workload] ??= {})[path] ??= []).push(result);
           process.stderr.write(`round ${round} ${workload.padEnd(24)} ${path.padEnd(16)} ${fmt(result.tps).padStart(7)} tps ${result.latencyMs.toFixed(3).padStart(9)} ms\n`);
         }
@@ -236,12 +279,14 @@ targets:
     rmSync(dir, { recursive: true, force: true });
   }
 
-  const mean = (values: Result[], key: keyof Result) => values.reduce((sum, r) => sum + r[key], 0) / values.length;
+  const mean = (values: Result[], key: "tps" | "latencyMs") => values.reduce((sum, r) => sum + r[key], 0) / values.length;
   console.log(`\npgbench, ${CLIENTS} clients, ${SECONDS}s × ${ROUNDS} interleaved rounds, scale ${SCALE}, ${new Date().toISOString()}`);
-  console.log("workload (psql ones: runs/s and wall ms)   path              TPS   latency ms");
+  console.log("workload (psql ones: runs/s and wall ms)   path              TPS   latency ms   CPU µs per transaction: postgres / proxy process / client");
+  const cpuOf = (values: Result[], key: keyof NonNullable<Result["cpu"]>) => values.reduce((sum, r) => sum + (r.cpu?.[key] ?? 0), 0) / values.length;
   for (const [workload, byPath] of Object.entries(results)) {
     for (const [path, values] of Object.entries(byPath)) {
-      console.log(`${workload.padEnd(24)} ${path.padEnd(16)} ${fmt(mean(values, "tps")).padStart(6)}   ${mean(values, "latencyMs").toFixed(3)}`);
+      const cpu = (["postgres", "proxy", "client"] as const).map((key) => fmt(cpuOf(values, key)).padStart(7)).join(" /");
+      console.log(`${workload.padEnd(24)} ${path.padEnd(16)} ${fmt(mean(values, "tps")).padStart(6)}   ${mean(values, "latencyMs").toFixed(3).padStart(8)}   ${cpu}`);
     }
     const tps = (path: string) => (byPath[path] ? mean(byPath[path]!, "tps") : NaN);
     const ratio = (a: string, b: string) => (tps(a) / tps(b)).toFixed(2);
