@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
-import { sessionStatements } from "../db/schema.js";
+import { sessionSealKeys, sessionStatements, statementResults } from "../db/schema.js";
+import type { ResultRecord, SealKeyRecord } from "./results.js";
 
 export type StatementRecord = typeof sessionStatements.$inferInsert;
 
@@ -130,6 +131,26 @@ export class StatementLog implements StatementRecorder {
     return true;
   }
 
+  recordResult(result: ResultRecord): void {
+    this.insertResults([result]).catch((error: unknown) => this.onError(error));
+  }
+
+  recordSealKey(key: SealKeyRecord): void {
+    this.insertSealKeys([key]).catch((error: unknown) => this.onError(error));
+  }
+
+  /** Results of statements (idempotent: a replayed one is left as it is). */
+  async insertResults(rows: ResultRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.insert(statementResults).values(rows).onConflictDoNothing();
+  }
+
+  /** Sessions' wrapped data keys (idempotent). */
+  async insertSealKeys(rows: SealKeyRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.insert(sessionSealKeys).values(rows).onConflictDoNothing();
+  }
+
   /** Sets the outcome columns of statements already inserted (idempotent). */
   async updateOutcomes(batch: StatementOutcome[]): Promise<void> {
     if (batch.length === 0) return;
@@ -162,4 +183,8 @@ export interface StatementRecorder {
    * not happen within `timeoutMs` (the database does not take the records now).
    */
   shipped(timeoutMs: number): Promise<boolean>;
+  /** A statement's result (issue 16), after the statement completed: not on any statement's path. */
+  recordResult(result: ResultRecord): void;
+  /** A session's wrapped data key, before the first result it seals. */
+  recordSealKey(key: SealKeyRecord): void;
 }

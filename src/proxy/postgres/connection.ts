@@ -22,6 +22,7 @@ import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
 import type { AttachedFunction } from "../../rules/sql-classifier.js";
 import { INVALID_ENCODING_DETAIL, INVALID_ENCODING_RULE, pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
+import type { ResultCapture } from "./result-capture.js";
 
 /** A refusal the client sees as an ErrorResponse (FATAL during start-up). */
 export class ProxyRefusal extends Error {
@@ -107,6 +108,8 @@ export interface SessionHooks {
   onRowDescription(fields: { name: string; dataTypeID: number; format: 0 | 1 }[]): RowMasker | undefined;
   /** Present on targets with masking rules; then it, not onRowDescription, masks. */
   masking?: SessionMasking | undefined;
+  /** Keeps each statement's result rows for the record (issue 16); absent when the target keeps none. */
+  capture?: ResultCapture | undefined;
   /** Redacts bind parameters for the record. */
   redactParameters(values: (Buffer | null)[], formats: number[]): (string | null)[];
   onClose(summary: ConnectionSummary): Promise<void>;
@@ -234,6 +237,8 @@ export class PgProxyConnection {
   #seq = 0;
   #masker: RowMasker | undefined;
   readonly #maskCounts = { masked: 0 };
+  /** Issue 16 (result capture): fed at RowDescription, DataRow forwarded, completion, ReadyForQuery. */
+  #capture: ResultCapture | undefined;
   readonly #summary: ConnectionSummary;
 
   constructor(
@@ -472,6 +477,7 @@ export class PgProxyConnection {
   async #admit(admit: () => Promise<SessionHooks>): Promise<void> {
     const session = await admit();
     this.#session = session;
+    this.#capture = session.capture; // issue 16: result capture
     // The client may have gone, or the grant ended, while admission ran: then only the record closes.
     if (this.#isClosed()) return this.#finishSession(this.#summary.endReason);
     session.attach((reason) => this.terminate(reason));
@@ -839,6 +845,8 @@ export class PgProxyConnection {
             const masked = this.#maskRow(frame);
             if (masked !== frame) replaced = masked;
           }
+          // issue 16: result capture (the row as sent, and its original when masking changed it)
+          if (this.#capture?.open) this.#capture.row(replaced ?? buffer.subarray(start, end), replaced ? buffer.subarray(start, end) : undefined);
         } else if (type !== BackendType.CopyData) {
           const frame = buffer.subarray(start, end);
           if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) replaced = null;
@@ -999,6 +1007,7 @@ export class PgProxyConnection {
     if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
+      if (type === BackendType.RowDescription) this.#capture?.columns(frame); // issue 16: result capture
       // A Describe of a later batch is not answered yet: this result is a simple Query's, pipelined
       // before it (its rows must be masked, not passed as the answer to that Describe).
       const describe = this.#describes[0]?.sync === this.#syncsAnswered + 1 ? this.#describes.shift() : undefined;
@@ -1036,11 +1045,15 @@ export class PgProxyConnection {
 
   #inspect(type: number, frame: Buffer): Buffer {
     switch (type) {
-      case BackendType.DataRow:
+      case BackendType.DataRow: {
         this.#countRow();
-        return this.#masker ? this.#maskRow(frame) : frame;
+        const sent = this.#masker ? this.#maskRow(frame) : frame;
+        if (this.#capture?.open) this.#capture.row(sent, sent !== frame ? frame : undefined); // issue 16: result capture
+        return sent;
+      }
       case BackendType.RowDescription:
         this.#masker = this.#session!.onRowDescription(decodeRowDescription(frame));
+        this.#capture?.columns(frame); // issue 16: result capture
         return frame;
       case BackendType.CommandComplete: {
         const tag = decodeCommandTag(frame);
@@ -1065,6 +1078,7 @@ export class PgProxyConnection {
         this.#syncsAnswered += 1;
         while (this.#inflight.length > 0 && this.#inflight[0]!.sync <= this.#syncsAnswered) this.#finishInflight(this.#inflight.shift()!);
         this.#masker = undefined;
+        this.#capture?.idle(); // issue 16: result capture
         return frame;
       default:
         return frame;
@@ -1075,6 +1089,7 @@ export class PgProxyConnection {
     const current = this.#inflight[0];
     if (!current) return;
     const seq = current.seqs[current.next];
+    this.#capture?.complete(seq, current.rows); // issue 16: result capture
     if (seq !== undefined) {
       this.#session!.onStatementEnd({
         seq,
