@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { inflateRawSync } from "node:zlib";
@@ -9,7 +10,10 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Broker, NotAnAuditor, ResultsNotVisible, RevealRefused, type Person } from "../src/broker/index.js";
 import { auditEvents, sessions, sessionSealKeys, sessionStatements, statementResults, stepUpChallenges } from "../src/db/schema.js";
-import { createTestDatabase } from "./support/databases.js";
+import { buildEvidenceBundle, verifyEvidenceBundle } from "../src/broker/evidence-bundle.js";
+import { readTarGz, writeTarGz } from "../src/infra/tar.js";
+import { createTestDatabase, REDIS_URL } from "./support/databases.js";
+import { runProcess } from "./support/processes.js";
 import { eventually, FakeSlack, messageText } from "./support/fake-slack.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 
@@ -26,6 +30,42 @@ const K1 = randomBytes(32).toString("base64");
 const K2 = randomBytes(32).toString("base64");
 /** Originals that must never be stored readable: each row's email. */
 const email = (id: number) => `secret-${id}-${"q".repeat(6)}@private.example.org`;
+
+const GATEWAY_YAML = `
+slack: { botToken: xoxb-results, signingSecret: 0123456789abcdef0123456789abcdef, apiUrl: "\${SLACK_API_URL}", approvalChannel: ${SLACK_CHANNEL} }
+oidc: { issuer: "http://127.0.0.1:9/", clientId: jitgate, redirectUrl: "http://127.0.0.1:9/oidc/callback" }
+auditors: [aud@example.com]
+audit:
+  sealKey:
+    id: k1
+    key: \${SEAL_K1}
+proxy:
+  postgres: { listen: 127.0.0.1:0, publicAddress: db-gw.example.com:15432 }
+targets:
+  - name: rec-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    mask: [{ column: email }]
+  - name: small-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    mask: [{ column: email }]
+    record: { rows: 5, bytes: 200 }
+  - name: off-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    mask: [{ column: email }]
+    record: 0
+  - name: vault-db
+    kind: postgres
+    upstream: \${UPSTREAM_URL}
+    approvers: [lead@example.com]
+    mask: [{ column: email }]
+    stepUp: true
+`;
 
 let slack: FakeSlack;
 let upstream: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -78,45 +118,7 @@ beforeAll(async () => {
     CREATE TABLE wide (id int PRIMARY KEY, body text);
     INSERT INTO wide SELECT g, repeat('x', 60) FROM generate_series(1, 10) g;`);
   await seed.end();
-  test = await startTestGateway(
-    "results",
-    `
-slack: { botToken: xoxb-results, signingSecret: 0123456789abcdef0123456789abcdef, apiUrl: "${slack.apiUrl}", approvalChannel: ${SLACK_CHANNEL} }
-oidc: { issuer: "http://127.0.0.1:9/", clientId: jitgate, redirectUrl: "http://127.0.0.1:9/oidc/callback" }
-auditors: [aud@example.com]
-audit:
-  sealKey:
-    id: k1
-    key: \${SEAL_K1}
-proxy:
-  postgres: { listen: 127.0.0.1:0, publicAddress: db-gw.example.com:15432 }
-targets:
-  - name: rec-db
-    kind: postgres
-    upstream: \${UPSTREAM_URL}
-    approvers: [lead@example.com]
-    mask: [{ column: email }]
-  - name: small-db
-    kind: postgres
-    upstream: \${UPSTREAM_URL}
-    approvers: [lead@example.com]
-    mask: [{ column: email }]
-    record: { rows: 5, bytes: 200 }
-  - name: off-db
-    kind: postgres
-    upstream: \${UPSTREAM_URL}
-    approvers: [lead@example.com]
-    mask: [{ column: email }]
-    record: 0
-  - name: vault-db
-    kind: postgres
-    upstream: \${UPSTREAM_URL}
-    approvers: [lead@example.com]
-    mask: [{ column: email }]
-    stepUp: true
-`,
-    { UPSTREAM_URL: upstream.url, SEAL_K1: K1 },
-  );
+  test = await startTestGateway("results", GATEWAY_YAML, { UPSTREAM_URL: upstream.url, SEAL_K1: K1, SLACK_API_URL: slack.apiUrl });
   port = test.gateway.postgresProxy!.address.port;
   const { broker } = test.gateway;
   dev = await broker.identify({ platform: "slack", externalId: "U0DEV", email: "dev@example.com", displayName: "Dev" });
@@ -350,5 +352,103 @@ describe("key rotation", () => {
     const wrong = brokerWith({ sealKey: { id: "k2", key: K2 }, retiredSealKeys: [{ id: "k1", key: K2 }] });
     await expect(wrong.revealResults(auditor, { sessionId: recSession, seq: 1, reason: "AUD-12" })).rejects.toThrow(/does not open/);
     expect((await test.gateway.storage.db.select().from(auditEvents).where(eq(auditEvents.kind, "results.revealed"))).length).toBe(before);
+  });
+});
+
+describe("the command line and evidence bundles", () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const CLI = join(import.meta.dirname, "..", "src", "cli.ts");
+  const jitgate = (args: string[], extra: NodeJS.ProcessEnv = {}) => runProcess(process.execPath, ["--import", "tsx", CLI, ...args], { env: { ...env, ...extra }, timeoutMs: 60_000 });
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "jitgate-results-cli-"));
+    const file = join(dir, "jitgate.yaml");
+    // The gateway's own configuration, as an operator's machine would have it (the key from the environment).
+    writeFileSync(file, `database: \${DATABASE_URL}\nredis: \${REDIS_URL}\nredisPrefix: ${test.prefix}\ndataDir: ${join(dir, "data")}\nlog: { level: warn }\n${GATEWAY_YAML}`);
+    env = { JITGATE_CONFIG: file, DATABASE_URL: test.gateway.config.database!, REDIS_URL, UPSTREAM_URL: upstream.url, SEAL_K1: K1, SLACK_API_URL: slack.apiUrl };
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("audit show prints each statement's result, masked", async () => {
+    const shown = await jitgate(["audit", "show", recSession, "--statement", "2"]);
+    expect(shown.stderr).toBe("");
+    expect(shown.stdout).toContain("result: 3 rows");
+    expect(shown.stdout).toContain("        id|note\n        1|note 1\n        2|note 2\n        3|note 3\n");
+    const first = await jitgate(["audit", "show", recSession, "--statement", "1"]);
+    expect(first.stdout).toContain("result: 100 of 250 rows kept (cut at the record caps); originals of masked values sealed");
+    expect(first.stdout).toContain("        1|***|note 1\n");
+    expect(first.stdout).not.toContain("private.example.org");
+    const json = await jitgate(["audit", "show", recSession, "--statement", "1", "--json"]);
+    const result = json.stdout.trim().split("\n").map((line) => JSON.parse(line) as { type: string; rows?: unknown[][] }).find((line) => line.type === "result");
+    expect(result?.rows?.[0]).toEqual(["1", "***", "note 1"]);
+  });
+
+  it("--reveal: refused without --as, a reason, or to a non-auditor; an auditor's is audited and posted in the thread by the running gateway", async () => {
+    const noReason = await jitgate(["audit", "show", recSession, "--statement", "2", "--reveal", "--as", "aud@example.com"]);
+    expect(noReason.code).toBe(2);
+    const notAuditor = await jitgate(["audit", "show", recSession, "--statement", "1", "--reveal", "--reason", "AUD-20", "--as", "lead@example.com"]);
+    expect(notAuditor.code).toBe(1);
+    expect(notAuditor.stderr).toContain("only auditors may reveal");
+    expect(notAuditor.stdout).not.toContain("private.example.org");
+
+    const revealed = await jitgate(["audit", "show", recSession, "--statement", "1", "--reveal", "--reason", "AUD-21 from the terminal", "--as", "aud@example.com"]);
+    expect(revealed.stderr).toBe("");
+    expect(revealed.code).toBe(0);
+    expect(revealed.stdout).toContain(`        1|»${email(1)}«|note 1\n`);
+    expect(revealed.stdout).toContain("100 values UNMASKED");
+    const [event] = await test.gateway.storage.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, "results.revealed"), eq(auditEvents.actorId, auditor.id)))
+      .orderBy(asc(auditEvents.seq))
+      .then((rows) => rows.filter((row) => (row.data as { reason?: string }).reason === "AUD-21 from the terminal"));
+    expect(event).toMatchObject({ sessionId: recSession, data: { seq: 1 } });
+    const root = await eventually(() => slack.rootsIn(SLACK_CHANNEL).find((m) => JSON.stringify(m.blocks ?? m.text).includes(recRequest)), 15_000, "the request's message");
+    await eventually(() => slack.thread(SLACK_CHANNEL, root.ts).find((m) => messageText(m).includes("AUD-21 from the terminal")), 15_000, "the CLI reveal's post in the thread");
+
+    // With k1 no longer in the configuration (k2 current, k1 dropped), nothing opens.
+    const keyless = join(dir, "keyless.yaml");
+    writeFileSync(keyless, readFileSync(env.JITGATE_CONFIG!, "utf8").replace(/    id: k1\n    key: \$\{SEAL_K1\}\n/, `    id: k2\n    key: ${K2}\n`));
+    const noKey = await jitgate(["audit", "show", recSession, "--statement", "1", "--reveal", "--reason", "AUD-22", "--as", "aud@example.com"], { JITGATE_CONFIG: keyless });
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toContain('sealed under the seal key "k1", which is not configured');
+    expect(noKey.stdout).not.toContain("private.example.org");
+  });
+
+  it("an export carries the results (originals as ciphertext only, no key); a changed results file fails verification", async () => {
+    const db = test.gateway.storage.db;
+    const { bundle, manifest } = await buildEvidenceBundle(db, { since: new Date(Date.now() - 3600_000), until: new Date(Date.now() + 60_000) }, new Date());
+    expect(manifest.files["results.jsonl"]).toBeDefined();
+    expect(verifyEvidenceBundle(bundle).ok).toBe(true);
+    const entries = readTarGz(bundle, 1 << 30);
+    const results = entries.find((e) => e.name === "results.jsonl")!.body.toString("utf8");
+    const lines = results.trim().split("\n").map((line) => JSON.parse(line) as { sessionId: string; seq: number; rows: unknown[][]; sealed: string | null; sealKeyId: string | null });
+    const first = lines.find((l) => l.sessionId === recSession && l.seq === 1)!;
+    expect(first.rows[0]).toEqual(["1", "***", "note 1"]);
+    expect(first.sealed).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    expect(first.sealKeyId).toBe("k1");
+    const [key] = await db.select().from(sessionSealKeys).where(eq(sessionSealKeys.sessionId, recSession));
+    const whole = entries.map((e) => e.body.toString("latin1")).join("\n");
+    expect(whole).not.toContain(key!.wrapped);
+    expect(whole).not.toContain(K1);
+    expect(whole).not.toContain("private.example.org");
+
+    // One value changed in results.jsonl: the bundle no longer verifies, and says which file.
+    const tampered = writeTarGz(
+      entries.map((e) => (e.name === "results.jsonl" ? { ...e, body: Buffer.from(results.replace('["1","***","note 1"]', '["1","***","note one"]'), "utf8") } : e)),
+      new Date(),
+    );
+    const verdict = verifyEvidenceBundle(tampered);
+    expect(verdict.ok).toBe(false);
+    expect(!verdict.ok && verdict.problems).toEqual(["results.jsonl: its SHA-256 does not match the manifest (edited)"]);
+
+    // The same through the command: export, then verify the file.
+    const out = join(dir, "bundle.tar.gz");
+    const exported = await jitgate(["audit", "export", "--since", "1h", "--until", new Date(Date.now() + 60_000).toISOString(), "--out", out]);
+    expect(exported.stderr).toBe("");
+    const verified = await jitgate(["audit", "verify", "--bundle", out]);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/\d+ results/);
   });
 });

@@ -1,7 +1,7 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, or, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.js";
-import { grants, sessions, sessionSealKeys, statementResults } from "../db/schema.js";
+import { grants, people, sessions, sessionSealKeys, statementResults } from "../db/schema.js";
 import { openResult, SealError, SealKeyring } from "../infra/seal.js";
 import { appendAudit } from "./audit.js";
 import type { BrokerContext } from "./context.js";
@@ -131,6 +131,16 @@ export async function openSealed(db: Executor, keyring: SealKeyring, sessionId: 
     if (result.rows[r]) result.rows[r]![c] = value;
   }
   return { result, revealed: originals.map(([r, c]) => ({ row: r, column: c })) };
+}
+
+/** A person by id or (verified) email, for the command line's `--as`. */
+export async function personByLogin(db: Executor, login: string): Promise<Person | undefined> {
+  const [row] = await db
+    .select()
+    .from(people)
+    .where(or(eq(people.id, login), sql`lower(${people.email}) = ${login.trim().toLowerCase()}`))
+    .limit(1);
+  return row as Person | undefined;
 }
 
 export class NotAnAuditor extends BrokerError {
