@@ -26,7 +26,7 @@ export interface ResultRecord {
   sessionId: string;
   seq: number;
   columns: { name: string; dataTypeID: number; format: number }[];
-  /** base64 of the kept rows as deflated JSON. */
+  /** The kept rows: JSON as it is when short, else base64 of the deflated JSON (see `packRows`). */
   data: string;
   rowsKept: number;
   rowsTotal: number;
@@ -41,6 +41,16 @@ export interface SealKeyRecord {
   keyId: string;
   /** base64 */
   wrapped: string;
+}
+
+/**
+ * Rows under this many bytes of JSON are stored as the JSON itself: deflating a one-row result
+ * costs more (a zlib stream per call) than it saves. Base64 never starts with `[`, JSON rows always do.
+ */
+const DEFLATE_FROM = 512;
+
+function packRows(json: string): string {
+  return json.length < DEFLATE_FROM ? json : deflateRawSync(Buffer.from(json, "utf8")).toString("base64");
 }
 
 /** Values in the stored JSON: text-format values as text, binary-format ones as base64. */
@@ -74,7 +84,7 @@ export function encodeResult(
     sessionId,
     seq: result.seq,
     columns,
-    data: deflateRawSync(Buffer.from(JSON.stringify(rows), "utf8")).toString("base64"),
+    data: packRows(JSON.stringify(rows)),
     rowsKept: rows.length,
     rowsTotal: result.rowsTotal,
     cut: result.cut,
@@ -97,7 +107,8 @@ export interface StatementResult {
 export type StoredResult = typeof statementResults.$inferSelect;
 
 export function decodeRows(data: string): (string | null)[][] {
-  return JSON.parse(inflateRawSync(Buffer.from(data, "base64")).toString("utf8")) as (string | null)[][];
+  const json = data.startsWith("[") ? data : inflateRawSync(Buffer.from(data, "base64")).toString("utf8");
+  return JSON.parse(json) as (string | null)[][];
 }
 
 export function decodeResult(row: StoredResult): StatementResult {

@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { getTableName, sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
 import { sessionSealKeys, sessionStatements, statementResults } from "../db/schema.js";
 import type { ResultRecord, SealKeyRecord } from "./results.js";
@@ -142,7 +142,24 @@ export class StatementLog implements StatementRecorder {
   /** Results of statements (idempotent: a replayed one is left as it is). */
   async insertResults(rows: ResultRecord[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.db.insert(statementResults).values(rows).onConflictDoNothing();
+    // One prepared statement per batch, as the statements' own insert: this runs for most statements.
+    const column = <T>(pick: (row: ResultRecord) => T) => rows.map(pick);
+    await this.#driver.query({
+      name: "jitgate_insert_results",
+      text: `insert into ${getTableName(statementResults)} (session_id, seq, columns, data, rows_kept, rows_total, cut, sealed)
+             select * from unnest($1::text[], $2::int[], $3::jsonb[], $4::text[], $5::int[], $6::int[], $7::boolean[], $8::text[])
+             on conflict (session_id, seq) do nothing`,
+      values: [
+        column((r) => r.sessionId),
+        column((r) => r.seq),
+        column((r) => JSON.stringify(r.columns)),
+        column((r) => r.data),
+        column((r) => r.rowsKept),
+        column((r) => r.rowsTotal),
+        column((r) => r.cut),
+        column((r) => r.sealed),
+      ],
+    });
   }
 
   /** Sessions' wrapped data keys (idempotent). */
