@@ -260,6 +260,8 @@ describe("reading and revealing", () => {
     expect((await broker.sessionResults(lead, recSession)).map((r) => r.seq)).toEqual([1, 2]);
     expect((await broker.sessionResults(lead, recSession, 1))[0]!.rows[5]).toEqual(["6", "***", "note 6"]);
     await expect(broker.sessionResults(stranger, recSession)).rejects.toBeInstanceOf(ResultsNotVisible);
+    // An unknown session id answers the same way.
+    await expect(broker.sessionResults(stranger, "ses_unknown")).rejects.toBeInstanceOf(ResultsNotVisible);
   });
 
   it("an auditor reveals one statement's originals with a reason: an audit event and a post in the request's thread", async () => {

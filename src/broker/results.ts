@@ -204,7 +204,10 @@ export class ResultsService {
    * session, approvers of its target and auditors. Nobody sees originals here.
    */
   async results(viewer: Person, sessionId: string, seq?: number): Promise<StatementResult[]> {
-    const { session } = await this.#session(sessionId);
+    // An unknown session answers as one the viewer may not see: ids are not probed this way.
+    const { session } = await this.#session(sessionId).catch(() => {
+      throw new ResultsNotVisible(sessionId);
+    });
     if (session.personId !== viewer.id && !(await this.#isAuditor(viewer))) {
       const policy = this.ctx.policies().find((p) => p.name === session.target);
       if (!policy || !isApprover(policy, await this.people.identity(viewer))) throw new ResultsNotVisible(sessionId);
