@@ -1,5 +1,6 @@
 import { canonicalJson, type AuditSearchRow } from "./broker/audit.js";
 import type { SessionEvidence } from "./broker/evidence-bundle.js";
+import type { StatementResult } from "./broker/results.js";
 import { formatDuration } from "./config/duration.js";
 import { showHidden } from "./infra/visible-text.js";
 
@@ -26,6 +27,26 @@ function indent(text: string, by = "      "): string {
     .join("\n");
 }
 
+/**
+ * A statement's recorded result as lines: what the client received (masked), `|`-separated as psql
+ * prints it, with how many rows were kept of how many. `revealed` marks the values shown unmasked.
+ */
+export function resultText(result: StatementResult, revealed?: readonly { row: number; column: number }[]): string[] {
+  const marked = new Set((revealed ?? []).map((r) => `${r.row}:${r.column}`));
+  const out = [
+    `      result: ${result.rowsKept === result.rowsTotal && !result.cut ? `${result.rowsTotal} row${result.rowsTotal === 1 ? "" : "s"}` : `${result.rowsKept} of ${result.rowsTotal} rows kept (cut at the record caps)`}${result.sealed && !revealed ? "; originals of masked values sealed" : ""}${revealed ? `; ${marked.size} value${marked.size === 1 ? "" : "s"} UNMASKED (marked »…«)` : ""}`,
+    indent(result.columns.map((c) => c.name).join("|"), "        "),
+  ];
+  result.rows.forEach((row, r) => {
+    const cells = row.map((value, c) => {
+      const text = value === null ? "" : value;
+      return marked.has(`${r}:${c}`) ? `»${text}«` : text;
+    });
+    out.push(indent(cells.join("|"), "        "));
+  });
+  return out;
+}
+
 export function sessionTimelineText(evidence: SessionEvidence, only?: number): string {
   const { session, person, grant, request } = evidence;
   const out: string[] = [];
@@ -44,6 +65,7 @@ export function sessionTimelineText(evidence: SessionEvidence, only?: number): s
     out.push(`  summary   ${parts.join("; ")}`);
   }
   const held = new Map(evidence.held.map((h) => [h.id, h]));
+  const results = new Map(evidence.results.map((r) => [r.seq, r]));
   if (session.protocol === "postgres" || evidence.statements.length > 0) {
     const statements = only === undefined ? evidence.statements : evidence.statements.filter((s) => s.seq === only);
     out.push("", only === undefined ? `Statements (${statements.length})` : `Statement ${only}`);
@@ -64,6 +86,8 @@ export function sessionTimelineText(evidence: SessionEvidence, only?: number): s
         out.push(`      held ${row.heldId}: ${h ? `${h.state}${h.decidedByName ? ` by ${visibleText(h.decidedByName)}` : ""}${h.decidedAt ? ` at ${iso(h.decidedAt)}` : ""}` : "unknown"}`);
       }
       if (row.error) out.push(indent(`error: ${row.error}`));
+      const result = results.get(row.seq);
+      if (result) out.push(...resultText(result));
     }
   }
   if (only === undefined) {
@@ -85,12 +109,13 @@ export function sessionTimelineText(evidence: SessionEvidence, only?: number): s
 
 /** The same as JSON lines: `session` first, then each `statement`, `held`, `recording` and `event`. */
 export function sessionTimelineJson(evidence: SessionEvidence, only?: number): string {
-  const { statements, held, recordings, events, moreStatements: _more, ...facts } = evidence;
+  const { statements, held, recordings, events, results, moreStatements: _more, ...facts } = evidence;
   const chosen = only === undefined ? statements : statements.filter((s) => s.seq === only);
   const heldIds = new Set(chosen.map((s) => s.heldId).filter(Boolean));
   const lines: unknown[] = [
     { type: "session", ...facts },
     ...chosen.map((s) => ({ type: "statement", ...s })),
+    ...results.filter((r) => only === undefined || r.seq === only).map((r) => ({ type: "result", ...r })),
     ...held.filter((h) => only === undefined || heldIds.has(h.id)).map((h) => ({ type: "held", ...h })),
     ...(only === undefined ? recordings.map((r) => ({ type: "recording", ...r })) : []),
     ...(only === undefined ? events.map((e) => ({ type: "event", ...e })) : []),

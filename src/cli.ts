@@ -10,8 +10,12 @@ import { deploymentId } from "./db/deployment.js";
 import { JobOwnership } from "./infra/job-ownership.js";
 import { openStorage, type Storage } from "./db/client.js";
 import { recordAudit, searchAudit, verifyAuditChain, type AuditSearchRow } from "./broker/audit.js";
-import { buildEvidenceBundle, sealedResultsOf, sessionEvidence, verifyEvidenceBundle } from "./broker/evidence-bundle.js";
-import { sessionTimelineJson, sessionTimelineText } from "./audit-show.js";
+import { buildEvidenceBundle, sessionEvidence, verifyEvidenceBundle } from "./broker/evidence-bundle.js";
+import { resultText, sessionTimelineJson, sessionTimelineText } from "./audit-show.js";
+import { Broker, BrokerError, type BrokerEvent } from "./broker/index.js";
+import { personByLogin } from "./broker/results.js";
+import { SealError } from "./infra/seal.js";
+import { ClusterEvents } from "./bus/cluster-events.js";
 import { computeDigest } from "./broker/digest.js";
 import { recordingsOf } from "./broker/recordings.js";
 import { digestView, viewToPlainText } from "./bot/view-model.js";
@@ -60,6 +64,51 @@ function formatRow(row: AuditSearchRow): string {
   const subject = [row.target, row.requestId, row.grantId, row.sessionId].filter(Boolean).join(" ");
   const details = Object.keys(row.data).length > 0 ? ` ${JSON.stringify(row.data)}` : "";
   return `${String(row.seq).padStart(6)}  ${row.at.toISOString()}  ${row.kind.padEnd(18)} ${who.padEnd(24)} ${subject}${details}`;
+}
+
+/**
+ * `audit show --reveal`: the broker's reveal (auditors only, a reason, the audit event), with the
+ * thread post sent to this deployment's gateways over the cluster's events (they post it).
+ */
+async function revealFromCli(
+  config: Config,
+  storage: Storage,
+  auditor: Awaited<ReturnType<typeof personByLogin>> & object,
+  input: { sessionId: string; seq: number; reason: string; json: boolean },
+): Promise<number> {
+  const broker = new Broker({ db: storage.db, config });
+  const deployment = await deploymentId(storage.db);
+  // Redis only once there is an event to send (a refused reveal needs none).
+  let connection: ReturnType<typeof connectRedis> | undefined;
+  const sent: Promise<void>[] = [];
+  broker.events.onAny((event: BrokerEvent) => {
+    connection ??= connectRedis(config.redis ?? "redis://127.0.0.1:6379");
+    const cluster = new ClusterEvents(connection, connection, redisPrefixOf(config, deployment), () => {}, new JobOwnership(deployment, () => {}));
+    sent.push(
+      cluster.publish(event).catch((error: unknown) => {
+        process.stderr.write(`the thread post could not be sent to the gateways: ${(error as Error).message}\n`);
+      }),
+    );
+  });
+  try {
+    const outcome = await broker.revealResults(auditor, { sessionId: input.sessionId, seq: input.seq, reason: input.reason });
+    if (outcome.kind === "step-up-needed") {
+      process.stderr.write(`revealing on this target needs a fresh sign-in, which this command cannot do; sign in at ${outcome.link} (until ${outcome.expiresAt.toISOString()}) and reveal in the audit pages\n`);
+      return 1;
+    }
+    await Promise.all(sent);
+    if (input.json) process.stdout.write(`${JSON.stringify({ type: "revealed", sessionId: input.sessionId, ...outcome.result, revealed: outcome.revealed, keyId: outcome.keyId })}\n`);
+    else process.stdout.write(`Statement ${input.seq} of session ${input.sessionId}, revealed to ${auditor.displayName} (recorded in the audit log and the request's thread)\n${resultText(outcome.result, outcome.revealed).join("\n")}\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof BrokerError || error instanceof SealError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    if (connection) await closeRedis(connection);
+  }
 }
 
 export function buildCli(): Command {
@@ -145,7 +194,7 @@ export function buildCli(): Command {
         if (verdict.ok) {
           const { chain, counts, range } = verdict.manifest;
           process.stdout.write(
-            `bundle ok: ${range.since} – ${range.until}${range.target ? ` on ${range.target}` : ""}; events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"} (${counts.events} with content${counts.omittedEvents ? `, ${counts.omittedEvents} of other targets as links only` : ""}), ${counts.sessions} sessions, ${counts.statements} statements, ${counts.recordings} recordings\n` +
+            `bundle ok: ${range.since} – ${range.until}${range.target ? ` on ${range.target}` : ""}; events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"} (${counts.events} with content${counts.omittedEvents ? `, ${counts.omittedEvents} of other targets as links only` : ""}), ${counts.sessions} sessions, ${counts.statements} statements, ${counts.results ?? 0} results, ${counts.recordings} recordings\n` +
               `last event's hash ${chain.lastHash ?? "none"}; chain head at export ${chain.head ? `${chain.head.seq} ${chain.head.hash}` : "none"}\n` +
               `(to prove it is this gateway's, compare these hashes with \`jitgate audit verify\` and \`jitgate audit search --kind audit.exported --json\` on its database)\n`,
           );
@@ -206,12 +255,13 @@ export function buildCli(): Command {
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a statement number (1, 2, …)");
       return n;
     })
-    .option("--reveal", "the sealed original values of the statement's results (needs --statement and --reason)")
+    .option("--reveal", "the sealed original values of the statement's results (needs --statement, --reason and --as; an auditor only; audited and said in the request's thread)")
     .option("--reason <why>", "why the originals are revealed (recorded with the reveal)")
+    .option("--as <who>", "the auditor revealing: their email or person id")
     .option("--json", "one JSON object per line")
-    .action(async (sessionId: string, options: { statement?: number; reveal?: boolean; reason?: string; json?: boolean }) => {
-      if (options.reveal && (options.statement === undefined || !options.reason?.trim())) {
-        process.stderr.write("--reveal shows one statement's originals at a time, with a stated reason: add --statement <n> --reason <why>\n");
+    .action(async (sessionId: string, options: { statement?: number; reveal?: boolean; reason?: string; as?: string; json?: boolean }) => {
+      if (options.reveal && (options.statement === undefined || !options.reason?.trim() || !options.as?.trim())) {
+        process.stderr.write("--reveal shows one statement's originals at a time, by an auditor, with a stated reason: add --statement <n> --reason <why> --as <your email>\n");
         process.exitCode = 2;
         return;
       }
@@ -228,15 +278,17 @@ export function buildCli(): Command {
           process.exitCode = 1;
           return;
         }
-        process.stdout.write(options.json ? sessionTimelineJson(evidence, options.statement) : sessionTimelineText(evidence, options.statement));
-        if (options.reveal) {
-          // The reveal itself (key, audit event, thread post) comes with sealed results; none exist yet.
-          const sealed = await sealedResultsOf(storage.db, sessionId, options.statement!);
-          if (sealed === null) {
-            process.stderr.write("no sealed results in this session\n");
-            process.exitCode = 1;
-          }
+        if (!options.reveal) {
+          process.stdout.write(options.json ? sessionTimelineJson(evidence, options.statement) : sessionTimelineText(evidence, options.statement));
+          return;
         }
+        const auditor = await personByLogin(storage.db, options.as!);
+        if (!auditor) {
+          process.stderr.write(`nobody known as ${options.as}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.exitCode = await revealFromCli(config, storage, auditor, { sessionId, seq: options.statement!, reason: options.reason!, json: options.json === true });
       });
     });
   audit
@@ -283,7 +335,7 @@ export function buildCli(): Command {
         }
         const { counts, chain } = manifest;
         process.stdout.write(
-          `wrote ${options.out}: events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"}, ${counts.requests} requests, ${counts.sessions} sessions, ${counts.statements} statements, ${counts.recordings} recordings; manifest ${manifest.manifestDigest}\n`,
+          `wrote ${options.out}: events ${chain.firstSeq ?? "none"}–${chain.lastSeq ?? "none"}, ${counts.requests} requests, ${counts.sessions} sessions, ${counts.statements} statements, ${counts.results ?? 0} results, ${counts.recordings} recordings; manifest ${manifest.manifestDigest}\n`,
         );
       });
     });

@@ -96,6 +96,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const { config } = core;
     const domain = await startDomain(core, { clock, logger, reconcileIntervalMs: options.reconcileIntervalMs }, cleanups);
     const { broker } = domain;
+    if (config.proxy.postgres && !config.audit.sealKey) {
+      logger.warn("no audit.sealKey: recorded results keep masked values only; the originals of masked values are not kept (set audit.sealKey to seal them)");
+    }
 
     // OIDC: the provider's metadata is read now; if it does not answer, every use retries (and fails closed meanwhile).
     const verifier = config.oidc ? new OidcVerifier(config.oidc, { clock }) : undefined;
@@ -204,6 +207,11 @@ export function startupBanner(gateway: Gateway, source: string): string {
       ? [`  demo target PGlite at ${gateway.demoTarget.address.address}:${gateway.demoTarget.address.port} (table orders), reached through target ${config.targets.find((t) => t.kind === "postgres")?.name ?? "—"}`]
       : []),
     ...(config.oidc ? [`  oidc        ${config.oidc.issuer} (client ${config.oidc.clientId}; /oidc/config, /oidc/callback)`] : []),
+    ...(config.proxy.postgres
+      ? [
+          `  results     ${config.audit.sealKey ? `recorded per target's record caps; originals of masked values sealed under key ${config.audit.sealKey.id}${config.audit.retiredSealKeys.length > 0 ? ` (retired: ${config.audit.retiredSealKeys.map((k) => k.id).join(", ")})` : ""}` : "recorded per target's record caps (masked); no audit.sealKey, so the originals of masked values are NOT kept"}`,
+        ]
+      : []),
     `  targets     ${config.targets.length > 0 ? config.targets.map((t) => `${t.name} (${t.kind})`).join(", ") : "none configured (add targets: to jitgate.yaml)"}`,
   ];
   const missing: string[] = [];

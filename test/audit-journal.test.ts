@@ -235,7 +235,7 @@ describe.each([
     const dir = tempDir();
     const down = () => Promise.reject(new Error("the database is down"));
     const journal = open(dir);
-    const unshipped = new JournaledStatements(journal, { insert: down, updateOutcomes: down });
+    const unshipped = new JournaledStatements(journal, { insert: down, updateOutcomes: down, insertResults: down, insertSealKeys: down });
     await unshipped.record([statement(301), statement(302)]);
     unshipped.complete({ sessionId, seq: 301, durationMs: 4.4, rows: 7, commandTag: "SELECT 7", error: null });
     unshipped.complete({ sessionId, seq: 302, durationMs: 1, rows: null, commandTag: null, error: "57014 canceling statement" });
@@ -249,6 +249,8 @@ describe.each([
     const writer = {
       insert: (rows: Parameters<StatementLog["insert"]>[0]) => (calls.push(`insert ${rows.length}`), log.insert(rows)),
       updateOutcomes: (batch: Parameters<StatementLog["updateOutcomes"]>[0]) => (calls.push(`update ${batch.length}`), log.updateOutcomes(batch)),
+      insertResults: (batch: Parameters<StatementLog["insertResults"]>[0]) => log.insertResults(batch),
+      insertSealKeys: (batch: Parameters<StatementLog["insertSealKeys"]>[0]) => log.insertSealKeys(batch),
     };
     const shipper = new JournaledStatements(open(left), writer);
     await shipper.shipAll(20_000);

@@ -135,6 +135,7 @@ describe("a full configuration", () => {
           unverifiable: "review",
         },
         mask: [{ column: "email" }, { column: "card_number" }, { detect: "credit-card" }],
+        record: { rows: 100, bytes: 65_536 },
         stepUp: false,
         review: { approvals: 1 },
       },
@@ -196,7 +197,7 @@ describe("defaults", () => {
     digest: { cron: "0 9 * * *", timezone: "UTC" },
     console: { enabled: false, users: [], channel: "access-requests" },
     demo: { enabled: false, postgresListen: "127.0.0.1:15499" },
-    audit: { journal: { fsync: "interval", intervalMs: 5, maxBytes: 268_435_456 } },
+    audit: { journal: { fsync: "interval", intervalMs: 5, maxBytes: 268_435_456 }, retiredSealKeys: [] },
     targets: [],
     auditors: [],
   };
@@ -242,6 +243,7 @@ targets:
         unverifiable: "review",
       },
       mask: [],
+      record: { rows: 100, bytes: 65_536 },
       stepUp: false,
       review: { approvals: 1 },
     });
@@ -252,6 +254,31 @@ targets:
     });
     expect(config.targets[0]).not.toHaveProperty("approvals");
     expect(config.targets[0]).not.toHaveProperty("maxDuration");
+  });
+});
+
+describe("recorded results and the seal key (issue 16)", () => {
+  const KEY = Buffer.alloc(32, 7).toString("base64");
+  const pg = (extra: string) => `targets:\n  - name: pg\n    kind: postgres\n    upstream: postgresql://h/db\n    approvers: [a@example.com]\n${extra}`;
+
+  it("record: 0 keeps nothing; a partial record keeps the other default", () => {
+    expect(parseConfig(pg("    record: 0\n"), "test.yaml", {}).targets[0]).toMatchObject({ record: { rows: 0, bytes: 0 } });
+    expect(parseConfig(pg("    record: { rows: 10 }\n"), "test.yaml", {}).targets[0]).toMatchObject({ record: { rows: 10, bytes: 65_536 } });
+    expect(parseConfig(pg("    record: { bytes: 1MiB }\n"), "test.yaml", {}).targets[0]).toMatchObject({ record: { rows: 100, bytes: 1_048_576 } });
+    expect(problemsOf(pg("    record: 5\n"))).toEqual(["targets[0].record: expected { rows: 100, bytes: 64KiB } or 0 (keep no result rows)"]);
+  });
+
+  it("a seal key from the environment, with retired keys; a key that is not 32 bytes of base64, or an id used twice, is refused with a clear error", () => {
+    const config = parseConfig(`audit:\n  sealKey: { id: k2, key: "\${SEAL}" }\n  retiredSealKeys: [{ id: k1, key: ${KEY} }]\n`, "test.yaml", { SEAL: KEY });
+    expect(config.audit.sealKey).toEqual({ id: "k2", key: KEY });
+    expect(config.audit.retiredSealKeys).toEqual([{ id: "k1", key: KEY }]);
+    // The value is never echoed: it may be a real key with a typo.
+    expect(problemsOf(`audit:\n  sealKey: { id: k2, key: c2hvcnQ= }\n`)).toEqual(["audit.sealKey.key: expected base64 of 32 random bytes (openssl rand -base64 32)"]);
+    expect(problemsOf(`audit:\n  retiredSealKeys: [{ id: k1, key: "${KEY}x" }]\n`)).toEqual(["audit.retiredSealKeys[0].key: expected base64 of 32 random bytes (openssl rand -base64 32)"]);
+    expect(problemsOf(`audit:\n  sealKey: { id: "k 2", key: ${KEY} }\n`)).toEqual(["audit.sealKey.id: expected a key id of letters, digits, '.', '_' or '-' (like k1) (got \"k 2\")"]);
+    expect(problemsOf(`audit:\n  sealKey: { id: k1, key: ${KEY} }\n  retiredSealKeys: [{ id: k1, key: ${KEY} }]\n`)).toEqual([
+      'audit.retiredSealKeys: names the seal key id "k1" twice: every key needs an id of its own',
+    ]);
   });
 });
 
@@ -724,6 +751,8 @@ describe("examples/jitgate.yaml", () => {
     ORDERS_DB_PASSWORD: "orders-password",
     PAGERDUTY_TOKEN: "pd-read-only-key",
     OPSGENIE_API_KEY: "og-integration-key",
+    JITGATE_SEAL_KEY: Buffer.alloc(32, 2).toString("base64"),
+    JITGATE_SEAL_KEY_K1: Buffer.alloc(32, 1).toString("base64"),
   };
 
   it("parses, with every variable set", () => {
@@ -748,6 +777,8 @@ describe("examples/jitgate.yaml", () => {
       ORDERS_DB_PASSWORD: env.ORDERS_DB_PASSWORD,
       PAGERDUTY_TOKEN: env.PAGERDUTY_TOKEN,
       OPSGENIE_API_KEY: env.OPSGENIE_API_KEY,
+      JITGATE_SEAL_KEY: env.JITGATE_SEAL_KEY,
+      JITGATE_SEAL_KEY_K1: env.JITGATE_SEAL_KEY_K1,
     });
     expect(config.database).toBeUndefined();
     expect(config.redis).toBeUndefined();
@@ -761,6 +792,8 @@ describe("examples/jitgate.yaml", () => {
       "slack.botToken: is required (environment variable SLACK_BOT_TOKEN is not set)",
       "proxy.postgres.tls.cert: is required (environment variable PROXY_TLS_CERT is not set)",
       "proxy.postgres.tls.key: is required (environment variable PROXY_TLS_KEY is not set)",
+      "audit.sealKey.key: is required (environment variable JITGATE_SEAL_KEY is not set)",
+      "audit.retiredSealKeys[0].key: is required (environment variable JITGATE_SEAL_KEY_K1 is not set)",
       "onCall.pagerduty.token: is required (environment variable PAGERDUTY_TOKEN is not set)",
       "onCall.opsgenie.apiKey: is required (environment variable OPSGENIE_API_KEY is not set)",
       "slack.signingSecret: is required in HTTP mode (environment variable SLACK_SIGNING_SECRET is not set)",

@@ -165,18 +165,20 @@ describe("jitgate audit show", () => {
     expect(run.stdout).not.toContain("Statements (");
   }, 60_000);
 
-  it("--reveal needs one statement and a reason, and says there are no sealed results (none are sealed yet)", async () => {
-    const noReason = await jitgate(["audit", "show", seeded.pg.sessionId, "--statement", "1", "--reveal"]);
+  it("--reveal needs one statement, a reason and who reveals, and an auditor (none is configured here)", async () => {
+    const noReason = await jitgate(["audit", "show", seeded.pg.sessionId, "--statement", "1", "--reveal", "--as", "bob@example.com"]);
     expect(noReason.code).toBe(2);
-    expect(noReason.stderr).toContain("--reveal shows one statement's originals at a time, with a stated reason");
+    expect(noReason.stderr).toContain("--reveal shows one statement's originals at a time, by an auditor, with a stated reason");
     expect(noReason.stdout).toBe("");
-    const noStatement = await jitgate(["audit", "show", seeded.pg.sessionId, "--reveal", "--reason", "INC-1"]);
+    const noStatement = await jitgate(["audit", "show", seeded.pg.sessionId, "--reveal", "--reason", "INC-1", "--as", "bob@example.com"]);
     expect(noStatement.code).toBe(2);
+    const noOne = await jitgate(["audit", "show", seeded.pg.sessionId, "--statement", "1", "--reveal", "--reason", "INC-1"]);
+    expect(noOne.code).toBe(2);
     const before = await storage.db.select().from(auditEvents);
-    const reveal = await jitgate(["audit", "show", seeded.pg.sessionId, "--statement", "1", "--reveal", "--reason", "INC-4711 what did Ann see"]);
+    const reveal = await jitgate(["audit", "show", seeded.pg.sessionId, "--statement", "1", "--reveal", "--reason", "INC-4711 what did Ann see", "--as", "bob@example.com"]);
     expect(reveal.code).toBe(1);
-    expect(reveal.stderr).toBe("no sealed results in this session\n");
-    expect(reveal.stdout).toContain("#1 ");
+    expect(reveal.stderr).toBe("only auditors may reveal the originals of masked results\n");
+    expect(reveal.stdout).toBe("");
     // Nothing was revealed, so nothing was recorded as a reveal.
     expect(await storage.db.select().from(auditEvents)).toHaveLength(before.length);
   }, 60_000);
@@ -202,7 +204,7 @@ describe("jitgate audit export and audit verify --bundle", () => {
     const run = await jitgate(["audit", "export", "--since", "2026-03-10T00:00:00Z", "--until", "2026-03-12T00:00:00Z", "--out", bundlePath]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^wrote .*evidence\.tar\.gz: events 1–\d+, 3 requests, 3 sessions, 5 statements, 1 recordings; manifest [0-9a-f]{64}\n$/);
+    expect(run.stdout).toMatch(/^wrote .*evidence\.tar\.gz: events 1–\d+, 3 requests, 3 sessions, 5 statements, 0 results, 1 recordings; manifest [0-9a-f]{64}\n$/);
     bundle = readFileSync(bundlePath);
 
     const files = new Map(readTarGz(bundle, 1 << 26).map((e) => [e.name, e.body.toString("utf8")]));
@@ -340,7 +342,7 @@ describe("jitgate audit export and audit verify --bundle", () => {
     const file = join(dir, "empty.tar.gz");
     const run = await jitgate(["audit", "export", "--since", "2020-01-01", "--until", "2020-01-02", "--out", file]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/events none–none, 0 requests, 0 sessions, 0 statements, 0 recordings/);
+    expect(run.stdout).toMatch(/events none–none, 0 requests, 0 sessions, 0 statements, 0 results, 0 recordings/);
     const verified = await jitgate(["audit", "verify", "--bundle", file]);
     expect(verified.code).toBe(0);
     expect(verified.stdout).toContain("bundle ok: 2020-01-01T00:00:00.000Z – 2020-01-02T00:00:00.000Z; events none–none");

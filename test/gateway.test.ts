@@ -91,6 +91,7 @@ describe("a gateway with real secrets in its configuration", () => {
     // The test servers trust 127.0.0.1 and have no Redis password: these are sent and ignored.
     databasePassword: secret("database-password"),
     redisPassword: secret("redis-password"),
+    sealKey: randomBytes(32).toString("base64"),
   };
   const APP_ID = "00000000-0000-4000-8000-0000000000aa";
   const { logger: debugLogger, lines: debugLines } = capturedLogger("debug");
@@ -134,6 +135,10 @@ oidc:
   clientId: jitgate
   clientSecret: \${OIDC_CLIENT_SECRET}
   redirectUrl: http://127.0.0.1:1/oidc/callback
+audit:
+  sealKey:
+    id: k1
+    key: \${JITGATE_SEAL_KEY}
 proxy:
   postgres: { listen: 127.0.0.1:0, publicAddress: "localhost:15432" }
 targets:
@@ -153,6 +158,7 @@ targets:
         TEAMS_SERVICE_URL: teams.serviceUrl,
         OIDC_CLIENT_SECRET: secrets.oidcClientSecret,
         UPSTREAM_PASSWORD: secrets.upstreamPassword,
+        JITGATE_SEAL_KEY: secrets.sealKey,
       },
     );
     const teamsCloud: TeamsCloudOptions = {
@@ -228,6 +234,7 @@ targets:
     expect(text).toContain("the OIDC provider did not answer discovery");
     expect(text).toContain('"msg":"probe"');
     const banner = startupBanner(withSecrets, "secrets test");
+    expect(banner).toContain("originals of masked values sealed under key k1");
     for (const [name, value] of Object.entries(secrets)) expect(banner.includes(value), `${name} is in the banner`).toBe(false);
     for (const [name, value] of Object.entries({ ...secrets, lineSecret })) {
       expect(text.includes(value), `${name} is in the log`).toBe(false);

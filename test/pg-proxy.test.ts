@@ -11,6 +11,7 @@ import type { HeldSnapshot, Person, SessionSnapshot, SessionSummary } from "../s
 import { sessionStatements, sessions } from "../src/db/schema.js";
 import { createTestDatabase } from "./support/databases.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { startupBanner } from "../src/main.js";
 import { eventually } from "./support/fake-slack.js";
 import { nextEvent, WIDE_LATENESS_MS } from "./support/jobs.js";
 
@@ -97,6 +98,11 @@ afterAll(async () => {
 });
 
 describe("admission", () => {
+  it("says at start that without audit.sealKey the originals of masked values are not kept", () => {
+    expect(startupBanner(test.gateway, "pg-proxy test")).toContain("no audit.sealKey, so the originals of masked values are NOT kept");
+    expect(test.logs.some((line) => line.includes("no audit.sealKey: recorded results keep masked values only"))).toBe(true);
+  });
+
   it("connects with the grant's credential and selects, with emails, cards and phones masked", async () => {
     const { uri } = await grantUri(dev);
     const result = await psql(uri, "SELECT id, email, card_number, note FROM orders ORDER BY id");

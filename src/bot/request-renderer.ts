@@ -16,6 +16,7 @@ import {
   grantRevokedReply,
   requestExpiredReply,
   sessionSummaryView,
+  resultsRevealedReply,
   shellStartedReply,
   type MessageView,
 } from "./view-model.js";
@@ -160,6 +161,11 @@ export class RequestRenderer {
       const thread = await this.#grantThread(session.requestId);
       if (!thread) return;
       await this.#reply(thread, shellStartedReply({ personName: session.personName, target: session.target, text }), "shell", session.id, hashKey(`${at}\n${text}`));
+    });
+    on("results.revealed", async ({ session, seq, byName, reason, at }) => {
+      const thread = await this.#grantThread(session.requestId);
+      if (!thread) return;
+      await this.#reply(thread, resultsRevealedReply({ byName, seq, sessionId: session.id, reason }), "revealed", session.id, hashKey(`${at}\n${seq}\n${byName}`));
     });
     on("statement.blocked", async ({ session, text, rule, at }) => {
       const thread = await this.#grantThread(session.requestId);

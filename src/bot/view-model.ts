@@ -420,6 +420,13 @@ export function blockedReply(input: { personName: string; target: string; text: 
   };
 }
 
+/** An auditor viewed the sealed originals of one statement's results (issue 16): said in the request's thread. */
+export function resultsRevealedReply(input: { byName: string; seq: number; sessionId: string; reason: string }): MessageView {
+  return {
+    text: `🔓 An auditor (${input.byName}) viewed the unmasked results of statement ${input.seq} of session ${input.sessionId}. Reason: ${input.reason}`,
+  };
+}
+
 /** An interactive shell started under a grant: said in the thread, because its commands are only checked best-effort. */
 export function shellStartedReply(input: { personName: string; target: string; text: string }): MessageView {
   return {

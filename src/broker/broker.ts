@@ -16,6 +16,7 @@ import { isApprover, isAuditor, type Identity, type TargetPolicy } from "./polic
 import { RequestsService } from "./requests.js";
 import type { AutoApproved } from "./auto-approval.js";
 import { StepUpService } from "./step-up.js";
+import { ResultsService, type RevealOutcome, type StatementResult } from "./results.js";
 import { ThreadStates } from "./thread-state.js";
 import type {
   AccessRequest,
@@ -50,6 +51,7 @@ export class Broker {
   readonly context: BrokerContext;
   readonly people: PeopleService;
   readonly stepUp: StepUpService;
+  readonly results: ResultsService;
   readonly grants: GrantsService;
   readonly requests: RequestsService;
   /** What a request's chat thread shows (read model). */
@@ -67,6 +69,7 @@ export class Broker {
     this.breakGlassReviews = new BreakGlassService(this.context, this.people, this.grants, this.stepUp);
     this.threads = new ThreadStates(this.context, this.people, this.requests, this.grants);
     this.inboxes = new InboxService(this.context, this.people);
+    this.results = new ResultsService(this.context, this.people, this.stepUp);
   }
 
   get events(): TypedEvents {
@@ -174,6 +177,23 @@ export class Broker {
     const auditors = this.context.config.auditors ?? [];
     if (auditors.length === 0) return false;
     return isAuditor(auditors, await this.people.identity(person));
+  }
+
+  /**
+   * A session's recorded results, masked (issue 16): for its own person, approvers of its target
+   * and auditors (ResultsNotVisible otherwise). One statement's with `seq`.
+   */
+  sessionResults(viewer: Person, sessionId: string, seq?: number): Promise<StatementResult[]> {
+    return this.results.results(viewer, sessionId, seq);
+  }
+
+  /**
+   * An auditor reveals the sealed originals of one statement, with a reason (NotAnAuditor,
+   * RevealRefused otherwise). On a `stepUp` target without `stepUp` proof it answers
+   * `step-up-needed` with a sign-in link for this reveal only; call again with the proof.
+   */
+  revealResults(auditor: Person, input: { sessionId: string; seq: number; reason: string; stepUp?: StepUpProof | undefined }): Promise<RevealOutcome> {
+    return this.results.reveal(auditor, input);
   }
 
   loginOf(person: Person): string {

@@ -7,7 +7,7 @@ import { targetPolicy, type TargetPolicy } from "./policy.js";
 import { noScheduler, type Scheduler } from "./scheduler.js";
 import type { OnCallPort } from "./auto-approval.js";
 
-export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "slack" | "auditors">>;
+export type BrokerConfig = Pick<Config, "targets" | "defaults" | "proxy"> & Partial<Pick<Config, "oidc" | "console" | "demo" | "http" | "slack" | "auditors" | "audit">>;
 
 export interface BrokerOptions {
   db: Database;

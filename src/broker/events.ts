@@ -133,6 +133,8 @@ export interface BrokerEvents {
   "statement.decided": { held: HeldSnapshot; verdict: "approved" | "denied" | "timed_out"; byId: string | null; byName: string | null };
   /** One approval of a held statement that needs more (`review.approvals`): it keeps waiting. */
   "statement.approval": { held: HeldSnapshot; approvals: number; required: number; byId: string; byName: string };
+  /** An auditor viewed the unmasked (sealed original) results of one statement (issue 16). */
+  "results.revealed": { session: SessionSnapshot; seq: number; byId: string; byName: string; reason: string; at: string };
 }
 
 export type BrokerEventName = keyof BrokerEvents;
@@ -159,6 +161,7 @@ export const brokerEventNames: readonly BrokerEventName[] = [
   "statement.held",
   "statement.decided",
   "statement.approval",
+  "results.revealed",
 ];
 
 /**

@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { and, asc, between, desc, eq, gte, inArray, isNull, lte, max, min, or, type SQL } from "drizzle-orm";
 import type { Executor } from "../db/client.js";
-import { accessRequests, auditEvents, grants, sessions } from "../db/schema.js";
+import { accessRequests, auditEvents, grants, sessions, sessionSealKeys, statementResults } from "../db/schema.js";
 import { readTarGz, TarError, writeTarGz } from "../infra/tar.js";
 import { auditHash, canonicalJson, type AuditRow } from "./audit.js";
 import { requestTimeline, sessionDetail } from "./audit-queries.js";
 import { recordingsOf } from "./recordings.js";
+import { decodeRows, resultsOf } from "./results.js";
 
 /**
  * An evidence bundle: what an auditor asks for, in one .tar.gz that verifies on its own.
@@ -17,7 +18,9 @@ import { recordingsOf } from "./recordings.js";
  * - `requests.jsonl`, `sessions.jsonl`, `statements.jsonl`, `held.jsonl`, `recordings.jsonl`: the
  *   sessions that overlap the range and the requests behind them or made in it; each statement of
  *   those sessions; their held statements; their recorded channels, whose asciicast v2 text is in
- *   `recordings/<session>-<channel>.cast`.
+ *   `recordings/<session>-<channel>.cast`. `results.jsonl`: each statement's recorded result as the
+ *   client received it (masked rows, the caps' cut), with its sealed originals as ciphertext only
+ *   (base64) and the id of the seal key that wraps the session's data key: never a key.
  * - `manifest.json`: the range, the chain's first `prevHash` and last `hash` in the bundle, the
  *   chain's head at export time, each file's SHA-256, and the manifest's own digest.
  *
@@ -137,12 +140,27 @@ export async function buildEvidenceBundle(db: Executor, range: EvidenceRange, no
   const statementLines = [];
   const heldLines = [];
   const recordingLines = [];
+  const resultLines = [];
   const files: { name: string; body: Buffer }[] = [];
   for (const session of sessionRows) {
     const read = await allStatements(db, session.id);
     sessionLines.push({ session, person: read?.detail.person ?? null, requestId: read?.detail.requestId ?? null });
     statementLines.push(...(read?.statements ?? []));
     heldLines.push(...(read?.held ?? []));
+    const [sealKey] = await db.select({ keyId: sessionSealKeys.keyId }).from(sessionSealKeys).where(eq(sessionSealKeys.sessionId, session.id));
+    for (const result of await db.select().from(statementResults).where(eq(statementResults.sessionId, session.id)).orderBy(asc(statementResults.seq))) {
+      resultLines.push({
+        sessionId: result.sessionId,
+        seq: result.seq,
+        columns: result.columns,
+        rows: decodeRows(result.data),
+        rowsKept: result.rowsKept,
+        rowsTotal: result.rowsTotal,
+        cut: result.cut,
+        sealed: result.sealed,
+        sealKeyId: result.sealed ? (sealKey?.keyId ?? null) : null,
+      });
+    }
     for (const recording of await recordingsOf(db, session.id)) {
       const file = `recordings/${session.id}-${recording.channel}.cast`;
       const { cast, ...info } = recording;
@@ -158,6 +176,7 @@ export async function buildEvidenceBundle(db: Executor, range: EvidenceRange, no
     { name: "statements.jsonl", body: jsonLines(statementLines) },
     { name: "held.jsonl", body: jsonLines(heldLines) },
     { name: "recordings.jsonl", body: jsonLines(recordingLines) },
+    { name: "results.jsonl", body: jsonLines(resultLines) },
     ...files,
   ];
   const unsigned: Omit<BundleManifest, "manifestDigest"> = {
@@ -179,6 +198,7 @@ export async function buildEvidenceBundle(db: Executor, range: EvidenceRange, no
       statements: statementLines.length,
       held: heldLines.length,
       recordings: recordingLines.length,
+      results: resultLines.length,
     },
     files: Object.fromEntries(contents.map((c) => [c.name, { sha256: sha256(c.body), bytes: c.body.length }])),
   };
@@ -293,16 +313,7 @@ export async function sessionEvidence(db: Executor, sessionId: string) {
   const { detail } = read;
   const [grant] = await db.select().from(grants).where(eq(grants.id, detail.session.grantId));
   const [request] = detail.requestId ? await db.select().from(accessRequests).where(eq(accessRequests.id, detail.requestId)) : [];
-  return { ...detail, statements: read.statements, grant: grant ?? null, request: request ?? null };
+  const results = await resultsOf(db, sessionId);
+  return { ...detail, statements: read.statements, results, grant: grant ?? null, request: request ?? null };
 }
 export type SessionEvidence = NonNullable<Awaited<ReturnType<typeof sessionEvidence>>>;
-
-/**
- * The sealed original values of one statement's recorded results, for a reveal. No session has any
- * yet: the proxy does not record results or seal originals until issue 16's first two "musts" are
- * built, and the reveal (the key, the reason, its audit event and thread post) comes with them.
- * Until then this answers `null` for every statement, and the CLI says so.
- */
-export async function sealedResultsOf(_db: Executor, _sessionId: string, _seq: number): Promise<null> {
-  return null;
-}

@@ -1,4 +1,5 @@
 import type { StatementLog, StatementOutcome, StatementRecord, StatementRecorder } from "./statement-log.js";
+import type { ResultRecord, SealKeyRecord } from "./results.js";
 
 /**
  * The local audit journal as the broker sees it (infra/journal.ts implements it on a file): opaque
@@ -24,7 +25,11 @@ export interface AuditJournalPort {
 /** A statement's row or an outcome, as one journal record (JSON; short keys, it is on the hot path). */
 type JournalRecord =
   | { t: "s"; s: string; q: number; p: string; k: string; x: string; a: (string | null)[] | null; v: string; r: string | null; h: string | null; at: number }
-  | { t: "o"; s: string; q: number; d: number; n: number | null; c: string | null; e: string | null };
+  | { t: "o"; s: string; q: number; d: number; n: number | null; c: string | null; e: string | null }
+  /** A statement's result (issue 16): rows deflated and originals sealed already (never plain here). */
+  | { t: "r"; r: ResultRecord }
+  /** A session's data key, wrapped by a seal key. */
+  | { t: "k"; k: SealKeyRecord };
 
 const BATCH_RECORDS = 2_000;
 const SHIP_DELAY_MS = 20;
@@ -55,7 +60,7 @@ export class JournaledStatements implements StatementRecorder {
 
   constructor(
     private readonly journal: AuditJournalPort,
-    private readonly writer: Pick<StatementLog, "insert" | "updateOutcomes">,
+    private readonly writer: Pick<StatementLog, "insert" | "updateOutcomes" | "insertResults" | "insertSealKeys">,
     private readonly onError: (error: unknown, what: string) => void = () => {},
   ) {
     this.#unsubscribe = journal.onWritten(() => this.#soon());
@@ -85,6 +90,20 @@ export class JournaledStatements implements StatementRecorder {
 
   complete(outcome: StatementOutcome): void {
     const record: JournalRecord = { t: "o", s: outcome.sessionId, q: outcome.seq, d: Math.round(outcome.durationMs), n: outcome.rows, c: outcome.commandTag, e: outcome.error };
+    this.journal.append(Buffer.from(JSON.stringify(record)), { durable: false, capped: false }).catch((error: unknown) => this.onError(error, "audit journal"));
+  }
+
+  /**
+   * Results go after their statement, on the same durability path but not awaited by anyone: the
+   * statement already ran. Uncapped like outcomes (the target's `record` caps bound them).
+   */
+  recordResult(result: ResultRecord): void {
+    const record: JournalRecord = { t: "r", r: result };
+    this.journal.append(Buffer.from(JSON.stringify(record)), { durable: false, capped: false }).catch((error: unknown) => this.onError(error, "audit journal"));
+  }
+
+  recordSealKey(key: SealKeyRecord): void {
+    const record: JournalRecord = { t: "k", k: key };
     this.journal.append(Buffer.from(JSON.stringify(record)), { durable: false, capped: false }).catch((error: unknown) => this.onError(error, "audit journal"));
   }
 
@@ -182,6 +201,8 @@ export class JournaledStatements implements StatementRecorder {
     const statements: StatementRecord[] = [];
     const outcomes: StatementOutcome[] = [];
     const unfinished = new Map<string, StatementRecord>();
+    const results: ResultRecord[] = [];
+    const keys: SealKeyRecord[] = [];
     for (const payload of records) {
       let record: JournalRecord;
       try {
@@ -197,6 +218,14 @@ export class JournaledStatements implements StatementRecorder {
         unfinished.set(`${record.s}\n${record.q}`, statement);
         continue;
       }
+      if (record.t === "r") {
+        results.push(record.r);
+        continue;
+      }
+      if (record.t === "k") {
+        keys.push(record.k);
+        continue;
+      }
       // A statement shipped in this batch takes its outcome in its insert: one write, not two.
       const statement = unfinished.get(`${record.s}\n${record.q}`);
       if (statement) Object.assign(statement, { durationMs: Math.round(record.d), rows: record.n, commandTag: record.c, error: record.e });
@@ -204,6 +233,8 @@ export class JournaledStatements implements StatementRecorder {
     }
     await this.#each(statements, (rows) => this.writer.insert(rows), "statement", (row) => this.writer.insert([withoutNul(row)]));
     await this.#each(outcomes, (batch) => this.writer.updateOutcomes(batch), "outcome");
+    await this.#each(keys, (batch) => this.writer.insertSealKeys(batch), "seal key");
+    await this.#each(results, (batch) => this.writer.insertResults(batch), "result");
   }
 
   /**

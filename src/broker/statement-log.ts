@@ -1,6 +1,7 @@
-import { sql } from "drizzle-orm";
+import { getTableName, sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
-import { sessionStatements } from "../db/schema.js";
+import { sessionSealKeys, sessionStatements, statementResults } from "../db/schema.js";
+import type { ResultRecord, SealKeyRecord } from "./results.js";
 
 /**
  * A statement's row. Its start may come as epoch milliseconds: the proxy's hot path builds no Date
@@ -141,6 +142,43 @@ export class StatementLog implements StatementRecorder {
     return true;
   }
 
+  recordResult(result: ResultRecord): void {
+    this.insertResults([result]).catch((error: unknown) => this.onError(error));
+  }
+
+  recordSealKey(key: SealKeyRecord): void {
+    this.insertSealKeys([key]).catch((error: unknown) => this.onError(error));
+  }
+
+  /** Results of statements (idempotent: a replayed one is left as it is). */
+  async insertResults(rows: ResultRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    // One prepared statement per batch, as the statements' own insert: this runs for most statements.
+    const column = <T>(pick: (row: ResultRecord) => T) => rows.map(pick);
+    await this.#driver.query({
+      name: "jitgate_insert_results",
+      text: `insert into ${getTableName(statementResults)} (session_id, seq, columns, data, rows_kept, rows_total, cut, sealed)
+             select * from unnest($1::text[], $2::int[], $3::jsonb[], $4::text[], $5::int[], $6::int[], $7::boolean[], $8::text[])
+             on conflict (session_id, seq) do nothing`,
+      values: [
+        column((r) => r.sessionId),
+        column((r) => r.seq),
+        column((r) => JSON.stringify(r.columns)),
+        column((r) => r.data),
+        column((r) => r.rowsKept),
+        column((r) => r.rowsTotal),
+        column((r) => r.cut),
+        column((r) => r.sealed),
+      ],
+    });
+  }
+
+  /** Sessions' wrapped data keys (idempotent). */
+  async insertSealKeys(rows: SealKeyRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.insert(sessionSealKeys).values(rows).onConflictDoNothing();
+  }
+
   /** Sets the outcome columns of statements already inserted (idempotent). */
   async updateOutcomes(batch: StatementOutcome[]): Promise<void> {
     if (batch.length === 0) return;
@@ -173,4 +211,8 @@ export interface StatementRecorder {
    * not happen within `timeoutMs` (the database does not take the records now).
    */
   shipped(timeoutMs: number): Promise<boolean>;
+  /** A statement's result (issue 16), after the statement completed: not on any statement's path. */
+  recordResult(result: ResultRecord): void;
+  /** A session's wrapped data key, before the first result it seals. */
+  recordSealKey(key: SealKeyRecord): void;
 }

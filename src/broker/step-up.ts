@@ -15,6 +15,8 @@ export interface StepUpSubject {
   target: string;
   grantId: string | null;
   sessionId?: string | null;
+  /** A reveal of sealed results (`<session id>#<seq>`), not an approval: its link serves that reveal only. */
+  reveal?: string | null;
 }
 
 /**
@@ -42,6 +44,7 @@ export class StepUpService {
         id: randomBytes(24).toString("base64url"),
         requestId: subject.requestId,
         heldId: subject.heldId,
+        reveal: subject.reveal ?? null,
         approverId: approver.id,
         createdAt: now,
         expiresAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
@@ -54,7 +57,7 @@ export class StepUpService {
       requestId: subject.requestId,
       grantId: subject.grantId,
       sessionId: subject.sessionId ?? null,
-      data: { expiresAt: iso(challenge!.expiresAt), ...(subject.heldId ? { heldId: subject.heldId } : {}) },
+      data: { expiresAt: iso(challenge!.expiresAt), ...(subject.heldId ? { heldId: subject.heldId } : {}), ...(subject.reveal ? { reveal: subject.reveal } : {}) },
     });
     return challenge!;
   }
@@ -66,10 +69,10 @@ export class StepUpService {
    * the login behind it fresh: `auth_time` no earlier than the challenge and within
    * `oidc.stepUpMaxAge`.
    */
-  async complete(tx: Executor, proof: StepUpProof, subject: Pick<StepUpSubject, "requestId" | "heldId">, approver: Person, now: Date): Promise<{ authTime: string }> {
+  async complete(tx: Executor, proof: StepUpProof, subject: Pick<StepUpSubject, "requestId" | "heldId" | "reveal">, approver: Person, now: Date): Promise<{ authTime: string }> {
     const [challenge] = await tx.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, proof.challengeId)).for("update");
-    if (!challenge || challenge.requestId !== subject.requestId || challenge.heldId !== subject.heldId) {
-      throw new StepUpRefused(`this sign-in link is not for this ${subject.heldId ? "held statement" : "request"}`);
+    if (!challenge || challenge.requestId !== subject.requestId || challenge.heldId !== subject.heldId || (challenge.reveal ?? null) !== (subject.reveal ?? null)) {
+      throw new StepUpRefused(`this sign-in link is not for this ${subject.reveal ? "reveal" : subject.heldId ? "held statement" : "request"}`);
     }
     if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");
     if (challenge.expiresAt.getTime() <= now.getTime()) throw new StepUpRefused("this sign-in link has expired; click Approve again for a new one");

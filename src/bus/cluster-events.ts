@@ -57,10 +57,13 @@ export class ClusterEvents {
     // Subscribing before the connection is ready would race its own connection set-up.
     if (this.subscriber.status !== "ready") await once(this.subscriber, "ready");
     await this.subscriber.subscribe(this.channel);
-    this.#detach = local.onAny(async (event) => {
-      const envelope: Envelope = { origin: this.replicaId, ...(this.ownership ? { deployment: this.ownership.deploymentId } : {}), event };
-      await this.publisher.publish(this.channel, JSON.stringify(envelope));
-    });
+    this.#detach = local.onAny((event) => this.publish(event));
+  }
+
+  /** Sends one event to every replica (a command-line run that is no replica uses it alone, without start). */
+  async publish(event: BrokerEvent): Promise<void> {
+    const envelope: Envelope = { origin: this.replicaId, ...(this.ownership ? { deployment: this.ownership.deploymentId } : {}), event };
+    await this.publisher.publish(this.channel, JSON.stringify(envelope));
   }
 
   async stop(): Promise<void> {

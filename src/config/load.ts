@@ -34,9 +34,9 @@ function describe(issue: z.core.$ZodIssue, unset: Map<string, string>, fromEnv: 
     const variable = unset.get(path);
     return [`${path}: ${issue.message}${variable ? ` (environment variable ${variable} is not set)` : ""}`];
   }
-  // Values that came from the environment are usually secrets: never echo them.
+  // Values that came from the environment are usually secrets: never echo them; nor a seal key written in the file.
   const received =
-    issue.input === undefined || typeof issue.input === "object" || fromEnv.has(path)
+    issue.input === undefined || typeof issue.input === "object" || fromEnv.has(path) || /^audit\.(sealKey|retiredSealKeys\[\d+\])\.key$/.test(path)
       ? ""
       : ` (got ${JSON.stringify(issue.input)})`;
   const message = issue.message.startsWith('"') ? issue.message : `${issue.message}${received}`;

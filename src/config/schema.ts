@@ -39,6 +39,14 @@ export const isLoopbackListen = (address: string) => /^(127\.\d{1,3}\.\d{1,3}\.\
 
 const nonEmpty = z.string().min(1, { message: "must not be empty" });
 
+/** A seal key: an id (kept with what it sealed, so keys can be rotated) and base64 of 32 random bytes. */
+const sealKey = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { message: "expected a key id of letters, digits, '.', '_' or '-' (like k1)" }),
+  key: z.string().refine((text) => /^[A-Za-z0-9+/]+={0,2}$/.test(text.trim()) && Buffer.from(text.trim(), "base64").length === 32, {
+    message: "expected base64 of 32 random bytes (openssl rand -base64 32)",
+  }),
+});
+
 const BYTE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
 
 /** A size in bytes: a number, or text like `256MiB`, `64KiB`, `1GiB`, `500MB`. */
@@ -250,6 +258,19 @@ const postgresTarget = z.strictObject({
     unverifiable: BASELINE_SQL_RULES.unverifiable,
   }),
   mask: z.array(maskRule).default([]),
+  /**
+   * What each statement's record keeps of its result (issue 16): the rows as the client received
+   * them (masked), up to `rows` rows and `bytes` bytes of values; `0` (or `rows: 0`) keeps nothing.
+   */
+  record: z
+    .union([
+      z.literal(0).transform(() => ({ rows: 0, bytes: 0 })),
+      z.strictObject({
+        rows: z.number({ error: "expected a whole number of rows (0: keep none)" }).int().min(0, { message: "expected a whole number of rows (0: keep none)" }).default(100),
+        bytes: z.union([z.literal(0), byteSize]).default(64 * 1024),
+      }),
+    ], { error: "expected { rows: 100, bytes: 64KiB } or 0 (keep no result rows)" })
+    .default({ rows: 100, bytes: 64 * 1024 }),
 });
 
 const sshTarget = z.strictObject({
@@ -453,8 +474,21 @@ export const configSchema = z
               .refine((bytes) => bytes >= 16 * 1024, { message: "must be at least 16KiB" }),
           })
           .prefault({}),
+        /**
+         * The key-encryption key that seals the originals of masked values in recorded results
+         * (issue 16): `{ id: k2, key: ${JITGATE_SEAL_KEY} }`, the key base64 of 32 bytes. Absent:
+         * originals are not kept at all.
+         */
+        sealKey: sealKey.optional(),
+        /** Earlier seal keys: still open the sessions sealed under them, never seal anything new. */
+        retiredSealKeys: z.array(sealKey).default([]),
       })
-      .prefault({}),
+      .prefault({})
+      .superRefine((audit, ctx) => {
+        const ids = [audit.sealKey, ...audit.retiredSealKeys].filter((k) => k !== undefined).map((k) => k.id);
+        const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+        if (twice !== undefined) ctx.addIssue({ code: "custom", path: ["retiredSealKeys"], message: `names the seal key id "${twice}" twice: every key needs an id of its own` });
+      }),
     targets: z.array(target).default([]),
     /** On-call providers that auto-approval rules ask (`autoApprove[].onCall`). */
     onCall: z

@@ -295,6 +295,41 @@ export const sessionStatements = pgTable(
   (t) => [primaryKey({ columns: [t.sessionId, t.seq] })],
 );
 
+/**
+ * What a statement returned, as the client received it (issue 16): the result's columns and its rows
+ * (masked), up to the target's `record` caps. `data` is base64 of the rows as deflated JSON; `cut`
+ * says the caps stopped it before `rowsTotal`. `sealed` holds the originals of the masked values of
+ * the kept rows, AES-256-GCM under the session's data key (session_seal_keys): base64, never plain.
+ */
+export const statementResults = pgTable(
+  "statement_results",
+  {
+    sessionId: text("session_id")
+      .notNull()
+      .references(() => sessions.id),
+    seq: integer("seq").notNull(),
+    columns: jsonb("columns").$type<{ name: string; dataTypeID: number; format: number }[]>().notNull(),
+    data: text("data").notNull(),
+    rowsKept: integer("rows_kept").notNull(),
+    rowsTotal: integer("rows_total").notNull(),
+    cut: boolean("cut").notNull(),
+    sealed: text("sealed"),
+  },
+  (t) => [primaryKey({ columns: [t.sessionId, t.seq] })],
+);
+
+/**
+ * A session's data key, wrapped by the seal key `keyId` (audit.sealKey, or a retired one): what
+ * opens its statements' sealed originals. Useless without the key, which only the configuration holds.
+ */
+export const sessionSealKeys = pgTable("session_seal_keys", {
+  sessionId: text("session_id")
+    .primaryKey()
+    .references(() => sessions.id),
+  keyId: text("key_id").notNull(),
+  wrapped: text("wrapped").notNull(),
+});
+
 export const heldStatements = pgTable(
   "held_statements",
   {
@@ -465,6 +500,8 @@ export const stepUpChallenges = pgTable(
       .references(() => people.id),
     /** Set when the approval waiting for the sign-in is of a held statement (in `requestId`'s thread), not of the request. */
     heldId: text("held_id").references(() => heldStatements.id),
+    /** Set when the sign-in is for revealing sealed results: `<session id>#<seq>` (never an approval). */
+    reveal: text("reveal"),
     /** The OAuth `state`, PKCE verifier and nonce of the authorization request made for it. */
     state: text("state").unique(),
     codeVerifier: text("code_verifier"),

@@ -27,6 +27,9 @@ export const REDACTED_PATHS = [
   "config.slack",
   "config.teams",
   "config.oidc.clientSecret",
+  // The seal keys (issue 16): whoever has one and the database reads every sealed original.
+  "config.audit.sealKey",
+  "config.audit.retiredSealKeys",
   // Their URLs may carry a password.
   "config.database",
   "config.redis",

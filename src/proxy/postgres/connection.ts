@@ -8,6 +8,7 @@ import { openUpstream, type UpstreamSession, type UpstreamTarget } from "./upstr
 import { endUpstreamBackend } from "./backend-termination.js";
 import type { EndReason } from "../live-sessions.js";
 import type { AttachedFunction } from "../../rules/sql-classifier.js";
+import type { ResultCapture } from "./result-capture.js";
 import { pinnedSettingChange, upstreamStartupParams } from "./session-settings.js";
 import { fatalFieldsOf, PgRelay, ProxyRefusal, type RelayIo } from "./relay.js";
 
@@ -87,6 +88,8 @@ export interface SessionHooks {
   onRowDescription(fields: { name: string; dataTypeID: number; format: 0 | 1 }[]): RowMasker | undefined;
   /** Present on targets with masking rules; then it, not onRowDescription, masks. */
   masking?: SessionMasking | undefined;
+  /** Keeps each statement's result rows for the record (issue 16); absent when the target keeps none. */
+  capture?: ResultCapture | undefined;
   /** Redacts bind parameters for the record. */
   redactParameters(values: (Buffer | null)[], formats: number[]): (string | null)[];
   onClose(summary: ConnectionSummary): Promise<void>;

@@ -1,3 +1,4 @@
+import type { ResultCapture } from "./result-capture.js";
 import { serialize } from "pg-protocol";
 import {
   BackendReader,
@@ -163,6 +164,8 @@ export class PgRelay {
   #seq = 0;
   #masker: RowMasker | undefined;
   readonly #maskCounts = { masked: 0 };
+  /** Keeps results for the record (issue 16): fed at RowDescription, each DataRow sent, completion and ReadyForQuery. */
+  readonly #capture: ResultCapture | undefined;
 
   /**
    * `reader` frames the client's bytes (the connection's, past the start-up phase: bytes it has
@@ -175,6 +178,7 @@ export class PgRelay {
   ) {
     this.#session = session;
     this.#masking = session.masking;
+    this.#capture = session.capture;
     this.#reader = options.reader;
     this.#summary = options.summary;
   }
@@ -650,6 +654,8 @@ export class PgRelay {
             const masked = this.#maskRow(frame);
             if (masked !== frame) replaced = masked;
           }
+          // Result capture (issue 16): the row as sent, and its original when masking changed it.
+          if (this.#capture?.open) this.#capture.row(replaced ?? buffer.subarray(start, end), replaced ? buffer.subarray(start, end) : undefined);
         } else if (type !== BackendType.CopyData) {
           const frame = buffer.subarray(start, end);
           if (type === BackendType.ParameterStatus && this.#pinnedSettingChanged(frame)) replaced = null;
@@ -807,6 +813,7 @@ export class PgRelay {
     if (this.#swallowed(type)) return null;
     const masking = this.#masking!;
     if (type === BackendType.RowDescription || type === BackendType.NoData) {
+      if (type === BackendType.RowDescription) this.#capture?.columns(frame); // result capture
       // A Describe of a later batch is not answered yet: this result is a simple Query's, pipelined
       // before it (its rows must be masked, not passed as the answer to that Describe).
       const describe = this.#describes[0]?.sync === this.#syncsAnswered + 1 ? this.#describes.shift() : undefined;
@@ -844,11 +851,15 @@ export class PgRelay {
 
   #inspect(type: number, frame: Buffer): Buffer {
     switch (type) {
-      case BackendType.DataRow:
+      case BackendType.DataRow: {
         this.#countRow();
-        return this.#masker ? this.#maskRow(frame) : frame;
+        const sent = this.#masker ? this.#maskRow(frame) : frame;
+        if (this.#capture?.open) this.#capture.row(sent, sent !== frame ? frame : undefined); // result capture
+        return sent;
+      }
       case BackendType.RowDescription:
         this.#masker = this.#session!.onRowDescription(decodeRowDescription(frame));
+        this.#capture?.columns(frame); // result capture
         return frame;
       case BackendType.CommandComplete: {
         const tag = decodeCommandTag(frame);
@@ -873,6 +884,7 @@ export class PgRelay {
         this.#syncsAnswered += 1;
         while (this.#inflight.length > 0 && this.#inflight[0]!.sync <= this.#syncsAnswered) this.#finishInflight(this.#inflight.shift()!);
         this.#masker = undefined;
+        this.#capture?.idle(); // result capture
         return frame;
       default:
         return frame;
@@ -883,6 +895,7 @@ export class PgRelay {
     const current = this.#inflight[0];
     if (!current) return;
     const seq = current.seqs[current.next];
+    this.#capture?.complete(seq, current.rows); // result capture
     if (seq !== undefined) {
       this.#session!.onStatementEnd({
         seq,

@@ -24,6 +24,9 @@ import { cancelUpstream, parseUpstreamUrl } from "./upstream.js";
 import { AttachedFunctions } from "./attached-functions.js";
 import { ClassificationCache } from "./classification-cache.js";
 import { MaskingSession } from "./masking-session.js";
+import { ResultCapture } from "./result-capture.js";
+import { encodeResult } from "../../broker/results.js";
+import { sealResult } from "../../infra/seal.js";
 import { listenOn } from "../../infra/listen.js";
 import type { OidcVerifier } from "../../oidc/verifier.js";
 import { Admission, AdmissionRefused, type RefusalCode } from "../admission.js";
@@ -260,11 +263,13 @@ export class PgProxyServer {
     const maskingSession = runtime.config.mask.length > 0 ? new MaskingSession(masking, upstreamTarget) : undefined;
     // Statements that attach a function of the catalog (CREATE TRIGGER …) are decided by its body too.
     const attachedFunctions = new AttachedFunctions(upstreamTarget, runtime.rules);
+    const capture = this.#capture(runtime, session.id);
     const recordedText = (text: string) => (masking.detectors ? (masking.detectors.mask(Buffer.from(text, "utf8"))?.toString("utf8") ?? text) : text);
 
     const hooks: SessionHooks = {
       upstream: upstreamTarget,
       masking: maskingSession,
+      capture,
       attach: (end) => admitted.attach(end),
       classify(sql) {
         const result = runtime.cache.get(sql);
@@ -315,6 +320,36 @@ export class PgProxyServer {
       },
     };
     return hooks;
+  }
+
+  /**
+   * The session's result capture (issue 16), or none when the target keeps no rows. The originals
+   * of masked values are sealed under a data key of the session's own, made (and its wrapped form
+   * journaled) at the first result that has any; without a seal key they are dropped.
+   */
+  #capture(runtime: TargetRuntime, sessionId: string): ResultCapture | undefined {
+    const caps = runtime.config.record;
+    if (caps.rows === 0 || caps.bytes === 0) return undefined;
+    const { statements } = this.options;
+    const keyring = this.options.broker.results.keyring;
+    let dataKey: Buffer | undefined;
+    const seal = keyring.current
+      ? (seq: number, plain: Buffer) => {
+          if (!dataKey) {
+            const made = keyring.newDataKey(sessionId)!;
+            dataKey = made.dataKey;
+            statements.recordSealKey({ sessionId, keyId: made.keyId, wrapped: made.wrapped.toString("base64") });
+          }
+          return sealResult(dataKey, sessionId, seq, plain);
+        }
+      : undefined;
+    return new ResultCapture(caps, (result) => {
+      try {
+        statements.recordResult(encodeResult(sessionId, result, seal));
+      } catch (error) {
+        this.options.onError?.(error, "result record");
+      }
+    });
   }
 
   /** Holds a statement and waits for its decision from any replica, or its timeout. */
