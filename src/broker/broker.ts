@@ -196,6 +196,14 @@ export class Broker {
     return this.results.reveal(auditor, input);
   }
 
+  /**
+   * Finishes the reveal a fresh sign-in was for (the challenge `revealResults` opened): that
+   * session's statement, with the reason the auditor gave when asking.
+   */
+  completeRevealSignIn(auditor: Person, proof: StepUpProof): Promise<{ sessionId: string; seq: number; reason: string; outcome: RevealOutcome }> {
+    return this.results.completeSignIn(auditor, proof);
+  }
+
   loginOf(person: Person): string {
     return this.people.loginOf(person);
   }

@@ -221,12 +221,28 @@ export class ResultsService {
    * only; the call with its proof reveals. Each reveal is a `results.revealed` audit event (who,
    * which session and statement, why) and a post in the request's thread.
    */
+  /**
+   * Finishes the reveal a step-up sign-in was asked for (a challenge opened by `reveal`): the
+   * statement and the reason stored with the challenge, by the auditor who asked.
+   */
+  async completeSignIn(auditor: Person, proof: StepUpProof): Promise<{ sessionId: string; seq: number; reason: string; outcome: RevealOutcome }> {
+    const challenge = await this.stepUp.challenge(proof.challengeId);
+    const match = challenge.reveal ? /^(.+)#(\d{1,9})$/.exec(challenge.reveal) : null;
+    if (!match) throw new RevealRefused("this sign-in link is not for a reveal");
+    const sessionId = match[1]!;
+    const seq = Number(match[2]);
+    // The reveal the auditor asked for, with the reason they gave then: nothing from the callback's URL.
+    const reason = challenge.revealReason ?? "";
+    const outcome = await this.reveal(auditor, { sessionId, seq, reason, stepUp: proof });
+    return { sessionId, seq, reason, outcome };
+  }
+
   async reveal(auditor: Person, input: { sessionId: string; seq: number; reason: string; stepUp?: StepUpProof | undefined }): Promise<RevealOutcome> {
     const reason = input.reason.trim();
     if (!(await this.#isAuditor(auditor))) throw new NotAnAuditor();
     if (reason === "") throw new RevealRefused("a reveal needs a stated reason");
     const { session, requestId } = await this.#session(input.sessionId);
-    const subject = { requestId, heldId: null, target: session.target, grantId: session.grantId, sessionId: session.id, reveal: `${session.id}#${input.seq}` };
+    const subject = { requestId, heldId: null, target: session.target, grantId: session.grantId, sessionId: session.id, reveal: `${session.id}#${input.seq}`, revealReason: reason };
     const [stored] = await this.ctx.db
       .select({ sealed: statementResults.sealed })
       .from(statementResults)

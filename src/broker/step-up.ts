@@ -17,6 +17,8 @@ export interface StepUpSubject {
   sessionId?: string | null;
   /** A reveal of sealed results (`<session id>#<seq>`), not an approval: its link serves that reveal only. */
   reveal?: string | null;
+  /** The reason given for that reveal: the sign-in completes the reveal with this reason only. */
+  revealReason?: string | null;
 }
 
 /**
@@ -45,6 +47,7 @@ export class StepUpService {
         requestId: subject.requestId,
         heldId: subject.heldId,
         reveal: subject.reveal ?? null,
+        revealReason: subject.reveal ? (subject.revealReason ?? null) : null,
         approverId: approver.id,
         createdAt: now,
         expiresAt: new Date(now.getTime() + STEP_UP_LINK_TTL_MS),
@@ -69,9 +72,16 @@ export class StepUpService {
    * the login behind it fresh: `auth_time` no earlier than the challenge and within
    * `oidc.stepUpMaxAge`.
    */
-  async complete(tx: Executor, proof: StepUpProof, subject: Pick<StepUpSubject, "requestId" | "heldId" | "reveal">, approver: Person, now: Date): Promise<{ authTime: string }> {
+  async complete(tx: Executor, proof: StepUpProof, subject: Pick<StepUpSubject, "requestId" | "heldId" | "reveal" | "revealReason">, approver: Person, now: Date): Promise<{ authTime: string }> {
     const [challenge] = await tx.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, proof.challengeId)).for("update");
-    if (!challenge || challenge.requestId !== subject.requestId || challenge.heldId !== subject.heldId || (challenge.reveal ?? null) !== (subject.reveal ?? null)) {
+    if (
+      !challenge ||
+      challenge.requestId !== subject.requestId ||
+      challenge.heldId !== subject.heldId ||
+      (challenge.reveal ?? null) !== (subject.reveal ?? null) ||
+      // A reveal's sign-in is for the reason the auditor gave when asking, not another one.
+      (subject.reveal ? (challenge.revealReason ?? null) !== (subject.revealReason ?? null) : false)
+    ) {
       throw new StepUpRefused(`this sign-in link is not for this ${subject.reveal ? "reveal" : subject.heldId ? "held statement" : "request"}`);
     }
     if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");

@@ -502,6 +502,8 @@ export const stepUpChallenges = pgTable(
     heldId: text("held_id").references(() => heldStatements.id),
     /** Set when the sign-in is for revealing sealed results: `<session id>#<seq>` (never an approval). */
     reveal: text("reveal"),
+    /** The reason the auditor gave for that reveal: the sign-in completes this reveal with it, never one given afterwards. */
+    revealReason: text("reveal_reason"),
     /** The OAuth `state`, PKCE verifier and nonce of the authorization request made for it. */
     state: text("state").unique(),
     codeVerifier: text("code_verifier"),

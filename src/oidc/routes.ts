@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import { formatDuration } from "../config/duration.js";
 import type { Config } from "../config/schema.js";
 import { BrokerError, SessionBroker, type Broker, type DecideResult } from "../broker/index.js";
+import { revealedPage } from "../http/audit/results-view.js";
 import { html, page, sendHtml } from "../infra/web/html.js";
 import { sendJson, type HttpServer } from "../infra/web/http-server.js";
 import { callbackUrlOf, finishAuthorization, startAuthorization } from "./authorization.js";
@@ -44,7 +45,7 @@ function notice(res: ServerResponse, status: number, title: string, lines: strin
 
 /**
  * The gateway's OIDC endpoints: `/oidc/config` for the CLI, `/oidc/approve` and `/oidc/callback`
- * for step-up approval, `/oidc/login` and `/oidc/logout` for the console. The callback tells a
+ * for step-up approval (and an auditor's reveal on a `stepUp` target), `/oidc/login` and `/oidc/logout` for the console. The callback tells a
  * step-up login from a console login by where its `state` is kept (the challenge row, or Redis).
  */
 export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): void {
@@ -90,6 +91,14 @@ export function mountOidcRoutes(http: HttpServer, options: OidcRoutesOptions): v
         if (!token.authTime) throw new OidcError("oidc_login_failed", "the provider did not say when you signed in (auth_time), so the sign-in cannot count as fresh");
         // The fresh sign-in's groups count for this approval (an approver by group:… who left it is one no more).
         const person = await identifyVerified(broker, token);
+        if (challenge.reveal) {
+          // An auditor's reveal of sealed results on a stepUp target: the statement and reason stored with the challenge.
+          const done = await broker.completeRevealSignIn(person, { challengeId: challenge.id, authTime: token.authTime });
+          if (done.outcome.kind !== "revealed") throw new OidcError("oidc_login_failed", "the reveal still asks for a sign-in");
+          const { result, revealed, keyId } = done.outcome;
+          const body = revealedPage({ sessionId: done.sessionId, seq: done.seq, reason: done.reason, result, revealed, keyId, by: person.displayName, signedInAs: token.email });
+          return sendHtml(res, 200, page({ title: `Revealed: statement ${done.seq} of ${done.sessionId}`, body, section: "audit", head: html`<link rel="stylesheet" href="/audit/assets/audit.css">` }), { "referrer-policy": "no-referrer" });
+        }
         if (challenge.heldId) {
           // The approval of a statement or command held in the request's thread.
           const held = await new SessionBroker(broker).approveWithStepUp(person, { challengeId: challenge.id, authTime: token.authTime });

@@ -2,6 +2,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { searchAudit } from "../../broker/audit.js";
 import { auditChoices, heldDetail, recordingHeads, requestScope, requestsOfGrants, requestTimeline, sessionDetail, sessionScope, sessionRecording } from "../../broker/audit-queries.js";
 import type { Broker } from "../../broker/broker.js";
+import { BrokerError, NotAnAuditor, ResultsNotVisible, RevealRefused } from "../../broker/index.js";
+import { SealError } from "../../infra/seal.js";
+import { csrfSecret, csrfToken, csrfValid, CSRF_FIELD, FormError, readForm, viewerPurpose } from "../../infra/web/forms.js";
 import type { ConsoleAuth, ConsoleViewer } from "../../infra/web/console-auth.js";
 import { html, page, sendHtml, type Html } from "../../infra/web/html.js";
 import type { HttpServer } from "../../infra/web/http-server.js";
@@ -10,7 +13,8 @@ import { castText } from "./cast-text.js";
 import { heldPage } from "./held-page.js";
 import { requestPage } from "./request-page.js";
 import { PAGE_SIZE, parseSearch, searchFormOf, searchPage } from "./search-page.js";
-import { sessionPage } from "./session-page.js";
+import { REASON_FIELD, revealedPage } from "./results-view.js";
+import { sessionPage, type SessionResults } from "./session-page.js";
 
 export interface AuditPagesOptions {
   broker: Broker;
@@ -52,6 +56,8 @@ export function mountAuditPages(http: HttpServer, options: AuditPagesOptions): v
   const pages = new AuditPages(options);
   http.route("GET", "/audit", (req, res) => pages.handle(req, res));
   http.routePrefix("GET", "/audit/", (req, res) => pages.handle(req, res));
+  // An auditor's reveal of one statement's sealed originals: POST /audit/sessions/<id>/results/<seq>/reveal.
+  http.routePrefix("POST", "/audit/sessions/", (req, res) => pages.reveal(req, res));
 }
 
 class AuditPages {
@@ -85,7 +91,7 @@ class AuditPages {
     }
     if (section === "held") return this.#held(res, viewer, id, sub, file, mayView);
     if (section === "sessions" && !mayView(await sessionScope(this.#db, id))) return this.#notFound(res, viewer);
-    if (section === "sessions" && !sub) return this.#session(res, viewer, id, url.searchParams);
+    if (section === "sessions" && !sub) return this.#session(req, res, viewer, auditor, id, url.searchParams);
     if (section === "sessions" && sub === "recordings" && file) {
       const match = /^([1-9][0-9]{0,5})\.cast$/.exec(file);
       const recording = match ? await sessionRecording(this.#db, id, Number(match[1])) : undefined;
@@ -130,7 +136,7 @@ class AuditPages {
     return this.#send(res, viewer, "Audit log", body);
   }
 
-  async #session(res: ServerResponse, viewer: ConsoleViewer, id: string, params: URLSearchParams): Promise<void> {
+  async #session(req: IncomingMessage, res: ServerResponse, viewer: ConsoleViewer, auditor: boolean, id: string, params: URLSearchParams): Promise<void> {
     const after = params.get("after");
     const afterSeq = after !== null && /^\d{1,9}$/.test(after) ? Number(after) : undefined;
     // Read through the journal: every statement recorded before this request is shipped first, or the page says it cannot show them all.
@@ -147,7 +153,77 @@ class AuditPages {
 <script src="/audit/assets/asciinema-player.min.js" defer></script>
 <script src="/audit/assets/replay.js" defer></script>`
       : undefined;
-    return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq, shipped ? undefined : UNSHIPPED_NOTE), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+    const results = await this.#results(req, res, viewer, auditor, id, detail.session.protocol === "postgres");
+    return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq, shipped ? undefined : UNSHIPPED_NOTE, results), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
+  }
+
+  /**
+   * The session's recorded results (masked) as the broker gives them to this viewer, and for an
+   * auditor the CSRF token of the reveal forms. None when the broker says the viewer may not see them.
+   */
+  async #results(req: IncomingMessage, res: ServerResponse, viewer: ConsoleViewer, auditor: boolean, id: string, postgres: boolean): Promise<SessionResults | undefined> {
+    if (!postgres) return undefined;
+    let results;
+    try {
+      results = await this.options.broker.sessionResults(viewer.person, id);
+    } catch (error) {
+      if (error instanceof ResultsNotVisible) return undefined;
+      throw error;
+    }
+    const bySeq = new Map(results.map((r) => [r.seq, r]));
+    const reveal = auditor && results.some((r) => r.sealed) ? { hidden: { [CSRF_FIELD]: csrfToken(csrfSecret(req, res, this.options.auth.cookies), viewerPurpose(viewer)) } } : undefined;
+    return { bySeq, reveal };
+  }
+
+  /**
+   * An auditor's reveal of one statement (`POST /audit/sessions/<id>/results/<seq>/reveal`, a form
+   * with the CSRF token and a reason): the statement's rows with the originals, never cached; on a
+   * `stepUp` target a redirect to the fresh sign-in, whose callback finishes this reveal. Anyone
+   * who is not an auditor gets the same 404 as for an unknown session, and nothing is recorded.
+   */
+  async reveal(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const match = /^\/audit\/sessions\/([A-Za-z0-9_-]{1,64})\/results\/([1-9][0-9]{0,8})\/reveal$/.exec(url.pathname);
+    const viewer = await this.options.auth.viewerOf(req);
+    if (!viewer) return this.options.auth.challenge(req, res, match ? `/audit/sessions/${match[1]!}` : "/audit");
+    if (!match) return this.#notFound(res, viewer);
+    const sessionId = match[1]!;
+    const seq = Number(match[2]);
+    let form: URLSearchParams;
+    try {
+      form = await readForm(req);
+    } catch (error) {
+      if (!(error instanceof FormError)) throw error;
+      return this.#refused(res, viewer, error.status, "Bad request", error.message, sessionId);
+    }
+    if (!csrfValid(req, form, viewerPurpose(viewer), this.options.auth.cookies)) {
+      return this.#refused(res, viewer, 403, "Refused", "This form has expired or did not come from the audit pages (CSRF check). Nothing was revealed.", sessionId);
+    }
+    // Checked before anything else the broker does: to a non-auditor this session is one they cannot see.
+    if (!(await this.options.broker.isAuditor(viewer.person))) return this.#notFound(res, viewer);
+    const reason = (form.get(REASON_FIELD) ?? "").trim();
+    if (reason === "") return this.#refused(res, viewer, 400, "A reason is needed", "Say why you reveal these originals (a ticket or case and the purpose). Nothing was revealed.", sessionId);
+    try {
+      const outcome = await this.options.broker.revealResults(viewer.person, { sessionId, seq, reason });
+      if (outcome.kind === "step-up-needed") {
+        res.writeHead(303, { location: outcome.link, "cache-control": "no-store", "content-length": 0 });
+        res.end();
+        return;
+      }
+      const body = revealedPage({ sessionId, seq, reason, result: outcome.result, revealed: outcome.revealed, keyId: outcome.keyId, by: viewer.displayName });
+      return this.#send(res, viewer, `Revealed: statement ${seq} of ${sessionId}`, body, 200, undefined, { "cache-control": "no-store", "referrer-policy": "no-referrer" });
+    } catch (error) {
+      if (error instanceof NotAnAuditor) return this.#notFound(res, viewer);
+      if (error instanceof RevealRefused) return this.#refused(res, viewer, 400, "Not revealed", capitalize(error.message) + ".", sessionId);
+      if (error instanceof SealError) return this.#refused(res, viewer, 503, "Not revealed", `${capitalize(error.message)}. Nothing was revealed or recorded.`, sessionId);
+      if (error instanceof BrokerError) return this.#refused(res, viewer, 403, "Not revealed", capitalize(error.message) + ".", sessionId);
+      throw error;
+    }
+  }
+
+  #refused(res: ServerResponse, viewer: ConsoleViewer, status: number, title: string, message: string, sessionId: string): void {
+    const body = html`<div class="audit"><p class="back"><a href="/audit/sessions/${encodeURIComponent(sessionId)}">← Session ${sessionId}</a></p><h1>${title}</h1><p role="alert">${message}</p></div>`;
+    this.#send(res, viewer, title, body, status, undefined, { "cache-control": "no-store" });
   }
 
   /**
@@ -204,3 +280,5 @@ class AuditPages {
     res.end(asset.body);
   }
 }
+
+const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);

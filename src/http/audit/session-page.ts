@@ -1,7 +1,15 @@
 import type { HeldOutcome, SessionDetail, StatementRow } from "../../broker/audit-queries.js";
 import { formatDuration } from "../../config/duration.js";
 import { html, type Html } from "../../infra/web/html.js";
+import type { StatementResult } from "../../broker/index.js";
 import { actorName, chainMark, describeEvent, heldOutcomeText, requestLink, utc } from "./event-text.js";
+import { resultBlock, type RevealForm } from "./results-view.js";
+
+/** A session's recorded results for the page: by statement, and the reveal form when the viewer is an auditor. */
+export interface SessionResults {
+  bySeq: Map<number, StatementResult>;
+  reveal: RevealForm | undefined;
+}
 
 export function castHref(sessionId: string, channel: number): string {
   return `/audit/sessions/${encodeURIComponent(sessionId)}/recordings/${channel}.cast`;
@@ -14,6 +22,7 @@ export function sessionPage(
   afterSeq: number | undefined,
   /** The statement timeline cannot be shown whole now (part of it is still in the audit journal). */
   unshipped?: string,
+  results?: SessionResults,
 ): Html {
   const { session, person } = detail;
   const held = new Map<string, HeldOutcome>(detail.held.map((h) => [h.id, h]));
@@ -31,7 +40,7 @@ export function sessionPage(
   <dt>Grant</dt><dd>${session.grantId}</dd>
 </dl>
 ${summary(session.summary, session.protocol)}
-${session.protocol === "postgres" ? (unshipped ? html`<h2>Statements</h2><p class="none" role="status">${unshipped}</p>` : statements(detail, held, afterSeq)) : recordings(detail, recordingText)}
+${session.protocol === "postgres" ? (unshipped ? html`<h2>Statements</h2><p class="none" role="status">${unshipped}</p>` : statements(detail, held, afterSeq, results)) : recordings(detail, recordingText)}
 <h2>Events</h2>
 ${
   detail.events.length === 0
@@ -76,7 +85,7 @@ function verdict(row: StatementRow, held: Map<string, HeldOutcome>): Html {
   }`;
 }
 
-function statements(detail: SessionDetail, held: Map<string, HeldOutcome>, afterSeq: number | undefined): Html {
+function statements(detail: SessionDetail, held: Map<string, HeldOutcome>, afterSeq: number | undefined, results: SessionResults | undefined): Html {
   const rows = detail.statements;
   const base = `/audit/sessions/${encodeURIComponent(detail.session.id)}`;
   if (rows.length === 0) return html`<h2>Statements</h2><p class="none">${afterSeq === undefined ? "No statement was recorded." : "No more statements."}</p>`;
@@ -96,10 +105,17 @@ ${rows.map(
 <td data-label="Duration" class="num">${row.durationMs ?? ""}</td>
 <td data-label="Rows" class="num">${row.rows ?? ""}</td>
 <td data-label="Result"><span class="nowrap">${row.commandTag ?? ""}</span>${row.error ? html`<span class="outcome outcome-denied">${row.error}</span>` : ""}</td>
-</tr>`,
+</tr>${resultRow(detail.session.id, row.seq, results)}`,
 )}
 </tbody></table></div>
 <nav class="pager" aria-label="Statement pages">${afterSeq !== undefined ? html`<a href="${base}">First statements</a>` : ""}${detail.moreStatements ? html`<a href="${base}?after=${rows[rows.length - 1]!.seq}" rel="next">Later statements</a>` : ""}</nav>`;
+}
+
+/** The row under a statement with its recorded result, when one was kept. */
+function resultRow(sessionId: string, seq: number, results: SessionResults | undefined): Html | string {
+  const result = results?.bySeq.get(seq);
+  if (!result) return "";
+  return html`<tr class="result-row"><td colspan="9" data-label="Recorded result">${resultBlock(sessionId, result, results?.reveal)}</td></tr>`;
 }
 
 function recordings(detail: SessionDetail, recordingText: Map<number, { text: string; truncated: boolean }>): Html {

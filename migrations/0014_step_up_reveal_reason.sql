@@ -1,0 +1,1 @@
+ALTER TABLE "step_up_challenges" ADD COLUMN "reveal_reason" text;
