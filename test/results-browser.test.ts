@@ -175,6 +175,12 @@ describe("recorded results and reveal in the audit pages", () => {
     expect(await page.locator("table.result-rows mark.revealed").count()).toBe(5);
     expect(await page.locator(".facts").textContent()).toContain("AUD-31 fraud review");
     await page.screenshot({ path: `${ARTIFACTS}/results-auditor-revealed.png`, fullPage: true });
+    // The session's events now say it: who, which statement, why.
+    await page.goto(`${test.origin}/audit/sessions/${recSession}`);
+    const said = await page.locator("ol.timeline li", { hasText: "results.revealed" }).textContent();
+    expect(said).toContain("Originals revealed of statement 1");
+    expect(said).toContain("AUD-31 fraud review");
+    expect(said).toContain("Auditor");
     await page.context().close();
 
     const events = await revealEvents();

@@ -323,6 +323,9 @@ describe("reading and revealing", () => {
     expect(asked.link).toContain(`/oidc/approve?challenge=${asked.challengeId}`);
     // The grant approval's (used) challenge is no proof for a reveal.
     await expect(broker.revealResults(auditor, { sessionId: vaultSession, seq: 1, reason: "AUD-10", stepUp: { challengeId: challengeId!, authTime: new Date() } })).rejects.toThrow(/not for this reveal|already been used|someone else/);
+    // The sign-in is for the reason given when asking: with another reason it reveals nothing (and the link stays usable).
+    await expect(broker.revealResults(auditor, { sessionId: vaultSession, seq: 1, reason: "AUD-10 and more", stepUp: { challengeId: asked.challengeId, authTime: new Date() } })).rejects.toThrow(/not for this reveal/);
+    expect(challenge!.revealReason).toBe("AUD-10");
     const revealed = await broker.revealResults(auditor, { sessionId: vaultSession, seq: 1, reason: "AUD-10", stepUp: { challengeId: asked.challengeId, authTime: new Date() } });
     expect(revealed.kind === "revealed" && revealed.result.rows).toEqual([
       ["4", email(4)],

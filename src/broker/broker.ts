@@ -16,7 +16,7 @@ import { isApprover, isAuditor, type Identity, type TargetPolicy } from "./polic
 import { RequestsService } from "./requests.js";
 import type { AutoApproved } from "./auto-approval.js";
 import { StepUpService } from "./step-up.js";
-import { ResultsService, type RevealOutcome, type StatementResult } from "./results.js";
+import { ResultsService, type ResultsRange, type RevealOutcome, type StatementResult } from "./results.js";
 import { ThreadStates } from "./thread-state.js";
 import type {
   AccessRequest,
@@ -181,9 +181,9 @@ export class Broker {
 
   /**
    * A session's recorded results, masked (issue 16): for its own person, approvers of its target
-   * and auditors (ResultsNotVisible otherwise). One statement's with `seq`.
+   * and auditors (ResultsNotVisible otherwise). One statement's with `seq`, a range's with `{ from, to }`.
    */
-  sessionResults(viewer: Person, sessionId: string, seq?: number): Promise<StatementResult[]> {
+  sessionResults(viewer: Person, sessionId: string, seq?: ResultsRange): Promise<StatementResult[]> {
     return this.results.results(viewer, sessionId, seq);
   }
 

@@ -9,7 +9,7 @@ export * from "./audit.js";
 export * from "./credentials.js";
 export * from "./sessions.js";
 export * from "./statement-log.js";
-export { NotAnAuditor, RevealRefused, ResultsNotVisible, type RevealOutcome, type StatementResult, type ResultRecord, type SealKeyRecord } from "./results.js";
+export { NotAnAuditor, RevealRefused, ResultsNotVisible, type ResultsRange, type RevealOutcome, type StatementResult, type ResultRecord, type SealKeyRecord } from "./results.js";
 export * from "./ssh-keys.js";
 export * from "./start-time.js";
 export type { OnCallPort, OnCallAnswer, OnCallPerson, OnCallProvider, AutoApproved, RuleFacts } from "./auto-approval.js";

@@ -1,5 +1,5 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { and, asc, eq, or, sql } from "drizzle-orm";
+import { and, asc, eq, gte, lte, or, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.js";
 import { grants, people, sessions, sessionSealKeys, statementResults } from "../db/schema.js";
 import { openResult, SealError, SealKeyring } from "../infra/seal.js";
@@ -115,12 +115,16 @@ export function decodeResult(row: StoredResult): StatementResult {
   return { seq: row.seq, columns: row.columns, rows: decodeRows(row.data), rowsKept: row.rowsKept, rowsTotal: row.rowsTotal, cut: row.cut, sealed: row.sealed !== null };
 }
 
-/** A session's recorded results (masked), in statement order; one statement's with `seq`. */
-export async function resultsOf(db: Executor, sessionId: string, seq?: number): Promise<StatementResult[]> {
+/** Which statements' results: one (`seq`), a range (`from`..`to`, both included), or all of them. */
+export type ResultsRange = number | { from: number; to: number };
+
+/** A session's recorded results (masked), in statement order; one statement's with `seq`, a range's with `{ from, to }`. */
+export async function resultsOf(db: Executor, sessionId: string, seq?: ResultsRange): Promise<StatementResult[]> {
+  const which = seq === undefined ? undefined : typeof seq === "number" ? eq(statementResults.seq, seq) : and(gte(statementResults.seq, seq.from), lte(statementResults.seq, seq.to));
   const rows = await db
     .select()
     .from(statementResults)
-    .where(and(eq(statementResults.sessionId, sessionId), seq === undefined ? undefined : eq(statementResults.seq, seq)))
+    .where(and(eq(statementResults.sessionId, sessionId), which))
     .orderBy(asc(statementResults.seq));
   return rows.map(decodeResult);
 }
@@ -203,7 +207,7 @@ export class ResultsService {
    * A session's recorded results, masked (one statement's with `seq`): for the person who ran the
    * session, approvers of its target and auditors. Nobody sees originals here.
    */
-  async results(viewer: Person, sessionId: string, seq?: number): Promise<StatementResult[]> {
+  async results(viewer: Person, sessionId: string, seq?: ResultsRange): Promise<StatementResult[]> {
     // An unknown session answers as one the viewer may not see: ids are not probed this way.
     const { session } = await this.#session(sessionId).catch(() => {
       throw new ResultsNotVisible(sessionId);

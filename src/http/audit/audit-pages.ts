@@ -153,7 +153,10 @@ class AuditPages {
 <script src="/audit/assets/asciinema-player.min.js" defer></script>
 <script src="/audit/assets/replay.js" defer></script>`
       : undefined;
-    const results = await this.#results(req, res, viewer, auditor, id, detail.session.protocol === "postgres");
+    // Only the results of the statements on this page (a page holds up to 500, each result up to its caps).
+    const seqs = detail.statements.map((s) => s.seq);
+    const range = seqs.length > 0 && detail.session.protocol === "postgres" && shipped ? { from: Math.min(...seqs), to: Math.max(...seqs) } : undefined;
+    const results = range ? await this.#results(req, res, viewer, auditor, id, range) : undefined;
     return this.#send(res, viewer, `Session ${id}`, sessionPage(detail, texts, afterSeq, shipped ? undefined : UNSHIPPED_NOTE, results), 200, head, { "content-security-policy": SESSION_PAGE_CSP });
   }
 
@@ -161,11 +164,10 @@ class AuditPages {
    * The session's recorded results (masked) as the broker gives them to this viewer, and for an
    * auditor the CSRF token of the reveal forms. None when the broker says the viewer may not see them.
    */
-  async #results(req: IncomingMessage, res: ServerResponse, viewer: ConsoleViewer, auditor: boolean, id: string, postgres: boolean): Promise<SessionResults | undefined> {
-    if (!postgres) return undefined;
+  async #results(req: IncomingMessage, res: ServerResponse, viewer: ConsoleViewer, auditor: boolean, id: string, range: { from: number; to: number }): Promise<SessionResults | undefined> {
     let results;
     try {
-      results = await this.options.broker.sessionResults(viewer.person, id);
+      results = await this.options.broker.sessionResults(viewer.person, id, range);
     } catch (error) {
       if (error instanceof ResultsNotVisible) return undefined;
       throw error;

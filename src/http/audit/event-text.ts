@@ -52,7 +52,11 @@ export function describeEvent(row: AuditSearchRow, held: Map<string, HeldOutcome
     case "request.decided":
       return html`${d.verdict === "deny" ? "Denied" : "Approved"}${num(d.approvals) !== undefined ? html` (${d.approvals as number} of ${(d.required as number) ?? "?"})` : ""}${reason ? html`: “${reason}”` : ""}${stepUpNote(d.stepUp)}`;
     case "step_up.challenged":
-      return html`Approve clicked; the approval counts after a fresh sign-in (link valid until ${when(d.expiresAt)})`;
+      return str(d.reveal)
+        ? html`Reveal of statement ${str(d.reveal)!.split("#")[1] ?? "?"} asked; it happens after a fresh sign-in (link valid until ${when(d.expiresAt)})`
+        : html`Approve clicked; the approval counts after a fresh sign-in (link valid until ${when(d.expiresAt)})`;
+    case "results.revealed":
+      return html`<strong>Originals revealed</strong> of statement ${num(d.seq) ?? "?"} (${num(d.values) ?? "?"} masked value${num(d.values) === 1 ? "" : "s"}${str(d.keyId) ? html`, seal key <code>${d.keyId as string}</code>` : ""})${reason ? html`: “${reason}”` : ""}${str(d.stepUpAuthTime) ? html` <span class="note">after a fresh sign-in at ${when(d.stepUpAuthTime)}</span>` : ""}`;
     case "request.approved":
       return html`Request approved`;
     case "request.denied":
