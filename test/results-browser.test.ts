@@ -65,6 +65,7 @@ async function latestSession(): Promise<string> {
 
 /** Page code as strings: tsc here has no DOM types. */
 const ROW_TEXTS = "[...document.querySelectorAll('table.result-rows tbody tr')].map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent))";
+const OVERFLOW_X = "document.documentElement.scrollWidth - document.documentElement.clientWidth";
 const VALUE_MISSING = "document.querySelector('#result-1 input[name=reason]').validity.valueMissing";
 
 const revealEvents = () => test.gateway.storage.db.select().from(auditEvents).where(eq(auditEvents.kind, "results.revealed"));
@@ -164,6 +165,11 @@ describe("recorded results and reveal in the audit pages", () => {
     // Statement 2 has no masked values: its result, and no reveal form.
     expect(await page.locator("#result-2 form.reveal").count()).toBe(0);
     await page.screenshot({ path: `${ARTIFACTS}/results-auditor-masked.png`, fullPage: true });
+    // At phone width the statement is a card and its result a table in it: nothing runs off the side.
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate<number>(OVERFLOW_X)).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: `${ARTIFACTS}/results-auditor-masked-phone.png`, fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     await first.getByLabel(/Reason for revealing/).fill("AUD-31 fraud review");
     const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith(`/results/1/reveal`)), first.getByRole("button", { name: "Reveal originals" }).click()]);

@@ -83,6 +83,13 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
 .audit .player { margin: .5rem 0; max-width: 60rem; }
 .audit details.text-output pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #10151c; color: #e6edf3; padding: .75rem; border-radius: 6px; max-height: 30rem; overflow: auto; }
 .audit details summary { cursor: pointer; padding: .25rem 0; }
+.audit tr.result-row > td { border-top: 0; padding-top: 0; background: #fafbfc; }
+.audit table.result-rows td { white-space: pre-wrap; overflow-wrap: anywhere; }
+.audit mark.revealed { background: #fff2a8; color: inherit; outline: 1px solid #c9a400; }
+.audit form.reveal { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin: .5rem 0; }
+.audit form.reveal label { font-weight: 600; font-size: .85rem; }
+.audit form.reveal input[name="reason"] { flex: 1 1 14rem; min-width: 0; box-sizing: border-box; font: inherit; padding: .4rem .5rem; border: 1px solid #9aa6b5; border-radius: 4px; min-height: 2.4rem; }
+.audit form.reveal .hint { flex-basis: 100%; margin: 0; }
 @media (max-width: 640px) {
   .audit { padding: 0 .6rem 2rem; font-size: 14px; }
   .audit dl.facts { gap: .15rem .75rem; }
@@ -95,6 +102,12 @@ const AUDIT_CSS = `/* The audit pages (works with or without the console's style
   .audit table.stack td::before { content: attr(data-label); position: absolute; left: .6rem; width: 5.5rem; font-weight: 600; color: #4a5566; font-size: .85rem; }
   .audit table.stack td.nowrap, .audit table.stack td time { white-space: normal; }
   .audit table.stack td:empty { display: none; }
+  /* A statement's recorded result under its card: a plain table again, scrolled within its frame. */
+  .audit table.stack tr.result-row > td { padding: .1rem .6rem; }
+  .audit table.stack tr.result-row > td::before, .audit table.stack table.result-rows td::before { content: none; }
+  .audit table.stack table.result-rows thead { position: static; width: auto; height: auto; overflow: visible; clip-path: none; }
+  .audit table.stack table.result-rows tr { display: table-row; padding: 0; }
+  .audit table.stack table.result-rows td { display: table-cell; padding: .3rem .5rem; border-top: 1px solid #e3e7ed; overflow-wrap: anywhere; }
 }
 `;
 

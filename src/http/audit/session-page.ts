@@ -115,7 +115,7 @@ ${rows.map(
 function resultRow(sessionId: string, seq: number, results: SessionResults | undefined): Html | string {
   const result = results?.bySeq.get(seq);
   if (!result) return "";
-  return html`<tr class="result-row"><td colspan="9" data-label="Recorded result">${resultBlock(sessionId, result, results?.reveal)}</td></tr>`;
+  return html`<tr class="result-row"><td colspan="9">${resultBlock(sessionId, result, results?.reveal)}</td></tr>`;
 }
 
 function recordings(detail: SessionDetail, recordingText: Map<number, { text: string; truncated: boolean }>): Html {
