@@ -93,7 +93,7 @@ async function revealFromCli(
   try {
     const outcome = await broker.revealResults(auditor, { sessionId: input.sessionId, seq: input.seq, reason: input.reason });
     if (outcome.kind === "step-up-needed") {
-      process.stderr.write(`revealing on this target needs a fresh sign-in, which this command cannot do; sign in at ${outcome.link} (until ${outcome.expiresAt.toISOString()}) and reveal in the audit pages\n`);
+      process.stderr.write(`revealing on this target needs a fresh sign-in, which this command cannot do; open ${outcome.link} in a browser (until ${outcome.expiresAt.toISOString()}): after the sign-in it shows this statement's originals there, for this reason\n`);
       return 1;
     }
     await Promise.all(sent);

@@ -110,7 +110,9 @@ export class StepUpService {
     const [challenge] = await this.ctx.db.select().from(stepUpChallenges).where(eq(stepUpChallenges.id, challengeId));
     if (!challenge) throw new StepUpRefused("this sign-in link is not known");
     if (challenge.completedAt) throw new StepUpRefused("this sign-in link has already been used");
-    if (challenge.expiresAt.getTime() <= now.getTime()) throw new StepUpRefused("this sign-in link has expired; click Approve again for a new one");
+    if (challenge.expiresAt.getTime() <= now.getTime()) {
+      throw new StepUpRefused(`this sign-in link has expired; ${challenge.reveal ? "ask for the reveal again" : "click Approve again"} for a new one`);
+    }
     return challenge;
   }
 
