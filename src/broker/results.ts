@@ -220,12 +220,6 @@ export class ResultsService {
   }
 
   /**
-   * Reveals the sealed originals of one statement to an auditor, with a stated reason. On a
-   * `stepUp` target the first call answers "step-up needed" with a sign-in link for this reveal
-   * only; the call with its proof reveals. Each reveal is a `results.revealed` audit event (who,
-   * which session and statement, why) and a post in the request's thread.
-   */
-  /**
    * Finishes the reveal a step-up sign-in was asked for (a challenge opened by `reveal`): the
    * statement and the reason stored with the challenge, by the auditor who asked.
    */
@@ -241,6 +235,12 @@ export class ResultsService {
     return { sessionId, seq, reason, outcome };
   }
 
+  /**
+   * Reveals the sealed originals of one statement to an auditor, with a stated reason. On a
+   * `stepUp` target the first call answers "step-up needed" with a sign-in link for this reveal
+   * only; the call with its proof reveals. Each reveal is a `results.revealed` audit event (who,
+   * which session and statement, why) and a post in the request's thread.
+   */
   async reveal(auditor: Person, input: { sessionId: string; seq: number; reason: string; stepUp?: StepUpProof | undefined }): Promise<RevealOutcome> {
     const reason = input.reason.trim();
     if (!(await this.#isAuditor(auditor))) throw new NotAnAuditor();
