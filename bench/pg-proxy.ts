@@ -26,6 +26,7 @@ import { parseConfig } from "../src/config/load.js";
 import { createLogger } from "../src/infra/logger.js";
 import { startGateway } from "../src/main.js";
 import { JournaledStatements } from "../src/broker/statement-journal.js";
+import { ResultCapture } from "../src/proxy/postgres/result-capture.js";
 import { createTestDatabase, REDIS_URL, testPrefix } from "../test/support/databases.js";
 
 const run = promisify(execFile);
@@ -40,8 +41,8 @@ const SCALE = arg("scale", 5);
 
 /**
  * "Relay only, recording off": while the path `jitgate-relay` runs, the audit journal's record and
- * complete are stubbed (in this benchmark process only, never in the product), so the figure is
- * the relay's own cost without recording statements.
+ * complete, and result capture's columns (so no result is kept), are stubbed (in this benchmark
+ * process only, never in the product), so the figure is the relay's own cost without recording.
  */
 let recordingOff = false;
 const realRecord = JournaledStatements.prototype.record;
@@ -51,6 +52,11 @@ JournaledStatements.prototype.record = function (this: JournaledStatements, ...a
 };
 JournaledStatements.prototype.complete = function (this: JournaledStatements, ...args: Parameters<JournaledStatements["complete"]>) {
   if (!recordingOff) realComplete.apply(this, args);
+};
+// Results (issue 16's `record` caps) are recording too: without a result's columns nothing is kept.
+const realColumns = ResultCapture.prototype.columns;
+ResultCapture.prototype.columns = function (this: ResultCapture, ...args: Parameters<ResultCapture["columns"]>) {
+  if (!recordingOff) realColumns.apply(this, args);
 };
 
 interface Result {
