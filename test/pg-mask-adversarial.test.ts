@@ -283,6 +283,52 @@ describe("masked values leave by no other way", () => {
     expectNoLeakInWire();
   });
 
+  it("extended protocol: a Describe of another portal, or of the statement, right before an Execute does not stand in for the Execute's own", async () => {
+    // The relay reuses the client's Describe of the very portal it executes next; an attacker
+    // describes a harmless portal (or the prepared statement) and executes one that reads emails.
+    const { user, password } = await grant();
+    const session = await openUpstream({ host: "127.0.0.1", port: tapPort, user, password, database: "orders-db", sslmode: "disable" }, {});
+    const reader = new BackendReader();
+    const rows: string[] = [];
+    let readies = 0;
+    const done = new Promise<void>((resolve) => {
+      session.socket.on("data", (chunk: Buffer) =>
+        reader.push(chunk, (type, frame) => {
+          if (type === BackendType.DataRow) rows.push(decodeDataRow(frame).map((v) => (v === null ? "NULL" : v.toString())).join("|"));
+          if (type === BackendType.ReadyForQuery && ++readies === 3) resolve();
+        }),
+      );
+    });
+    session.socket.write(
+      Buffer.concat([
+        serialize.parse({ name: "safe", text: "SELECT id FROM orders ORDER BY id" }),
+        serialize.parse({ name: "leak", text: "SELECT email FROM orders ORDER BY id" }),
+        serialize.bind({ statement: "safe", portal: "p_safe" }),
+        serialize.bind({ statement: "leak", portal: "p_leak" }),
+        // Another portal's Describe, right before the Execute.
+        serialize.describe({ type: "P", name: "p_safe" }),
+        serialize.execute({ portal: "p_leak" }),
+        serialize.sync(),
+        // The prepared statement's Describe (same shape as the portal's), right before the Execute.
+        serialize.bind({ statement: "leak", portal: "" }),
+        serialize.describe({ type: "S", name: "leak" }),
+        serialize.execute({ portal: "" }),
+        serialize.sync(),
+        // The portal's own Describe, then a Flush between it and the Execute.
+        serialize.bind({ statement: "leak", portal: "" }),
+        serialize.describe({ type: "P", name: "" }),
+        serialize.flush(),
+        serialize.execute({ portal: "" }),
+        serialize.sync(),
+      ]),
+    );
+    await done;
+    session.socket.end(serialize.end());
+    expect(rows.length).toBe(6);
+    expect(rows.every((row) => row === "***")).toBe(true);
+    expectNoLeakInWire();
+  });
+
   it("nothing stored in the statement log carries the values", async () => {
     const rows = await test.gateway.storage.db.select().from(sessionStatements);
     expect(rows.length).toBeGreaterThan(20);
